@@ -1,0 +1,1 @@
+//! oxcd-mvcc (being written).

@@ -1,0 +1,1 @@
+//! oxcd-proto (being written).

@@ -1,0 +1,1 @@
+//! oxcd-raft (being written).
