@@ -1,0 +1,343 @@
+//! The raft node: a raft-rs `RawNode` owned by one dedicated std thread.
+//!
+//! Threads and channels:
+//! * [`RaftHandle`] (cheap to clone, usable from async code) sends requests
+//!   (propose, read index, peer messages, shutdown) over a std `mpsc`
+//!   channel to the node thread and awaits answers on tokio `oneshot`s.
+//! * The node thread waits on that channel with a timeout until the next
+//!   tick, drains everything queued (so concurrent proposals land in one
+//!   `Ready` and share one fdatasync), ticks, then processes `Ready`s.
+//! * Committed entries go, in log order and only after they are durable in
+//!   the WAL, to a tokio unbounded channel read by the application's applier.
+//! * Status and applied indexes are shared through atomics / a mutex, so
+//!   [`RaftHandle::status`], [`RaftHandle::set_applied`] and
+//!   [`RaftHandle::set_durable_applied`] never wait for the node thread.
+//!
+//! The node stops on [`RaftHandle::shutdown`], when the last handle is
+//! dropped, when the committed-entries receiver is dropped, or on a fatal WAL
+//! error; afterwards every call returns [`RaftError::Stopped`] and the
+//! committed channel closes.
+
+mod error;
+mod logger;
+mod storage;
+#[cfg(test)]
+mod tests;
+mod transport;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use raft::eraftpb::Message;
+use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+
+pub use error::RaftError;
+pub use transport::{NoopTransport, Transport};
+
+use crate::wal::{Wal, WalOptions};
+
+/// Configuration of a raft member.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// This member's raft id (non-zero).
+    pub id: u64,
+    /// All voter ids including this one; used only when the WAL has no
+    /// recorded membership yet (a new cluster).
+    pub peers: Vec<u64>,
+    /// WAL directory, e.g. `<data-dir>/member/wal`.
+    pub wal_dir: PathBuf,
+    /// Tick interval (= etcd `--heartbeat-interval`, default 100ms).
+    pub tick: Duration,
+    /// Election timeout in ticks (etcd election-timeout / heartbeat, default 10).
+    pub election_ticks: usize,
+    /// Heartbeat interval in ticks (1).
+    pub heartbeat_ticks: usize,
+    /// Compact the in-memory log and release WAL segments every this many
+    /// applied entries (0 disables compaction).
+    pub snapshot_count: u64,
+    /// Consistent index durable in the backend: committed entries above it
+    /// are delivered again at start-up.
+    pub applied: u64,
+}
+
+impl RaftConfig {
+    /// A config with etcd-like defaults (100ms tick, 10/1 ticks,
+    /// snapshot every 10 000 entries, nothing applied yet).
+    pub fn new(id: u64, peers: Vec<u64>, wal_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            id,
+            peers,
+            wal_dir: wal_dir.into(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            snapshot_count: 10_000,
+            applied: 0,
+        }
+    }
+}
+
+/// Kind of a committed entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// An application payload (or raft's own no-op, with empty data).
+    Normal,
+    /// A membership change (not produced yet; reserved for multi-member).
+    ConfChange,
+}
+
+/// An entry committed by raft, handed to the applier in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedEntry {
+    /// Raft log index.
+    pub index: u64,
+    /// Raft term the entry was proposed in.
+    pub term: u64,
+    /// Opaque payload; empty for raft's own no-op entries (ignore those).
+    pub data: Vec<u8>,
+    /// Entry kind.
+    pub kind: EntryKind,
+}
+
+/// A point-in-time view of the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// This member's id.
+    pub id: u64,
+    /// Current leader (0 = none known).
+    pub leader_id: u64,
+    /// Current term.
+    pub term: u64,
+    /// Highest committed index.
+    pub commit_index: u64,
+    /// Highest index the applier reported via [`RaftHandle::set_applied`].
+    pub applied_index: u64,
+    /// Whether this member is the leader.
+    pub is_leader: bool,
+}
+
+/// Requests from handles to the node thread.
+pub(crate) enum Request {
+    Propose {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), RaftError>>,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64, RaftError>>,
+    },
+    Step(Box<Message>),
+    Shutdown,
+}
+
+/// State shared between handles and the node thread without locking the
+/// thread itself.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub status: Mutex<RaftStatus>,
+    pub applied: AtomicU64,
+    pub durable_applied: AtomicU64,
+    pub stopped: AtomicBool,
+}
+
+/// Entry point for starting a member. The returned [`RaftHandle`] owns the
+/// node thread: shutting it down, or dropping the last clone, stops it.
+#[derive(Debug)]
+pub struct RaftNode;
+
+impl RaftNode {
+    /// Opens the WAL, rebuilds raft state, and starts the node thread with
+    /// no peer networking ([`NoopTransport`]). Blocks for WAL recovery and
+    /// the first fsyncs; a single voter is leader when this returns.
+    pub fn start(
+        cfg: RaftConfig,
+    ) -> Result<
+        (
+            RaftHandle,
+            tokio_mpsc::UnboundedReceiver<Vec<CommittedEntry>>,
+        ),
+        RaftError,
+    > {
+        Self::start_with_transport(cfg, NoopTransport)
+    }
+
+    /// Like [`RaftNode::start`], sending peer messages through `transport`.
+    pub fn start_with_transport<T: Transport>(
+        cfg: RaftConfig,
+        transport: T,
+    ) -> Result<
+        (
+            RaftHandle,
+            tokio_mpsc::UnboundedReceiver<Vec<CommittedEntry>>,
+        ),
+        RaftError,
+    > {
+        Self::start_with_options(cfg, transport, WalOptions::default())
+    }
+
+    /// Like [`RaftNode::start_with_transport`] with explicit WAL options
+    /// (e.g. a small segment size in tests).
+    pub fn start_with_options<T: Transport>(
+        cfg: RaftConfig,
+        transport: T,
+        wal_opts: WalOptions,
+    ) -> Result<
+        (
+            RaftHandle,
+            tokio_mpsc::UnboundedReceiver<Vec<CommittedEntry>>,
+        ),
+        RaftError,
+    > {
+        validate(&cfg)?;
+        let (wal, contents) = Wal::open_with(&cfg.wal_dir, wal_opts)?;
+        let shared = Arc::new(Shared::default());
+        shared.applied.store(cfg.applied, Ordering::Relaxed);
+        shared.durable_applied.store(cfg.applied, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        let (ctx, crx) = tokio_mpsc::unbounded_channel();
+        let mut w = worker::Worker::new(&cfg, wal, contents, transport, rx, ctx, shared.clone())?;
+        w.bootstrap()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{:x}", cfg.id))
+            .spawn(move || w.run())
+            .map_err(|e| RaftError::InvalidConfig(format!("spawning the raft thread: {e}")))?;
+        let inner = Inner {
+            tx,
+            shared,
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok((
+            RaftHandle {
+                inner: Arc::new(inner),
+            },
+            crx,
+        ))
+    }
+}
+
+fn validate(cfg: &RaftConfig) -> Result<(), RaftError> {
+    if cfg.id == 0 {
+        return Err(RaftError::InvalidConfig("id must be non-zero".into()));
+    }
+    if !cfg.peers.contains(&cfg.id) {
+        return Err(RaftError::InvalidConfig(format!(
+            "peers {:?} do not include id {}",
+            cfg.peers, cfg.id
+        )));
+    }
+    if cfg.tick.is_zero() {
+        return Err(RaftError::InvalidConfig("tick must be positive".into()));
+    }
+    if cfg.heartbeat_ticks == 0 || cfg.election_ticks <= cfg.heartbeat_ticks {
+        return Err(RaftError::InvalidConfig(
+            "election_ticks must be greater than heartbeat_ticks (> 0)".into(),
+        ));
+    }
+    Ok(())
+}
+
+struct Inner {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn send(&self, req: Request) -> Result<(), RaftError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(RaftError::Stopped);
+        }
+        self.tx.send(req).map_err(|_| RaftError::Stopped)
+    }
+
+    fn stop(&self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        // The thread may already be gone; then the send fails harmlessly.
+        let _ = self.tx.send(Request::Shutdown);
+        if let Some(t) = self.thread.lock().take() {
+            if t.join().is_err() {
+                tracing::error!("raft node thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Cloneable handle to a running raft node.
+#[derive(Clone)]
+pub struct RaftHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RaftHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftHandle")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl RaftHandle {
+    /// Hands `data` to raft. Ok means appended to the leader's log (not
+    /// committed): the result comes back through the committed stream.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<(), RaftError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.send(Request::Propose { data, reply })?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// Linearizable read barrier (ReadIndex): returns the commit index the
+    /// caller must wait to see applied before serving a read. Concurrent
+    /// callers are batched into one ReadIndex round.
+    pub async fn read_index(&self) -> Result<u64, RaftError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.send(Request::ReadIndex { reply })?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// Feeds a raft message received from a peer into the node.
+    pub fn step(&self, msg: Message) -> Result<(), RaftError> {
+        self.inner.send(Request::Step(Box::new(msg)))
+    }
+
+    /// The applier reports progress (drives log compaction and status).
+    pub fn set_applied(&self, index: u64) {
+        self.inner.shared.applied.fetch_max(index, Ordering::AcqRel);
+    }
+
+    /// The index durably committed (fsynced) in the backend. WAL segments
+    /// are released only below `min(applied, durable_applied)`.
+    pub fn set_durable_applied(&self, index: u64) {
+        self.inner
+            .shared
+            .durable_applied
+            .fetch_max(index, Ordering::AcqRel);
+    }
+
+    /// Current status; cheap (a short mutex, no round trip to the thread).
+    pub fn status(&self) -> RaftStatus {
+        let mut s = self.inner.shared.status.lock().clone();
+        s.applied_index = self.inner.shared.applied.load(Ordering::Acquire);
+        s
+    }
+
+    /// Whether the node has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Stops the node thread and waits for it to exit. Pending proposals
+    /// and reads fail with [`RaftError::Stopped`]. Idempotent.
+    pub fn shutdown(&self) {
+        self.inner.stop();
+    }
+}

@@ -1,0 +1,299 @@
+//! Single-member node tests: ordering, exactly-once delivery, replay,
+//! read index, shutdown and compaction.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::*;
+
+fn cfg(dir: &Path, applied: u64) -> RaftConfig {
+    RaftConfig {
+        tick: Duration::from_millis(10),
+        snapshot_count: 0,
+        applied,
+        ..RaftConfig::new(1, vec![1], dir.join("member/wal"))
+    }
+}
+
+/// Receives committed entries until `done` says so (or panics after 10s).
+async fn recv_until(
+    rx: &mut UnboundedReceiver<Vec<CommittedEntry>>,
+    mut done: impl FnMut(&[CommittedEntry]) -> bool,
+) -> Vec<CommittedEntry> {
+    let mut all = Vec::new();
+    while !done(&all) {
+        let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("timed out waiting for committed entries")
+            .expect("committed channel closed");
+        all.extend(batch);
+    }
+    all
+}
+
+fn payloads(es: &[CommittedEntry]) -> Vec<Vec<u8>> {
+    es.iter()
+        .filter(|e| !e.data.is_empty())
+        .map(|e| e.data.clone())
+        .collect()
+}
+
+fn assert_contiguous(es: &[CommittedEntry]) {
+    for w in es.windows(2) {
+        assert_eq!(w[1].index, w[0].index + 1, "committed entries out of order");
+    }
+}
+
+async fn propose_all(h: &RaftHandle, n: usize) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.propose(format!("p{i}").into_bytes()).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_member_commits_concurrent_proposals_in_order_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    let st = h.status();
+    assert!(
+        st.is_leader,
+        "sole voter must lead right after start: {st:?}"
+    );
+    assert_eq!((st.id, st.leader_id), (1, 1));
+
+    propose_all(&h, 200).await;
+    let all = recv_until(&mut rx, |es| payloads(es).len() >= 200).await;
+    assert_contiguous(&all);
+    assert_eq!(all[0].index, 1);
+    let got = payloads(&all);
+    let uniq: HashSet<_> = got.iter().collect();
+    assert_eq!((got.len(), uniq.len()), (200, 200));
+    assert!(all.iter().all(|e| e.kind == EntryKind::Normal));
+    // Nothing more arrives (exactly once).
+    assert!(tokio::time::timeout(Duration::from_millis(100), rx.recv())
+        .await
+        .is_err());
+    h.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_replays_entries_above_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    for i in 0..30 {
+        h.propose(format!("p{i}").into_bytes()).await.unwrap();
+    }
+    let first = recv_until(&mut rx, |es| payloads(es).len() >= 30).await;
+    let last = first.last().unwrap().index;
+    h.shutdown();
+    assert!(rx.recv().await.is_none(), "channel closes on shutdown");
+
+    let k = first
+        .iter()
+        .filter(|e| !e.data.is_empty())
+        .nth(9)
+        .unwrap()
+        .index;
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), k)).unwrap();
+    let term = h.status().term;
+    assert!(term >= 2);
+    // Replay k+1..=last, then the new term's no-op.
+    let again = recv_until(&mut rx, |es| es.iter().any(|e| e.term == term)).await;
+    assert_contiguous(&again);
+    assert_eq!(again[0].index, k + 1);
+    let want: Vec<_> = first.iter().filter(|e| e.index > k).cloned().collect();
+    assert_eq!(&again[..want.len()], &want[..]);
+    assert_eq!(again.last().unwrap().index, last + 1);
+    assert!(again.last().unwrap().data.is_empty());
+
+    // New proposals continue after the replay.
+    h.propose(b"after".to_vec()).await.unwrap();
+    let more = recv_until(&mut rx, |es| !es.is_empty()).await;
+    assert_eq!(more[0].index, last + 2);
+    assert_eq!(more[0].data, b"after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_index_covers_acknowledged_proposals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    h.propose(b"x".to_vec()).await.unwrap();
+    let es = recv_until(&mut rx, |es| !payloads(es).is_empty()).await;
+    let idx = es.iter().find(|e| e.data == b"x").unwrap().index;
+    let mut reads = Vec::new();
+    for _ in 0..50 {
+        let h = h.clone();
+        reads.push(tokio::spawn(async move { h.read_index().await }));
+    }
+    for r in reads {
+        assert!(r.await.unwrap().unwrap() >= idx);
+    }
+    assert!(h.status().commit_index >= idx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_node_refuses_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    assert!(matches!(
+        h.propose(Vec::new()).await,
+        Err(RaftError::EmptyProposal)
+    ));
+    let h2 = h.clone();
+    h.shutdown();
+    h.shutdown(); // idempotent
+    assert!(h2.is_stopped());
+    assert!(matches!(
+        h2.propose(b"x".to_vec()).await,
+        Err(RaftError::Stopped)
+    ));
+    assert!(matches!(h2.read_index().await, Err(RaftError::Stopped)));
+    assert!(!h2.status().is_leader);
+    while rx.recv().await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_last_handle_stops_the_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    drop(h);
+    while rx.recv().await.is_some() {}
+    // The WAL is released: a new node can open it.
+    let (h, _rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    assert!(h.status().is_leader);
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = [
+        RaftConfig {
+            id: 0,
+            ..cfg(tmp.path(), 0)
+        },
+        RaftConfig {
+            peers: vec![2],
+            ..cfg(tmp.path(), 0)
+        },
+        RaftConfig {
+            election_ticks: 1,
+            ..cfg(tmp.path(), 0)
+        },
+    ];
+    for c in bad {
+        assert!(matches!(
+            RaftNode::start(c),
+            Err(RaftError::InvalidConfig(_))
+        ));
+    }
+    // Backend claims more than the WAL has.
+    assert!(matches!(
+        RaftNode::start(cfg(tmp.path(), 5)),
+        Err(RaftError::Inconsistent(_))
+    ));
+}
+
+fn wal_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("member/wal")).unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_bounds_the_wal_and_restart_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = WalOptions { segment_size: 2048 };
+    let c = RaftConfig {
+        snapshot_count: 25,
+        ..cfg(tmp.path(), 0)
+    };
+    let (h, mut rx) = RaftNode::start_with_options(c.clone(), NoopTransport, opts.clone()).unwrap();
+    let mut last = 0;
+    let mut max_files = 0;
+    for round in 0..20 {
+        for i in 0..25 {
+            h.propose(format!("r{round}-{i}-{}", "x".repeat(40)).into_bytes())
+                .await
+                .unwrap();
+        }
+        let es = recv_until(&mut rx, |es| payloads(es).len() >= 25).await;
+        last = es.last().unwrap().index;
+        // The applier's backend committed everything it received.
+        h.set_applied(last);
+        h.set_durable_applied(last);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        max_files = max_files.max(wal_files(tmp.path()));
+    }
+    assert_eq!(h.status().applied_index, last);
+    // ~500 entries * ~80 bytes would be ~20 segments without release.
+    // Compaction runs on the node thread's next iteration: poll briefly.
+    let mut files = wal_files(tmp.path());
+    for _ in 0..200 {
+        if files <= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        files = wal_files(tmp.path());
+    }
+    assert!(files <= 4, "WAL not bounded: {files} files");
+    assert!(max_files <= 6, "WAL not bounded: peak {max_files} files");
+    h.shutdown();
+
+    // Restart from the compacted WAL with the backend at `last`.
+    let (h, mut rx) = RaftNode::start_with_options(
+        RaftConfig {
+            applied: last,
+            ..c.clone()
+        },
+        NoopTransport,
+        opts.clone(),
+    )
+    .unwrap();
+    let es = recv_until(&mut rx, |es| !es.is_empty()).await;
+    assert_eq!(es[0].index, last + 1, "only the new term's no-op: {es:?}");
+    assert!(es[0].data.is_empty());
+    h.propose(b"after".to_vec()).await.unwrap();
+    let es = recv_until(&mut rx, |es| !payloads(es).is_empty()).await;
+    assert_eq!(payloads(&es), vec![b"after".to_vec()]);
+    h.shutdown();
+    drop(rx);
+
+    // A backend that lost data below the snapshot is refused.
+    let err = RaftNode::start_with_options(RaftConfig { applied: 1, ..c }, NoopTransport, opts)
+        .unwrap_err();
+    assert!(matches!(err, RaftError::Inconsistent(_)), "{err}");
+}
+
+#[test]
+fn bootstrap_raises_a_lazily_persisted_commit_to_applied() {
+    use raft::eraftpb::{Entry, HardState};
+    use raft::Storage;
+    let contents = crate::wal::WalContents {
+        hard_state: HardState {
+            term: 1,
+            vote: 1,
+            commit: 2,
+            ..Default::default()
+        },
+        entries: (1..=5)
+            .map(|index| Entry {
+                index,
+                term: 1,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let b = super::storage::bootstrap(&contents, &[1], 4).unwrap();
+    assert_eq!(b.storage.initial_state().unwrap().hard_state.commit, 4);
+    assert_eq!(b.storage.last_index().unwrap(), 5);
+    assert!(super::storage::bootstrap(&contents, &[1], 6).is_err());
+}

@@ -1,0 +1,435 @@
+//! The node thread's loop.
+//!
+//! Per iteration: wait for a request until the next tick, drain the queue,
+//! tick if due, start a batched ReadIndex round for waiting readers, then
+//! handle every `Ready`:
+//! 1. send messages (a leader may send before persisting, as etcd does);
+//! 2. persist a received snapshot marker, if any;
+//! 3. append entries + hard state to the WAL with **one** fdatasync and
+//!    mirror them into `MemStorage`;
+//! 4. send persisted messages, deliver committed entries (now durable);
+//! 5. `advance`, then the `LightReady` the same way, then `advance_apply`.
+//!
+//! Commit-only hard-state changes (those from `LightReady`) are not synced
+//! on their own: they ride along with the next write or the final save at
+//! shutdown. Losing one is harmless: the backend's applied index, passed at
+//! start-up, raises the commit index (see [`super::storage`]), and anything
+//! else is re-committed by the next leader term.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use raft::eraftpb::{Entry, EntryType, HardState};
+use raft::prelude::Snapshot;
+use raft::storage::MemStorage;
+use raft::{RawNode, ReadState, StateRole, Storage};
+use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+
+use super::storage::bootstrap;
+use super::{logger, CommittedEntry, EntryKind, RaftConfig, RaftError, Request, Shared, Transport};
+use crate::wal::{Wal, WalContents};
+
+/// Most requests handled before the loop looks at ticks and readies again.
+const MAX_DRAIN: usize = 4096;
+/// Most `Ready`s processed per loop iteration.
+const MAX_READIES: usize = 64;
+
+type ReadReply = oneshot::Sender<Result<u64, RaftError>>;
+
+/// Owns the `RawNode` and the WAL; lives on the node thread.
+pub(crate) struct Worker<T: Transport> {
+    raw: RawNode<MemStorage>,
+    wal: Wal,
+    transport: T,
+    rx: Receiver<Request>,
+    committed: tokio_mpsc::UnboundedSender<Vec<CommittedEntry>>,
+    shared: Arc<Shared>,
+    id: u64,
+    tick: Duration,
+    /// Readers waiting for the next ReadIndex round.
+    pending_reads: Vec<ReadReply>,
+    pending_since: Option<Instant>,
+    /// ReadIndex rounds in flight, by request context.
+    inflight_reads: HashMap<Vec<u8>, (Instant, Vec<ReadReply>)>,
+    read_timeout: Duration,
+    /// Makes read contexts unique across restarts of this member.
+    read_nonce: u64,
+    next_read: u64,
+    /// Hard state last written to the WAL.
+    wal_hs: HardState,
+    snapshot_count: u64,
+    last_compact: u64,
+    /// Whether this member is the only voter (campaign at once).
+    sole_voter: bool,
+}
+
+impl<T: Transport> Worker<T> {
+    pub(crate) fn new(
+        cfg: &RaftConfig,
+        mut wal: Wal,
+        contents: WalContents,
+        transport: T,
+        rx: Receiver<Request>,
+        committed: tokio_mpsc::UnboundedSender<Vec<CommittedEntry>>,
+        shared: Arc<Shared>,
+    ) -> Result<Self, RaftError> {
+        let boot = bootstrap(&contents, &cfg.peers, cfg.applied)?;
+        if contents.conf_state.is_none() {
+            // Record the initial membership so restarts don't depend on
+            // `peers` matching.
+            wal.save_conf_state(&boot.conf_state)?;
+        }
+        let rc = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied: cfg.applied,
+            pre_vote: true,
+            check_quorum: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            ..Default::default()
+        };
+        rc.validate()?;
+        let raw = RawNode::new(&rc, boot.storage, &logger::logger(cfg.id))?;
+        let sole_voter = boot.conf_state.voters == [cfg.id] && boot.conf_state.learners.is_empty();
+        let read_nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let election = cfg.tick.saturating_mul(cfg.election_ticks as u32);
+        Ok(Self {
+            raw,
+            wal,
+            transport,
+            rx,
+            committed,
+            shared,
+            id: cfg.id,
+            tick: cfg.tick,
+            pending_reads: Vec::new(),
+            pending_since: None,
+            inflight_reads: HashMap::new(),
+            read_timeout: election.saturating_mul(2).max(Duration::from_secs(1)),
+            read_nonce,
+            next_read: 0,
+            wal_hs: contents.hard_state,
+            snapshot_count: cfg.snapshot_count,
+            last_compact: boot.snapshot_index,
+            sole_voter,
+        })
+    }
+
+    /// Runs on the caller's thread before the node thread starts: a sole
+    /// voter campaigns immediately instead of waiting out an election
+    /// timeout, and the resulting readies (election, replay) are handled.
+    pub(crate) fn bootstrap(&mut self) -> Result<(), RaftError> {
+        if self.sole_voter {
+            self.raw.campaign()?;
+        }
+        self.process_readies()?;
+        self.publish_status();
+        Ok(())
+    }
+
+    /// The thread body. Returns when asked to stop or on a fatal error.
+    pub(crate) fn run(mut self) {
+        let mut next_tick = Instant::now() + self.tick;
+        'outer: loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(req) => {
+                    if !self.handle(req) {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            for _ in 0..MAX_DRAIN {
+                match self.rx.try_recv() {
+                    Ok(req) => {
+                        if !self.handle(req) {
+                            break 'outer;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick += self.tick;
+                if next_tick < now {
+                    // Fell behind (slow fsync): don't burst-tick.
+                    next_tick = now + self.tick;
+                }
+            }
+            self.issue_reads();
+            if let Err(e) = self.process_readies().and_then(|()| self.maybe_compact()) {
+                tracing::error!(error = %e, "raft node stopping after a fatal error");
+                break;
+            }
+            self.expire_reads();
+            self.publish_status();
+        }
+        self.finish();
+    }
+
+    /// Handles one request; `false` means stop.
+    fn handle(&mut self, req: Request) -> bool {
+        match req {
+            Request::Propose { data, reply } => {
+                let _ = reply.send(self.propose(data));
+            }
+            Request::ReadIndex { reply } => {
+                self.pending_since.get_or_insert_with(Instant::now);
+                self.pending_reads.push(reply);
+            }
+            Request::Step(msg) => {
+                if let Err(e) = self.raw.step(*msg) {
+                    tracing::debug!(error = %e, "ignoring raft message");
+                }
+            }
+            Request::Shutdown => return false,
+        }
+        true
+    }
+
+    fn propose(&mut self, data: Vec<u8>) -> Result<(), RaftError> {
+        if data.is_empty() {
+            return Err(RaftError::EmptyProposal);
+        }
+        if self.raw.raft.state != StateRole::Leader {
+            return Err(match self.raw.raft.leader_id {
+                0 => RaftError::NoLeader,
+                leader_id => RaftError::NotLeader { leader_id },
+            });
+        }
+        match self.raw.propose(Vec::new(), data) {
+            Ok(()) => Ok(()),
+            Err(raft::Error::ProposalDropped) => Err(RaftError::ProposalDropped),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts one ReadIndex round for all waiting readers, when raft can
+    /// serve it: a leader only after committing an entry in its term (raft-rs
+    /// silently drops earlier requests), a follower only with a known leader.
+    fn issue_reads(&mut self) {
+        if self.pending_reads.is_empty() {
+            return;
+        }
+        let r = &self.raw.raft;
+        let ready = match r.state {
+            StateRole::Leader => r.commit_to_current_term(),
+            _ => r.leader_id != 0,
+        };
+        if !ready {
+            return;
+        }
+        self.next_read += 1;
+        let mut ctx = Vec::with_capacity(16);
+        ctx.extend_from_slice(&self.read_nonce.to_be_bytes());
+        ctx.extend_from_slice(&self.next_read.to_be_bytes());
+        self.raw.read_index(ctx.clone());
+        self.pending_since = None;
+        let waiters = std::mem::take(&mut self.pending_reads);
+        self.inflight_reads.insert(ctx, (Instant::now(), waiters));
+    }
+
+    fn resolve_reads(&mut self, states: Vec<ReadState>) {
+        for rs in states {
+            if let Some((_, waiters)) = self.inflight_reads.remove(&rs.request_ctx) {
+                for w in waiters {
+                    let _ = w.send(Ok(rs.index));
+                }
+            }
+        }
+    }
+
+    /// Fails readers that waited longer than the read timeout.
+    fn expire_reads(&mut self) {
+        let now = Instant::now();
+        let timeout = self.read_timeout;
+        if self
+            .pending_since
+            .is_some_and(|t| now.duration_since(t) > timeout)
+        {
+            let err = || match self.raw.raft.leader_id {
+                0 => RaftError::NoLeader,
+                _ => RaftError::Timeout,
+            };
+            for w in self.pending_reads.drain(..) {
+                let _ = w.send(Err(err()));
+            }
+            self.pending_since = None;
+        }
+        self.inflight_reads.retain(|_, (since, waiters)| {
+            if now.duration_since(*since) <= timeout {
+                return true;
+            }
+            for w in waiters.drain(..) {
+                let _ = w.send(Err(RaftError::Timeout));
+            }
+            false
+        });
+    }
+
+    fn process_readies(&mut self) -> Result<(), RaftError> {
+        for _ in 0..MAX_READIES {
+            if !self.raw.has_ready() {
+                break;
+            }
+            self.process_ready()?;
+        }
+        Ok(())
+    }
+
+    fn process_ready(&mut self) -> Result<(), RaftError> {
+        let mut rd = self.raw.ready();
+        self.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot().clone())?;
+        }
+        self.resolve_reads(rd.take_read_states());
+        let committed = rd.take_committed_entries();
+        let entries = rd.take_entries();
+        let hs = self.raw.raft.hard_state();
+        let hs = (hs != self.wal_hs).then_some(hs);
+        // The durability point: one fdatasync for entries + hard state.
+        self.wal.save(&entries, hs.as_ref())?;
+        {
+            let store = self.raw.mut_store();
+            let mut core = store.wl();
+            core.append(&entries)?;
+            if let Some(hs) = &hs {
+                core.set_hardstate(hs.clone());
+            }
+        }
+        if let Some(hs) = hs {
+            self.wal_hs = hs;
+        }
+        self.send(rd.take_persisted_messages());
+        self.deliver(committed)?;
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().wl().mut_hard_state().commit = commit;
+        }
+        self.send(light.take_messages());
+        self.deliver(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    /// A snapshot from the leader (multi-member only). Its data must be
+    /// loaded into the backend by the application; that path is not wired
+    /// yet, so only the raft-side metadata is recorded.
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), RaftError> {
+        let m = snap.get_metadata();
+        tracing::warn!(
+            index = m.index,
+            term = m.term,
+            "applying raft snapshot (backend transfer not implemented)"
+        );
+        self.wal
+            .save_snapshot_marker(m.index, m.term, m.get_conf_state())?;
+        self.raw.mut_store().wl().apply_snapshot(snap)?;
+        Ok(())
+    }
+
+    fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
+        if !msgs.is_empty() {
+            self.transport.send(msgs);
+        }
+    }
+
+    fn deliver(&mut self, entries: Vec<Entry>) -> Result<(), RaftError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<CommittedEntry> = entries.into_iter().map(to_committed).collect();
+        // A dropped receiver means the applier is gone: nothing can make
+        // progress, so stop (undelivered entries are replayed on restart).
+        self.committed.send(batch).map_err(|_| RaftError::Stopped)
+    }
+
+    /// Every `snapshot_count` entries applied *and* durable in the backend,
+    /// write a snapshot marker, release old WAL segments and compact the
+    /// in-memory log.
+    fn maybe_compact(&mut self) -> Result<(), RaftError> {
+        if self.snapshot_count == 0 {
+            return Ok(());
+        }
+        let applied = self.shared.applied.load(Ordering::Acquire);
+        let durable = self.shared.durable_applied.load(Ordering::Acquire);
+        let idx = applied.min(durable).min(self.raw.raft.raft_log.applied);
+        if idx <= self.last_compact || idx - self.last_compact < self.snapshot_count {
+            return Ok(());
+        }
+        let term = match self.raw.raft.raft_log.term(idx) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(index = idx, error = %e, "cannot compact: term unavailable");
+                return Ok(());
+            }
+        };
+        let cs = self.raw.store().initial_state()?.conf_state;
+        self.wal.save_snapshot_marker(idx, term, &cs)?;
+        let released = self.wal.release_to(idx)?;
+        self.raw.mut_store().wl().compact(idx)?;
+        tracing::debug!(index = idx, term, released, "compacted raft log");
+        self.last_compact = idx;
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let r = &self.raw.raft;
+        let mut s = self.shared.status.lock();
+        s.id = self.id;
+        s.leader_id = r.leader_id;
+        s.term = r.term;
+        s.commit_index = r.raft_log.committed;
+        s.is_leader = r.state == StateRole::Leader;
+    }
+
+    /// Marks the node stopped, fails waiters and writes the latest hard
+    /// state (a commit-only change may still be unsynced).
+    fn finish(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        for w in self.pending_reads.drain(..) {
+            let _ = w.send(Err(RaftError::Stopped));
+        }
+        for (_, (_, ws)) in self.inflight_reads.drain() {
+            for w in ws {
+                let _ = w.send(Err(RaftError::Stopped));
+            }
+        }
+        // Requests still queued are dropped, so their callers see Stopped.
+        while self.rx.try_recv().is_ok() {}
+        let hs = self.raw.raft.hard_state();
+        if hs != self.wal_hs {
+            if let Err(e) = self.wal.save(&[], Some(&hs)) {
+                tracing::warn!(error = %e, "could not save the final hard state");
+            }
+        }
+        let mut s = self.shared.status.lock();
+        s.leader_id = 0;
+        s.is_leader = false;
+    }
+}
+
+fn to_committed(e: Entry) -> CommittedEntry {
+    let kind = match e.get_entry_type() {
+        EntryType::EntryNormal => EntryKind::Normal,
+        EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => EntryKind::ConfChange,
+    };
+    CommittedEntry {
+        index: e.index,
+        term: e.term,
+        data: e.data.to_vec(),
+        kind,
+    }
+}

@@ -1,0 +1,372 @@
+//! Write-ahead log for raft entries and state.
+//!
+//! Layout: a directory of segment files `{seq:016x}-{first_index:016x}.wal`
+//! (see [`segment`]), each a sequence of crc-chained records (see
+//! [`record`]). A segment starts with a `CrcSeed` record carrying the
+//! previous segment's last crc, followed by the current snapshot marker,
+//! membership and hard state, so any suffix of segments is self-describing
+//! and old segments can be deleted once a snapshot marker covers them.
+//!
+//! Durability: [`Wal::save`] writes all records of a batch with one
+//! `write` and one `fdatasync` (group commit); creating or removing a
+//! segment is followed by an fsync of the directory. After any failed write
+//! or fsync the WAL is poisoned: retrying fsync after an error can report
+//! success while the data is gone, so the only safe move is to restart and
+//! recover from disk.
+//!
+//! Recovery rules are documented in [`reader`].
+
+mod error;
+mod reader;
+mod record;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState};
+
+pub use error::WalError;
+pub use reader::WalContents;
+use record::RecordType;
+use segment::SegmentId;
+
+/// Default segment size at which a new segment is started.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Tunables for a [`Wal`].
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// Roll to a new segment once the current one reaches this many bytes.
+    pub segment_size: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+        }
+    }
+}
+
+/// An open write-ahead log. Single writer; not `Sync`-shared.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    opts: WalOptions,
+    segments: Vec<SegmentId>,
+    /// Open handle on the last segment (append position = `seg_len`).
+    file: File,
+    seg_len: u64,
+    last_crc: u32,
+    /// Logical last entry index (after overwrites).
+    last_index: u64,
+    hard_state: HardState,
+    conf_state: Option<ConfState>,
+    snapshot: Option<(u64, u64, ConfState)>,
+    poisoned: bool,
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `dir` with default options and returns
+    /// its recovered contents. See [`Wal::open_with`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<(Wal, WalContents), WalError> {
+        Self::open_with(dir, WalOptions::default())
+    }
+
+    /// Opens (or creates) the WAL in `dir`: creates a missing directory,
+    /// reads and verifies all segments, repairs a torn tail, and positions
+    /// the writer at the end of the last segment.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        opts: WalOptions,
+    ) -> Result<(Wal, WalContents), WalError> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).map_err(|e| WalError::io(&dir, e))?;
+            segment::sync_dir(&dir)?;
+            if let Some(parent) = dir.parent() {
+                segment::sync_dir(parent)?;
+            }
+        }
+        let segments = segment::list(&dir)?;
+        let rec = reader::recover(&dir, segments)?;
+        let contents = rec.contents;
+        let mut segments = rec.segments;
+        let (file, seg_len, last_crc) = match segments.last() {
+            Some(last) => {
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(&last.path)
+                    .map_err(|e| WalError::io(&last.path, e))?;
+                (f, rec.tail_len, rec.last_crc)
+            }
+            None => {
+                // Fresh WAL (or its only segment was empty): start sequence 0.
+                let (id, f, len, crc) = create_segment(
+                    &dir,
+                    0,
+                    rec.last_index + 1,
+                    rec.last_crc,
+                    &contents.hard_state,
+                    contents.conf_state.as_ref(),
+                    contents.snapshot.as_ref(),
+                )?;
+                segments.push(id);
+                (f, len, crc)
+            }
+        };
+        let wal = Wal {
+            dir,
+            opts,
+            segments,
+            file,
+            seg_len,
+            last_crc,
+            last_index: rec.last_index,
+            hard_state: contents.hard_state.clone(),
+            conf_state: contents.conf_state.clone(),
+            snapshot: contents.snapshot.clone(),
+            poisoned: false,
+        };
+        Ok((wal, contents))
+    }
+
+    /// Directory of this WAL.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Logical index of the last entry written (or the snapshot index).
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    /// Appends `entries` (each overriding any logically-later entry with an
+    /// index `>=` its own) and optionally a hard state, then fdatasyncs once.
+    /// Does nothing (no fsync) if there is nothing to write.
+    pub fn save(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), WalError> {
+        self.check()?;
+        if entries.is_empty() && hs.is_none() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for e in entries {
+            let payload = e.write_to_bytes().map_err(encode_err)?;
+            self.push_record(&mut buf, RecordType::Entry, &payload)?;
+            self.last_index = e.index;
+            if self.seg_len + buf.len() as u64 >= self.opts.segment_size {
+                self.write_and_sync(&mut buf)?;
+                self.roll()?;
+            }
+        }
+        if let Some(hs) = hs {
+            let payload = hs.write_to_bytes().map_err(encode_err)?;
+            self.push_record(&mut buf, RecordType::HardState, &payload)?;
+            self.hard_state = hs.clone();
+        }
+        self.write_and_sync(&mut buf)
+    }
+
+    /// Records a membership change durably.
+    pub fn save_conf_state(&mut self, cs: &ConfState) -> Result<(), WalError> {
+        self.check()?;
+        let payload = cs.write_to_bytes().map_err(encode_err)?;
+        let mut buf = Vec::new();
+        self.push_record(&mut buf, RecordType::ConfState, &payload)?;
+        self.write_and_sync(&mut buf)?;
+        self.conf_state = Some(cs.clone());
+        Ok(())
+    }
+
+    /// Durably records that the state machine holds everything up to
+    /// `index` (at `term`), so the log may begin after it. The snapshot
+    /// data lives in the backend, not here.
+    pub fn save_snapshot_marker(
+        &mut self,
+        index: u64,
+        term: u64,
+        cs: &ConfState,
+    ) -> Result<(), WalError> {
+        self.check()?;
+        let payload = reader::encode_snapshot(index, term, cs).map_err(encode_err)?;
+        let mut buf = Vec::new();
+        self.push_record(&mut buf, RecordType::Snapshot, &payload)?;
+        self.write_and_sync(&mut buf)?;
+        self.last_index = self.last_index.max(index);
+        self.conf_state = Some(cs.clone());
+        self.snapshot = Some((index, term, cs.clone()));
+        Ok(())
+    }
+
+    /// Deletes whole segments whose entries are all `<= index`. Never
+    /// releases past the latest snapshot marker (the log must still begin
+    /// right after it on restart) and never deletes the current segment.
+    /// Returns the number of segments removed.
+    pub fn release_to(&mut self, index: u64) -> Result<usize, WalError> {
+        self.check()?;
+        let Some(snap_index) = self.snapshot.as_ref().map(|s| s.0) else {
+            return Ok(0);
+        };
+        let limit = index.min(snap_index);
+        // Entries of segment i are all < first_index(i + 1).
+        let mut n = 0;
+        while n + 1 < self.segments.len() && self.segments[n + 1].first_index <= limit + 1 {
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // Oldest first, so a crash midway still leaves a gap-free sequence.
+        for seg in self.segments.drain(..n) {
+            std::fs::remove_file(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
+        }
+        segment::sync_dir(&self.dir)?;
+        Ok(n)
+    }
+
+    /// Number of segment files currently in use.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn check(&self) -> Result<(), WalError> {
+        if self.poisoned {
+            Err(WalError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn push_record(
+        &mut self,
+        buf: &mut Vec<u8>,
+        ty: RecordType,
+        payload: &[u8],
+    ) -> Result<(), WalError> {
+        if payload.len() > record::MAX_PAYLOAD as usize {
+            return Err(WalError::RecordTooLarge(payload.len()));
+        }
+        self.last_crc = record::encode(buf, self.last_crc, ty, payload);
+        Ok(())
+    }
+
+    fn current_path(&self) -> PathBuf {
+        self.segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_else(|| self.dir.clone())
+    }
+
+    /// Writes `buf` to the current segment and fdatasyncs it. Poisons the
+    /// WAL on failure.
+    fn write_and_sync(&mut self, buf: &mut Vec<u8>) -> Result<(), WalError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let res = self
+            .file
+            .write_all(buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = res {
+            self.poisoned = true;
+            return Err(WalError::io(&self.current_path(), e));
+        }
+        self.seg_len += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    }
+
+    /// Starts a new segment after the current one (already synced).
+    fn roll(&mut self) -> Result<(), WalError> {
+        let seq = self.segments.last().map_or(0, |s| s.seq + 1);
+        let res = create_segment(
+            &self.dir,
+            seq,
+            self.last_index + 1,
+            self.last_crc,
+            &self.hard_state,
+            self.conf_state.as_ref(),
+            self.snapshot.as_ref(),
+        );
+        let (id, file, len, crc) = match res {
+            Ok(v) => v,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(e);
+            }
+        };
+        self.segments.push(id);
+        self.file = file;
+        self.seg_len = len;
+        self.last_crc = crc;
+        Ok(())
+    }
+}
+
+fn encode_err(e: protobuf::ProtobufError) -> WalError {
+    WalError::Encode(e.to_string())
+}
+
+/// Builds the header records of a new segment: crc seed, then snapshot
+/// marker, membership and hard state (when known). Returns bytes and the
+/// final crc.
+fn header_records(
+    seed: u32,
+    hs: &HardState,
+    cs: Option<&ConfState>,
+    snap: Option<&(u64, u64, ConfState)>,
+) -> Result<(Vec<u8>, u32), protobuf::ProtobufError> {
+    let mut buf = Vec::new();
+    let mut crc = record::encode(&mut buf, seed, RecordType::CrcSeed, &seed.to_le_bytes());
+    if let Some((i, t, scs)) = snap {
+        crc = record::encode(
+            &mut buf,
+            crc,
+            RecordType::Snapshot,
+            &reader::encode_snapshot(*i, *t, scs)?,
+        );
+    }
+    if let Some(cs) = cs {
+        crc = record::encode(&mut buf, crc, RecordType::ConfState, &cs.write_to_bytes()?);
+    }
+    if *hs != HardState::default() {
+        crc = record::encode(&mut buf, crc, RecordType::HardState, &hs.write_to_bytes()?);
+    }
+    Ok((buf, crc))
+}
+
+/// Creates segment `seq`, writes and syncs its header records, then syncs
+/// the directory so the new file is durable. Returns the segment, its open
+/// handle, its length and the crc of its last header record.
+fn create_segment(
+    dir: &Path,
+    seq: u64,
+    first_index: u64,
+    seed: u32,
+    hs: &HardState,
+    cs: Option<&ConfState>,
+    snap: Option<&(u64, u64, ConfState)>,
+) -> Result<(SegmentId, File, u64, u32), WalError> {
+    let path = dir.join(segment::file_name(seq, first_index));
+    let (buf, crc) = header_records(seed, hs, cs, snap).map_err(encode_err)?;
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| WalError::io(&path, e))?;
+    f.write_all(&buf)
+        .and_then(|()| f.sync_data())
+        .map_err(|e| WalError::io(&path, e))?;
+    segment::sync_dir(dir)?;
+    let id = SegmentId {
+        seq,
+        first_index,
+        path,
+    };
+    Ok((id, f, buf.len() as u64, crc))
+}

@@ -1,0 +1,305 @@
+//! Recovery: read every segment in order, verify the crc chain, rebuild the
+//! logical log and repair a torn tail.
+//!
+//! Recovery rules:
+//! * Each segment must start with a `CrcSeed` record whose value equals the
+//!   previous segment's last crc (the oldest segment's seed is trusted: its
+//!   predecessor was released).
+//! * Any decode failure in a segment that is not the last one is corruption.
+//! * In the last segment, a failing record at offset `o` is a **torn tail**
+//!   (truncate to `o`, warn, continue) when the record runs past end of file,
+//!   when everything from `o` on is zero, when the record's byte range
+//!   contains a whole zero-filled 512-byte sector (an unfinished write:
+//!   a record that was covered by a completed fdatasync can't contain one),
+//!   or when no valid record follows it. A valid record *after* the bad one
+//!   means acknowledged data would be thrown away, so that is corruption.
+//! * An Entry record with index `i` must satisfy `i <= last + 1` (no gaps);
+//!   it replaces every logically-later entry `>= i` (raft overwrote an
+//!   uncommitted tail).
+//! * A last segment left with no valid record (crash right after creation)
+//!   is deleted.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState};
+
+use super::error::WalError;
+use super::record::{self, RecordType, HEADER_LEN};
+use super::segment::{self, SegmentId};
+
+/// Everything the WAL holds, as needed to rebuild raft storage at start-up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WalContents {
+    /// Latest persisted hard state (default if none was ever written).
+    pub hard_state: HardState,
+    /// Latest snapshot marker: `(index, term, conf_state)`. The snapshot
+    /// data itself lives in the state-machine backend.
+    pub snapshot: Option<(u64, u64, ConfState)>,
+    /// Latest membership (from a ConfState record or the snapshot marker).
+    pub conf_state: Option<ConfState>,
+    /// Entries after the snapshot, contiguous, with overwrites applied.
+    pub entries: Vec<Entry>,
+}
+
+/// Result of a recovery pass: the contents and what the writer needs.
+pub(crate) struct Recovered {
+    pub contents: WalContents,
+    /// Surviving segments, oldest first.
+    pub segments: Vec<SegmentId>,
+    /// Byte length of the last segment after any truncation.
+    pub tail_len: u64,
+    /// crc of the last valid record (seed for the next one).
+    pub last_crc: u32,
+    /// Index of the logically last entry (or the snapshot index, or
+    /// `first_index - 1` of the oldest segment).
+    pub last_index: u64,
+}
+
+/// Logical log being rebuilt.
+struct LogState {
+    contents: WalContents,
+    last: u64,
+}
+
+impl LogState {
+    fn apply(
+        &mut self,
+        ty: RecordType,
+        payload: &[u8],
+        file: &Path,
+        off: u64,
+    ) -> Result<(), WalError> {
+        let dec = |e: protobuf::ProtobufError| WalError::Decode {
+            file: file.to_path_buf(),
+            offset: off,
+            reason: e.to_string(),
+        };
+        match ty {
+            RecordType::CrcSeed => {
+                return Err(WalError::corrupt(
+                    file,
+                    off,
+                    "crc seed record in the middle of a segment",
+                ))
+            }
+            RecordType::Entry => {
+                let e = Entry::parse_from_bytes(payload).map_err(dec)?;
+                if e.index == 0 || e.index > self.last + 1 {
+                    return Err(WalError::corrupt(
+                        file,
+                        off,
+                        format!(
+                            "index gap: entry {} follows last index {}",
+                            e.index, self.last
+                        ),
+                    ));
+                }
+                let ents = &mut self.contents.entries;
+                match ents.first().map(|f| f.index) {
+                    Some(first) if e.index >= first => ents.truncate((e.index - first) as usize),
+                    _ => ents.clear(),
+                }
+                self.last = e.index;
+                ents.push(e);
+            }
+            RecordType::HardState => {
+                self.contents.hard_state = HardState::parse_from_bytes(payload).map_err(dec)?;
+            }
+            RecordType::ConfState => {
+                self.contents.conf_state = Some(ConfState::parse_from_bytes(payload).map_err(dec)?);
+            }
+            RecordType::Snapshot => {
+                let (index, term, cs) =
+                    decode_snapshot(payload).ok_or_else(|| WalError::Decode {
+                        file: file.to_path_buf(),
+                        offset: off,
+                        reason: "bad snapshot marker".into(),
+                    })?;
+                self.contents.entries.retain(|e| e.index > index);
+                self.last = self.last.max(index);
+                self.contents.conf_state = Some(cs.clone());
+                self.contents.snapshot = Some((index, term, cs));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a snapshot marker payload.
+pub(crate) fn encode_snapshot(
+    index: u64,
+    term: u64,
+    cs: &ConfState,
+) -> Result<Vec<u8>, protobuf::ProtobufError> {
+    let mut p = Vec::with_capacity(16);
+    p.extend_from_slice(&index.to_le_bytes());
+    p.extend_from_slice(&term.to_le_bytes());
+    p.extend_from_slice(&cs.write_to_bytes()?);
+    Ok(p)
+}
+
+fn decode_snapshot(p: &[u8]) -> Option<(u64, u64, ConfState)> {
+    let index = u64::from_le_bytes(p.get(0..8)?.try_into().ok()?);
+    let term = u64::from_le_bytes(p.get(8..16)?.try_into().ok()?);
+    let cs = ConfState::parse_from_bytes(p.get(16..)?).ok()?;
+    Some((index, term, cs))
+}
+
+/// Whether the failure at the start of `rest` is a torn tail (see module docs).
+fn is_torn(rest: &[u8], file_off: u64) -> bool {
+    // Not even a whole header: the write stopped inside it.
+    if rest.len() < HEADER_LEN {
+        return true;
+    }
+    if rest.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    let stored_crc = u32::from_le_bytes([rest[5], rest[6], rest[7], rest[8]]);
+    let end = HEADER_LEN.saturating_add(len).min(rest.len());
+    if has_zero_sector(&rest[..end], file_off) {
+        return true;
+    }
+    // Look for any valid record chained from the bad record's stored crc.
+    !(1..rest.len()).any(|j| record::decode(&rest[j..], Some(stored_crc)).is_ok())
+}
+
+/// True if `range` (starting at file offset `file_off`) covers a whole,
+/// sector-aligned, all-zero 512-byte block.
+fn has_zero_sector(range: &[u8], file_off: u64) -> bool {
+    const SECTOR: u64 = 512;
+    let mut s = file_off.div_ceil(SECTOR) * SECTOR;
+    let end = file_off + range.len() as u64;
+    while s + SECTOR <= end {
+        let a = (s - file_off) as usize;
+        if range[a..a + SECTOR as usize].iter().all(|&b| b == 0) {
+            return true;
+        }
+        s += SECTOR;
+    }
+    false
+}
+
+/// Reads all segments; truncates a torn tail and removes an empty last
+/// segment (fsyncing the directory if it did).
+pub(crate) fn recover(dir: &Path, mut segments: Vec<SegmentId>) -> Result<Recovered, WalError> {
+    let first_index = segments.first().map_or(1, |s| s.first_index.max(1));
+    let mut st = LogState {
+        contents: WalContents::default(),
+        last: first_index - 1,
+    };
+    let mut crc: Option<u32> = None;
+    let mut tail_len = 0u64;
+    let n = segments.len();
+    for (i, seg) in segments.iter().enumerate() {
+        let is_last = i + 1 == n;
+        let data = std::fs::read(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
+        let mut off = 0usize;
+        while off < data.len() {
+            let first_in_seg = off == 0;
+            match record::decode(&data[off..], crc) {
+                Ok(r) => {
+                    if first_in_seg {
+                        let seed = record::seed_value(r.ty, r.payload);
+                        match (seed, crc) {
+                            (None, _) => {
+                                return Err(WalError::corrupt(&seg.path, 0, "segment does not start with a crc seed record"))
+                            }
+                            (Some(s), Some(c)) if s != c => {
+                                return Err(WalError::corrupt(
+                                    &seg.path,
+                                    0,
+                                    "crc seed does not match the previous segment (segment replaced or reordered)",
+                                ))
+                            }
+                            _ => {}
+                        }
+                    } else {
+                        st.apply(r.ty, r.payload, &seg.path, off as u64)?;
+                    }
+                    crc = Some(r.crc);
+                    off += r.len;
+                }
+                Err(e) if is_last && is_torn(&data[off..], off as u64) => {
+                    tracing::warn!(
+                        file = %seg.path.display(),
+                        offset = off,
+                        dropped_bytes = data.len() - off,
+                        reason = e.reason(),
+                        "WAL torn tail: truncating the last segment to the last good record"
+                    );
+                    truncate(&seg.path, off as u64)?;
+                    break;
+                }
+                Err(e) => {
+                    let reason = if is_last {
+                        format!("{} with valid records after it", e.reason())
+                    } else {
+                        e.reason().to_string()
+                    };
+                    return Err(WalError::corrupt(&seg.path, off as u64, reason));
+                }
+            }
+        }
+        if off == 0 && !is_last {
+            return Err(WalError::corrupt(
+                &seg.path,
+                0,
+                "empty segment that is not the last one",
+            ));
+        }
+        tail_len = off as u64;
+    }
+    if tail_len == 0 {
+        if let Some(seg) = segments.pop() {
+            tracing::warn!(file = %seg.path.display(), "WAL: removing empty last segment");
+            std::fs::remove_file(&seg.path).map_err(|e| WalError::io(&seg.path, e))?;
+            segment::sync_dir(dir)?;
+            tail_len = match segments.last() {
+                Some(prev) => std::fs::metadata(&prev.path)
+                    .map_err(|e| WalError::io(&prev.path, e))?
+                    .len(),
+                None => 0,
+            };
+        }
+    }
+    check_start(&st, segments.first())?;
+    Ok(Recovered {
+        last_index: st.last,
+        contents: st.contents,
+        segments,
+        tail_len,
+        last_crc: crc.unwrap_or(0),
+    })
+}
+
+/// The log must begin right after the snapshot (or at 1 without one);
+/// otherwise older segments went missing.
+fn check_start(st: &LogState, first: Option<&SegmentId>) -> Result<(), WalError> {
+    let (Some(e), Some(seg)) = (st.contents.entries.first(), first) else {
+        return Ok(());
+    };
+    let expected = st.contents.snapshot.as_ref().map_or(1, |s| s.0 + 1);
+    if e.index != expected {
+        return Err(WalError::corrupt(
+            &seg.path,
+            0,
+            format!(
+                "log starts at index {} but {} was expected (older segment missing?)",
+                e.index, expected
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| WalError::io(path, e))?;
+    f.set_len(len).map_err(|e| WalError::io(path, e))?;
+    f.sync_all().map_err(|e| WalError::io(path, e))
+}
