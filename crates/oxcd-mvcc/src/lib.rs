@@ -1,1 +1,24 @@
-//! oxcd-mvcc (being written).
+//! oxcd-mvcc: the revisioned key space of oxcd, persisted in redb, with etcd v3
+//! semantics (etcd's `mvcc` package plus the KV part of its applier).
+//!
+//! Layout: [`revision`] (revision and on-disk key encoding), [`key_index`] (the
+//! in-memory index of key generations), [`backend`] (redb tables), `kv_ops`
+//! (request semantics: range/put/delete/txn), `compact` (compaction) and
+//! [`Store`] (the public entry point).
+
+#![warn(missing_docs)]
+
+pub mod backend;
+mod compact;
+mod error;
+pub mod key_index;
+mod kv_ops;
+pub mod revision;
+mod store;
+
+pub use error::MvccError;
+pub use revision::Revision;
+pub use store::Store;
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,61 @@
-fn main() {}
+//! The `oxcd` binary: parse etcd's flags and environment, set up logging, run the server.
+//! Any failure ends in one line on stderr saying what is wrong and what to change, and a
+//! non-zero exit code.
+
+use std::process::ExitCode;
+
+use oxcd_server::config::Config;
+
+fn main() -> ExitCode {
+    let cfg = match Config::from_args(std::env::args().collect()) {
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => {
+            println!("oxcd Version: {}", oxcd_server::version::OXCD_VERSION);
+            println!(
+                "etcd API Version: {}",
+                oxcd_server::version::ETCD_SERVER_VERSION
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(oxcd_server::config::ConfigError::Help(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(oxcd_server::config::ConfigError::Args(text)) => {
+            // clap's message already names the flag and points at --help.
+            eprintln!("{text}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("oxcd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OXCD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("oxcd")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oxcd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(oxcd_server::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "oxcd stopped");
+            eprintln!("oxcd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! The revisioned key space: [`Store`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use oxcd_proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use oxcd_proto::mvccpb::{event::EventType, Event, KeyValue};
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+
+use crate::backend::{
+    decode_kv, get_kv, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE, META_CONSISTENT_INDEX,
+    META_CURRENT_REV, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE, META_TERM,
+};
+use crate::key_index::TreeIndex;
+use crate::kv_ops::{
+    check_put_flags, check_txn_flags, collect_revs, range_request, resolve_rev, Change, KvRead,
+    RangeOpts, RangeResult, WriteCtx,
+};
+use crate::revision::Revision;
+use crate::MvccError;
+
+/// State shared with readers.
+pub(crate) struct State {
+    /// Index of every key; may contain revisions not yet committed (readers never
+    /// look past `committed_rev`).
+    pub(crate) index: TreeIndex,
+    /// Newest revision committed to redb: readers' current revision.
+    pub(crate) committed_rev: i64,
+    /// Etcd's `compactMainRev`: -1 until the first compaction.
+    pub(crate) compact_rev: i64,
+}
+
+/// State of the single writer (the apply thread).
+pub(crate) struct Writer {
+    /// Open write transaction holding the changes since the last commit.
+    pub(crate) txn: Option<WriteTransaction>,
+    /// Applied (possibly uncommitted) revision.
+    pub(crate) rev: i64,
+    /// Applied (possibly uncommitted) consistent index.
+    pub(crate) index: u64,
+    /// A non-durable commit happened since the last durable one.
+    pub(crate) nondurable: bool,
+    /// Set after a backend failure: the writer refuses further work.
+    pub(crate) failed: Option<String>,
+}
+
+impl Writer {
+    fn check(&self) -> Result<(), MvccError> {
+        match &self.failed {
+            Some(e) => Err(MvccError::Backend(format!("store failed earlier: {e}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Revisioned, persisted key space with etcd v3 semantics.
+///
+/// One writer (the apply thread) calls the mutating methods; any number of threads
+/// may call [`Store::range`] concurrently. Writes accumulate in an open redb write
+/// transaction and become visible to readers at [`Store::commit`].
+pub struct Store {
+    pub(crate) db: Database,
+    path: PathBuf,
+    pub(crate) state: RwLock<State>,
+    pub(crate) writer: Mutex<Writer>,
+    applied_rev: AtomicI64,
+    applied_index: AtomicU64,
+    committed_index: AtomicU64,
+}
+
+/// Outcome of a poisoning-aware backend call.
+fn poison<T>(w: &mut Writer, r: Result<T, MvccError>) -> Result<T, MvccError> {
+    if let Err(e @ (MvccError::Backend(_) | MvccError::Corrupt { .. })) = &r {
+        w.failed = Some(e.to_string());
+        w.txn = None; // abort: the batch is lost; reopen recovers the committed state
+    }
+    r
+}
+
+impl Store {
+    /// Opens (creating if missing) the store at `path`, rebuilds the key index from
+    /// the revision table and finishes an interrupted compaction.
+    pub fn open(path: &Path) -> Result<Store, MvccError> {
+        let db = Database::create(path)?;
+        {
+            let txn = db.begin_write()?;
+            txn.open_table(KV_TABLE)?;
+            txn.open_table(META_TABLE)?;
+            txn.commit()?;
+        }
+        let rtxn = db.begin_read()?;
+        let meta = rtxn.open_table(META_TABLE)?;
+        let consistent_index = meta_get_u64(&meta, META_CONSISTENT_INDEX)?.unwrap_or(0);
+        let finished = meta_get_i64(&meta, META_FINISHED_COMPACT)?;
+        let scheduled = meta_get_i64(&meta, META_SCHEDULED_COMPACT)?;
+        let stored_rev = meta_get_i64(&meta, META_CURRENT_REV)?.unwrap_or(1);
+
+        let mut index = TreeIndex::default();
+        let mut max_rev = 1i64;
+        let kv = rtxn.open_table(KV_TABLE)?;
+        for entry in kv.iter()? {
+            let (k, v) = entry?;
+            let (rev, tombstone) = Revision::from_bytes(k.value())?;
+            let kv = decode_kv(v.value())?;
+            max_rev = max_rev.max(rev.main);
+            if tombstone {
+                // A tombstone whose generation was compacted away needs no index entry.
+                index.tombstone(&kv.key, rev);
+            } else {
+                index.restore_put(&kv.key, rev, kv.create_revision, kv.version);
+            }
+        }
+        drop(kv);
+        drop(meta);
+        drop(rtxn);
+
+        let compact_rev = finished.unwrap_or(-1);
+        let current = max_rev.max(stored_rev).max(compact_rev);
+        tracing::debug!(
+            current,
+            compact_rev,
+            keys = index.len(),
+            "mvcc store opened"
+        );
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            state: RwLock::new(State {
+                index,
+                committed_rev: current,
+                compact_rev,
+            }),
+            writer: Mutex::new(Writer {
+                txn: None,
+                rev: current,
+                index: consistent_index,
+                nondurable: false,
+                failed: None,
+            }),
+            applied_rev: AtomicI64::new(current),
+            applied_index: AtomicU64::new(consistent_index),
+            committed_index: AtomicU64::new(consistent_index),
+        };
+        if let Some(s) = scheduled {
+            if s > compact_rev {
+                tracing::info!(rev = s, "resuming interrupted compaction");
+                store.resume_compaction(s)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Current (applied, possibly not yet committed) revision: 1 on a fresh store.
+    pub fn current_revision(&self) -> i64 {
+        self.applied_rev.load(Ordering::Acquire)
+    }
+
+    /// Revision readers currently see (the newest committed one).
+    pub fn committed_revision(&self) -> i64 {
+        self.state.read().committed_rev
+    }
+
+    /// Etcd's compact revision (`compactMainRev`): -1 if never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.state.read().compact_rev
+    }
+
+    /// Raft index of the last applied entry (possibly not yet committed).
+    pub fn consistent_index(&self) -> u64 {
+        self.applied_index.load(Ordering::Acquire)
+    }
+
+    /// Raft index covered by the committed (reader-visible) state.
+    pub fn committed_index(&self) -> u64 {
+        self.committed_index.load(Ordering::Acquire)
+    }
+
+    /// Size of the database file in bytes.
+    pub fn db_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Bytes of the database file holding live data (pages of the table trees),
+    /// best effort; falls back to [`Store::db_size`].
+    pub fn db_size_in_use(&self) -> u64 {
+        let w = self.writer.lock();
+        let stats = match &w.txn {
+            Some(t) => t.stats(),
+            None => match self.db.begin_write() {
+                Ok(t) => {
+                    let s = t.stats();
+                    let _ = t.abort();
+                    s
+                }
+                Err(_) => return self.db_size(),
+            },
+        };
+        drop(w);
+        match stats {
+            Ok(s) => ((s.leaf_pages() + s.branch_pages()) * s.page_size() as u64)
+                .max(s.stored_bytes() + s.metadata_bytes()),
+            Err(_) => self.db_size(),
+        }
+    }
+
+    /// Etcd's Range on the committed state. Fills `header.revision` only.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        range_request(&ReadView { store: self }, req)
+    }
+
+    /// Applies a put as one revision. Checks, in etcd's order: `ignore_value` with a
+    /// value, `ignore_lease` with a lease, lease existence via `lease_ok`, then key
+    /// existence for `ignore_*`. On error nothing is applied (but `index` is still
+    /// recorded as applied). Events carry `prev_kv` (the value before the request).
+    pub fn put(
+        &self,
+        req: &PutRequest,
+        index: u64,
+        lease_ok: &dyn Fn(i64) -> bool,
+    ) -> Result<(PutResponse, Vec<Event>), MvccError> {
+        self.write(index, |ctx| {
+            check_put_flags(req)?;
+            if req.lease != 0 && !lease_ok(req.lease) {
+                return Err(MvccError::LeaseNotFound);
+            }
+            ctx.put(req)
+        })
+    }
+
+    /// Applies a delete-range; a delete matching no key changes nothing and does
+    /// not bump the revision.
+    pub fn delete_range(
+        &self,
+        req: &DeleteRangeRequest,
+        index: u64,
+    ) -> Result<(DeleteRangeResponse, Vec<Event>), MvccError> {
+        self.write(index, |ctx| ctx.delete_range(req))
+    }
+
+    /// Applies a txn as one revision (sub revisions order its changes); a txn that
+    /// changes nothing does not bump the revision. Nested responses carry etcd's
+    /// headers (revision only; nested txns an empty header).
+    pub fn txn(
+        &self,
+        req: &TxnRequest,
+        index: u64,
+        lease_ok: &dyn Fn(i64) -> bool,
+    ) -> Result<(TxnResponse, Vec<Event>), MvccError> {
+        self.write(index, |ctx| {
+            check_txn_flags(req)?;
+            ctx.txn(req, lease_ok)
+        })
+    }
+
+    /// Evaluates a txn whose every branch only reads, against the committed state and
+    /// outside the raft log, as etcd serves read-only txns. Holds the state lock for the
+    /// evaluation so compares and ranges see one revision.
+    pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
+        let st = self.state.read();
+        let rtxn = self.db.begin_read()?;
+        let table = rtxn.open_table(KV_TABLE)?;
+        let mut ctx = WriteCtx::new(&st.index, &table, st.committed_rev, st.compact_rev);
+        let resp = ctx.txn(req, &|_| false)?;
+        if !ctx.into_changes().is_empty() {
+            return Err(MvccError::backend("txn_read_only given a txn that writes"));
+        }
+        Ok(resp)
+    }
+
+    /// Records `index` as applied for an entry that changes no key.
+    pub fn set_consistent_index(&self, index: u64) {
+        let mut w = self.writer.lock();
+        if w.check().is_err() {
+            return;
+        }
+        let r = self.record_index(&mut w, index);
+        let _ = poison(&mut w, r);
+    }
+
+    /// Raft term stored with the data (0 if never set).
+    pub fn term(&self) -> Result<u64, MvccError> {
+        Ok(self.get_meta_u64(META_TERM)?.unwrap_or(0))
+    }
+
+    /// Stores the raft term in the current write batch.
+    pub fn set_term(&self, term: u64) -> Result<(), MvccError> {
+        self.put_meta(META_TERM, &term.to_be_bytes())
+    }
+
+    /// Reads a meta value as of the last commit.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, MvccError> {
+        let rtxn = self.db.begin_read()?;
+        let t = rtxn.open_table(META_TABLE)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn get_meta_u64(&self, key: &str) -> Result<Option<u64>, MvccError> {
+        let rtxn = self.db.begin_read()?;
+        let t = rtxn.open_table(META_TABLE)?;
+        meta_get_u64(&t, key)
+    }
+
+    /// Writes a meta value in the current write batch (visible after commit).
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), MvccError> {
+        let mut w = self.writer.lock();
+        w.check()?;
+        let r = (|| {
+            let txn = self.open_txn(&mut w)?;
+            let mut t = txn.open_table(META_TABLE)?;
+            t.insert(key, value)?;
+            Ok(())
+        })();
+        poison(&mut w, r)
+    }
+
+    /// Commits the current write batch, making it visible to readers. `durable`
+    /// commits with `Durability::Immediate` (fsync), which also persists earlier
+    /// non-durable commits; otherwise `Durability::None`.
+    pub fn commit(&self, durable: bool) -> Result<(), MvccError> {
+        let mut w = self.writer.lock();
+        w.check()?;
+        let r = self.commit_locked(&mut w, durable);
+        poison(&mut w, r)
+    }
+
+    pub(crate) fn commit_locked(&self, w: &mut Writer, durable: bool) -> Result<(), MvccError> {
+        if w.txn.is_none() && !(durable && w.nondurable) {
+            return Ok(());
+        }
+        let mut txn = match w.txn.take() {
+            Some(t) => t,
+            None => self.db.begin_write()?,
+        };
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        txn.commit()?;
+        w.nondurable = !durable;
+        self.state.write().committed_rev = w.rev;
+        self.committed_index.store(w.index, Ordering::Release);
+        Ok(())
+    }
+
+    /// The open write transaction, beginning one if needed.
+    pub(crate) fn open_txn<'w>(
+        &self,
+        w: &'w mut Writer,
+    ) -> Result<&'w mut WriteTransaction, MvccError> {
+        if w.txn.is_none() {
+            w.txn = Some(self.db.begin_write()?);
+        }
+        w.txn
+            .as_mut()
+            .ok_or_else(|| MvccError::backend("no write transaction"))
+    }
+
+    fn record_index(&self, w: &mut Writer, index: u64) -> Result<(), MvccError> {
+        let txn = self.open_txn(w)?;
+        let mut meta = txn.open_table(META_TABLE)?;
+        meta_put_u64(&mut meta, META_CONSISTENT_INDEX, index)?;
+        drop(meta);
+        w.index = index;
+        self.applied_index.store(index, Ordering::Release);
+        Ok(())
+    }
+
+    /// Runs one write request: `f` computes its changes against the applied state
+    /// (plus its own earlier changes); if it succeeds they are written as revision
+    /// `current + 1` together with `index`.
+    fn write<R>(
+        &self,
+        index: u64,
+        f: impl FnOnce(
+            &mut WriteCtx<'_, redb::Table<'_, &'static [u8], &'static [u8]>>,
+        ) -> Result<R, MvccError>,
+    ) -> Result<(R, Vec<Event>), MvccError> {
+        let mut w = self.writer.lock();
+        w.check()?;
+        let base_rev = w.rev;
+        let r = self.write_inner(&mut w, base_rev, f);
+        let r = poison(&mut w, r);
+        let (resp, changes) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                if w.failed.is_none() {
+                    // A rejected request is still an applied raft entry.
+                    let r = self.record_index(&mut w, index);
+                    poison(&mut w, r)?;
+                }
+                return Err(e);
+            }
+        };
+        let r = self.finish_write(&mut w, base_rev, index, &changes);
+        poison(&mut w, r)?;
+        let new_rev = base_rev + 1;
+        let events = changes
+            .into_iter()
+            .map(|c| Event {
+                r#type: if c.tombstone {
+                    EventType::Delete as i32
+                } else {
+                    EventType::Put as i32
+                },
+                kv: Some(c.kv),
+                prev_kv: c.prev,
+            })
+            .collect::<Vec<_>>();
+        debug_assert!(events.is_empty() || w.rev == new_rev);
+        Ok((resp, events))
+    }
+
+    fn write_inner<R>(
+        &self,
+        w: &mut Writer,
+        base_rev: i64,
+        f: impl FnOnce(
+            &mut WriteCtx<'_, redb::Table<'_, &'static [u8], &'static [u8]>>,
+        ) -> Result<R, MvccError>,
+    ) -> Result<(R, Vec<Change>), MvccError> {
+        let txn = self.open_txn(w)?;
+        let table = txn.open_table(KV_TABLE)?;
+        let st = self.state.read();
+        let mut ctx = WriteCtx::new(&st.index, &table, base_rev, st.compact_rev);
+        let resp = f(&mut ctx)?;
+        Ok((resp, ctx.into_changes()))
+    }
+
+    /// Persists `changes` at revision `base_rev + 1` and indexes them.
+    fn finish_write(
+        &self,
+        w: &mut Writer,
+        base_rev: i64,
+        index: u64,
+        changes: &[Change],
+    ) -> Result<(), MvccError> {
+        let new_rev = base_rev + 1;
+        let txn = self.open_txn(w)?;
+        if !changes.is_empty() {
+            let mut table = txn.open_table(KV_TABLE)?;
+            for (sub, c) in changes.iter().enumerate() {
+                let rev = Revision::new(new_rev, sub as i64);
+                let value = if c.tombstone {
+                    KeyValue {
+                        key: c.kv.key.clone(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec()
+                } else {
+                    c.kv.encode_to_vec()
+                };
+                table.insert(rev.to_bytes(c.tombstone).as_slice(), value.as_slice())?;
+            }
+            drop(table);
+            let mut meta = txn.open_table(META_TABLE)?;
+            meta_put_u64(&mut meta, META_CURRENT_REV, new_rev as u64)?;
+            drop(meta);
+            let mut st = self.state.write();
+            for (sub, c) in changes.iter().enumerate() {
+                let rev = Revision::new(new_rev, sub as i64);
+                if c.tombstone {
+                    st.index.tombstone(&c.kv.key, rev);
+                } else {
+                    st.index.put(&c.kv.key, rev);
+                }
+            }
+            drop(st);
+            w.rev = new_rev;
+            self.applied_rev.store(new_rev, Ordering::Release);
+        }
+        self.record_index(w, index)
+    }
+}
+
+/// Read view on the committed state for client ranges.
+struct ReadView<'s> {
+    store: &'s Store,
+}
+
+impl KvRead for ReadView<'_> {
+    fn rev(&self) -> i64 {
+        self.store.committed_revision()
+    }
+
+    fn range_keys(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        ro: RangeOpts,
+    ) -> Result<RangeResult, MvccError> {
+        // Under the state lock: pick the revision, snapshot redb and collect the
+        // revisions; then fetch values from the snapshot without the lock.
+        let (rtxn, revs, count, cur) = {
+            let st = self.store.state.read();
+            let cur = st.committed_rev;
+            let rev = resolve_rev(ro.rev, cur, st.compact_rev)?;
+            let rtxn = self.store.db.begin_read()?;
+            let limit = if ro.limit <= 0 {
+                usize::MAX
+            } else {
+                ro.limit as usize
+            };
+            let (revs, count) = collect_revs(&st.index, key, range_end, rev, limit, ro.count);
+            (rtxn, revs, count, cur)
+        };
+        let mut kvs = Vec::with_capacity(revs.len());
+        if !revs.is_empty() {
+            let table = rtxn.open_table(KV_TABLE)?;
+            for r in revs {
+                kvs.push(get_kv(&table, r)?);
+            }
+        }
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: cur,
+        })
+    }
+}
+
+impl Store {
+    /// Compacts at `rev` (etcd's `Compact`): errors if `rev` is already compacted or
+    /// is a future revision; persists `scheduledCompactRev` durably (with the pending
+    /// batch), compacts the index, then physically deletes the unneeded revisions in
+    /// batches and persists `finishedCompactRev`. Runs synchronously.
+    pub fn compact(&self, rev: i64, index: u64) -> Result<CompactionResponse, MvccError> {
+        self.compact_with(rev, index, None)
+    }
+
+    pub(crate) fn compact_with(
+        &self,
+        rev: i64,
+        index: u64,
+        stop_after_batches: Option<usize>,
+    ) -> Result<CompactionResponse, MvccError> {
+        let mut w = self.writer.lock();
+        w.check()?;
+        let check = {
+            let st = self.state.read();
+            if rev <= st.compact_rev {
+                Err(MvccError::Compacted)
+            } else if rev > w.rev {
+                Err(MvccError::FutureRev)
+            } else {
+                Ok(())
+            }
+        };
+        if let Err(e) = check {
+            let r = self.record_index(&mut w, index);
+            poison(&mut w, r)?;
+            return Err(e);
+        }
+        let r = self.schedule_compaction(&mut w, rev, index);
+        poison(&mut w, r)?;
+        let r = crate::compact::run(self, &mut w, rev, stop_after_batches);
+        poison(&mut w, r)?;
+        Ok(CompactionResponse {
+            header: Some(oxcd_proto::etcdserverpb::ResponseHeader {
+                revision: w.rev,
+                ..Default::default()
+            }),
+        })
+    }
+
+    fn schedule_compaction(&self, w: &mut Writer, rev: i64, index: u64) -> Result<(), MvccError> {
+        let txn = self.open_txn(w)?;
+        let mut meta = txn.open_table(META_TABLE)?;
+        meta_put_u64(&mut meta, META_SCHEDULED_COMPACT, rev as u64)?;
+        drop(meta);
+        self.record_index(w, index)?;
+        self.commit_locked(w, true)?;
+        self.state.write().compact_rev = rev;
+        Ok(())
+    }
+
+    fn resume_compaction(&self, rev: i64) -> Result<(), MvccError> {
+        let mut w = self.writer.lock();
+        self.state.write().compact_rev = rev;
+        let r = crate::compact::run(self, &mut w, rev, None);
+        poison(&mut w, r)
+    }
+}

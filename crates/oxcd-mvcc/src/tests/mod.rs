@@ -1,0 +1,5 @@
+//! Store-level tests: etcd semantics, persistence, compaction, and a model-based
+//! proptest.
+
+mod model;
+mod semantics;

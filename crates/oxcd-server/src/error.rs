@@ -1,0 +1,190 @@
+//! The one place where oxcd's errors become etcd's gRPC status codes and texts.
+//!
+//! Clients match errors on code *and* message (`rpctypes.ErrGRPC*` in Go clientv3, string
+//! compares in Python and Node), so every variant here carries exactly etcd's wording.
+
+use oxcd_mvcc::MvccError;
+use oxcd_raft::RaftError;
+use thiserror::Error;
+use tonic::{Code, Status};
+
+/// An error a client request can end in.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ServerError {
+    /// Empty key in a request.
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    /// `ignore_value`/`ignore_lease` on a key that does not exist; an empty RequestOp.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// `ignore_value` with a value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// More ops in a txn than `--max-txn-ops`.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    /// Overlapping writes in one txn.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// Read or compaction below the compacted revision.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// Read or compaction above the current revision.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    /// Backend over quota.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// Unknown lease.
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// Request larger than `--max-request-bytes`.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// No raft leader.
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// This member is not the leader (for leader-only operations).
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// Leadership changed while a request was in flight.
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    /// The server is shutting down.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// The request was not applied in time.
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// Corrupt data detected.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// An unexpected internal failure (disk, encoding); the text says which.
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    /// etcd's gRPC code for this error.
+    pub fn code(&self) -> Code {
+        use ServerError::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRev => Code::OutOfRange,
+            NoSpace => Code::ResourceExhausted,
+            LeaseNotFound => Code::NotFound,
+            NotLeader => Code::FailedPrecondition,
+            NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
+            Corrupt => Code::DataLoss,
+            Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ServerError> for Status {
+    fn from(e: ServerError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<MvccError> for ServerError {
+    fn from(e: MvccError) -> ServerError {
+        match e {
+            MvccError::Compacted => ServerError::Compacted,
+            MvccError::FutureRev => ServerError::FutureRev,
+            MvccError::KeyNotFound => ServerError::KeyNotFound,
+            MvccError::LeaseNotFound => ServerError::LeaseNotFound,
+            MvccError::ValueProvided => ServerError::ValueProvided,
+            MvccError::LeaseProvided => ServerError::LeaseProvided,
+            other => ServerError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<RaftError> for ServerError {
+    fn from(e: RaftError) -> ServerError {
+        match e {
+            RaftError::NoLeader => ServerError::NoLeader,
+            RaftError::NotLeader { .. } => ServerError::NotLeader,
+            RaftError::Stopped => ServerError::Stopped,
+            RaftError::ProposalDropped => ServerError::NoLeader,
+            other => ServerError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_codes_and_texts() {
+        let cases = [
+            (
+                ServerError::EmptyKey,
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
+            (
+                ServerError::RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                ServerError::TooManyOps,
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                ServerError::DuplicateKey,
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                ServerError::Compacted,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                ServerError::FutureRev,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                ServerError::LeaseNotFound,
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                ServerError::NoLeader,
+                Code::Unavailable,
+                "etcdserver: no leader",
+            ),
+        ];
+        for (e, code, text) in cases {
+            let s: Status = e.into();
+            assert_eq!(s.code(), code);
+            assert_eq!(s.message(), text);
+        }
+    }
+
+    #[test]
+    fn mvcc_errors_map_to_etcd() {
+        assert_eq!(
+            ServerError::from(MvccError::Compacted),
+            ServerError::Compacted
+        );
+        assert_eq!(
+            ServerError::from(MvccError::FutureRev),
+            ServerError::FutureRev
+        );
+        assert_eq!(
+            ServerError::from(MvccError::LeaseNotFound),
+            ServerError::LeaseNotFound
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! Black-box tests: each spawns real `oxcd` processes and talks to them over gRPC/HTTP.
+
+mod harness;
+
+mod durability;
+mod kv;
+mod startup;
