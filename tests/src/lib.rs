@@ -1,1 +1,0 @@
-//! Helpers for black-box tests that spawn real oxcd processes.
