@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use oxcd_proto::etcdserverpb::{
-    kv_server::Kv, response_op, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
-    TxnRequest, TxnResponse,
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use oxcd_proto::oxcdinternal::raft_request::Op;
 use tonic::{Request, Response, Status};
@@ -28,27 +27,6 @@ impl KvService {
 
 fn unexpected(resp: ApplyResponse) -> Status {
     ServerError::Internal(format!("unexpected apply result {resp:?}")).into()
-}
-
-/// Fills the cluster fields of nested txn response headers, which carry only a revision
-/// after apply (as in etcd).
-fn fill_nested(server: &EtcdServer, resp: &mut TxnResponse) {
-    for r in &mut resp.responses {
-        let header: &mut Option<ResponseHeader> = match &mut r.response {
-            Some(response_op::Response::ResponseRange(x)) => &mut x.header,
-            Some(response_op::Response::ResponsePut(x)) => &mut x.header,
-            Some(response_op::Response::ResponseDeleteRange(x)) => &mut x.header,
-            Some(response_op::Response::ResponseTxn(x)) => {
-                fill_nested(server, x);
-                &mut x.header
-            }
-            None => continue,
-        };
-        if let Some(h) = header {
-            let revision = h.revision;
-            *h = server.header(revision);
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -109,8 +87,8 @@ impl Kv for KvService {
                 other => return Err(unexpected(other)),
             }
         };
+        // Nested responses keep etcd's revision-only headers.
         self.server.fill_header(&mut resp.header);
-        fill_nested(&self.server, &mut resp);
         Ok(Response::new(resp))
     }
 

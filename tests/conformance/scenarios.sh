@@ -1,0 +1,288 @@
+# Conformance scenarios, sourced by ./run. THIS FILE IS THE SCENARIO LIST:
+# every function named `sc_<name>() {` (at the start of a line) is a scenario,
+# run in file order, first against etcd and then against oxcd.
+#
+# Both servers start empty (revision 1) and receive exactly the same writes in
+# the same order, so revisions in the transcripts must match verbatim. A new
+# scenario therefore only affects revisions seen by the scenarios after it.
+#
+# Helpers (defined in ./run):
+#   ctl ARGS...   etcdctl against the current server; command, stdout, stderr
+#                 and exit code go into the transcript that is diffed
+#   quiet ARGS... etcdctl for setup; output not recorded
+#   rev           current revision of the current server (use it to build
+#                 --rev=N arguments; the value is recorded via the command line)
+#   note TEXT     free-form line in the transcript
+# Use a key prefix of your own per scenario so scenarios stay independent.
+
+# ------------------------------------------------------------------ put
+sc_put() {
+  ctl put foo bar
+  ctl put foo bar2
+  ctl put -w json foo bar3
+  ctl put "key with spaces" "value with spaces"
+  ctl put -- dash -leading-dash-value
+  ctl get foo -w json
+}
+
+sc_put_prev_kv() {
+  ctl put --prev-kv pk/a one
+  ctl put --prev-kv pk/a two
+  ctl put --prev-kv -w json pk/a three
+}
+
+sc_put_empty_key() {
+  ctl put "" value
+}
+
+sc_put_missing_lease() {
+  ctl put --lease=1234 lk v
+  ctl get lk
+}
+
+# ------------------------------------------------------------------ get
+sc_get_single() {
+  quiet put g/one 1
+  ctl get g/one
+  ctl get g/does-not-exist
+  ctl get g/one g/one   # empty range [k, k)
+}
+
+sc_get_prefix() {
+  quiet put p/1 a
+  quiet put p/2 b
+  quiet put p/3 c
+  quiet put p0 outside
+  quiet put p outside-too
+  ctl get --prefix p/
+  ctl get --prefix p/no-such-prefix
+  ctl get p/1 p/3       # explicit range end
+}
+
+sc_get_from_key() {
+  quiet put zz/a 1
+  quiet put zz/b 2
+  quiet put zz/c 3
+  ctl get --from-key zz/b
+  ctl get --from-key zz/zz
+  ctl get --from-key zz/a --keys-only
+}
+
+sc_get_rev() {
+  local r
+  r=$(rev)
+  quiet put h/k v1
+  quiet put h/k v2
+  quiet put h/k v3
+  quiet del h/k
+  ctl get h/k --rev=$((r + 1))
+  ctl get h/k --rev=$((r + 2)) -w json
+  ctl get h/k --rev=$((r + 3))
+  ctl get h/k --rev=$((r + 4))
+  ctl get h/k
+  ctl get --prefix h/ --rev=1
+}
+
+sc_get_limit() {
+  quiet put l/1 a
+  quiet put l/2 b
+  quiet put l/3 c
+  ctl get --prefix l/ --limit=2
+  ctl get --prefix l/ --limit=2 -w json
+  ctl get --prefix l/ --limit=3 -w json
+  ctl get --prefix l/ --limit=0
+}
+
+sc_get_sort() {
+  # Data with no ties in any sort target: order by KEY a b c d, CREATE c a d b,
+  # MODIFY a c d b, VERSION a(1) c(2) b(3) d(4), VALUE b d c a.
+  quiet put s/c mu
+  quiet put s/a zeta
+  quiet put s/d delta
+  quiet put s/b alpha
+  quiet put s/d delta2
+  quiet put s/b alpha2
+  quiet put s/d delta3
+  quiet put s/c mu2
+  quiet put s/d delta4
+  quiet put s/b alpha3
+  local target order
+  for target in KEY CREATE MODIFY VERSION VALUE; do
+    for order in ASCEND DESCEND; do
+      ctl get --prefix s/ --sort-by="$target" --order="$order"
+    done
+  done
+  ctl get --prefix s/ --order=DESCEND
+  ctl get --prefix s/ --sort-by=VALUE
+  ctl get --prefix s/ --sort-by=MODIFY --order=DESCEND --limit=2
+}
+
+sc_get_keys_only() {
+  quiet put ko/a 1
+  quiet put ko/b 2
+  ctl get --prefix ko/ --keys-only
+  ctl get --prefix ko/ --keys-only -w json
+}
+
+sc_get_count_only() {
+  quiet put co/a 1
+  quiet put co/b 2
+  quiet put co/c 3
+  ctl get --prefix co/ --count-only
+  ctl get --prefix co/ --count-only -w json
+  ctl get --prefix co/ --count-only --limit=1 -w json
+  ctl get --prefix co/none --count-only
+}
+
+sc_get_print_value_only() {
+  quiet put pv/a alpha
+  quiet put pv/b beta
+  ctl get --prefix pv/ --print-value-only
+  ctl get pv/a --print-value-only
+}
+
+sc_get_json() {
+  quiet put j/a "some value"
+  quiet put j/b ""
+  ctl get --prefix j/ -w json
+  ctl get j/none -w json
+}
+
+sc_get_fields() {
+  quiet put f/a x
+  quiet put f/b y
+  ctl get --prefix f/ -w fields
+  ctl get f/none -w fields
+}
+
+# ------------------------------------------------------------------ del
+sc_del_single() {
+  quiet put d1/a 1
+  ctl del d1/a
+  ctl del d1/a
+  ctl get d1/a
+}
+
+sc_del_prefix() {
+  quiet put d2/a 1
+  quiet put d2/b 2
+  quiet put d2/c 3
+  quiet put d2x keep
+  ctl del --prefix d2/
+  ctl get --prefix d2
+}
+
+sc_del_prev_kv() {
+  quiet put d3/a 1
+  quiet put d3/b 2
+  quiet put d3/c 3
+  ctl del --prev-kv d3/a
+  ctl del --prev-kv --prefix d3/
+  quiet put d3/j j
+  ctl del --prev-kv -w json d3/j
+}
+
+sc_del_range() {
+  quiet put d4/a 1
+  quiet put d4/b 2
+  quiet put d4/c 3
+  ctl del d4/a d4/c
+  ctl get --prefix d4/
+}
+
+# ------------------------------------------------------------------ txn
+sc_txn_success() {
+  quiet put t/k v
+  ctl txn <<'EOF'
+value("t/k") = "v"
+mod("t/k") > "0"
+version("t/k") = "1"
+create("t/none") = "0"
+
+put t/ok yes
+get t/k
+del t/nothing
+
+put t/fail no
+
+EOF
+  ctl get --prefix t/
+}
+
+sc_txn_failure() {
+  quiet put tf/k v
+  ctl txn <<'EOF'
+value("tf/k") = "other"
+
+put tf/ok yes
+
+put tf/fail no
+get tf/k
+
+EOF
+  ctl txn <<'EOF'
+version("tf/k") = "7"
+
+put tf/ok yes
+
+
+EOF
+  ctl get --prefix tf/
+}
+
+sc_txn_json() {
+  quiet put tj/k v
+  ctl txn -w json <<'EOF'
+value("tj/k") = "v"
+create("tj/k") > "0"
+
+put tj/ok yes
+get tj/k
+
+put tj/fail no
+
+EOF
+  ctl txn -w json <<'EOF'
+mod("tj/k") < "1"
+
+put tj/ok2 yes
+
+get tj/k
+del tj/ok
+
+EOF
+}
+
+# ------------------------------------------------------------------ compaction
+sc_compaction() {
+  local r
+  quiet put c/k v1
+  quiet put c/k v2
+  quiet put c/k v3
+  r=$(rev)
+  ctl compaction $((r - 1))
+  ctl get c/k --rev=$((r - 2))
+  ctl get c/k --rev=$((r - 1))
+  ctl get c/k --rev=$((r + 1000))
+  ctl compaction $((r - 2))
+  ctl compaction $((r + 1000))
+  ctl get c/k
+}
+
+# ------------------------------------------------------------------ cluster
+sc_endpoint_status() {
+  ctl endpoint status
+  ctl endpoint status -w table
+  ctl endpoint status -w json
+}
+
+sc_member_list() {
+  ctl member list
+  ctl member list -w table
+  ctl member list -w json
+}
+
+sc_endpoint_health() {
+  ctl endpoint health
+  ctl endpoint health -w json
+}
