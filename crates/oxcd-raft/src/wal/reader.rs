@@ -7,11 +7,12 @@
 //!   predecessor was released).
 //! * Any decode failure in a segment that is not the last one is corruption.
 //! * In the last segment, a failing record at offset `o` is a **torn tail**
-//!   (truncate to `o`, warn, continue) when the record runs past end of file,
-//!   when everything from `o` on is zero, when the record's byte range
-//!   contains a whole zero-filled 512-byte sector (an unfinished write:
-//!   a record that was covered by a completed fdatasync can't contain one),
-//!   or when no valid record follows it. A valid record *after* the bad one
+//!   (keep the dropped bytes in `<segment>.broken`, truncate to `o`, warn,
+//!   continue) when its header is incomplete, when everything from `o` on is
+//!   zero, or when no intact record follows it. Intact means: a record that
+//!   verifies against the bad record's stored crc, or two consecutive records
+//!   where the second verifies against the first (this does not trust the
+//!   damaged record's own crc field). Anything intact *after* the bad record
 //!   means acknowledged data would be thrown away, so that is corruption.
 //! * An Entry record with index `i` must satisfy `i <= last + 1` (no gaps);
 //!   it replaces every logically-later entry `>= i` (raft overwrote an
@@ -148,7 +149,13 @@ fn decode_snapshot(p: &[u8]) -> Option<(u64, u64, ConfState)> {
 }
 
 /// Whether the failure at the start of `rest` is a torn tail (see module docs).
-fn is_torn(rest: &[u8], file_off: u64) -> bool {
+///
+/// Only an unfinished final write may be dropped. Any sign of intact records after the bad
+/// one means the damage is corruption of synced data: a record verifying against the bad
+/// record's stored crc, or — not trusting any field of the damaged record, whose crc field
+/// itself may be the flipped bytes — two consecutive records where the second verifies
+/// against the first's stored crc.
+fn is_torn(rest: &[u8]) -> bool {
     // Not even a whole header: the write stopped inside it.
     if rest.len() < HEADER_LEN {
         return true;
@@ -156,30 +163,36 @@ fn is_torn(rest: &[u8], file_off: u64) -> bool {
     if rest.iter().all(|&b| b == 0) {
         return true;
     }
-    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
     let stored_crc = u32::from_le_bytes([rest[5], rest[6], rest[7], rest[8]]);
-    let end = HEADER_LEN.saturating_add(len).min(rest.len());
-    if has_zero_sector(&rest[..end], file_off) {
-        return true;
-    }
-    // Look for any valid record chained from the bad record's stored crc.
-    !(1..rest.len()).any(|j| record::decode(&rest[j..], Some(stored_crc)).is_ok())
+    let valid_after = (1..rest.len()).any(|j| {
+        record::decode(&rest[j..], Some(stored_crc)).is_ok() || chained_pair_at(&rest[j..])
+    });
+    !valid_after
 }
 
-/// True if `range` (starting at file offset `file_off`) covers a whole,
-/// sector-aligned, all-zero 512-byte block.
-fn has_zero_sector(range: &[u8], file_off: u64) -> bool {
-    const SECTOR: u64 = 512;
-    let mut s = file_off.div_ceil(SECTOR) * SECTOR;
-    let end = file_off + range.len() as u64;
-    while s + SECTOR <= end {
-        let a = (s - file_off) as usize;
-        if range[a..a + SECTOR as usize].iter().all(|&b| b == 0) {
-            return true;
-        }
-        s += SECTOR;
+/// Whether `buf` starts with a plausible record header whose successor verifies against
+/// the crc stored in that header.
+fn chained_pair_at(buf: &[u8]) -> bool {
+    let Some(h) = buf.get(..HEADER_LEN) else {
+        return false;
+    };
+    if RecordType::from_u8(h[4]).is_none() {
+        return false;
     }
-    false
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let crc = u32::from_le_bytes([h[5], h[6], h[7], h[8]]);
+    match buf.get(HEADER_LEN.saturating_add(len)..) {
+        Some(next) if next.len() >= HEADER_LEN => record::decode(next, Some(crc)).is_ok(),
+        _ => false,
+    }
+}
+
+/// Keeps the bytes a torn-tail repair drops in `<segment>.broken`, for inspection.
+fn save_broken_tail(path: &Path, tail: &[u8]) -> Result<(), WalError> {
+    let mut broken = path.as_os_str().to_owned();
+    broken.push(".broken");
+    let broken = std::path::PathBuf::from(broken);
+    std::fs::write(&broken, tail).map_err(|e| WalError::io(&broken, e))
 }
 
 /// Reads all segments; truncates a torn tail and removes an empty last
@@ -222,7 +235,7 @@ pub(crate) fn recover(dir: &Path, mut segments: Vec<SegmentId>) -> Result<Recove
                     crc = Some(r.crc);
                     off += r.len;
                 }
-                Err(e) if is_last && is_torn(&data[off..], off as u64) => {
+                Err(e) if is_last && is_torn(&data[off..]) => {
                     tracing::warn!(
                         file = %seg.path.display(),
                         offset = off,
@@ -230,6 +243,7 @@ pub(crate) fn recover(dir: &Path, mut segments: Vec<SegmentId>) -> Result<Recove
                         reason = e.reason(),
                         "WAL torn tail: truncating the last segment to the last good record"
                     );
+                    save_broken_tail(&seg.path, &data[off..])?;
                     truncate(&seg.path, off as u64)?;
                     break;
                 }

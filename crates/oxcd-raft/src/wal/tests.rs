@@ -212,6 +212,88 @@ fn flipped_bit_in_middle_record_of_last_segment_is_corrupt() {
     }
 }
 
+/// Writes entries whose payloads are large and mostly zero (so a record spans whole
+/// zero-filled 512-byte sectors), one record per save.
+fn write_zero_heavy_records(dir: &Path, n: u64) -> Vec<u64> {
+    let (mut wal, _) = Wal::open(dir).unwrap();
+    let mut offs = Vec::new();
+    for i in 1..=n {
+        offs.push(wal.seg_len);
+        let mut data = vec![0u8; 2048];
+        data[0] = i as u8;
+        wal.save(&[ent(i, 1, &data)], None).unwrap();
+    }
+    offs
+}
+
+fn assert_corrupt_at(dir: &Path, file: &Path, at: u64) {
+    match Wal::open(dir).unwrap_err() {
+        WalError::Corrupt {
+            file: f, offset, ..
+        } => {
+            assert_eq!(f, file);
+            assert_eq!(offset, at);
+        }
+        e => panic!("unexpected {e}"),
+    }
+}
+
+#[test]
+fn flipped_bit_in_crc_field_of_middle_record_is_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (offs, _) = write_single_records(tmp.path(), 5);
+    let f = segs(tmp.path())[0].clone();
+    let before = fs::read(&f).unwrap();
+    // Bytes 5..9 of a record hold its crc: damage there must not read as a torn tail.
+    flip(&f, offs[2] + 6);
+    assert_corrupt_at(tmp.path(), &f, offs[2]);
+    // Refusing to start changed nothing on disk.
+    let mut after = fs::read(&f).unwrap();
+    after[(offs[2] + 6) as usize] ^= 0x10;
+    assert_eq!(before, after);
+}
+
+#[test]
+fn flipped_bit_in_record_with_zero_sectors_is_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let offs = write_zero_heavy_records(tmp.path(), 5);
+    let f = segs(tmp.path())[0].clone();
+    flip(&f, offs[2] + 20);
+    assert_corrupt_at(tmp.path(), &f, offs[2]);
+}
+
+#[test]
+fn flipped_bit_in_seed_record_of_last_segment_is_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_single_records(tmp.path(), 5);
+    let f = segs(tmp.path())[0].clone();
+    flip(&f, 6);
+    assert_corrupt_at(tmp.path(), &f, 0);
+    assert!(f.exists(), "the segment must not be deleted");
+}
+
+#[test]
+fn torn_tail_bytes_are_kept_beside_the_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, end) = write_single_records(tmp.path(), 3);
+    let f = segs(tmp.path())[0].clone();
+    OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(&[40, 0, 0, 0, 1, 9, 9])
+        .unwrap();
+    let (_, c) = Wal::open(tmp.path()).unwrap();
+    assert_eq!(c.entries.len(), 3);
+    assert_eq!(fs::metadata(&f).unwrap().len(), end);
+    let mut broken = f.as_os_str().to_owned();
+    broken.push(".broken");
+    assert_eq!(
+        fs::read(PathBuf::from(broken)).unwrap(),
+        [40, 0, 0, 0, 1, 9, 9]
+    );
+}
+
 #[test]
 fn flipped_bit_in_non_last_segment_is_corrupt() {
     let tmp = tempfile::tempdir().unwrap();
