@@ -200,3 +200,58 @@ async fn torn_wal_tail_is_repaired() {
     let (_, kvs) = all_keys(&s).await;
     assert_eq!(kvs.len(), 20);
 }
+
+/// Unmounts a tmpfs when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn full_wal_disk_stops_the_server_instead_of_lingering() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1M", "tmpfs"])
+        .arg(&wal)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIP: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _mount = Mount(wal.clone());
+    let data = dir.path().join("data");
+    let wal_flag = format!("--wal-dir={}", wal.display());
+    let s = Server::start_with(
+        &data,
+        crate::harness::free_port(),
+        crate::harness::free_port(),
+        &[&wal_flag],
+    );
+    let mut kv = s.kv().await;
+    let mut failed = false;
+    for i in 0..40 {
+        let r = kv
+            .put(PutRequest {
+                key: format!("k{i}").into_bytes(),
+                value: vec![b'x'; 100_000],
+                ..Default::default()
+            })
+            .await;
+        if r.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "4 MB of writes into a 1 MB WAL must fail");
+    let (status, log) = s
+        .wait_exit_within(std::time::Duration::from_secs(15))
+        .expect("the server exits once its WAL cannot be written");
+    assert!(!status.success(), "exit code says it failed");
+    assert!(log.contains("raft node stopped"), "{log}");
+}

@@ -112,6 +112,26 @@ impl Server {
         (status, log.join("\n"))
     }
 
+    /// Waits up to `limit` for the process to exit; `None` if it is still running.
+    pub fn wait_exit_within(
+        mut self,
+        limit: Duration,
+    ) -> Option<(std::process::ExitStatus, String)> {
+        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().ok()?);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send((status, child));
+        });
+        match rx.recv_timeout(limit) {
+            Ok((status, _)) => {
+                let log: Vec<String> = self.log.try_iter().collect();
+                Some((status.ok()?, log.join("\n")))
+            }
+            Err(_) => None,
+        }
+    }
+
     /// The gRPC endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use oxcd_mvcc::Store;
 use oxcd_proto::oxcdinternal::{raft_request::Op, RaftRequest};
-use oxcd_raft::{CommittedEntry, RaftHandle};
+use oxcd_raft::{CommittedEntry, EntryKind, RaftHandle};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
@@ -46,8 +46,21 @@ pub struct FatalApplyError(pub String);
 impl Applier {
     /// Applies batches until the raft node closes the channel, committing the backend
     /// durably at least every [`DURABLE_INTERVAL`] while there is something to commit.
+    /// Whatever way it ends, every waiting handler is answered.
     pub async fn run(
         self,
+        rx: mpsc::UnboundedReceiver<Vec<CommittedEntry>>,
+    ) -> Result<(), FatalApplyError> {
+        let result = self.apply_loop(rx).await;
+        self.waiters.fail_all(ServerError::Stopped);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "applier stopped: the backend failed");
+        }
+        result
+    }
+
+    async fn apply_loop(
+        &self,
         mut rx: mpsc::UnboundedReceiver<Vec<CommittedEntry>>,
     ) -> Result<(), FatalApplyError> {
         let mut last_durable = Instant::now();
@@ -69,6 +82,11 @@ impl Applier {
                 rx.recv().await
             };
             let Some(mut batch) = batch else { break };
+            if undurable_entries == 0 {
+                // The durable-commit clock starts with the first entry not yet durable, so
+                // a write after an idle spell does not wait for a backend fsync.
+                last_durable = Instant::now();
+            }
             // Group whatever else is already committed into the same backend commit.
             while let Ok(more) = rx.try_recv() {
                 batch.extend(more);
@@ -84,27 +102,24 @@ impl Applier {
                 last_applied = entry.index;
                 undurable_entries += 1;
             }
-            let durable =
-                last_durable.elapsed() >= DURABLE_INTERVAL || undurable_entries >= DURABLE_ENTRIES;
-            if durable {
-                self.commit_durable(last_applied)?;
-                last_durable = Instant::now();
-                undurable_entries = 0;
-            } else {
-                self.store
-                    .commit(false)
-                    .map_err(|e| FatalApplyError(e.to_string()))?;
-            }
+            // Make the batch visible to readers (no fsync: the WAL holds it durably), then
+            // answer the waiters before any durable backend commit.
+            self.store
+                .commit(false)
+                .map_err(|e| FatalApplyError(e.to_string()))?;
             self.raft.set_applied(last_applied);
             let _ = self.applied_tx.send(last_applied);
             for (id, result) in results {
                 self.waiters.trigger(id, result);
             }
+            if last_durable.elapsed() >= DURABLE_INTERVAL || undurable_entries >= DURABLE_ENTRIES {
+                self.commit_durable(last_applied)?;
+                last_durable = Instant::now();
+                undurable_entries = 0;
+            }
         }
         // Shutting down: make everything applied durable so the next start replays nothing.
-        self.commit_durable(last_applied)?;
-        self.waiters.fail_all(ServerError::Stopped);
-        Ok(())
+        self.commit_durable(last_applied)
     }
 
     fn commit_durable(&self, applied: u64) -> Result<(), FatalApplyError> {
@@ -117,6 +132,13 @@ impl Applier {
 
     /// Applies one entry; returns the waiter id and result for entries carrying a request.
     fn apply_entry(&self, entry: &CommittedEntry) -> Option<(u64, ApplyResult)> {
+        if entry.kind != EntryKind::Normal {
+            // Membership changes are not produced yet (the cluster issue applies them); a
+            // ConfChange payload must never be decoded as a request.
+            tracing::warn!(index = entry.index, "ignoring a membership change entry");
+            self.store.set_consistent_index(entry.index);
+            return None;
+        }
         if entry.data.is_empty() {
             // raft's own empty entry at the start of a term.
             self.store.set_consistent_index(entry.index);

@@ -188,21 +188,36 @@ pub async fn run_until(
                 .await
         }));
     }
-    shutdown.await;
-    tracing::info!("shutting down");
+    let mut applier_done = tokio::task::spawn_blocking(move || applier_thread.join());
+    // A WAL or backend failure stops raft or the applier; the process must not linger as a
+    // server that can no longer write, so that ends it too.
+    let died = tokio::select! {
+        _ = shutdown => None,
+        joined = &mut applier_done => Some(joined),
+    };
+    if died.is_none() {
+        tracing::info!("shutting down");
+    }
     let _ = stop_tx.send(true);
     for s in serving {
         // Connections that stay open (watch streams) must not hold shutdown forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s).await;
     }
     raft.shutdown();
-    let applied = tokio::task::spawn_blocking(move || applier_thread.join())
-        .await
-        .map_err(|e| StartError::Apply(e.to_string()))?;
-    match applied {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(StartError::Apply(e.to_string())),
-        Err(_) => return Err(StartError::Apply("applier thread panicked".into())),
+    let unexpected = died.is_some();
+    let joined = match died {
+        Some(j) => j,
+        None => applier_done.await,
+    };
+    match joined {
+        Ok(Ok(Ok(()))) if unexpected => {
+            return Err(StartError::Apply(
+                "the raft node stopped (its error is logged above); restart oxcd to recover from the WAL".into(),
+            ))
+        }
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(StartError::Apply(e.to_string())),
+        Ok(Err(_)) | Err(_) => return Err(StartError::Apply("applier thread panicked".into())),
     }
     tracing::info!("stopped");
     Ok(())
