@@ -38,7 +38,8 @@ impl Drain for TracingDrain {
     }
 }
 
-/// A raft-rs logger writing through `tracing`.
-pub(crate) fn logger(id: u64) -> slog::Logger {
-    slog::Logger::root(TracingDrain.fuse(), slog::o!("raft_id" => id))
+/// A raft-rs logger writing through `tracing`. raft-rs adds `raft_id` to its records
+/// itself, so the root carries no key/values of its own.
+pub(crate) fn logger() -> slog::Logger {
+    slog::Logger::root(TracingDrain.fuse(), slog::o!())
 }

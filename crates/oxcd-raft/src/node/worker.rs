@@ -94,7 +94,7 @@ impl<T: Transport> Worker<T> {
             ..Default::default()
         };
         rc.validate()?;
-        let raw = RawNode::new(&rc, boot.storage, &logger::logger(cfg.id))?;
+        let raw = RawNode::new(&rc, boot.storage, &logger::logger())?;
         let sole_voter = boot.conf_state.voters == [cfg.id] && boot.conf_state.learners.is_empty();
         let read_nonce = SystemTime::now()
             .duration_since(UNIX_EPOCH)
