@@ -680,3 +680,68 @@ fn bench_commit_cost() {
     }
     println!("point range: {:?} per get", start.elapsed() / 5000);
 }
+
+#[test]
+fn read_only_txn_matches_the_applied_txn_and_sees_only_committed_state() {
+    let (_d, s) = open();
+    put(&s, "a", "1");
+    put(&s, "b", "2");
+    let t = TxnRequest {
+        compare: vec![cmp(
+            "a",
+            compare::CompareTarget::Value,
+            compare::CompareResult::Equal,
+            compare::TargetUnion::Value(b"1".to_vec()),
+        )],
+        success: vec![op_get("a", "c")],
+        failure: vec![op_get("b", "")],
+    };
+    let ro = s.txn_read_only(&t).unwrap();
+    let (applied, events) = s.txn(&t, 0, &any_lease).unwrap();
+    s.commit(false).unwrap();
+    assert!(events.is_empty());
+    assert_eq!(ro, applied, "same answer in and out of the log");
+    assert!(ro.succeeded);
+    assert_eq!(ro.header.unwrap().revision, 3);
+
+    // A write applied but not yet committed is invisible to a read-only txn.
+    s.put(
+        &PutRequest {
+            key: b"a".to_vec(),
+            value: b"2".to_vec(),
+            ..Default::default()
+        },
+        0,
+        &any_lease,
+    )
+    .unwrap();
+    let ro = s.txn_read_only(&t).unwrap();
+    assert!(ro.succeeded, "still sees a=1");
+    assert_eq!(ro.header.unwrap().revision, 3);
+    s.commit(false).unwrap();
+    let ro = s.txn_read_only(&t).unwrap();
+    assert!(!ro.succeeded);
+    assert_eq!(ro.header.unwrap().revision, 4);
+
+    // Ranges at compacted revisions fail the same way as in the log.
+    s.compact(4, 0).unwrap();
+    let old = TxnRequest {
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestRange(RangeRequest {
+                key: b"a".to_vec(),
+                revision: 2,
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    };
+    assert_eq!(s.txn_read_only(&old).unwrap_err(), MvccError::Compacted);
+
+    // Handing it a writing txn is refused and writes nothing.
+    let w = TxnRequest {
+        success: vec![op_put("z", "1")],
+        ..Default::default()
+    };
+    assert!(s.txn_read_only(&w).is_err());
+    assert!(get(&s, "z", 0).is_none());
+}
