@@ -5,3 +5,4 @@ mod harness;
 mod durability;
 mod kv;
 mod startup;
+mod watch;

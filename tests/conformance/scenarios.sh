@@ -253,6 +253,91 @@ del tj/ok
 EOF
 }
 
+# ------------------------------------------------------------------ watch
+sc_watch_key() {
+  local r
+  r=$(rev)
+  watch_bg w/k --rev=$((r + 1))
+  quiet put w/k v1
+  quiet put w/other x
+  quiet put w/k v2
+  quiet del w/k
+  watch_end 8
+}
+
+sc_watch_prefix_prev_kv() {
+  local r
+  quiet put wp/a old
+  r=$(rev)
+  watch_bg --prefix wp/ --prev-kv --rev=$((r + 1))
+  quiet put wp/a new
+  quiet put wp/b 1
+  quiet put wpx outside
+  quiet del --prefix wp/
+  watch_end 15
+}
+
+sc_watch_rev_history() {
+  local r
+  r=$(rev)
+  quiet put wh/k 1
+  quiet put wh/k 2
+  quiet del wh/k
+  quiet put wh/k 3
+  watch_bg wh/k --rev=$((r + 1))
+  watch_end 11
+  watch_bg wh/k --rev=$((r + 3)) --prev-kv
+  watch_end 7
+}
+
+sc_watch_range() {
+  local r
+  r=$(rev)
+  quiet put wr/a 1
+  quiet put wr/b 2
+  quiet put wr/c 3
+  watch_bg wr/a wr/c --rev=$((r + 1))
+  watch_end 6
+}
+
+sc_watch_interactive() {
+  local r
+  r=$(rev)
+  WATCH_INTERACTIVE=1 watch_bg -i
+  watch_say "watch wi/k --rev=$((r + 1))"
+  watch_say "watch --prefix wi/p --rev=$((r + 1))"
+  quiet put wi/k v
+  quiet put wi/p1 w
+  watch_wait 6
+  watch_say progress
+  WATCH_INTERACTIVE=1 watch_end 7
+}
+
+sc_watch_exec() {
+  local r
+  r=$(rev)
+  # Writes first: a replay is one response whose header (ETCD_WATCH_REVISION)
+  # is the current revision, on both servers, whatever the timing.
+  quiet put we/k hello
+  quiet del we/k
+  watch_bg we/k --rev=$((r + 1)) -- sh -c 'echo "exec $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_REVISION"'
+  watch_end 8
+}
+
+sc_watch_compacted() {
+  local r
+  quiet put wc/k 1
+  quiet put wc/k 2
+  r=$(rev)
+  quiet compaction "$r"
+  watch_bg wc/k --rev=$((r - 1))
+  watch_end 1
+}
+
+sc_go_watch_events() {
+  go_client watch_events
+}
+
 # ------------------------------------------------------------------ compaction
 sc_compaction() {
   local r

@@ -45,7 +45,10 @@ pub(crate) fn run(
         let mut last_rev = None;
         for k in &keys {
             let (r, _) = Revision::from_bytes(k)?;
-            if !keep.contains(&r) {
+            // Rows of the compaction revision itself stay (its tombstones would otherwise
+            // go): a watcher may start at the compact revision and must see all of it.
+            // The next compaction removes them.
+            if r.main != rev && !keep.contains(&r) {
                 table.remove(k.as_slice())?;
                 deleted += 1;
             }

@@ -3,7 +3,8 @@
 //!
 //! Layout: [`revision`] (revision and on-disk key encoding), [`key_index`] (the
 //! in-memory index of key generations), [`backend`] (redb tables), `kv_ops`
-//! (request semantics: range/put/delete/txn), `compact` (compaction) and
+//! (request semantics: range/put/delete/txn), `compact` (compaction), `history`
+//! (watchers' reads of past events) and
 //! [`Store`] (the public entry point).
 
 #![warn(missing_docs)]
@@ -11,12 +12,14 @@
 pub mod backend;
 mod compact;
 mod error;
+mod history;
 pub mod key_index;
 mod kv_ops;
 pub mod revision;
 mod store;
 
 pub use error::MvccError;
+pub use history::{History, HistoryRequest, KeyRange};
 pub use revision::Revision;
 pub use store::Store;
 

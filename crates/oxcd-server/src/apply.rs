@@ -36,6 +36,9 @@ pub struct Applier {
     pub applied_tx: watch::Sender<u64>,
     /// Receives the events of each applied write (watch hub).
     pub events: Option<EventSink>,
+    /// Told after each backend commit, so the events given to `events` so far are
+    /// readable from the backend (the watch hub publishes them only then).
+    pub events_committed: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// The applier cannot continue: the backend failed. The server must stop.
@@ -109,6 +112,9 @@ impl Applier {
                 .map_err(|e| FatalApplyError(e.to_string()))?;
             self.raft.set_applied(last_applied);
             let _ = self.applied_tx.send(last_applied);
+            if let Some(committed) = &self.events_committed {
+                committed();
+            }
             for (id, result) in results {
                 self.waiters.trigger(id, result);
             }

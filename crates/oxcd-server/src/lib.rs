@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod http;
 pub mod server;
 pub mod version;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -144,13 +145,22 @@ pub async fn run_until(
     .map_err(|e| StartError::Raft(e.to_string()))?;
 
     let waiters = Arc::new(Waiters::default());
+    let hub = watch::Hub::new(store.clone());
+    hub.spawn_sync();
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(store.consistent_index());
     let applier = Applier {
         store: store.clone(),
         raft: raft.clone(),
         waiters: waiters.clone(),
         applied_tx,
-        events: None,
+        events: Some(Box::new({
+            let hub = hub.clone();
+            move |evs: &[oxcd_proto::mvccpb::Event]| hub.stage(evs)
+        })),
+        events_committed: Some(Box::new({
+            let hub = hub.clone();
+            move || hub.publish()
+        })),
     };
     // The applier blocks on the backend, so it gets a thread of its own.
     let applier_thread = std::thread::Builder::new()
@@ -172,7 +182,7 @@ pub async fn run_until(
         waiters,
         applied_rx,
     ));
-    let app = router(server.clone());
+    let app = router(server.clone(), hub);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut serving = Vec::new();
@@ -224,7 +234,7 @@ pub async fn run_until(
 }
 
 /// gRPC services and HTTP endpoints on one router, so both share each client port.
-fn router(server: Arc<EtcdServer>) -> axum::Router {
+fn router(server: Arc<EtcdServer>, hub: Arc<watch::Hub>) -> axum::Router {
     let max = server.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let routes = tonic::service::Routes::new(
         KvServer::new(grpc::kv::KvService::new(server.clone())).max_decoding_message_size(max),
@@ -235,7 +245,10 @@ fn router(server: Arc<EtcdServer>) -> axum::Router {
     .add_service(MaintenanceServer::new(
         grpc::maintenance::MaintenanceService::new(server.clone()),
     ))
-    .add_service(WatchServer::new(grpc::Unimplemented))
+    .add_service(WatchServer::new(grpc::watch::WatchService::new(
+        server.clone(),
+        hub,
+    )))
     .add_service(LeaseServer::new(grpc::Unimplemented))
     .add_service(AuthServer::new(grpc::Unimplemented))
     .add_service(ElectionServer::new(grpc::Unimplemented))

@@ -4,8 +4,9 @@ pub mod cluster;
 pub mod kv;
 pub mod maintenance;
 pub mod validate;
+pub mod watch;
 
-use oxcd_proto::etcdserverpb::{auth_server::Auth, lease_server::Lease, watch_server::Watch};
+use oxcd_proto::etcdserverpb::{auth_server::Auth, lease_server::Lease};
 use oxcd_proto::v3electionpb::election_server::Election;
 use oxcd_proto::v3lockpb::lock_server::Lock;
 
@@ -13,7 +14,6 @@ use oxcd_proto::v3lockpb::lock_server::Lock;
 /// traits' default methods).
 pub struct Unimplemented;
 
-impl Watch for Unimplemented {}
 impl Lease for Unimplemented {}
 impl Auth for Unimplemented {}
 impl Election for Unimplemented {}

@@ -1,0 +1,254 @@
+//! The etcd `Watch` service: one bidirectional stream per call, many watchers per stream.
+//!
+//! A task reads the client's requests (create, cancel, progress) and ticks the stream's
+//! progress notifications; responses flow from the [`Hub`] through the stream's bounded
+//! queue to the client, with the header's identity fields filled on the way out and large
+//! responses of `fragment` watchers split as etcd's `sendFragments` does.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use oxcd_proto::etcdserverpb::{
+    watch_request::RequestUnion, watch_server::Watch, WatchRequest, WatchResponse,
+};
+use prost::Message;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::server::EtcdServer;
+use crate::watch::{Hub, Outgoing, INVALID_WATCH_ID, STREAM_QUEUE};
+
+/// etcd's `minWatchProgressInterval`.
+const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// etcd's default progress notify interval.
+const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+/// gRPC framing allowance etcd adds to `--max-request-bytes` for the fragment limit.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Serves `Watch`.
+pub struct WatchService {
+    server: Arc<EtcdServer>,
+    hub: Arc<Hub>,
+    progress_interval: Duration,
+}
+
+impl WatchService {
+    /// A watch service over `server`, fed by `hub`.
+    pub fn new(server: Arc<EtcdServer>, hub: Arc<Hub>) -> WatchService {
+        let configured = server.cfg.watch_progress_notify_interval;
+        let progress_interval = if configured.is_zero() {
+            DEFAULT_PROGRESS_INTERVAL
+        } else {
+            configured.max(MIN_PROGRESS_INTERVAL)
+        };
+        WatchService {
+            server,
+            hub,
+            progress_interval,
+        }
+    }
+}
+
+/// Removes the stream's watchers from the hub when the response stream is dropped
+/// (the client went away or the call ended).
+struct StreamGuard {
+    hub: Arc<Hub>,
+    sid: u64,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.hub.close_stream(self.sid);
+    }
+}
+
+type Responses = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Responses>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel::<Outgoing>(STREAM_QUEUE);
+        let sid = self.hub.open_stream(tx.clone());
+        let guard = StreamGuard {
+            hub: self.hub.clone(),
+            sid,
+        };
+        let hub = self.hub.clone();
+        let interval = self.progress_interval;
+        tokio::spawn(async move {
+            // etcd adds up to 10% jitter so streams created together don't tick together.
+            let jitter = Duration::from_nanos(
+                (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos() as u64)
+                    .unwrap_or(0))
+                    % (interval.as_nanos() as u64 / 10).max(1),
+            );
+            let mut ticker = tokio::time::interval(interval + jitter);
+            ticker.tick().await; // the first tick is immediate
+            let mut reading = true;
+            loop {
+                tokio::select! {
+                    msg = inbound.message(), if reading => match msg {
+                        Ok(Some(req)) => {
+                            if !handle(&hub, sid, &tx, req).await {
+                                break;
+                            }
+                        }
+                        // The client closed its side: keep sending, as etcd does.
+                        Ok(None) => reading = false,
+                        Err(_) => {
+                            hub.close_stream(sid);
+                            break;
+                        }
+                    },
+                    _ = ticker.tick() => hub.progress_tick(sid),
+                    _ = tx.closed() => break,
+                }
+            }
+        });
+        let server = self.server.clone();
+        let limit = server.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+        let out = tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(move |o| {
+            let _keep = &guard;
+            let mut resp = o.resp;
+            let rev = resp.header.as_ref().map(|h| h.revision).unwrap_or(0);
+            resp.header = Some(server.header(rev));
+            let parts = if o.fragment {
+                fragments(resp, limit)
+            } else {
+                vec![resp]
+            };
+            futures::stream::iter(parts.into_iter().map(Ok))
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// Handles one client request; returns false when the stream is gone.
+async fn handle(hub: &Hub, sid: u64, tx: &mpsc::Sender<Outgoing>, req: WatchRequest) -> bool {
+    let resp = match req.request_union {
+        Some(RequestUnion::CreateRequest(c)) => match hub.reserve(sid, &c) {
+            Ok((gid, id, rev)) => {
+                let created = WatchResponse {
+                    header: Some(header(rev)),
+                    watch_id: id,
+                    created: true,
+                    ..Default::default()
+                };
+                if tx.send(plain(created)).await.is_err() {
+                    return false;
+                }
+                let start = if c.start_revision == 0 {
+                    rev + 1
+                } else {
+                    c.start_revision
+                };
+                hub.activate(gid, start);
+                return true;
+            }
+            Err((e, rev)) => WatchResponse {
+                header: Some(header(rev)),
+                watch_id: INVALID_WATCH_ID,
+                created: true,
+                canceled: true,
+                cancel_reason: e.to_string(),
+                ..Default::default()
+            },
+        },
+        Some(RequestUnion::CancelRequest(c)) => {
+            if !hub.cancel(sid, c.watch_id) {
+                return true; // etcd does not answer a cancel of an unknown watcher
+            }
+            WatchResponse {
+                header: Some(header(hub.rev())),
+                watch_id: c.watch_id,
+                canceled: true,
+                ..Default::default()
+            }
+        }
+        Some(RequestUnion::ProgressRequest(_)) => {
+            hub.request_progress(sid);
+            return true;
+        }
+        None => return true,
+    };
+    tx.send(plain(resp)).await.is_ok()
+}
+
+fn plain(resp: WatchResponse) -> Outgoing {
+    Outgoing {
+        resp,
+        fragment: false,
+    }
+}
+
+fn header(revision: i64) -> oxcd_proto::etcdserverpb::ResponseHeader {
+    oxcd_proto::etcdserverpb::ResponseHeader {
+        revision,
+        ..Default::default()
+    }
+}
+
+/// etcd's `sendFragments`: a response of at least `limit` bytes with two or more events
+/// is split into parts below the limit (each at least one event); all parts but the last
+/// carry `fragment = true`.
+pub fn fragments(resp: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+    if resp.encoded_len() < limit || resp.events.len() < 2 {
+        return vec![resp];
+    }
+    let mut base = resp.clone();
+    base.events = Vec::new();
+    base.fragment = true;
+    let mut out = Vec::new();
+    let mut cur = base.clone();
+    for ev in resp.events {
+        cur.events.push(ev);
+        if cur.events.len() > 1 && cur.encoded_len() >= limit {
+            let last = cur.events.pop();
+            out.push(std::mem::replace(&mut cur, base.clone()));
+            cur.events.extend(last);
+        }
+    }
+    cur.fragment = false;
+    out.push(cur);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxcd_proto::mvccpb::{Event, KeyValue};
+
+    #[test]
+    fn fragments_split_below_limit_and_flag_all_but_last() {
+        let ev = |i: u8| Event {
+            kv: Some(KeyValue {
+                key: vec![i],
+                value: vec![0; 100],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let resp = WatchResponse {
+            events: (0..10).map(ev).collect(),
+            ..Default::default()
+        };
+        let parts = fragments(resp.clone(), 350);
+        assert!(parts.len() > 1);
+        let n: usize = parts.iter().map(|p| p.events.len()).sum();
+        assert_eq!(n, 10);
+        for p in &parts[..parts.len() - 1] {
+            assert!(p.fragment);
+            assert!(p.encoded_len() < 350);
+        }
+        assert!(!parts[parts.len() - 1].fragment);
+        assert_eq!(fragments(resp, 1 << 20).len(), 1);
+    }
+}
