@@ -3,11 +3,13 @@
 //!
 //! Layout: [`revision`] (revision and on-disk key encoding), [`key_index`] (the
 //! in-memory index of key generations), [`backend`] (redb tables), `kv_ops`
-//! (request semantics: range/put/delete/txn), `compact` (compaction) and
+//! (request semantics: range/put/delete/txn), `compact` (compaction),
+//! `aux` (generic auxiliary tables written in the same batch) and
 //! [`Store`] (the public entry point).
 
 #![warn(missing_docs)]
 
+mod aux;
 pub mod backend;
 mod compact;
 mod error;
