@@ -15,6 +15,9 @@ use crate::MvccError;
 /// store's own tables (`key`, `meta`).
 const AUX_PREFIX: &str = "aux/";
 
+/// One entry of an auxiliary table: (key, value).
+pub type AuxEntry = (Vec<u8>, Vec<u8>);
+
 fn table_name(name: &str) -> String {
     format!("{AUX_PREFIX}{name}")
 }
@@ -44,7 +47,7 @@ impl Store {
 
     /// Every entry of the auxiliary table `table` as of the last commit, in key order; an
     /// auxiliary table never written to is empty.
-    pub fn aux_scan(&self, table: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MvccError> {
+    pub fn aux_scan(&self, table: &str) -> Result<Vec<AuxEntry>, MvccError> {
         let name = table_name(table);
         let rtxn = self.db.begin_read()?;
         let t = match rtxn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
@@ -82,7 +85,10 @@ mod tests {
             s.commit(true).unwrap();
             assert_eq!(
                 s.aux_scan("t").unwrap(),
-                vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]
+                vec![
+                    (b"a".to_vec(), b"1".to_vec()),
+                    (b"b".to_vec(), b"2".to_vec())
+                ]
             );
             // An uncommitted batch is lost on a crash (drop without commit).
             s.aux_put("t", b"z", b"9").unwrap();

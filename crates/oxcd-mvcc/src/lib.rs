@@ -18,6 +18,7 @@ mod kv_ops;
 pub mod revision;
 mod store;
 
+pub use aux::AuxEntry;
 pub use error::MvccError;
 pub use revision::Revision;
 pub use store::Store;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod lease;
 pub mod server;
 pub mod version;
 
@@ -131,6 +132,18 @@ pub async fn run_until(
         "opened backend"
     );
 
+    let lessor = Arc::new(
+        lease::Lessor::recover(
+            &store,
+            lease::Lessor::min_ttl_for(cfg.heartbeat_interval, cfg.election_ticks()),
+            cfg.lease_checkpoint_interval,
+        )
+        .map_err(|e| StartError::Store {
+            path: db_path.clone(),
+            reason: e.to_string(),
+        })?,
+    );
+
     let (raft, committed) = RaftNode::start(RaftConfig {
         id: membership.local_id,
         peers: membership.voter_ids(),
@@ -151,6 +164,7 @@ pub async fn run_until(
         waiters: waiters.clone(),
         applied_tx,
         events: None,
+        lessor: lessor.clone(),
     };
     // The applier blocks on the backend, so it gets a thread of its own.
     let applier_thread = std::thread::Builder::new()
@@ -171,10 +185,12 @@ pub async fn run_until(
         raft.clone(),
         waiters,
         applied_rx,
+        lessor,
     ));
     let app = router(server.clone());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lessor_loop = tokio::spawn(lease::run_lessor(server.clone(), stop_rx.clone()));
     let mut serving = Vec::new();
     for (url, listener) in listeners {
         let app = app.clone();
@@ -195,6 +211,7 @@ pub async fn run_until(
         // Connections that stay open (watch streams) must not hold shutdown forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s).await;
     }
+    let _ = lessor_loop.await;
     raft.shutdown();
     let applied = tokio::task::spawn_blocking(move || applier_thread.join())
         .await
@@ -221,7 +238,9 @@ fn router(server: Arc<EtcdServer>) -> axum::Router {
         grpc::maintenance::MaintenanceService::new(server.clone()),
     ))
     .add_service(WatchServer::new(grpc::Unimplemented))
-    .add_service(LeaseServer::new(grpc::Unimplemented))
+    .add_service(LeaseServer::new(grpc::lease::LeaseService::new(
+        server.clone(),
+    )))
     .add_service(AuthServer::new(grpc::Unimplemented))
     .add_service(ElectionServer::new(grpc::Unimplemented))
     .add_service(LockServer::new(grpc::Unimplemented));

@@ -2,10 +2,11 @@
 
 pub mod cluster;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod validate;
 
-use oxcd_proto::etcdserverpb::{auth_server::Auth, lease_server::Lease, watch_server::Watch};
+use oxcd_proto::etcdserverpb::{auth_server::Auth, watch_server::Watch};
 use oxcd_proto::v3electionpb::election_server::Election;
 use oxcd_proto::v3lockpb::lock_server::Lock;
 
@@ -14,7 +15,6 @@ use oxcd_proto::v3lockpb::lock_server::Lock;
 pub struct Unimplemented;
 
 impl Watch for Unimplemented {}
-impl Lease for Unimplemented {}
 impl Auth for Unimplemented {}
 impl Election for Unimplemented {}
 impl Lock for Unimplemented {}
