@@ -4,4 +4,5 @@ mod harness;
 
 mod durability;
 mod kv;
+mod lease;
 mod startup;
