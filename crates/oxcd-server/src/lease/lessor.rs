@@ -63,6 +63,8 @@ struct Lease {
     keys: BTreeSet<Vec<u8>>,
     /// When an expired lease whose revocation was proposed is looked at again.
     retry_at: Option<Instant>,
+    /// When its next checkpoint is due (primary only); at most one is pending per lease.
+    checkpoint_at: Option<Instant>,
 }
 
 impl Lease {
@@ -170,6 +172,7 @@ impl Lessor {
                         expiry: None,
                         keys: BTreeSet::new(),
                         retry_at: None,
+                        checkpoint_at: None,
                     },
                 );
             }
@@ -255,6 +258,7 @@ impl Lessor {
             expiry: None,
             keys: BTreeSet::new(),
             retry_at: None,
+            checkpoint_at: None,
         };
         persist(store, id, &lease)?;
         let granted = lease.ttl;
@@ -262,9 +266,11 @@ impl Lessor {
             let now = Instant::now();
             let at = lease.refresh(now, Duration::ZERO);
             inner.expiries.push(Reverse((at, id)));
-            self.schedule_checkpoint(&mut inner, now, id, &lease);
+            inner.leases.insert(id, lease);
+            self.schedule_checkpoint(&mut inner, now, id);
+        } else {
+            inner.leases.insert(id, lease);
         }
-        inner.leases.insert(id, lease);
         Ok(granted)
     }
 
@@ -304,13 +310,7 @@ impl Lessor {
             lease.remaining_ttl = cp.remaining_ttl;
             persist(store, cp.id, lease)?;
             if inner.primary {
-                let lease = &inner.leases[&cp.id];
-                let (ttl, rem) = (lease.ttl, lease.remaining_ttl);
-                if self.wants_checkpoint(ttl, rem) {
-                    inner
-                        .checkpoints
-                        .push(Reverse((now + self.checkpoint_interval, cp.id)));
-                }
+                self.schedule_checkpoint(&mut inner, now, cp.id);
             }
         }
         Ok(())
@@ -428,6 +428,7 @@ impl Lessor {
         let now = Instant::now();
         for lease in inner.leases.values_mut() {
             lease.refresh(now, extend);
+            lease.checkpoint_at = None;
         }
         if inner.leases.len() >= LEASE_REVOKE_RATE {
             let mut by_expiry: Vec<(Instant, i64)> = inner
@@ -467,11 +468,7 @@ impl Lessor {
             if let Some(at) = lease.expiry {
                 inner.expiries.push(Reverse((at, id)));
             }
-            if self.wants_checkpoint(lease.ttl, lease.remaining_ttl) {
-                inner
-                    .checkpoints
-                    .push(Reverse((now + self.checkpoint_interval, id)));
-            }
+            self.schedule_checkpoint(inner, now, id);
         }
         tracing::info!(
             leases = inner.leases.len(),
@@ -489,6 +486,7 @@ impl Lessor {
         for lease in inner.leases.values_mut() {
             lease.expiry = None;
             lease.retry_at = None;
+            lease.checkpoint_at = None;
         }
         tracing::info!("lessor demoted");
     }
@@ -544,9 +542,14 @@ impl Lessor {
                 break;
             }
             inner.checkpoints.pop();
-            let Some(lease) = inner.leases.get(&id) else {
+            let Some(lease) = inner.leases.get_mut(&id) else {
                 continue;
             };
+            if lease.checkpoint_at != Some(due) {
+                continue; // superseded
+            }
+            // Applying the checkpoint schedules the next one.
+            lease.checkpoint_at = None;
             let Some(at) = lease.expiry.filter(|at| *at > now) else {
                 continue;
             };
@@ -571,11 +574,17 @@ impl Lessor {
         rem > self.checkpoint_interval.as_secs() as i64
     }
 
-    fn schedule_checkpoint(&self, inner: &mut Inner, now: Instant, id: i64, lease: &Lease) {
-        if self.wants_checkpoint(lease.ttl, lease.remaining_ttl) {
-            inner
-                .checkpoints
-                .push(Reverse((now + self.checkpoint_interval, id)));
+    /// Schedules lease `id`'s next checkpoint one interval from `now`, unless one is
+    /// pending or the lease is too short to need one.
+    fn schedule_checkpoint(&self, inner: &mut Inner, now: Instant, id: i64) {
+        let Some(lease) = inner.leases.get_mut(&id) else {
+            return;
+        };
+        if lease.checkpoint_at.is_some() || !self.wants_checkpoint(lease.ttl, lease.remaining_ttl) {
+            return;
         }
+        let due = now + self.checkpoint_interval;
+        lease.checkpoint_at = Some(due);
+        inner.checkpoints.push(Reverse((due, id)));
     }
 }

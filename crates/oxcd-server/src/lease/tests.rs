@@ -253,3 +253,29 @@ fn due_checkpoints_report_remaining_ttl() {
     assert_eq!(cps[0].id, 1);
     assert_eq!(cps[0].remaining_ttl, 99);
 }
+
+#[test]
+fn at_most_one_pending_checkpoint_per_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let lessor = Lessor::new(1, Duration::from_secs(1));
+    lessor.promote(Duration::ZERO);
+    grant(&store, &lessor, 1, 100, 1);
+    // Renewals clearing a checkpoint apply `remaining_ttl: 0` checkpoints again and again.
+    for i in 0..5 {
+        apply_lease_op(
+            &store,
+            &lessor,
+            Op::LeaseCheckpoint(LeaseCheckpointRequest {
+                checkpoints: vec![LeaseCheckpoint {
+                    id: 1,
+                    remaining_ttl: 0,
+                }],
+            }),
+            2 + i,
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(lessor.take_due_checkpoints(10).len(), 1);
+}
