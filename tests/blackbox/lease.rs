@@ -292,8 +292,9 @@ async fn lease_and_keys_survive_kill9_with_extended_ttls() {
     assert!((29..=31).contains(&t), "ttl {t}");
     assert_eq!(keys(&s, "ks/").await.1, vec!["ks/short"]);
     let gone_after = started.elapsed() + wait_gone(&s, "ks/", Duration::from_secs(8)).await;
-    // Restart + 1 s extension + 3 s TTL, not earlier.
-    assert!(gone_after >= Duration::from_secs(4), "{gone_after:?}");
+    // Not expired at once: at least the full 3 s TTL after the restart (plus the 1 s
+    // extension, unless the grant was replayed from the WAL after the promotion).
+    assert!(gone_after >= Duration::from_secs(3), "{gone_after:?}");
     assert_eq!(keys(&s, "kl/").await.1, vec!["kl/long"]);
 }
 

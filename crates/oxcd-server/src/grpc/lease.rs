@@ -93,8 +93,12 @@ impl Lease for LeaseService {
             loop {
                 let req = match inbound.message().await {
                     Ok(Some(r)) => r,
-                    // Client closed its side, or the connection broke.
-                    Ok(None) | Err(_) => return,
+                    // Client closed its side.
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "lease keep-alive stream ended");
+                        return;
+                    }
                 };
                 // etcd fills the header before renewing.
                 let mut header = None;
