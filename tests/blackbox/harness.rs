@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use oxcd_proto::etcdserverpb::kv_client::KvClient;
+use oxcd_proto::etcdserverpb::lease_client::LeaseClient;
 use oxcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use tonic::transport::Channel;
 
@@ -140,6 +141,13 @@ impl Server {
     /// A connected KV client.
     pub async fn kv(&self) -> KvClient<Channel> {
         KvClient::connect(self.endpoint()).await.expect("connect")
+    }
+
+    /// A connected Lease client.
+    pub async fn lease(&self) -> LeaseClient<Channel> {
+        LeaseClient::connect(self.endpoint())
+            .await
+            .expect("connect")
     }
 
     /// A connected Maintenance client.

@@ -4,5 +4,6 @@ mod harness;
 
 mod durability;
 mod kv;
+mod lease;
 mod startup;
 mod watch;

@@ -13,6 +13,10 @@
 #   rev           current revision of the current server (use it to build
 #                 --rev=N arguments; the value is recorded via the command line)
 #   note TEXT     free-form line in the transcript
+#   ctl_for SECS ARGS...  like ctl, but stops etcdctl after SECS (keep-alive)
+#   lease_grant TTL [ARGS...]  ctl lease grant, prints the new id (hex); ids are
+#                 normalized to <LEASE_ID_n>. Revoke your leases at the end of a
+#                 scenario so that later `lease list` output stays predictable.
 # Use a key prefix of your own per scenario so scenarios stay independent.
 
 # ------------------------------------------------------------------ put
@@ -336,6 +340,88 @@ sc_watch_compacted() {
 
 sc_go_watch_events() {
   go_client watch_events
+}
+
+# ------------------------------------------------------------------ lease
+sc_lease_grant_revoke() {
+  local a b c
+  a=$(lease_grant 60)
+  b=$(lease_grant 1)            # raised to etcd's minimum TTL: 2 s
+  c=$(lease_grant 120 -w json)
+  ctl lease grant 9000000001    # too large lease TTL
+  ctl lease revoke "$a"
+  ctl lease revoke "$a"         # requested lease not found
+  ctl lease revoke -w json "$b"
+  ctl lease revoke 1234
+  ctl lease revoke "$c"
+  ctl lease list
+}
+
+sc_lease_put_timetolive() {
+  local a
+  a=$(lease_grant 600)
+  ctl put --lease="$a" ls/k1 v1
+  ctl lease timetolive "$a"
+  ctl lease timetolive --keys "$a"
+  ctl get ls/k1 -w json
+  ctl put --ignore-lease ls/k1 v2
+  ctl get ls/k1 -w json
+  ctl put --lease=1234 ls/k2 v  # requested lease not found
+  ctl lease timetolive --keys 1234
+  ctl lease timetolive -w json 1234
+  ctl lease revoke "$a"
+  ctl get --prefix ls/ -w json
+  ctl lease timetolive "$a"
+}
+
+sc_lease_txn() {
+  local a
+  a=$(lease_grant 600)
+  ctl txn <<EOF
+create("lt/k") = "0"
+
+put --lease=$a lt/k v
+put lt/plain p
+
+
+EOF
+  ctl lease timetolive --keys "$a"
+  ctl lease revoke "$a"
+  ctl get --prefix lt/
+}
+
+sc_lease_list() {
+  local a b
+  a=$(lease_grant 500)
+  b=$(lease_grant 300)
+  ctl lease list                # soonest expiry first
+  ctl lease list -w json
+  quiet lease revoke "$a"
+  quiet lease revoke "$b"
+  ctl lease list
+}
+
+sc_lease_keep_alive() {
+  local a
+  a=$(lease_grant 60)
+  ctl lease keep-alive --once "$a"
+  ctl lease keep-alive --once -w json "$a"
+  ctl lease keep-alive --once 1234
+  ctl_for 2 lease keep-alive "$a"   # one heart-beat (the next is due after TTL/3), then stopped
+  ctl lease keep-alive 1234         # TTL 0: expired or revoked
+  ctl lease revoke "$a"
+}
+
+sc_lease_expiry() {
+  local a
+  a=$(lease_grant 2)
+  ctl put --lease="$a" le/k1 v1
+  ctl put --lease="$a" le/k2 v2
+  ctl get --prefix le/ --keys-only
+  sleep 3.5                     # TTL 2 s; etcd checks for expired leases every 500 ms
+  ctl get --prefix le/ -w json
+  ctl lease timetolive "$a"
+  ctl lease list
 }
 
 # ------------------------------------------------------------------ compaction

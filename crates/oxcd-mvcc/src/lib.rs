@@ -4,11 +4,13 @@
 //! Layout: [`revision`] (revision and on-disk key encoding), [`key_index`] (the
 //! in-memory index of key generations), [`backend`] (redb tables), `kv_ops`
 //! (request semantics: range/put/delete/txn), `compact` (compaction), `history`
-//! (watchers' reads of past events) and
+//! (watchers' reads of past events), `aux` (generic auxiliary tables written in the
+//! same batch) and
 //! [`Store`] (the public entry point).
 
 #![warn(missing_docs)]
 
+mod aux;
 pub mod backend;
 mod compact;
 mod error;
@@ -18,6 +20,7 @@ mod kv_ops;
 pub mod revision;
 mod store;
 
+pub use aux::AuxEntry;
 pub use error::MvccError;
 pub use history::{History, HistoryRequest, KeyRange};
 pub use revision::Revision;

@@ -318,6 +318,21 @@ impl Store {
         poison(&mut w, r)
     }
 
+    /// Runs `f` on the open write transaction (beginning one if needed), poisoning the
+    /// writer on a backend failure like every other write.
+    pub(crate) fn with_write_txn(
+        &self,
+        f: impl FnOnce(&mut WriteTransaction) -> Result<(), MvccError>,
+    ) -> Result<(), MvccError> {
+        let mut w = self.writer.lock();
+        w.check()?;
+        let r = (|| {
+            let txn = self.open_txn(&mut w)?;
+            f(txn)
+        })();
+        poison(&mut w, r)
+    }
+
     /// Commits the current write batch, making it visible to readers. `durable`
     /// commits with `Durability::Immediate` (fsync), which also persists earlier
     /// non-durable commits; otherwise `Durability::None`.

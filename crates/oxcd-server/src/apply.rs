@@ -17,6 +17,7 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::ServerError;
+use crate::lease::{apply_lease_op, Lessor};
 use crate::server::{ApplyResponse, ApplyResult, EventSink, Waiters};
 
 /// How often a backend commit is made durable.
@@ -39,6 +40,8 @@ pub struct Applier {
     /// Told after each backend commit, so the events given to `events` so far are
     /// readable from the backend (the watch hub publishes them only then).
     pub events_committed: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Leases: grants, revokes, checkpoints and key attachments are applied here.
+    pub lessor: Arc<Lessor>,
 }
 
 /// The applier cannot continue: the backend failed. The server must stop.
@@ -171,8 +174,8 @@ impl Applier {
     }
 
     fn apply_op(&self, op: Op, index: u64) -> ApplyResult {
-        // Leases arrive with the lease issue; until then no lease exists.
-        let lease_ok = |_lease: i64| false;
+        let lessor = &*self.lessor;
+        let lease_ok = |lease: i64| lessor.exists(lease);
         let (response, events) = match op {
             Op::Put(r) => {
                 let (resp, ev) = self.store.put(&r, index, &lease_ok)?;
@@ -190,12 +193,17 @@ impl Applier {
                 let resp = self.store.compact(r.revision, index)?;
                 (ApplyResponse::Compaction(resp), Vec::new())
             }
-            Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::Alarm(_) => {
+            op @ (Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseCheckpoint(_)) => {
+                apply_lease_op(&self.store, lessor, op, index)?
+            }
+            Op::Alarm(_) => {
                 return Err(ServerError::Internal(
                     "operation not supported by this oxcd build".into(),
                 ))
             }
         };
+        // Puts attach keys to leases, deletes detach them.
+        lessor.on_events(&events);
         if let Some(sink) = &self.events {
             if !events.is_empty() {
                 sink(&events);

@@ -151,6 +151,14 @@ pub struct Flags {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u64,
+    /// How often the leader checkpoints the remaining TTL of long-lived leases (etcd 3.5's
+    /// flag; oxcd always checkpoints and persists, as etcd 3.6 does).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL",
+        default_value = "5m"
+    )]
+    pub experimental_lease_checkpoint_interval: String,
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -254,6 +262,8 @@ pub struct Config {
     pub quota_backend_bytes: u64,
     /// Operations allowed per txn.
     pub max_txn_ops: u64,
+    /// Interval of lease remaining-TTL checkpoints (never zero).
+    pub lease_checkpoint_interval: Duration,
     /// `tracing` filter directive derived from --log-level.
     pub log_level: String,
     /// Interval of watch progress notifications.
@@ -501,6 +511,14 @@ impl Config {
                     f.experimental_watch_progress_notify_interval
                 ))
             })?;
+        let lease_checkpoint_interval = parse_duration(&f.experimental_lease_checkpoint_interval)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "invalid --experimental-lease-checkpoint-interval {:?}: use a positive Go duration such as 5m or 30s",
+                    f.experimental_lease_checkpoint_interval
+                ))
+            })?;
         let mut ignored = Vec::new();
         let compat: [(&str, bool); 13] = [
             ("logger", f.logger.is_some()),
@@ -543,6 +561,7 @@ impl Config {
             max_request_bytes: f.max_request_bytes,
             quota_backend_bytes,
             max_txn_ops: f.max_txn_ops,
+            lease_checkpoint_interval,
             log_level: log_level.to_string(),
             watch_progress_notify_interval,
             ignored,
@@ -675,6 +694,7 @@ mod tests {
         assert_eq!(c.initial_cluster.len(), 1);
         assert_eq!(c.max_request_bytes, 1_572_864);
         assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.lease_checkpoint_interval, Duration::from_secs(300));
         assert_eq!(c.quota_backend_bytes, DEFAULT_QUOTA_BACKEND_BYTES);
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(600));

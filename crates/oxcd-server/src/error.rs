@@ -41,6 +41,12 @@ pub enum ServerError {
     /// Unknown lease.
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// LeaseGrant with an id that is already granted.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// LeaseGrant with a TTL above 9,000,000,000 s.
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// Request larger than `--max-request-bytes`.
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
@@ -74,10 +80,10 @@ impl ServerError {
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | RequestTooLarge => Code::InvalidArgument,
-            Compacted | FutureRev => Code::OutOfRange,
+            Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
-            NotLeader => Code::FailedPrecondition,
+            NotLeader | LeaseExists => Code::FailedPrecondition,
             NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
             Corrupt => Code::DataLoss,
             Internal(_) => Code::Internal,
@@ -158,6 +164,16 @@ mod tests {
                 ServerError::LeaseNotFound,
                 Code::NotFound,
                 "etcdserver: requested lease not found",
+            ),
+            (
+                ServerError::LeaseExists,
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                ServerError::LeaseTtlTooLarge,
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
             ),
             (
                 ServerError::NoLeader,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod lease;
 pub mod server;
 pub mod version;
 pub mod watch;
@@ -132,6 +133,18 @@ pub async fn run_until(
         "opened backend"
     );
 
+    let lessor = Arc::new(
+        lease::Lessor::recover(
+            &store,
+            lease::Lessor::min_ttl_for(cfg.heartbeat_interval, cfg.election_ticks()),
+            cfg.lease_checkpoint_interval,
+        )
+        .map_err(|e| StartError::Store {
+            path: db_path.clone(),
+            reason: e.to_string(),
+        })?,
+    );
+
     let (raft, committed) = RaftNode::start(RaftConfig {
         id: membership.local_id,
         peers: membership.voter_ids(),
@@ -161,6 +174,7 @@ pub async fn run_until(
             let hub = hub.clone();
             move || hub.publish()
         })),
+        lessor: lessor.clone(),
     };
     // The applier blocks on the backend, so it gets a thread of its own.
     let applier_thread = std::thread::Builder::new()
@@ -181,15 +195,24 @@ pub async fn run_until(
         raft.clone(),
         waiters,
         applied_rx,
+        lessor,
     ));
     let app = router(server.clone(), hub);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lessor_loop = tokio::spawn(lease::run_lessor(server.clone(), stop_rx.clone()));
     let mut serving = Vec::new();
     for (url, listener) in listeners {
         let app = app.clone();
         let mut stop = stop_rx.clone();
         tracing::info!(address = %url, "ready to serve client requests");
+        // Small gRPC frames must leave at once: with Nagle's algorithm on, a client's
+        // delayed ACK holds each response back ~40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
+            }
+        });
         serving.push(tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -213,6 +236,7 @@ pub async fn run_until(
         // Connections that stay open (watch streams) must not hold shutdown forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s).await;
     }
+    let _ = lessor_loop.await;
     raft.shutdown();
     let unexpected = died.is_some();
     let joined = match died {
@@ -249,7 +273,9 @@ fn router(server: Arc<EtcdServer>, hub: Arc<watch::Hub>) -> axum::Router {
         server.clone(),
         hub,
     )))
-    .add_service(LeaseServer::new(grpc::Unimplemented))
+    .add_service(LeaseServer::new(grpc::lease::LeaseService::new(
+        server.clone(),
+    )))
     .add_service(AuthServer::new(grpc::Unimplemented))
     .add_service(ElectionServer::new(grpc::Unimplemented))
     .add_service(LockServer::new(grpc::Unimplemented));

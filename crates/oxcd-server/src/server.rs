@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oxcd_mvcc::Store;
 use oxcd_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseCheckpointResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, ResponseHeader, TxnResponse,
 };
 use oxcd_proto::mvccpb::Event;
 use oxcd_proto::oxcdinternal::{raft_request, RaftRequest};
@@ -26,6 +27,7 @@ use tokio::sync::{oneshot, watch};
 use crate::cluster::Membership;
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::lease::Lessor;
 
 /// What applying one committed request produced.
 #[derive(Debug, Clone)]
@@ -38,6 +40,12 @@ pub enum ApplyResponse {
     Txn(TxnResponse),
     /// Result of a Compaction.
     Compaction(CompactionResponse),
+    /// Result of a LeaseGrant.
+    LeaseGrant(LeaseGrantResponse),
+    /// Result of a LeaseRevoke.
+    LeaseRevoke(LeaseRevokeResponse),
+    /// Result of a LeaseCheckpoint.
+    LeaseCheckpoint(LeaseCheckpointResponse),
 }
 
 /// A waiter's answer: the response, or the error the apply step ended in.
@@ -119,6 +127,8 @@ pub struct EtcdServer {
     pub waiters: Arc<Waiters>,
     /// The index the applier has applied (and made visible to reads).
     pub applied: watch::Receiver<u64>,
+    /// Leases (shared with the applier).
+    pub lessor: Arc<Lessor>,
     ids: IdGenerator,
 }
 
@@ -131,6 +141,7 @@ impl EtcdServer {
         raft: RaftHandle,
         waiters: Arc<Waiters>,
         applied: watch::Receiver<u64>,
+        lessor: Arc<Lessor>,
     ) -> EtcdServer {
         let ids = IdGenerator::new(membership.local_id);
         EtcdServer {
@@ -140,8 +151,15 @@ impl EtcdServer {
             raft,
             waiters,
             applied,
+            lessor,
             ids,
         }
+    }
+
+    /// A fresh id from the request id generator (unique across members and restarts); a
+    /// server-chosen lease id is this, masked positive, as in etcd.
+    pub fn next_id(&self) -> u64 {
+        self.ids.next()
     }
 
     /// etcd's request timeout: 5 s plus two election timeouts.

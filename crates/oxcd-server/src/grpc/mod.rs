@@ -2,11 +2,12 @@
 
 pub mod cluster;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod validate;
 pub mod watch;
 
-use oxcd_proto::etcdserverpb::{auth_server::Auth, lease_server::Lease};
+use oxcd_proto::etcdserverpb::auth_server::Auth;
 use oxcd_proto::v3electionpb::election_server::Election;
 use oxcd_proto::v3lockpb::lock_server::Lock;
 
@@ -14,7 +15,6 @@ use oxcd_proto::v3lockpb::lock_server::Lock;
 /// traits' default methods).
 pub struct Unimplemented;
 
-impl Lease for Unimplemented {}
 impl Auth for Unimplemented {}
 impl Election for Unimplemented {}
 impl Lock for Unimplemented {}

@@ -1,0 +1,89 @@
+//! The lessor's background loop on each member: follow leadership, and on the leader revoke
+//! expired leases (paced) and checkpoint remaining TTLs, all through raft.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcd_proto::etcdserverpb::{LeaseCheckpointRequest, LeaseRevokeRequest};
+use oxcd_proto::oxcdinternal::raft_request::Op;
+use tokio::sync::{watch, Semaphore};
+
+use super::lessor::LEASE_REVOKE_RATE;
+use crate::error::ServerError;
+use crate::server::EtcdServer;
+
+/// How often the loop runs. Expired leases are found within one tick of their deadline.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Revokes in flight at once (etcd's `maxPendingRevokes`).
+pub const MAX_PENDING_REVOKES: usize = 16;
+/// Checkpoints per proposal (etcd's `maxLeaseCheckpointBatchSize`).
+pub const MAX_CHECKPOINT_BATCH: usize = 1000;
+
+/// Runs until `stop` turns true. Only the raft leader's lessor is primary: the loop promotes
+/// it (extending every lease by the election timeout) when this member becomes leader and
+/// demotes it when leadership is lost.
+pub async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receiver<bool>) {
+    let lessor = server.lessor.clone();
+    let extend = server.cfg.election_timeout;
+    let per_tick = (LEASE_REVOKE_RATE as u128 * TICK.as_millis() / 1000).max(1) as usize;
+    let pending = Arc::new(Semaphore::new(MAX_PENDING_REVOKES));
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() || server.raft.is_stopped() {
+            break;
+        }
+        let leader = server.raft.status().is_leader;
+        match (leader, lessor.is_primary()) {
+            (true, false) => lessor.promote(extend),
+            (false, true) => lessor.demote(),
+            _ => {}
+        }
+        if !leader {
+            continue;
+        }
+        let expired = lessor.take_expired(per_tick);
+        if !expired.is_empty() {
+            tracing::debug!(count = expired.len(), "revoking expired leases");
+            let server = server.clone();
+            let pending = pending.clone();
+            tokio::spawn(async move {
+                for id in expired {
+                    let Ok(permit) = pending.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        let r = server
+                            .propose(Op::LeaseRevoke(LeaseRevokeRequest { id }))
+                            .await;
+                        match r {
+                            Ok(_) | Err(ServerError::LeaseNotFound) => {}
+                            Err(e) => {
+                                tracing::warn!(lease = id, error = %e, "failed to revoke expired lease; will retry")
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+            });
+        }
+        let checkpoints = lessor.take_due_checkpoints(MAX_CHECKPOINT_BATCH);
+        if !checkpoints.is_empty() {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let n = checkpoints.len();
+                let r = server
+                    .propose(Op::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }))
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(count = n, error = %e, "failed to checkpoint leases");
+                }
+            });
+        }
+    }
+}
