@@ -24,7 +24,7 @@ mod segment;
 mod tests;
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
@@ -100,15 +100,17 @@ impl Wal {
         let (file, seg_len, last_crc) = match segments.last() {
             Some(last) => {
                 let f = OpenOptions::new()
-                    .append(true)
+                    .write(true)
                     .open(&last.path)
                     .map_err(|e| WalError::io(&last.path, e))?;
+                segment::preallocate(&f, &last.path, opts.segment_size)?;
                 (f, rec.tail_len, rec.last_crc)
             }
             None => {
                 // Fresh WAL (or its only segment was empty): start sequence 0.
                 let (id, f, len, crc) = create_segment(
                     &dir,
+                    opts.segment_size,
                     0,
                     rec.last_index + 1,
                     rec.last_crc,
@@ -268,9 +270,10 @@ impl Wal {
         if buf.is_empty() {
             return Ok(());
         }
+        // Positional writes: the file extends past the data into preallocated space.
         let res = self
             .file
-            .write_all(buf)
+            .write_all_at(buf, self.seg_len)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = res {
             self.poisoned = true;
@@ -281,11 +284,22 @@ impl Wal {
         Ok(())
     }
 
-    /// Starts a new segment after the current one (already synced).
+    /// Starts a new segment after the current one (already synced). The finished segment
+    /// is cut to its data first, so only the last segment ever has unused preallocated
+    /// space and recovery stays strict about every other segment.
     fn roll(&mut self) -> Result<(), WalError> {
+        let cut = self
+            .file
+            .set_len(self.seg_len)
+            .and_then(|()| self.file.sync_all());
+        if let Err(e) = cut {
+            self.poisoned = true;
+            return Err(WalError::io(&self.current_path(), e));
+        }
         let seq = self.segments.last().map_or(0, |s| s.seq + 1);
         let res = create_segment(
             &self.dir,
+            self.opts.segment_size,
             seq,
             self.last_index + 1,
             self.last_crc,
@@ -345,6 +359,7 @@ fn header_records(
 /// handle, its length and the crc of its last header record.
 fn create_segment(
     dir: &Path,
+    preallocate: u64,
     seq: u64,
     first_index: u64,
     seed: u32,
@@ -354,14 +369,15 @@ fn create_segment(
 ) -> Result<(SegmentId, File, u64, u32), WalError> {
     let path = dir.join(segment::file_name(seq, first_index));
     let (buf, crc) = header_records(seed, hs, cs, snap).map_err(encode_err)?;
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .write(true)
         .open(&path)
         .map_err(|e| WalError::io(&path, e))?;
-    f.write_all(&buf)
+    f.write_all_at(&buf, 0)
         .and_then(|()| f.sync_data())
         .map_err(|e| WalError::io(&path, e))?;
+    segment::preallocate(&f, &path, preallocate)?;
     segment::sync_dir(dir)?;
     let id = SegmentId {
         seq,

