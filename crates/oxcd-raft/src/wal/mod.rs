@@ -113,10 +113,12 @@ impl Wal {
                     opts.segment_size,
                     0,
                     rec.last_index + 1,
-                    rec.last_crc,
-                    &contents.hard_state,
-                    contents.conf_state.as_ref(),
-                    contents.snapshot.as_ref(),
+                    &SegmentHeader {
+                        seed: rec.last_crc,
+                        hs: &contents.hard_state,
+                        cs: contents.conf_state.as_ref(),
+                        snap: contents.snapshot.as_ref(),
+                    },
                 )?;
                 segments.push(id);
                 (f, len, crc)
@@ -302,10 +304,12 @@ impl Wal {
             self.opts.segment_size,
             seq,
             self.last_index + 1,
-            self.last_crc,
-            &self.hard_state,
-            self.conf_state.as_ref(),
-            self.snapshot.as_ref(),
+            &SegmentHeader {
+                seed: self.last_crc,
+                hs: &self.hard_state,
+                cs: self.conf_state.as_ref(),
+                snap: self.snapshot.as_ref(),
+            },
         );
         let (id, file, len, crc) = match res {
             Ok(v) => v,
@@ -357,18 +361,25 @@ fn header_records(
 /// Creates segment `seq`, writes and syncs its header records, then syncs
 /// the directory so the new file is durable. Returns the segment, its open
 /// handle, its length and the crc of its last header record.
+/// What every segment repeats at its start, so any suffix of segments reads on its own.
+struct SegmentHeader<'a> {
+    /// crc of the previous segment's last record.
+    seed: u32,
+    hs: &'a HardState,
+    cs: Option<&'a ConfState>,
+    snap: Option<&'a (u64, u64, ConfState)>,
+}
+
 fn create_segment(
     dir: &Path,
     preallocate: u64,
     seq: u64,
     first_index: u64,
-    seed: u32,
-    hs: &HardState,
-    cs: Option<&ConfState>,
-    snap: Option<&(u64, u64, ConfState)>,
+    header: &SegmentHeader<'_>,
 ) -> Result<(SegmentId, File, u64, u32), WalError> {
     let path = dir.join(segment::file_name(seq, first_index));
-    let (buf, crc) = header_records(seed, hs, cs, snap).map_err(encode_err)?;
+    let (buf, crc) =
+        header_records(header.seed, header.hs, header.cs, header.snap).map_err(encode_err)?;
     let f = OpenOptions::new()
         .create_new(true)
         .write(true)
