@@ -4,9 +4,11 @@
 //! ```text
 //! oxcd-bench --endpoints 127.0.0.1:2379 --conns 10 --clients 100 --total 20000 put
 //! oxcd-bench --clients 100 range foo --consistency s --json
+//! oxcd-bench --conns 10 --total 1000 watch --streams 100 --watchers 1000 --key foo
 //! ```
 
 mod stats;
+mod watch;
 mod workload;
 
 use std::io::{IsTerminal, Write as _};
@@ -21,6 +23,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use stats::Recorder;
+use watch::{WatchParams, WatchTarget};
 use workload::{PutWorkload, RangeWorkload, Rng, Workload};
 
 /// Command line of `oxcd-bench`.
@@ -95,6 +98,29 @@ enum Command {
         /// Maximum number of keys returned per request (0 = no limit).
         #[arg(long, default_value_t = 0)]
         limit: i64,
+    },
+    /// Benchmark watch event delivery: --watchers watchers on one key or prefix, then
+    /// --total puts to it; reports events/s, put-to-event latency and checks that every
+    /// watcher got every event exactly once, in order.
+    Watch {
+        /// Number of watch streams (gRPC calls), spread over the connections.
+        #[arg(long, default_value_t = 10)]
+        streams: usize,
+        /// Number of watchers in total, spread evenly over the streams.
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        /// Watch this single key (and put to it).
+        #[arg(long, conflicts_with = "prefix")]
+        key: Option<String>,
+        /// Watch this prefix (and put to --key-space-size keys under it).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Distinct keys written under --prefix (round robin).
+        #[arg(long, default_value_t = 100)]
+        key_space_size: u64,
+        /// Number of concurrent putters (in-flight puts).
+        #[arg(long, default_value_t = 1)]
+        put_clients: usize,
     },
 }
 
@@ -208,6 +234,10 @@ async fn client_loop(run: Arc<Run>, mut kv: KvClient<Channel>, id: u64) -> Recor
         let result = match &run.workload {
             Workload::Put(w) => kv.put(w.request(seq, &mut rng)).await.map(drop),
             Workload::Range(w) => kv.range(w.request.clone()).await.map(drop),
+            Workload::Watch(t) => {
+                let sent = started.saturating_duration_since(run.start).as_nanos() as u64;
+                kv.put(t.put_request(seq, sent)).await.map(drop)
+            }
         };
         match result {
             Ok(()) => rec.record_ok(started.elapsed()),
@@ -295,7 +325,63 @@ fn build_workload(command: &Command) -> Result<Workload, String> {
             *consistency == Consistency::S,
             *limit,
         )),
+        Command::Watch {
+            key,
+            prefix,
+            key_space_size,
+            ..
+        } => Workload::Watch(WatchTarget::new(
+            key.as_deref(),
+            prefix.as_deref(),
+            *key_space_size,
+        )?),
     })
+}
+
+/// Runs the `watch` workload and prints its summary; returns whether it was clean.
+async fn run_watch(cli: &Cli, workload: Workload) -> Result<bool, String> {
+    let (
+        Workload::Watch(target),
+        Command::Watch {
+            streams,
+            watchers,
+            put_clients,
+            ..
+        },
+    ) = (&workload, &cli.command)
+    else {
+        return Err("internal: run_watch needs the watch workload".into());
+    };
+    let params = WatchParams {
+        streams: *streams,
+        watchers: *watchers,
+        put_clients: *put_clients,
+        puts: cli.total,
+        target: target.clone(),
+    };
+    let channels = connect(cli).await?;
+    let summary = watch::run(&channels, &params, cli.timeout, |start| Run {
+        workload,
+        next: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        total: cli.total,
+        deadline: cli.duration.map(|d| start + d),
+        rate: cli.rate,
+        start,
+    })
+    .await?;
+    if cli.json {
+        let json =
+            serde_json::to_string_pretty(&summary).map_err(|e| format!("encoding JSON: {e}"))?;
+        println!("{json}");
+    } else {
+        print!("{}", summary.to_text());
+    }
+    if !summary.clean() {
+        eprintln!("oxcd-bench: failed puts or missing/duplicate/out-of-order events");
+    }
+    Ok(summary.clean())
 }
 
 async fn run(cli: Cli) -> Result<bool, String> {
@@ -309,6 +395,9 @@ async fn run(cli: Cli) -> Result<bool, String> {
         return Err("--total 0 (unlimited) needs --duration".into());
     }
     let workload = build_workload(&cli.command)?;
+    if matches!(workload, Workload::Watch(_)) {
+        return run_watch(&cli, workload).await;
+    }
     let channels = connect(&cli).await?;
 
     let start = Instant::now();
@@ -439,8 +528,43 @@ mod tests {
                 assert!(w.request.serializable);
                 assert_eq!(w.request.range_end, b"fop");
             }
-            Workload::Put(_) => panic!("expected range"),
+            _ => panic!("expected range"),
         }
+        let cli = Cli::try_parse_from([
+            "oxcd-bench",
+            "--total",
+            "200",
+            "watch",
+            "--streams",
+            "100",
+            "--watchers",
+            "10000",
+            "--prefix",
+            "/w/",
+        ])
+        .unwrap();
+        assert_eq!(cli.total, 200);
+        match build_workload(&cli.command).unwrap() {
+            Workload::Watch(t) => assert_eq!(t.kind(), "prefix"),
+            _ => panic!("expected watch"),
+        }
+        assert!(matches!(
+            cli.command,
+            Command::Watch {
+                streams: 100,
+                watchers: 10_000,
+                put_clients: 1,
+                ..
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["oxcd-bench", "watch", "--key", "a", "--prefix", "b"]).is_err()
+        );
+        let cli = Cli::try_parse_from(["oxcd-bench", "watch"]).unwrap();
+        assert!(
+            build_workload(&cli.command).is_err(),
+            "--key or --prefix is required"
+        );
         let cli = Cli::try_parse_from(["oxcd-bench", "put", "--sequential-keys"]).unwrap();
         assert!(matches!(
             cli.command,

@@ -5,6 +5,8 @@
 
 use oxcd_proto::etcdserverpb::{PutRequest, RangeRequest};
 
+use crate::watch::WatchTarget;
+
 /// Small, fast, deterministic pseudo random generator (SplitMix64).
 ///
 /// Good enough for picking keys and filling values; not cryptographic.
@@ -141,6 +143,8 @@ pub enum Workload {
     Put(PutWorkload),
     /// `Range` requests.
     Range(RangeWorkload),
+    /// The puts of the `watch` workload (stamped with their send time).
+    Watch(WatchTarget),
 }
 
 impl Workload {
@@ -149,6 +153,7 @@ impl Workload {
         match self {
             Workload::Put(_) => "put",
             Workload::Range(_) => "range",
+            Workload::Watch(_) => "watch",
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The watch hub: every watcher of every stream, fed from apply and from history.
 //!
 //! * **Synced** watchers have seen every revision up to the hub's revision. They sit in a
-//!   [`WatcherIndex`] and get each committed revision's events straight from the applier
-//!   ([`Hub::publish`]), one response per revision, with a non-blocking `try_send` into
+//!   [`WatcherIndex`] and get each committed batch of revisions straight from the applier
+//!   ([`Hub::publish`]), one response per batch, with a non-blocking `try_send` into
 //!   their stream's bounded queue.
 //! * **Unsynced** watchers are behind: created with a past `start_revision`, or *parked*
 //!   because their stream's queue was full when an event came (a slow client). A sync task
@@ -296,25 +296,16 @@ impl Hub {
     }
 
     /// Publishes the staged revisions to synced watchers, after the backend commit that
-    /// made them readable. O(events x matching watchers); never blocks on a client.
+    /// made them readable: each concerned watcher gets one response with its events of
+    /// all the revisions committed together. O(events x matching watchers); never blocks
+    /// on a client.
     pub fn publish(&self) {
         let staged = std::mem::take(&mut *self.staged.lock());
         if staged.is_empty() {
             return;
         }
         let mut st = self.state.lock();
-        let mut parked = false;
-        for events in staged {
-            let Some(rev) = events
-                .first()
-                .and_then(|e| e.kv.as_ref())
-                .map(|k| k.mod_revision)
-            else {
-                continue;
-            };
-            st.rev = st.rev.max(rev);
-            parked |= notify(&mut st, rev, &events);
-        }
+        let parked = notify(&mut st, &staged);
         drop(st);
         if parked {
             self.wake.notify_one();
@@ -653,30 +644,51 @@ fn cap_bytes(mut evs: Vec<Event>) -> (Vec<Event>, Option<i64>) {
     (evs, None)
 }
 
-/// Delivers one revision to the synced watchers it concerns; returns whether a watcher
-/// was parked.
-fn notify(st: &mut State, rev: i64, events: &[Event]) -> bool {
-    let mut matched: HashMap<Gid, ()> = HashMap::new();
-    for ev in events {
+/// The revision of a staged write's events (all events of one write share it).
+fn staged_rev(events: &[Event]) -> Option<i64> {
+    events
+        .first()
+        .and_then(|e| e.kv.as_ref())
+        .map(|k| k.mod_revision)
+}
+
+/// Delivers a batch of committed revisions (in revision order) to the synced watchers
+/// they concern: one response per watcher carrying its events of every revision of the
+/// batch, as etcd sends a catching-up watcher several revisions at once. Returns whether
+/// a watcher was parked.
+fn notify(st: &mut State, batch: &[Vec<Event>]) -> bool {
+    let revs = || batch.iter().filter_map(|evs| staged_rev(evs));
+    let (Some(first), Some(last)) = (revs().next(), revs().next_back()) else {
+        return false;
+    };
+    st.rev = st.rev.max(last);
+    let mut matched: Vec<Gid> = Vec::new();
+    let mut events = 0usize;
+    for ev in batch.iter().flatten() {
         if let Some(kv) = &ev.kv {
-            st.synced.for_each_match(&kv.key, |g| {
-                matched.insert(g, ());
-            });
+            events += 1;
+            st.synced.for_each_match(&kv.key, |g| matched.push(g));
         }
     }
+    if events > 1 {
+        // A watcher matching several events is served once.
+        matched.sort_unstable();
+        matched.dedup();
+    }
     let mut parked = false;
-    for gid in matched.into_keys() {
+    for gid in matched {
         let Some(w) = st.watchers.get(&gid) else {
             continue;
         };
-        if w.next_rev > rev {
+        if w.next_rev > last {
             continue; // waits for a future start revision
         }
-        let evs = w.select(events.iter());
+        let evs = w.select(batch.iter().flatten());
         if evs.is_empty() {
             continue; // a batch filtered to nothing is not sent
         }
-        let out = w.response(rev, evs);
+        let missed_from = w.next_rev.max(first);
+        let out = w.response(last, evs);
         let sent = match st.streams.get(&w.stream) {
             Some(s) => match s.tx.try_send(out) {
                 Ok(()) => true,
@@ -688,11 +700,11 @@ fn notify(st: &mut State, rev: i64, events: &[Event]) -> bool {
         };
         if sent {
             if let Some(w) = st.watchers.get_mut(&gid) {
-                w.next_rev = rev + 1;
+                w.next_rev = last + 1;
                 w.sent_since_tick = true;
             }
         } else {
-            st.set_unsynced(gid, rev);
+            st.set_unsynced(gid, missed_from);
             parked = true;
         }
     }

@@ -30,6 +30,9 @@ enum Op {
         prev_kv: bool,
     },
     Drain(usize),
+    /// Stage the following writes without publishing them (until `Defer(false)` or a
+    /// drain), as the applier publishes a batch of revisions after one backend commit.
+    Defer(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -41,6 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
             |(key, kind, back, filter, prev_kv)| Op::Watch { key, kind, back, filter, prev_kv }
         ),
         3 => (0usize..4).prop_map(Op::Drain),
+        2 => any::<bool>().prop_map(Op::Defer),
     ]
 }
 
@@ -87,10 +91,13 @@ fn run(ops: Vec<Op>) {
     let mut ws: Vec<W> = Vec::new();
     let mut index = 1u64;
     let mut last_compact = 0i64;
+    let deferred = std::cell::Cell::new(false);
     let apply = |evs: Vec<Event>, history: &mut Vec<Event>| {
         store.commit(false).unwrap();
         hub.stage(&evs);
-        hub.publish();
+        if !deferred.get() {
+            hub.publish();
+        }
         history.extend(evs);
     };
     for op in ops {
@@ -161,7 +168,14 @@ fn run(ops: Vec<Op>) {
                     compacted: false,
                 });
             }
+            Op::Defer(on) => {
+                deferred.set(on);
+                if !on {
+                    hub.publish();
+                }
+            }
             Op::Drain(n) => {
+                hub.publish();
                 for (i, rx) in rxs.iter_mut().enumerate() {
                     drain(rx, &mut ws, i, n);
                 }
@@ -169,7 +183,8 @@ fn run(ops: Vec<Op>) {
             }
         }
     }
-    // Quiesce: drain and sync until nothing moves.
+    // Quiesce: publish, then drain and sync until nothing moves.
+    hub.publish();
     for _ in 0..10_000 {
         for (i, rx) in rxs.iter_mut().enumerate() {
             drain(rx, &mut ws, i, usize::MAX);
