@@ -457,3 +457,10 @@ sc_endpoint_health() {
   ctl endpoint health
   ctl endpoint health -w json
 }
+
+# ------------------------------------------------------------------ Go clientv3 programs
+# Each runs go/<name>/main.go against the endpoint; see the comment at the top of each
+# program for what it covers and what it normalizes itself (lease ids, timing).
+sc_go_discovery() {
+  go_client discovery
+}
