@@ -464,3 +464,7 @@ sc_endpoint_health() {
 sc_go_discovery() {
   go_client discovery
 }
+
+sc_go_gozero_layout() {
+  go_client gozero_layout
+}
