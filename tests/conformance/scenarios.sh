@@ -468,3 +468,7 @@ sc_go_discovery() {
 sc_go_gozero_layout() {
   go_client gozero_layout
 }
+
+sc_go_concurrency() {
+  go_client concurrency
+}
