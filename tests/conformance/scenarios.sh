@@ -472,3 +472,7 @@ sc_go_gozero_layout() {
 sc_go_concurrency() {
   go_client concurrency
 }
+
+sc_go_naming() {
+  go_client naming
+}
