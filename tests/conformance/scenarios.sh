@@ -476,3 +476,7 @@ sc_go_concurrency() {
 sc_go_naming() {
   go_client naming
 }
+
+sc_go_client_features() {
+  go_client client_features
+}
