@@ -107,8 +107,15 @@ func main() {
 	for _, kv := range r.Kvs {
 		fmt.Printf("list %s\n", norm(string(kv.Key)))
 	}
+	t, err := sub.TimeToLive(ctx, b.id, clientv3.WithAttachedKeys())
+	must("timetolive", err)
+	for _, k := range t.Keys {
+		fmt.Printf("lease <ID2> granted=%d attached key %s\n", t.GrantedTTL, norm(string(k)))
+	}
 	b.deregister(ctx)
 	next(wch)
+	_, err = sub.KeepAliveOnce(ctx, b.id)
+	fmt.Printf("keep-alive of the revoked lease: %v\n", err)
 	a.deregister(ctx)
 	next(wch)
 	r, err = sub.Get(ctx, service+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
