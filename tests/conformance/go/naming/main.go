@@ -41,7 +41,7 @@ func (r *recorder) UpdateState(s gresolver.State) {
 	sort.Strings(addrs)
 	r.ch <- addrs
 }
-func (r *recorder) ReportError(err error)           { fmt.Println("resolver: error:", err) }
+func (r *recorder) ReportError(err error)            { fmt.Println("resolver: error:", err) }
 func (r *recorder) NewAddress(_ []gresolver.Address) {}
 func (r *recorder) NewServiceConfig(_ string)        {}
 func (r *recorder) ParseServiceConfig(_ string) *serviceconfig.ParseResult {
@@ -142,7 +142,7 @@ func main() {
 	err = em.AddEndpoint(ctx, "other/x", endpoints.Endpoint{Addr: "x"})
 	fmt.Println("add outside target:", err)
 
-	must("update", em.Update(ctx, []*endpoints.UpdateWithOpts{endpoints.NewDeleteUpdateOpts(svc+"/b")}))
+	must("update", em.Update(ctx, []*endpoints.UpdateWithOpts{endpoints.NewDeleteUpdateOpts(svc + "/b")}))
 	fmt.Println("updated: delete b")
 	nextUpdates(wch)
 	nextState(rec)
