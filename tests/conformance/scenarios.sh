@@ -457,3 +457,26 @@ sc_endpoint_health() {
   ctl endpoint health
   ctl endpoint health -w json
 }
+
+# ------------------------------------------------------------------ Go clientv3 programs
+# Each runs go/<name>/main.go against the endpoint; see the comment at the top of each
+# program for what it covers and what it normalizes itself (lease ids, timing).
+sc_go_discovery() {
+  go_client discovery
+}
+
+sc_go_gozero_layout() {
+  go_client gozero_layout
+}
+
+sc_go_concurrency() {
+  go_client concurrency
+}
+
+sc_go_naming() {
+  go_client naming
+}
+
+sc_go_client_features() {
+  go_client client_features
+}
