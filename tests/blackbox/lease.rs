@@ -245,6 +245,72 @@ async fn lease_keep_alive_extends_ttl_and_answers_zero_for_unknown() {
     assert_eq!(r.ttl, 0, "expired lease: TTL 0");
 }
 
+/// A client may pipeline keep-alives as fast as flow control lets it, one small DATA frame
+/// each (Go `clientv3` keeping 10,000 leases alive does): every request is answered, in
+/// order, and neither the stream nor the connection is closed. (Before the HTTP/2 windows
+/// were set in `serve.rs`, h2's small-DATA-frame guard closed the connection with
+/// `GOAWAY ENHANCE_YOUR_CALM` once ~2,200 requests were unread.)
+#[tokio::test]
+async fn lease_keep_alive_flood_on_one_stream_is_answered_in_order() {
+    const LEASES: usize = 100;
+    const REQUESTS: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let mut ids = Vec::with_capacity(LEASES);
+    for _ in 0..LEASES {
+        ids.push(grant(&s, 600, 0).await.0);
+    }
+    let mut client = s.lease().await;
+    // One request per poll, then a yield: tonic's encoder flushes each message as its own
+    // DATA frame instead of packing the ready ones into a few large frames.
+    let sent = ids.clone();
+    let requests = futures::stream::unfold(0usize, move |i| {
+        let sent = sent.clone();
+        async move {
+            if i == REQUESTS {
+                // Keep the request side open: the stream must stay usable afterwards.
+                std::future::pending::<()>().await;
+            }
+            tokio::task::yield_now().await;
+            Some((
+                LeaseKeepAliveRequest {
+                    id: sent[i % sent.len()],
+                },
+                i + 1,
+            ))
+        }
+    });
+    let started = Instant::now();
+    let mut responses = client
+        .lease_keep_alive(requests)
+        .await
+        .expect("keepalive")
+        .into_inner();
+    for i in 0..REQUESTS {
+        let r = match responses.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => panic!("stream ended after {i} of {REQUESTS} responses"),
+            Err(e) => panic!("stream failed after {i} of {REQUESTS} responses: {e}"),
+        };
+        assert_eq!((r.id, r.ttl), (ids[i % LEASES], 600), "response {i}");
+    }
+    eprintln!("{REQUESTS} keep-alives answered in {:?}", started.elapsed());
+    // The connection is still open and serves other RPCs.
+    let (ttl, granted, _) = {
+        let r = client
+            .lease_time_to_live(LeaseTimeToLiveRequest {
+                id: ids[0],
+                keys: false,
+            })
+            .await
+            .expect("timetolive on the same connection")
+            .into_inner();
+        (r.ttl, r.granted_ttl, ())
+    };
+    assert_eq!(granted, 600);
+    assert!(ttl > 590, "renewed: {ttl}");
+}
+
 #[tokio::test]
 async fn lease_time_to_live_counts_down() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod lease;
+pub mod serve;
 pub mod server;
 pub mod version;
 pub mod watch;
@@ -203,23 +204,12 @@ pub async fn run_until(
     let lessor_loop = tokio::spawn(lease::run_lessor(server.clone(), stop_rx.clone()));
     let mut serving = Vec::new();
     for (url, listener) in listeners {
-        let app = app.clone();
-        let mut stop = stop_rx.clone();
         tracing::info!(address = %url, "ready to serve client requests");
-        // Small gRPC frames must leave at once: with Nagle's algorithm on, a client's
-        // delayed ACK holds each response back ~40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
-            }
-        });
-        serving.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        serving.push(tokio::spawn(serve::serve(
+            listener,
+            app.clone(),
+            stop_rx.clone(),
+        )));
     }
     let mut applier_done = tokio::task::spawn_blocking(move || applier_thread.join());
     // A WAL or backend failure stops raft or the applier; the process must not linger as a

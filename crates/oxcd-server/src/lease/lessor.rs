@@ -65,6 +65,8 @@ struct Lease {
     retry_at: Option<Instant>,
     /// When its next checkpoint is due (primary only); at most one is pending per lease.
     checkpoint_at: Option<Instant>,
+    /// The time of this lease's one live entry in `Inner::expiries` (primary only).
+    queued_at: Option<Instant>,
 }
 
 impl Lease {
@@ -100,8 +102,12 @@ struct Inner {
     /// Which lease each attached key belongs to.
     key_lease: HashMap<Vec<u8>, i64>,
     primary: bool,
-    /// (expiry, id), earliest first. Entries are lazily invalidated: one whose time differs
-    /// from the lease's current expiry is stale and dropped when it surfaces.
+    /// (time, id), earliest first: each lease has one live entry (its `queued_at`), due no
+    /// later than the lease's expiry (or revocation retry). A renewal that moves the expiry
+    /// later queues nothing; the entry is moved to the new expiry when it surfaces. So the
+    /// heap holds about one entry per lease however often leases are renewed (a client
+    /// renewing in a loop once grew it by a million entries a second). Entries whose time
+    /// is not their lease's `queued_at` are stale and dropped when they surface.
     expiries: BinaryHeap<Reverse<(Instant, i64)>>,
     /// (checkpoint due, id), earliest first.
     checkpoints: BinaryHeap<Reverse<(Instant, i64)>>,
@@ -112,6 +118,21 @@ pub struct Lessor {
     inner: Mutex<Inner>,
     min_ttl: i64,
     checkpoint_interval: Duration,
+}
+
+/// Makes sure lease `id` is looked at no later than `at`: queues an entry unless its live
+/// entry already comes at or before `at` (see `Inner::expiries`).
+fn queue_expiry(
+    expiries: &mut BinaryHeap<Reverse<(Instant, i64)>>,
+    lease: &mut Lease,
+    id: i64,
+    at: Instant,
+) {
+    if lease.queued_at.is_some_and(|q| q <= at) {
+        return;
+    }
+    lease.queued_at = Some(at);
+    expiries.push(Reverse((at, id)));
 }
 
 fn lease_key(id: i64) -> [u8; 8] {
@@ -173,6 +194,7 @@ impl Lessor {
                         keys: BTreeSet::new(),
                         retry_at: None,
                         checkpoint_at: None,
+                        queued_at: None,
                     },
                 );
             }
@@ -259,13 +281,14 @@ impl Lessor {
             keys: BTreeSet::new(),
             retry_at: None,
             checkpoint_at: None,
+            queued_at: None,
         };
         persist(store, id, &lease)?;
         let granted = lease.ttl;
         if inner.primary {
             let now = Instant::now();
             let at = lease.refresh(now, Duration::ZERO);
-            inner.expiries.push(Reverse((at, id)));
+            queue_expiry(&mut inner.expiries, &mut lease, id, at);
             inner.leases.insert(id, lease);
             self.schedule_checkpoint(&mut inner, now, id);
         } else {
@@ -357,10 +380,17 @@ impl Lessor {
             .is_some_and(|l| l.remaining_ttl > 0)
     }
 
+    /// Entries in the expiry queue (tests: it must not grow with renewals).
+    #[cfg(test)]
+    pub(crate) fn queued_expiries(&self) -> usize {
+        self.inner.lock().expiries.len()
+    }
+
     /// Renews `id` on the primary: its expiry becomes now + TTL. Returns the TTL. An expired
     /// lease (revocation pending) counts as not found, as etcd answers once it is revoked.
     pub fn renew(&self, id: i64) -> Result<i64, RenewError> {
-        let mut inner = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
         if !inner.primary {
             return Err(RenewError::NotPrimary);
         }
@@ -374,9 +404,8 @@ impl Lessor {
         // The caller cleared any checkpoint through raft; renewing restarts the full TTL.
         lease.remaining_ttl = 0;
         let at = lease.refresh(now, Duration::ZERO);
-        let ttl = lease.ttl;
-        inner.expiries.push(Reverse((at, id)));
-        Ok(ttl)
+        queue_expiry(&mut inner.expiries, lease, id, at);
+        Ok(lease.ttl)
     }
 
     /// TimeToLive of `id`, `None` if there is no such lease.
@@ -429,6 +458,7 @@ impl Lessor {
         for lease in inner.leases.values_mut() {
             lease.refresh(now, extend);
             lease.checkpoint_at = None;
+            lease.queued_at = None;
         }
         if inner.leases.len() >= LEASE_REVOKE_RATE {
             let mut by_expiry: Vec<(Instant, i64)> = inner
@@ -464,9 +494,10 @@ impl Lessor {
         }
         let ids: Vec<i64> = inner.leases.keys().copied().collect();
         for id in ids {
-            let lease = &inner.leases[&id];
-            if let Some(at) = lease.expiry {
-                inner.expiries.push(Reverse((at, id)));
+            if let Some(lease) = inner.leases.get_mut(&id) {
+                if let Some(at) = lease.expiry {
+                    queue_expiry(&mut inner.expiries, lease, id, at);
+                }
             }
             self.schedule_checkpoint(inner, now, id);
         }
@@ -487,6 +518,7 @@ impl Lessor {
             lease.expiry = None;
             lease.retry_at = None;
             lease.checkpoint_at = None;
+            lease.queued_at = None;
         }
         tracing::info!("lessor demoted");
     }
@@ -512,13 +544,23 @@ impl Lessor {
             let Some(lease) = inner.leases.get_mut(&id) else {
                 continue; // revoked meanwhile
             };
-            if lease.expiry != Some(at) && lease.retry_at != Some(at) {
-                continue; // renewed or re-promoted: a newer entry exists
+            if lease.queued_at != Some(at) {
+                continue; // stale: the lease has an earlier entry
+            }
+            lease.queued_at = None;
+            match lease.retry_at.or(lease.expiry) {
+                None => continue,
+                Some(due) if due > now => {
+                    // Renewed since this entry was queued: look again at the new expiry.
+                    queue_expiry(&mut inner.expiries, lease, id, due);
+                    continue;
+                }
+                Some(_) => {}
             }
             // `expiry` stays in the past, so renewals see the lease as expired.
             let retry = now + EXPIRED_RETRY_INTERVAL;
             lease.retry_at = Some(retry);
-            inner.expiries.push(Reverse((retry, id)));
+            queue_expiry(&mut inner.expiries, lease, id, retry);
             out.push(id);
         }
         out

@@ -160,6 +160,29 @@ fn expiry_only_on_primary_and_renew_extends() {
 }
 
 #[test]
+fn renewals_keep_one_queued_expiry_per_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let lessor = Lessor::new(1, INTERVAL);
+    lessor.promote(Duration::ZERO);
+    grant(&store, &lessor, 1, 1, 1);
+    grant(&store, &lessor, 2, 1, 2);
+    for _ in 0..100_000 {
+        assert_eq!(lessor.renew(1), Ok(1));
+    }
+    assert_eq!(lessor.queued_expiries(), 2, "renewals queue nothing");
+    // Lease 1's entry surfaces at its first expiry and moves to the renewed one.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(lessor.renew(1), Ok(1));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lessor.take_expired(10), vec![2], "lease 1 was renewed");
+    assert!(lessor.queued_expiries() <= 2);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(lessor.take_expired(10), vec![1]);
+    assert_eq!(lessor.renew(1), Err(RenewError::NotFound));
+}
+
+#[test]
 fn revoke_rate_limit_per_call() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
