@@ -308,9 +308,13 @@ sc_watch_interactive() {
   local r
   r=$(rev)
   WATCH_INTERACTIVE=1 watch_bg -i
+  # One watcher's event is awaited before the next watch starts: otherwise which of the
+  # two watchers on the stream reports first depends on when each create reached the
+  # server (a late create catches up from history after the other's live event).
   watch_say "watch wi/k --rev=$((r + 1))"
-  watch_say "watch --prefix wi/p --rev=$((r + 1))"
   quiet put wi/k v
+  watch_wait 3
+  watch_say "watch --prefix wi/p --rev=$((r + 1))"
   quiet put wi/p1 w
   watch_wait 6
   watch_say progress
