@@ -345,7 +345,9 @@ async fn lease_and_keys_survive_kill9_with_extended_ttls() {
     let peer = crate::harness::free_port();
     let s = Server::start_with(dir.path(), port, peer, &[]);
     let (long, _) = grant(&s, 30, 0).await;
-    let (short, _) = grant(&s, 3, 0).await;
+    // 6 s, not the 2 s minimum: a restart on two loaded cores (the whole suite runs in
+    // parallel) can take seconds, and this test is about the TTL rule, not start-up time.
+    let (short, _) = grant(&s, 6, 0).await;
     put(&s, "kl/long", long).await;
     put(&s, "ks/short", short).await;
     s.kill9();
@@ -357,10 +359,10 @@ async fn lease_and_keys_survive_kill9_with_extended_ttls() {
     // Never checkpointed: full TTL again, plus the election timeout (1 s).
     assert!((29..=31).contains(&t), "ttl {t}");
     assert_eq!(keys(&s, "ks/").await.1, vec!["ks/short"]);
-    let gone_after = started.elapsed() + wait_gone(&s, "ks/", Duration::from_secs(8)).await;
-    // Not expired at once: at least the full 3 s TTL after the restart (plus the 1 s
+    let gone_after = started.elapsed() + wait_gone(&s, "ks/", Duration::from_secs(14)).await;
+    // Not expired at once: at least the full 6 s TTL after the restart (plus the 1 s
     // extension, unless the grant was replayed from the WAL after the promotion).
-    assert!(gone_after >= Duration::from_secs(3), "{gone_after:?}");
+    assert!(gone_after >= Duration::from_secs(6), "{gone_after:?}");
     assert_eq!(keys(&s, "kl/").await.1, vec!["kl/long"]);
 }
 
