@@ -55,6 +55,16 @@ async fn write_until_killed(
     a.clone()
 }
 
+/// The newest WAL segment of the server whose data dir is `data_dir`.
+fn last_wal_segment(data_dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(data_dir.join("member/wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .max()
+        .expect("a wal segment")
+}
+
 async fn all_keys(s: &Server) -> (i64, Vec<oxcd_proto::mvccpb::KeyValue>) {
     let r = s
         .kv()
@@ -148,13 +158,7 @@ async fn corrupt_wal_refuses_to_start_naming_file_and_offset() {
     }
     let (port, peer) = (s.port, s.peer_port);
     s.kill9();
-    let wal_dir = dir.path().join("member/wal");
-    let seg = std::fs::read_dir(&wal_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .max()
-        .expect("a wal segment");
+    let seg = last_wal_segment(dir.path());
     let mut bytes = std::fs::read(&seg).unwrap();
     // The segment is preallocated: flip a bit in the middle of its data, not of its size.
     let data_end = bytes
@@ -190,13 +194,7 @@ async fn torn_wal_tail_is_repaired() {
     let (port, peer) = (s.port, s.peer_port);
     s.kill9();
     // Simulate a crash in the middle of appending: half a record of garbage at the end.
-    let wal_dir = dir.path().join("member/wal");
-    let seg = std::fs::read_dir(&wal_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .max()
-        .expect("a wal segment");
+    let seg = last_wal_segment(dir.path());
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
     f.write_all(&[200, 0, 0, 0, 1, 9, 9]).unwrap();

@@ -636,42 +636,9 @@ fn parse_initial_cluster(text: &str) -> Result<BTreeMap<String, Vec<Url>>, Confi
     Ok(map)
 }
 
-/// Parses a Go duration such as `10m`, `1h30m`, `500ms`, `2.5s`.
+/// Parses a Go duration such as `10m`, `1h30m`, `500ms`, `2.5s` (etcd's flag syntax).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    if t == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = t;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += n * scale;
-    }
-    Some(Duration::from_secs_f64(total))
+    oxcd_godur::parse(text).ok()
 }
 
 #[cfg(test)]
