@@ -119,6 +119,7 @@ impl Server {
         limit: Duration,
     ) -> Option<(std::process::ExitStatus, String)> {
         let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().ok()?);
+        let pid = child.id();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let status = child.wait();
@@ -129,7 +130,15 @@ impl Server {
                 let log: Vec<String> = self.log.try_iter().collect();
                 Some((status.ok()?, log.join("\n")))
             }
-            Err(_) => None,
+            Err(_) => {
+                // Still running: the child moved into the waiting thread, so Drop cannot
+                // reach it; kill it here or it outlives the test.
+                // SAFETY: sending a signal to our own child process id.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+                None
+            }
         }
     }
 
