@@ -55,6 +55,20 @@ async fn write_until_killed(
     a.clone()
 }
 
+/// Writes keys `k000`, `k001`, ... (`n` of them), each with `value`, one put each.
+async fn put_keys(s: &Server, n: usize, value: &[u8]) {
+    let mut kv = s.kv().await;
+    for i in 0..n {
+        kv.put(PutRequest {
+            key: format!("k{i:03}").into_bytes(),
+            value: value.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+}
+
 /// The newest WAL segment of the server whose data dir is `data_dir`.
 fn last_wal_segment(data_dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::read_dir(data_dir.join("member/wal"))
@@ -124,16 +138,7 @@ async fn kill9_under_concurrent_writes_keeps_every_acknowledged_write() {
 async fn clean_restart_keeps_data_and_revision() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
-    let mut kv = s.kv().await;
-    for i in 0..50 {
-        kv.put(PutRequest {
-            key: format!("k{i:02}").into_bytes(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    put_keys(&s, 50, b"v").await;
     let (port, peer) = (s.port, s.peer_port);
     assert!(s.terminate().success(), "clean shutdown exits 0");
     let s = Server::start_with(dir.path(), port, peer, &[]);
@@ -146,16 +151,7 @@ async fn clean_restart_keeps_data_and_revision() {
 async fn corrupt_wal_refuses_to_start_naming_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
-    let mut kv = s.kv().await;
-    for i in 0..200 {
-        kv.put(PutRequest {
-            key: format!("k{i:03}").into_bytes(),
-            value: vec![b'x'; 100],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    put_keys(&s, 200, &[b'x'; 100]).await;
     let (port, peer) = (s.port, s.peer_port);
     s.kill9();
     let seg = last_wal_segment(dir.path());
@@ -181,16 +177,7 @@ async fn corrupt_wal_refuses_to_start_naming_file_and_offset() {
 async fn torn_wal_tail_is_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
-    let mut kv = s.kv().await;
-    for i in 0..20 {
-        kv.put(PutRequest {
-            key: format!("k{i:02}").into_bytes(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
+    put_keys(&s, 20, b"v").await;
     let (port, peer) = (s.port, s.peer_port);
     s.kill9();
     // Simulate a crash in the middle of appending: half a record of garbage at the end.
