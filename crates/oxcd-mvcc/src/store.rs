@@ -351,6 +351,13 @@ impl Store {
             Some(t) => t,
             None => self.db.begin_write()?,
         };
+        // The revision and consistent index go into the same transaction as the data
+        // they describe, once per commit rather than once per request.
+        {
+            let mut meta = txn.open_table(META_TABLE)?;
+            meta_put_u64(&mut meta, META_CONSISTENT_INDEX, w.index)?;
+            meta_put_u64(&mut meta, META_CURRENT_REV, w.rev as u64)?;
+        }
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
@@ -376,11 +383,10 @@ impl Store {
             .ok_or_else(|| MvccError::backend("no write transaction"))
     }
 
+    /// Records `index` as applied. It is written to the meta table at the next
+    /// commit; the open transaction guarantees that commit happens.
     fn record_index(&self, w: &mut Writer, index: u64) -> Result<(), MvccError> {
-        let txn = self.open_txn(w)?;
-        let mut meta = txn.open_table(META_TABLE)?;
-        meta_put_u64(&mut meta, META_CONSISTENT_INDEX, index)?;
-        drop(meta);
+        self.open_txn(w)?;
         w.index = index;
         self.applied_index.store(index, Ordering::Release);
         Ok(())
@@ -440,14 +446,34 @@ impl Store {
         ) -> Result<R, MvccError>,
     ) -> Result<(R, Vec<Change>), MvccError> {
         let txn = self.open_txn(w)?;
-        let table = txn.open_table(KV_TABLE)?;
-        let st = self.state.read();
-        let mut ctx = WriteCtx::new(&st.index, &table, base_rev, st.compact_rev);
-        let resp = f(&mut ctx)?;
-        Ok((resp, ctx.into_changes()))
+        let mut table = txn.open_table(KV_TABLE)?;
+        let (resp, changes) = {
+            let st = self.state.read();
+            let mut ctx = WriteCtx::new(&st.index, &table, base_rev, st.compact_rev);
+            let resp = f(&mut ctx)?;
+            (resp, ctx.into_changes())
+        };
+        // Write the changes through the same table handle: opening a redb table costs
+        // about as much as the insert itself.
+        let new_rev = base_rev + 1;
+        for (sub, c) in changes.iter().enumerate() {
+            let rev = Revision::new(new_rev, sub as i64);
+            let value = if c.tombstone {
+                KeyValue {
+                    key: c.kv.key.clone(),
+                    ..Default::default()
+                }
+                .encode_to_vec()
+            } else {
+                c.kv.encode_to_vec()
+            };
+            table.insert(rev.to_bytes(c.tombstone).as_slice(), value.as_slice())?;
+        }
+        Ok((resp, changes))
     }
 
-    /// Persists `changes` at revision `base_rev + 1` and indexes them.
+    /// Indexes `changes` (already written by `write_inner`) at revision `base_rev + 1`
+    /// and records `index` as applied.
     fn finish_write(
         &self,
         w: &mut Writer,
@@ -456,26 +482,7 @@ impl Store {
         changes: &[Change],
     ) -> Result<(), MvccError> {
         let new_rev = base_rev + 1;
-        let txn = self.open_txn(w)?;
         if !changes.is_empty() {
-            let mut table = txn.open_table(KV_TABLE)?;
-            for (sub, c) in changes.iter().enumerate() {
-                let rev = Revision::new(new_rev, sub as i64);
-                let value = if c.tombstone {
-                    KeyValue {
-                        key: c.kv.key.clone(),
-                        ..Default::default()
-                    }
-                    .encode_to_vec()
-                } else {
-                    c.kv.encode_to_vec()
-                };
-                table.insert(rev.to_bytes(c.tombstone).as_slice(), value.as_slice())?;
-            }
-            drop(table);
-            let mut meta = txn.open_table(META_TABLE)?;
-            meta_put_u64(&mut meta, META_CURRENT_REV, new_rev as u64)?;
-            drop(meta);
             let mut st = self.state.write();
             for (sub, c) in changes.iter().enumerate() {
                 let rev = Revision::new(new_rev, sub as i64);
