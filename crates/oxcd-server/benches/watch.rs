@@ -8,7 +8,7 @@
 //! hold 128 responses) and drained between samples, outside the timing, so every watcher
 //! stays synced and what is timed is the hub's work only.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,9 +117,16 @@ impl Fixture {
 }
 
 /// Times stage + publish of batches made by `key`; the queues are drained while the next
-/// sample's batches are made. Checks that watchers received responses.
-fn run<const B: usize>(bencher: Bencher, fixture: Fixture, key: impl Fn(usize) -> Vec<u8> + Copy) {
-    let fixture = std::cell::RefCell::new(fixture);
+/// sample's batches are made. Checks that every publish queued `responses` responses (so
+/// no watcher was parked or missed).
+fn run<const B: usize>(
+    bencher: Bencher,
+    fixture: Fixture,
+    responses: usize,
+    key: impl Fn(usize) -> Vec<u8> + Copy,
+) {
+    let fixture = RefCell::new(fixture);
+    let mut publishes = 0usize;
     bencher
         .with_inputs(|| {
             let mut f = fixture.borrow_mut();
@@ -132,11 +139,12 @@ fn run<const B: usize>(bencher: Bencher, fixture: Fixture, key: impl Fn(usize) -
                 f.hub.stage(evs);
             }
             f.hub.publish();
+            publishes += 1;
             batch // dropped outside the timing
         });
     let mut f = fixture.into_inner();
     f.drain();
-    assert!(f.received.get() > 0, "no watcher received anything");
+    assert_eq!(f.received.get(), publishes * responses, "responses queued");
 }
 
 fn watch_key(key: Vec<u8>) -> WatchCreateRequest {
@@ -151,7 +159,7 @@ fn watch_key(key: Vec<u8>) -> WatchCreateRequest {
 #[divan::bench(consts = BATCH, args = WATCHERS)]
 fn one_key<const B: usize>(bencher: Bencher, watchers: usize) {
     let f = Fixture::new(watchers, |_| watch_key(b"hot".to_vec()));
-    run::<B>(bencher, f, |_| b"hot".to_vec());
+    run::<B>(bencher, f, watchers, |_| b"hot".to_vec());
 }
 
 /// `watchers` watchers on the prefix `p/`; each revision puts a different key under it.
@@ -162,7 +170,7 @@ fn prefix<const B: usize>(bencher: Bencher, watchers: usize) {
         range_end: b"p0".to_vec(),
         ..Default::default()
     });
-    run::<B>(bencher, f, |rev| key("p/", rev));
+    run::<B>(bencher, f, watchers, |rev| key("p/", rev));
 }
 
 /// `watchers` watchers on as many different keys; each revision puts one watched key (in
@@ -170,5 +178,7 @@ fn prefix<const B: usize>(bencher: Bencher, watchers: usize) {
 #[divan::bench(consts = BATCH, args = WATCHERS)]
 fn many_keys<const B: usize>(bencher: Bencher, watchers: usize) {
     let f = Fixture::new(watchers, |i| watch_key(key("k/", i)));
-    run::<B>(bencher, f, move |rev| key("k/", rev % watchers));
+    run::<B>(bencher, f, B.min(watchers), move |rev| {
+        key("k/", rev % watchers)
+    });
 }
