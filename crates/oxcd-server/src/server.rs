@@ -197,7 +197,11 @@ impl EtcdServer {
             return Err(ServerError::RequestTooLarge);
         }
         let rx = self.waiters.register(id);
-        if let Err(e) = self.raft.propose(data).await {
+        let waiters = self.waiters.clone();
+        let queued = self
+            .raft
+            .propose_or_else(data, move |e| waiters.trigger(id, Err(e.into())));
+        if let Err(e) = queued {
             self.waiters.cancel(id);
             return Err(e.into());
         }

@@ -121,11 +121,52 @@ pub struct RaftStatus {
     pub is_leader: bool,
 }
 
+/// Called with the reason a proposal was not appended to the log; dropped
+/// unused when it was.
+pub(crate) type OnRejected = Box<dyn FnOnce(RaftError) + Send>;
+
+/// How the node thread answers a proposal.
+pub(crate) enum ProposeReply {
+    /// An awaited result either way.
+    Result(oneshot::Sender<Result<(), RaftError>>),
+    /// Only a rejection is reported; acceptance costs the proposer no wake-up.
+    /// Dropped without an answer (the node stopped first), it reports
+    /// [`RaftError::Stopped`].
+    OnRejected(RejectGuard),
+}
+
+impl ProposeReply {
+    pub(crate) fn send(self, result: Result<(), RaftError>) {
+        match self {
+            ProposeReply::Result(tx) => {
+                let _ = tx.send(result);
+            }
+            ProposeReply::OnRejected(mut guard) => {
+                let f = guard.0.take();
+                if let (Err(e), Some(f)) = (result, f) {
+                    f(e);
+                }
+            }
+        }
+    }
+}
+
+/// Calls its callback with [`RaftError::Stopped`] if dropped unanswered.
+pub(crate) struct RejectGuard(Option<OnRejected>);
+
+impl Drop for RejectGuard {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(RaftError::Stopped);
+        }
+    }
+}
+
 /// Requests from handles to the node thread.
 pub(crate) enum Request {
     Propose {
         data: Vec<u8>,
-        reply: oneshot::Sender<Result<(), RaftError>>,
+        reply: ProposeReply,
     },
     ReadIndex {
         reply: oneshot::Sender<Result<u64, RaftError>>,
@@ -291,8 +332,31 @@ impl RaftHandle {
     /// committed): the result comes back through the committed stream.
     pub async fn propose(&self, data: Vec<u8>) -> Result<(), RaftError> {
         let (reply, rx) = oneshot::channel();
-        self.inner.send(Request::Propose { data, reply })?;
+        self.inner.send(Request::Propose {
+            data,
+            reply: ProposeReply::Result(reply),
+        })?;
         rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// Hands `data` to raft without waiting: an error returned here means it
+    /// was not queued; a rejection by the node thread (not leader, dropped,
+    /// stopped) is reported later through `on_rejected`, which is not called
+    /// at all when the entry is appended. Saves the proposer a wake-up per
+    /// request when the outcome arrives through the committed stream anyway.
+    pub fn propose_or_else(
+        &self,
+        data: Vec<u8>,
+        on_rejected: impl FnOnce(RaftError) + Send + 'static,
+    ) -> Result<(), RaftError> {
+        if self.inner.shared.stopped.load(Ordering::Acquire) {
+            return Err(RaftError::Stopped);
+        }
+        let reply = ProposeReply::OnRejected(RejectGuard(Some(Box::new(on_rejected))));
+        // A failed send drops the request, and with it the guard, which reports
+        // Stopped through the callback; the caller learns it from the callback.
+        let _ = self.inner.tx.send(Request::Propose { data, reply });
+        Ok(())
     }
 
     /// Linearizable read barrier (ReadIndex): returns the commit index the

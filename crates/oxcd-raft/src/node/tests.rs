@@ -297,3 +297,45 @@ fn bootstrap_raises_a_lazily_persisted_commit_to_applied() {
     assert_eq!(b.storage.last_index().unwrap(), 5);
     assert!(super::storage::bootstrap(&contents, &[1], 6).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propose_or_else_reports_only_rejections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    let (tx, mut rejected) = tokio::sync::mpsc::unbounded_channel();
+
+    // Accepted: the entry is committed and the callback is never called.
+    let t = tx.clone();
+    h.propose_or_else(b"ok".to_vec(), move |e| {
+        let _ = t.send(("ok", e));
+    })
+    .unwrap();
+    let got = recv_until(&mut rx, |es| payloads(es).contains(&b"ok".to_vec())).await;
+    assert_eq!(payloads(&got), vec![b"ok".to_vec()]);
+
+    // Rejected by the node thread: reported through the callback.
+    let t = tx.clone();
+    h.propose_or_else(Vec::new(), move |e| {
+        let _ = t.send(("empty", e));
+    })
+    .unwrap();
+    let (which, err) = tokio::time::timeout(Duration::from_secs(10), rejected.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(which, "empty", "the accepted proposal must not be reported");
+    assert!(matches!(err, RaftError::EmptyProposal));
+
+    // After shutdown: refused at once, the callback is dropped uncalled.
+    h.shutdown();
+    let t = tx.clone();
+    assert!(matches!(
+        h.propose_or_else(b"late".to_vec(), move |e| {
+            let _ = t.send(("late", e));
+        }),
+        Err(RaftError::Stopped)
+    ));
+    drop(tx);
+    assert!(rejected.recv().await.is_none(), "no further callbacks");
+    while rx.recv().await.is_some() {}
+}

@@ -182,7 +182,7 @@ impl<T: Transport> Worker<T> {
     fn handle(&mut self, req: Request) -> bool {
         match req {
             Request::Propose { data, reply } => {
-                let _ = reply.send(self.propose(data));
+                reply.send(self.propose(data));
             }
             Request::ReadIndex { reply } => {
                 self.pending_since.get_or_insert_with(Instant::now);
