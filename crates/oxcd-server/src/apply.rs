@@ -206,7 +206,7 @@ impl Applier {
         lessor.on_events(&events);
         if let Some(sink) = &self.events {
             if !events.is_empty() {
-                sink(&events);
+                sink(events);
             }
         }
         Ok(response)

@@ -169,7 +169,7 @@ pub async fn run_until(
         applied_tx,
         events: Some(Box::new({
             let hub = hub.clone();
-            move |evs: &[oxcd_proto::mvccpb::Event]| hub.stage(evs)
+            move |evs: Vec<oxcd_proto::mvccpb::Event>| hub.stage(evs)
         })),
         events_committed: Some(Box::new({
             let hub = hub.clone();

@@ -111,7 +111,7 @@ impl IdGenerator {
 }
 
 /// Receives the events of every applied revision (the watch hub subscribes here).
-pub type EventSink = Box<dyn Fn(&[Event]) + Send + Sync>;
+pub type EventSink = Box<dyn Fn(Vec<Event>) + Send + Sync>;
 
 /// State shared by all request handlers.
 pub struct EtcdServer {

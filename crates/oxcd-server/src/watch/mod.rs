@@ -103,12 +103,15 @@ impl Watcher {
                 && !(is_put && self.no_put)
                 && (is_put || !self.no_delete)
         })
-        .map(|ev| {
-            let mut ev = ev.clone();
-            if !self.prev_kv {
-                ev.prev_kv = None;
-            }
-            ev
+        .map(|ev| Event {
+            r#type: ev.r#type,
+            kv: ev.kv.clone(),
+            // Not cloned at all unless asked for: most watchers don't want it.
+            prev_kv: if self.prev_kv {
+                ev.prev_kv.clone()
+            } else {
+                None
+            },
         })
         .collect()
     }
@@ -289,9 +292,9 @@ impl Hub {
 
     /// Records the events of one applied (not yet committed) revision. Called by the
     /// applier; O(events), never blocks on watchers.
-    pub fn stage(&self, events: &[Event]) {
+    pub fn stage(&self, events: Vec<Event>) {
         if !events.is_empty() {
-            self.staged.lock().push(events.to_vec());
+            self.staged.lock().push(events);
         }
     }
 

@@ -94,7 +94,7 @@ fn run(ops: Vec<Op>) {
     let deferred = std::cell::Cell::new(false);
     let apply = |evs: Vec<Event>, history: &mut Vec<Event>| {
         store.commit(false).unwrap();
-        hub.stage(&evs);
+        hub.stage(evs.clone());
         if !deferred.get() {
             hub.publish();
         }
