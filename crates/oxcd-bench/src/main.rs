@@ -4,14 +4,23 @@
 //! ```text
 //! oxcd-bench --endpoints 127.0.0.1:2379 --conns 10 --clients 100 --total 20000 put
 //! oxcd-bench --clients 100 range foo --consistency s --json
+//! oxcd-bench --conns 10 --clients 100 txn-put --txn-ops 4 --key-space-size 100000
+//! oxcd-bench --conns 10 --clients 100 txn-mixed --rw-ratio 4 --key-space-size 1000
+//! oxcd-bench --conns 10 --clients 100 lease-keepalive
 //! oxcd-bench --conns 10 --total 1000 watch --streams 100 --watchers 1000 --key foo
+//! oxcd-bench --conns 10 watch-latency --streams 100 --watchers-per-stream 10 --put-rate 200
 //! ```
+//!
+//! Every workload prints the same summary (`--json`: `requests`, `ok`, `errors`,
+//! `error_samples`, `total_secs`, `requests_per_sec`, `p50_ms` ... `p999_ms`, ...) plus
+//! fields of its own; the watch workloads count events there (see `watch.rs`).
 
+mod lease;
+mod progress;
 mod stats;
 mod watch;
 mod workload;
 
-use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,12 +28,15 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use oxcd_proto::etcdserverpb::kv_client::KvClient;
+use oxcd_proto::etcdserverpb::RangeRequest;
+use serde::Serialize;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-use stats::Recorder;
-use watch::{WatchParams, WatchTarget};
-use workload::{PutWorkload, RangeWorkload, Rng, Workload};
+use progress::ProgressBar;
+use stats::{Recorder, Summary};
+use watch::{LatencyFrom, WatchParams, WatchTarget};
+use workload::{PutWorkload, RangeWorkload, Rng, TxnMixedWorkload, TxnPutWorkload, Workload};
 
 /// Command line of `oxcd-bench`.
 #[derive(Debug, Parser)]
@@ -99,6 +111,61 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         limit: i64,
     },
+    /// Benchmark Txn requests of --txn-ops puts each, to distinct keys of the key space.
+    TxnPut {
+        /// Key size in bytes.
+        #[arg(long, default_value_t = 8)]
+        key_size: usize,
+        /// Value size in bytes.
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+        /// Number of distinct keys to write.
+        #[arg(long, default_value_t = 1)]
+        key_space_size: u64,
+        /// Write keys sequentially (as etcd's txn-put does) instead of randomly.
+        #[arg(long)]
+        sequential_keys: bool,
+        /// Puts per txn (at most --key-space-size).
+        #[arg(long, default_value_t = 1)]
+        txn_ops: u64,
+    },
+    /// Benchmark a mix of reads (a Txn with one Range over [KEY, END)) and writes (a Txn
+    /// with one Put to the key space), --rw-ratio reads per write, like etcd's txn-mixed.
+    /// Without KEY the reads cover the whole key space (at most --limit keys).
+    TxnMixed {
+        /// Key (or start of the range) the reads read; omit for the whole key space.
+        key: Option<String>,
+        /// End of the read range (exclusive); omit for a single key.
+        end: Option<String>,
+        /// Reads per write (e.g. 4 = 80% reads; 0 = writes only).
+        #[arg(long, default_value_t = 1.0)]
+        rw_ratio: f64,
+        /// Consistency of the reads: `l` (linearizable) or `s` (serializable).
+        #[arg(long, value_enum, default_value = "l")]
+        consistency: Consistency,
+        /// Maximum number of keys a read returns (0 = no limit).
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// Key size of the writes, bytes.
+        #[arg(long, default_value_t = 8)]
+        key_size: usize,
+        /// Value size of the writes, bytes.
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+        /// Number of distinct keys written.
+        #[arg(long, default_value_t = 1)]
+        key_space_size: u64,
+        /// Write keys sequentially instead of randomly.
+        #[arg(long)]
+        sequential_keys: bool,
+    },
+    /// Benchmark lease keep-alives: each client grants a lease, then does keep-alive
+    /// round trips on its own LeaseKeepAlive stream.
+    LeaseKeepalive {
+        /// TTL of each client's lease, seconds.
+        #[arg(long, default_value_t = 60)]
+        ttl: i64,
+    },
     /// Benchmark watch event delivery: --watchers watchers on one key or prefix, then
     /// --total puts to it; reports events/s, put-to-event latency and checks that every
     /// watcher got every event exactly once, in order.
@@ -121,6 +188,33 @@ enum Command {
         /// Number of concurrent putters (in-flight puts).
         #[arg(long, default_value_t = 1)]
         put_clients: usize,
+    },
+    /// Benchmark watch latency as etcd's watch-latency does: --streams x
+    /// --watchers-per-stream watchers on one key, one putter (own connection) writing
+    /// --put-total puts at --put-rate/s; the latency of every event is measured from its
+    /// put's response (0 if the event came first). Ignores --total, --rate, --clients.
+    WatchLatency {
+        /// Number of watch streams, spread over the connections.
+        #[arg(long, default_value_t = 10)]
+        streams: usize,
+        /// Watchers per stream.
+        #[arg(long, default_value_t = 10)]
+        watchers_per_stream: usize,
+        /// Number of puts.
+        #[arg(long, default_value_t = 1000)]
+        put_total: u64,
+        /// Puts per second (0 = as fast as one putter goes).
+        #[arg(long, default_value_t = 100)]
+        put_rate: u64,
+        /// The watched (and written) key.
+        #[arg(long, default_value = "/registry/pods")]
+        key: String,
+        /// Value size of the puts, bytes (at least 8: the send time is in the value).
+        #[arg(long, default_value_t = 32)]
+        val_size: usize,
+        /// Ask for the previous key-value with every event.
+        #[arg(long)]
+        prevkv: bool,
     },
 }
 
@@ -152,13 +246,18 @@ fn endpoint_url(ep: &str) -> String {
     }
 }
 
+/// Formats a failed RPC for the error samples: `Txn: Unavailable: message`.
+pub fn rpc_error(rpc: &str, status: &tonic::Status) -> String {
+    format!("{rpc}: {:?}: {}", status.code(), status.message())
+}
+
 /// Limits of a run shared by all clients.
-struct Run {
+pub struct Run {
     workload: Workload,
     /// Next request sequence number to hand out.
     next: AtomicU64,
-    /// Requests completed (ok or not), for the progress line.
-    done: AtomicU64,
+    /// Requests completed (ok or not), for the progress bar.
+    done: Arc<AtomicU64>,
     /// Set once the duration is over.
     stop: AtomicBool,
     total: u64,
@@ -168,6 +267,20 @@ struct Run {
 }
 
 impl Run {
+    fn new(workload: Workload, total: u64, duration: Option<Duration>, rate: u64) -> Run {
+        let start = Instant::now();
+        Run {
+            workload,
+            next: AtomicU64::new(0),
+            done: Arc::new(AtomicU64::new(0)),
+            stop: AtomicBool::new(false),
+            total,
+            deadline: duration.map(|d| start + d),
+            rate,
+            start,
+        }
+    }
+
     /// Claims the next request sequence number, or `None` when the run is over.
     async fn next_seq(&self) -> Option<u64> {
         if self.stop.load(Ordering::Relaxed) {
@@ -193,50 +306,82 @@ impl Run {
     }
 }
 
-/// One client: issues requests one at a time until the run is over.
-async fn client_loop(run: Arc<Run>, mut kv: KvClient<Channel>, id: u64) -> Recorder {
-    let mut rec = Recorder::new();
+/// What one client recorded: all its requests, and for `txn-mixed` the reads and the
+/// writes apart.
+#[derive(Default)]
+struct Recorded {
+    all: Recorder,
+    reads: Recorder,
+    writes: Recorder,
+}
+
+impl Recorded {
+    fn merge(&mut self, other: &Recorded) {
+        self.all.merge(&other.all);
+        self.reads.merge(&other.reads);
+        self.writes.merge(&other.writes);
+    }
+}
+
+/// One KV client: issues requests one at a time until the run is over.
+async fn client_loop(run: Arc<Run>, mut kv: KvClient<Channel>, id: u64) -> Recorded {
+    let mut rec = Recorded::default();
     let mut rng = Rng::new(0xC0FFEE ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     while let Some(seq) = run.next_seq().await {
         let started = Instant::now();
+        let mut is_read = None;
         let result = match &run.workload {
-            Workload::Put(w) => kv.put(w.request(seq, &mut rng)).await.map(drop),
-            Workload::Range(w) => kv.range(w.request.clone()).await.map(drop),
-            Workload::Watch(t) => {
-                let sent = started.saturating_duration_since(run.start).as_nanos() as u64;
-                kv.put(t.put_request(seq, sent)).await.map(drop)
+            Workload::Put(w) => kv
+                .put(w.request(seq, &mut rng))
+                .await
+                .map(drop)
+                .map_err(|s| rpc_error("Put", &s)),
+            Workload::Range(w) => kv
+                .range(w.request.clone())
+                .await
+                .map(drop)
+                .map_err(|s| rpc_error("Range", &s)),
+            Workload::TxnPut(w) => kv
+                .txn(w.request(seq, &mut rng))
+                .await
+                .map(drop)
+                .map_err(|s| rpc_error("Txn", &s)),
+            Workload::TxnMixed(w) => {
+                let (read, txn) = w.request(seq, &mut rng);
+                is_read = Some(read);
+                kv.txn(txn)
+                    .await
+                    .map(drop)
+                    .map_err(|s| rpc_error("Txn", &s))
             }
+            Workload::LeaseKeepAlive { .. } | Workload::Watch(_) => Err(format!(
+                "internal: {} is not a KV workload",
+                run.workload.name()
+            )),
+        };
+        let elapsed = started.elapsed();
+        let class = match is_read {
+            Some(true) => Some(&mut rec.reads),
+            Some(false) => Some(&mut rec.writes),
+            None => None,
         };
         match result {
-            Ok(()) => rec.record_ok(started.elapsed()),
-            Err(status) => rec.record_err(&format!("{:?}: {}", status.code(), status.message())),
+            Ok(()) => {
+                rec.all.record_ok(elapsed);
+                if let Some(c) = class {
+                    c.record_ok(elapsed);
+                }
+            }
+            Err(e) => {
+                rec.all.record_err(&e);
+                if let Some(c) = class {
+                    c.record_err(&e);
+                }
+            }
         }
         run.done.fetch_add(1, Ordering::Relaxed);
     }
     rec
-}
-
-/// Prints `done/total` and the current rate to stderr once a second.
-async fn progress(run: Arc<Run>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    let mut last = 0u64;
-    loop {
-        tick.tick().await;
-        let done = run.done.load(Ordering::Relaxed);
-        let total = if run.total == 0 {
-            "?".to_string()
-        } else {
-            run.total.to_string()
-        };
-        let secs = run.start.elapsed().as_secs();
-        eprint!(
-            "\r\x1b[2K[{secs}s] {done}/{total} requests, {} req/s",
-            done - last
-        );
-        let _ = std::io::stderr().flush();
-        last = done;
-    }
 }
 
 /// Formats an error with all its sources (`a: b: c`).
@@ -251,9 +396,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-async fn connect(cli: &Cli) -> Result<Vec<Channel>, String> {
-    let mut channels = Vec::with_capacity(cli.conns);
-    for i in 0..cli.conns {
+async fn connect(cli: &Cli, n: usize) -> Result<Vec<Channel>, String> {
+    let mut channels = Vec::with_capacity(n);
+    for i in 0..n {
         let url = endpoint_url(&cli.endpoints[i % cli.endpoints.len()]);
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| format!("invalid endpoint {url:?}: {e}"))?
@@ -267,6 +412,27 @@ async fn connect(cli: &Cli) -> Result<Vec<Channel>, String> {
         channels.push(channel);
     }
     Ok(channels)
+}
+
+/// The range request of `range KEY [END]` and `txn-mixed [KEY [END]]`; no key means
+/// the whole key space (`\0` to `\0`, as etcd's prefix of the empty key).
+fn range_request(
+    key: Option<&str>,
+    end: Option<&str>,
+    consistency: Consistency,
+    limit: i64,
+) -> RangeRequest {
+    let serializable = consistency == Consistency::S;
+    match key {
+        Some(k) => RangeWorkload::new(k, end, serializable, limit).request,
+        None => RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            limit,
+            serializable,
+            ..Default::default()
+        },
+    }
 }
 
 fn build_workload(command: &Command) -> Result<Workload, String> {
@@ -287,12 +453,45 @@ fn build_workload(command: &Command) -> Result<Workload, String> {
             end,
             consistency,
             limit,
-        } => Workload::Range(RangeWorkload::new(
+        } => Workload::Range(RangeWorkload {
+            request: range_request(Some(key), end.as_deref(), *consistency, *limit),
+        }),
+        Command::TxnPut {
+            key_size,
+            val_size,
+            key_space_size,
+            sequential_keys,
+            txn_ops,
+        } => Workload::TxnPut(TxnPutWorkload::new(
+            PutWorkload::new(*key_size, *val_size, *key_space_size, *sequential_keys)?,
+            *txn_ops,
+        )?),
+        Command::TxnMixed {
             key,
-            end.as_deref(),
-            *consistency == Consistency::S,
-            *limit,
-        )),
+            end,
+            rw_ratio,
+            consistency,
+            limit,
+            key_size,
+            val_size,
+            key_space_size,
+            sequential_keys,
+        } => {
+            if end.is_some() && key.as_deref().is_none_or(str::is_empty) {
+                return Err("txn-mixed: an END needs a KEY".into());
+            }
+            Workload::TxnMixed(TxnMixedWorkload::new(
+                PutWorkload::new(*key_size, *val_size, *key_space_size, *sequential_keys)?,
+                range_request(key.as_deref(), end.as_deref(), *consistency, *limit),
+                *rw_ratio,
+            )?)
+        }
+        Command::LeaseKeepalive { ttl } => {
+            if *ttl <= 0 {
+                return Err("--ttl must be at least 1".into());
+            }
+            Workload::LeaseKeepAlive { ttl: *ttl }
+        }
         Command::Watch {
             key,
             prefix,
@@ -303,53 +502,134 @@ fn build_workload(command: &Command) -> Result<Workload, String> {
             prefix.as_deref(),
             *key_space_size,
         )?),
+        Command::WatchLatency { key, .. } => Workload::Watch(WatchTarget::new(Some(key), None, 1)?),
     })
 }
 
-/// Runs the `watch` workload and prints its summary; returns whether it was clean.
+/// Prints a summary as JSON or text.
+fn print_summary<T: Serialize>(
+    cli: &Cli,
+    summary: &T,
+    text: impl FnOnce() -> String,
+) -> Result<(), String> {
+    if cli.json {
+        let json =
+            serde_json::to_string_pretty(summary).map_err(|e| format!("encoding JSON: {e}"))?;
+        println!("{json}");
+    } else {
+        print!("{}", text());
+    }
+    Ok(())
+}
+
+/// Runs `watch` or `watch-latency` and prints its summary; returns whether it was clean.
 async fn run_watch(cli: &Cli, workload: Workload) -> Result<bool, String> {
-    let (
-        Workload::Watch(target),
+    let Workload::Watch(target) = &workload else {
+        return Err("internal: run_watch needs a watch workload".into());
+    };
+    let target = target.clone();
+    let channels = connect(cli, cli.conns).await?;
+    let (params, total, rate) = match &cli.command {
         Command::Watch {
             streams,
             watchers,
             put_clients,
             ..
-        },
-    ) = (&workload, &cli.command)
-    else {
-        return Err("internal: run_watch needs the watch workload".into());
+        } => (
+            WatchParams {
+                name: "watch",
+                streams: *streams,
+                watchers: *watchers,
+                put_clients: *put_clients,
+                puts: cli.total,
+                val_size: 8,
+                prev_kv: false,
+                latency_from: LatencyFrom::PutSent,
+                put_channel: None,
+                target,
+            },
+            cli.total,
+            cli.rate,
+        ),
+        Command::WatchLatency {
+            streams,
+            watchers_per_stream,
+            put_total,
+            put_rate,
+            val_size,
+            prevkv,
+            ..
+        } => (
+            WatchParams {
+                name: "watch-latency",
+                streams: *streams,
+                watchers: streams.saturating_mul(*watchers_per_stream),
+                put_clients: 1,
+                puts: *put_total,
+                val_size: *val_size,
+                prev_kv: *prevkv,
+                latency_from: LatencyFrom::PutAcked,
+                // etcd's watch-latency puts on a connection of its own.
+                put_channel: connect(cli, 1).await?.pop(),
+                target,
+            },
+            *put_total,
+            *put_rate,
+        ),
+        _ => return Err("internal: run_watch needs a watch command".into()),
     };
-    let params = WatchParams {
-        streams: *streams,
-        watchers: *watchers,
-        put_clients: *put_clients,
-        puts: cli.total,
-        target: target.clone(),
-    };
-    let channels = connect(cli).await?;
     let summary = watch::run(&channels, &params, cli.timeout, |start| Run {
-        workload,
-        next: AtomicU64::new(0),
-        done: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        total: cli.total,
-        deadline: cli.duration.map(|d| start + d),
-        rate: cli.rate,
         start,
+        deadline: cli.duration.map(|d| start + d),
+        ..Run::new(workload, total, None, rate)
     })
     .await?;
-    if cli.json {
-        let json =
-            serde_json::to_string_pretty(&summary).map_err(|e| format!("encoding JSON: {e}"))?;
-        println!("{json}");
-    } else {
-        print!("{}", summary.to_text());
-    }
+    print_summary(cli, &summary, || summary.to_text())?;
     if !summary.clean() {
         eprintln!("oxcd-bench: failed puts or missing/duplicate/out-of-order events");
     }
     Ok(summary.clean())
+}
+
+/// Summary of `txn-mixed`: all requests (combined throughput) plus reads and writes.
+#[derive(Debug, Serialize)]
+struct MixedSummary {
+    #[serde(flatten)]
+    summary: Summary,
+    /// Reads per write asked for.
+    rw_ratio: f64,
+    /// Read txns issued.
+    reads: u64,
+    /// Write txns issued.
+    writes: u64,
+    /// The reads alone (`requests_per_sec` = reads per second of the whole run).
+    read: Summary,
+    /// The writes alone.
+    write: Summary,
+}
+
+impl MixedSummary {
+    fn to_text(&self) -> String {
+        format!(
+            "\nReads ({} requests):{}\nWrites ({} requests):{}\nAll:{}",
+            self.reads,
+            self.read.to_text(),
+            self.writes,
+            self.write.to_text(),
+            self.summary.to_text()
+        )
+    }
+}
+
+/// Summary of `lease-keepalive`.
+#[derive(Debug, Serialize)]
+struct LeaseSummary {
+    #[serde(flatten)]
+    summary: Summary,
+    /// TTL of the clients' leases, seconds.
+    ttl: i64,
+    /// Clients, each with a lease and a keep-alive stream.
+    leases: usize,
 }
 
 async fn run(cli: Cli) -> Result<bool, String> {
@@ -359,62 +639,80 @@ async fn run(cli: Cli) -> Result<bool, String> {
     if cli.endpoints.iter().all(|e| e.trim().is_empty()) {
         return Err("--endpoints is empty".into());
     }
-    if cli.total == 0 && cli.duration.is_none() {
-        return Err("--total 0 (unlimited) needs --duration".into());
-    }
     let workload = build_workload(&cli.command)?;
     if matches!(workload, Workload::Watch(_)) {
         return run_watch(&cli, workload).await;
     }
-    let channels = connect(&cli).await?;
+    if cli.total == 0 && cli.duration.is_none() {
+        return Err("--total 0 (unlimited) needs --duration".into());
+    }
+    let channels = connect(&cli, cli.conns).await?;
 
-    let start = Instant::now();
-    let run = Arc::new(Run {
-        workload,
-        next: AtomicU64::new(0),
-        done: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        total: cli.total,
-        deadline: cli.duration.map(|d| start + d),
-        rate: cli.rate,
-        start,
-    });
-    let progress_task = std::io::stderr()
-        .is_terminal()
-        .then(|| tokio::spawn(progress(run.clone())));
+    let run = Arc::new(Run::new(workload, cli.total, cli.duration, cli.rate));
+    let unit = match run.workload {
+        Workload::LeaseKeepAlive { .. } => "keep-alives",
+        _ => "requests",
+    };
+    let bar = ProgressBar::start(unit, run.done.clone(), cli.total, cli.duration);
 
     let clients: Vec<_> = (0..cli.clients)
         .map(|i| {
-            let kv = KvClient::new(channels[i % channels.len()].clone())
-                .max_decoding_message_size(usize::MAX);
-            tokio::spawn(client_loop(run.clone(), kv, i as u64))
+            let channel = channels[i % channels.len()].clone();
+            let run = run.clone();
+            if let Workload::LeaseKeepAlive { ttl } = run.workload {
+                let timeout = cli.timeout;
+                tokio::spawn(async move {
+                    Recorded {
+                        all: lease::client_loop(run, channel, ttl, timeout).await,
+                        ..Default::default()
+                    }
+                })
+            } else {
+                let kv = KvClient::new(channel).max_decoding_message_size(usize::MAX);
+                tokio::spawn(client_loop(run, kv, i as u64))
+            }
         })
         .collect();
-    let mut total = Recorder::new();
+    let mut total = Recorded::default();
     for joined in futures::future::join_all(clients).await {
         match joined {
             Ok(rec) => total.merge(&rec),
             Err(e) => return Err(format!("client task failed: {e}")),
         }
     }
-    let elapsed = start.elapsed();
-    if let Some(t) = progress_task {
-        t.abort();
-        eprint!("\r\x1b[2K");
+    let elapsed = run.start.elapsed();
+    if let Some(bar) = bar {
+        bar.finish();
     }
 
-    let summary = total.summary(run.workload.name(), elapsed);
-    if cli.json {
-        let json =
-            serde_json::to_string_pretty(&summary).map_err(|e| format!("encoding JSON: {e}"))?;
-        println!("{json}");
-    } else {
-        print!("{}", summary.to_text());
+    let name = run.workload.name();
+    let summary = total.all.summary(name, elapsed);
+    match &run.workload {
+        Workload::TxnMixed(w) => {
+            let s = MixedSummary {
+                summary,
+                rw_ratio: w.rw_ratio,
+                reads: total.reads.ok() + total.reads.errors(),
+                writes: total.writes.ok() + total.writes.errors(),
+                read: total.reads.summary("txn-mixed-read", elapsed),
+                write: total.writes.summary("txn-mixed-write", elapsed),
+            };
+            print_summary(&cli, &s, || s.to_text())?;
+        }
+        Workload::LeaseKeepAlive { ttl } => {
+            let s = LeaseSummary {
+                summary,
+                ttl: *ttl,
+                leases: cli.clients,
+            };
+            print_summary(&cli, &s, || s.summary.to_text())?;
+        }
+        _ => print_summary(&cli, &summary, || summary.to_text())?,
     }
-    if total.ok() == 0 && total.errors() > 0 {
+    if total.all.ok() == 0 && total.all.errors() > 0 {
         eprintln!("oxcd-bench: every request failed");
     }
-    Ok(total.errors() == 0)
+    Ok(total.all.errors() == 0)
 }
 
 fn main() -> ExitCode {
@@ -543,5 +841,151 @@ mod tests {
                 sequential_keys: true
             }
         ));
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut all = vec!["oxcd-bench"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn cli_parses_txn_workloads() {
+        let cli = parse(&[
+            "--clients",
+            "100",
+            "txn-put",
+            "--txn-ops",
+            "4",
+            "--key-space-size",
+            "1000",
+            "--val-size",
+            "32",
+        ]);
+        match build_workload(&cli.command).unwrap() {
+            Workload::TxnPut(w) => {
+                assert_eq!(w.txn_ops, 4);
+                assert_eq!(w.put.key_space_size, 1000);
+                assert_eq!(w.put.value.len(), 32);
+                assert!(!w.put.sequential);
+            }
+            _ => panic!("expected txn-put"),
+        }
+        // etcd's default of one op per txn; more ops than keys is refused.
+        match build_workload(&parse(&["txn-put"]).command).unwrap() {
+            Workload::TxnPut(w) => assert_eq!(w.txn_ops, 1),
+            _ => panic!("expected txn-put"),
+        }
+        assert!(build_workload(&parse(&["txn-put", "--txn-ops", "2"]).command).is_err());
+
+        // txn-mixed without a key reads the whole key space, etcd's --limit 1000 default.
+        match build_workload(&parse(&["txn-mixed"]).command).unwrap() {
+            Workload::TxnMixed(w) => {
+                assert_eq!(w.rw_ratio, 1.0);
+                assert_eq!(
+                    (w.read.key.as_slice(), w.read.range_end.as_slice()),
+                    (&[0u8][..], &[0u8][..])
+                );
+                assert_eq!(w.read.limit, 1000);
+                assert!(!w.read.serializable);
+            }
+            _ => panic!("expected txn-mixed"),
+        }
+        let cli = parse(&[
+            "txn-mixed",
+            "a",
+            "b",
+            "--rw-ratio",
+            "4",
+            "--consistency",
+            "s",
+            "--limit",
+            "10",
+        ]);
+        match build_workload(&cli.command).unwrap() {
+            Workload::TxnMixed(w) => {
+                assert_eq!(w.read_probability(), 0.8);
+                assert_eq!(
+                    (w.read.key.as_slice(), w.read.range_end.as_slice()),
+                    (&b"a"[..], &b"b"[..])
+                );
+                assert_eq!(w.read.limit, 10);
+                assert!(w.read.serializable);
+            }
+            _ => panic!("expected txn-mixed"),
+        }
+        assert!(build_workload(&parse(&["txn-mixed", "--rw-ratio=-1"]).command).is_err());
+    }
+
+    #[test]
+    fn cli_parses_lease_and_watch_latency() {
+        match build_workload(&parse(&["lease-keepalive"]).command).unwrap() {
+            Workload::LeaseKeepAlive { ttl } => assert_eq!(ttl, 60),
+            _ => panic!("expected lease-keepalive"),
+        }
+        assert!(build_workload(&parse(&["lease-keepalive", "--ttl", "0"]).command).is_err());
+        let cli = parse(&[
+            "watch-latency",
+            "--streams",
+            "100",
+            "--watchers-per-stream",
+            "10",
+            "--put-total",
+            "500",
+            "--put-rate",
+            "200",
+        ]);
+        assert!(matches!(
+            cli.command,
+            Command::WatchLatency {
+                streams: 100,
+                watchers_per_stream: 10,
+                put_total: 500,
+                put_rate: 200,
+                val_size: 32,
+                prevkv: false,
+                ..
+            }
+        ));
+        match build_workload(&cli.command).unwrap() {
+            Workload::Watch(WatchTarget::Key(k)) => assert_eq!(k, b"/registry/pods"),
+            _ => panic!("expected one watched key"),
+        }
+    }
+
+    #[test]
+    fn every_summary_has_the_common_fields() {
+        let base = Recorder::new().summary("x", Duration::from_secs(1));
+        let mixed = MixedSummary {
+            summary: base.clone(),
+            rw_ratio: 1.0,
+            reads: 0,
+            writes: 0,
+            read: base.clone(),
+            write: base.clone(),
+        };
+        let lease = LeaseSummary {
+            summary: base.clone(),
+            ttl: 60,
+            leases: 1,
+        };
+        let watch = watch::WatchSummary {
+            summary: base.clone(),
+            ..Default::default()
+        };
+        let values = [
+            serde_json::to_value(&base).unwrap(),
+            serde_json::to_value(&mixed).unwrap(),
+            serde_json::to_value(&lease).unwrap(),
+            serde_json::to_value(&watch).unwrap(),
+        ];
+        for v in &values {
+            for f in stats::COMMON_FIELDS {
+                assert!(v.get(f).is_some(), "{f} missing in {v}");
+            }
+        }
+        assert!(values[1]["read"]["p99_ms"].is_number());
+        assert!(values[1]["write"]["requests_per_sec"].is_number());
+        assert!(values[3]["events_per_sec"].is_number());
     }
 }

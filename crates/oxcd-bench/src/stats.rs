@@ -183,10 +183,28 @@ pub struct Bucket {
     pub count: u64,
 }
 
+/// Fields every workload's JSON summary has (the watch workloads count events in them).
+#[cfg(test)]
+pub const COMMON_FIELDS: [&str; 13] = [
+    "workload",
+    "requests",
+    "ok",
+    "errors",
+    "error_samples",
+    "total_secs",
+    "requests_per_sec",
+    "average_ms",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+];
+
 /// Result of a benchmark run; latencies are in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
-    /// Workload name (`put`, `range`).
+    /// Workload name (`put`, `range`, `txn-put`, ...).
     pub workload: String,
     /// Requests issued (successful + failed).
     pub requests: u64,

@@ -20,6 +20,15 @@
 //!
 //! Delivery rate = events received by all watchers / time from the first put to the last
 //! event.
+//!
+//! `watch-latency` (etcd's `benchmark watch-latency`) is the same machinery with etcd's
+//! parameters: `--streams` x `--watchers-per-stream` watchers on one key, one putter on
+//! its own connection writing `--put-total` puts at `--put-rate` per second, and the
+//! latency of every event measured from the moment its put's *response* arrived (0 if
+//! the event came first), as etcd measures it. The send-based latency is reported too.
+//!
+//! All times (put stamps, put responses, event arrivals) are nanoseconds since one epoch,
+//! taken before the watchers are created.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -37,6 +46,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::progress::ProgressBar;
 use crate::stats::{ErrorSample, Recorder, Summary};
 use crate::workload::Workload;
 use crate::Run;
@@ -110,11 +120,14 @@ impl WatchTarget {
         }
     }
 
-    /// Put number `seq`, stamped with `sent_nanos` (nanoseconds since the run's start).
-    pub fn put_request(&self, seq: u64, sent_nanos: u64) -> PutRequest {
+    /// Put number `seq`, stamped with `sent_nanos` (nanoseconds since the run's epoch):
+    /// the value is the stamp (8 bytes, big endian), zero-padded to `val_size` bytes.
+    pub fn put_request(&self, seq: u64, sent_nanos: u64, val_size: usize) -> PutRequest {
+        let mut value = sent_nanos.to_be_bytes().to_vec();
+        value.resize(val_size.max(8), 0);
         PutRequest {
             key: self.put_key(seq),
-            value: sent_nanos.to_be_bytes().to_vec(),
+            value,
             ..Default::default()
         }
     }
@@ -216,26 +229,63 @@ impl Check {
     }
 }
 
+/// Where the event latency is measured from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyFrom {
+    /// The put's send time (stamped in its value): `watch`.
+    PutSent,
+    /// The arrival of the put's response, 0 if the event came first: `watch-latency`,
+    /// as etcd's benchmark measures it.
+    PutAcked,
+}
+
+impl LatencyFrom {
+    fn name(self) -> &'static str {
+        match self {
+            LatencyFrom::PutSent => "put-sent",
+            LatencyFrom::PutAcked => "put-acked",
+        }
+    }
+}
+
 /// Parameters of a watch run (besides the global ones).
 #[derive(Debug, Clone)]
 pub struct WatchParams {
+    /// Workload name in the summary (`watch`, `watch-latency`).
+    pub name: &'static str,
     /// Watch streams (gRPC calls) to open.
     pub streams: usize,
     /// Watchers in total.
     pub watchers: usize,
     /// Concurrent putters.
     pub put_clients: usize,
-    /// Puts to make (`--total`).
+    /// Puts to make.
     pub puts: u64,
+    /// Size of every put's value (at least the 8 bytes of the stamp).
+    pub val_size: usize,
+    /// Ask for the previous key-value with every event.
+    pub prev_kv: bool,
+    /// What the latency percentiles measure from.
+    pub latency_from: LatencyFrom,
+    /// The putters' connection; `None` = round robin over the watch connections.
+    pub put_channel: Option<Channel>,
     /// What is watched and written.
     pub target: WatchTarget,
 }
 
 /// Result of a watch run; latencies are in milliseconds.
-#[derive(Debug, Clone, Serialize)]
+///
+/// The common fields (flattened [`Summary`]) count **events**: `requests` = events
+/// expected, `ok` = events received, `requests_per_sec` = events/s, the percentiles are
+/// the event latency (from `latency_from`), and `errors` = failed puts + missing,
+/// duplicate, out-of-order and unexpected events.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct WatchSummary {
-    /// Always `watch`.
-    pub workload: String,
+    /// The common fields; see above.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// `put-sent` or `put-acked`: where the latency percentiles start.
+    pub latency_from: String,
     /// `key` or `prefix`.
     pub target: String,
     /// Watchers created.
@@ -254,8 +304,6 @@ pub struct WatchSummary {
     pub put_error_samples: Vec<ErrorSample>,
     /// Seconds from the first create request to the last `created` response.
     pub setup_secs: f64,
-    /// Seconds from the first put to the last event received.
-    pub total_secs: f64,
     /// Events expected: watchers x successful puts.
     pub events_expected: u64,
     /// Events received by all watchers.
@@ -270,18 +318,9 @@ pub struct WatchSummary {
     pub out_of_order: u64,
     /// Events of revisions no put of this run made, summed over the watchers.
     pub unexpected: u64,
-    /// Median put-to-event latency.
-    pub p50_ms: f64,
-    /// 90th percentile put-to-event latency.
-    pub p90_ms: f64,
-    /// 99th percentile put-to-event latency.
-    pub p99_ms: f64,
-    /// 99.9th percentile put-to-event latency.
-    pub p999_ms: f64,
-    /// Maximum put-to-event latency.
-    pub max_ms: f64,
-    /// Put-to-event latency in full (`requests` = events).
-    pub event_latency: Summary,
+    /// With `latency_from` = `put-acked`: the latency from the put's send time as well.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_send: Option<Summary>,
     /// Put request latency and throughput.
     pub put: Summary,
 }
@@ -310,7 +349,7 @@ impl WatchSummary {
             "  Puts:\t\t{} ok, {} errors ({} clients)",
             self.puts, self.put_errors, self.put_clients
         );
-        let _ = writeln!(out, "  Total:\t{:.4} secs.", self.total_secs);
+        let _ = writeln!(out, "  Total:\t{:.4} secs.", self.summary.total_secs);
         let _ = writeln!(
             out,
             "  Events:\t{} of {} received",
@@ -322,11 +361,19 @@ impl WatchSummary {
             "  Check:\t{} missing, {} duplicate, {} out of order, {} unexpected",
             self.missing, self.duplicates, self.out_of_order, self.unexpected
         );
+        let s = &self.summary;
         let _ = writeln!(
             out,
-            "  Put-to-event:\tp50 {:.4} ms, p90 {:.4} ms, p99 {:.4} ms, p99.9 {:.4} ms, max {:.4} ms",
-            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
+            "  Event latency ({}):\tp50 {:.4} ms, p90 {:.4} ms, p99 {:.4} ms, p99.9 {:.4} ms, max {:.4} ms",
+            self.latency_from, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, s.max_ms
         );
+        if let Some(f) = &self.from_send {
+            let _ = writeln!(
+                out,
+                "  Event latency (put-sent):\tp50 {:.4} ms, p90 {:.4} ms, p99 {:.4} ms, p99.9 {:.4} ms, max {:.4} ms",
+                f.p50_ms, f.p90_ms, f.p99_ms, f.p999_ms, f.max_ms
+            );
+        }
         let _ = writeln!(
             out,
             "  Put latency:\tp50 {:.4} ms, p99 {:.4} ms",
@@ -343,6 +390,9 @@ impl WatchSummary {
 struct StreamResult {
     /// Per watcher, the revisions of its events in arrival order.
     revs: Vec<Vec<i64>>,
+    /// Per watcher, the arrival time of each event (nanoseconds since the epoch), if
+    /// recorded.
+    arrivals: Vec<Vec<u64>>,
     /// Put-to-event latencies.
     latency: Recorder,
     /// When the stream's last event arrived.
@@ -351,9 +401,12 @@ struct StreamResult {
 
 /// Shared state of the watching side.
 struct Watching {
-    start: Instant,
+    /// The epoch of every time stamp.
+    epoch: Instant,
+    /// Record each event's arrival time (for `put-acked` latency).
+    record_arrivals: bool,
     /// Events received by all watchers so far.
-    received: AtomicU64,
+    received: Arc<AtomicU64>,
     /// Events each watcher must receive (successful puts; the planned total until the
     /// putters are done).
     target: watch::Receiver<u64>,
@@ -398,6 +451,7 @@ async fn stream_task(
     };
     let mut ids: HashMap<i64, usize> = HashMap::with_capacity(n);
     let mut revs: Vec<Vec<i64>> = Vec::with_capacity(n);
+    let mut arrivals: Vec<Vec<u64>> = Vec::new();
     let mut latency = Recorder::new();
     let mut last_event = None;
     let mut done = 0usize; // watchers with at least the target count
@@ -426,6 +480,9 @@ async fn stream_task(
                     }
                     ids.insert(resp.watch_id, revs.len());
                     revs.push(Vec::new());
+                    if shared.record_arrivals {
+                        arrivals.push(Vec::new());
+                    }
                     if ids.len() == n {
                         if let Some(tx) = created_tx.take() {
                             let _ = tx.send(Ok(()));
@@ -441,7 +498,7 @@ async fn stream_task(
                     continue; // progress notification
                 }
                 let now = Instant::now();
-                let since_start = now.saturating_duration_since(shared.start).as_nanos() as u64;
+                let since_start = now.saturating_duration_since(shared.epoch).as_nanos() as u64;
                 let Some(&idx) = ids.get(&resp.watch_id) else {
                     return fail(&mut created_tx, format!("events for unknown watch id {}", resp.watch_id));
                 };
@@ -450,6 +507,9 @@ async fn stream_task(
                 for ev in &resp.events {
                     let Some(kv) = &ev.kv else { continue };
                     w.push(kv.mod_revision);
+                    if let Some(a) = arrivals.get_mut(idx) {
+                        a.push(since_start);
+                    }
                     if let Some(sent) = decode_stamp(&kv.value) {
                         latency.record_ok(Duration::from_nanos(since_start.saturating_sub(sent)));
                     }
@@ -478,14 +538,24 @@ async fn stream_task(
     drop(req_tx);
     Ok(StreamResult {
         revs,
+        arrivals,
         latency,
         last_event,
     })
 }
 
+/// A successful put: its revision and when its response arrived (nanoseconds since the
+/// epoch).
+type Acked = (i64, u64);
+
 /// One putter: puts stamped values until the run's puts are all claimed; returns its
-/// put latencies and the revisions of its successful puts.
-async fn put_loop(run: Arc<Run>, mut kv: KvClient<Channel>) -> (Recorder, Vec<i64>) {
+/// put latencies and its successful puts.
+async fn put_loop(
+    run: Arc<Run>,
+    mut kv: KvClient<Channel>,
+    epoch: Instant,
+    val_size: usize,
+) -> (Recorder, Vec<Acked>) {
     let mut rec = Recorder::new();
     let mut revs = Vec::new();
     let Workload::Watch(target) = &run.workload else {
@@ -494,13 +564,18 @@ async fn put_loop(run: Arc<Run>, mut kv: KvClient<Channel>) -> (Recorder, Vec<i6
     };
     while let Some(seq) = run.next_seq().await {
         let started = Instant::now();
-        let sent = started.saturating_duration_since(run.start).as_nanos() as u64;
-        match kv.put(target.put_request(seq, sent)).await {
+        let sent = started.saturating_duration_since(epoch).as_nanos() as u64;
+        match kv.put(target.put_request(seq, sent, val_size)).await {
             Ok(resp) => {
-                rec.record_ok(started.elapsed());
-                revs.push(resp.into_inner().header.map_or(0, |h| h.revision));
+                let acked = Instant::now();
+                rec.record_ok(acked - started);
+                let rev = resp.into_inner().header.map_or(0, |h| h.revision);
+                revs.push((
+                    rev,
+                    acked.saturating_duration_since(epoch).as_nanos() as u64,
+                ));
             }
-            Err(status) => rec.record_err(&format!("{:?}: {}", status.code(), status.message())),
+            Err(status) => rec.record_err(&crate::rpc_error("Put", &status)),
         }
         run.done.fetch_add(1, Ordering::Relaxed);
     }
@@ -528,14 +603,16 @@ pub async fn run(
     let (target_tx, target_rx) = watch::channel(params.puts);
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Watching {
-        start,
-        received: AtomicU64::new(0),
+        epoch: start,
+        record_arrivals: params.latency_from == LatencyFrom::PutAcked,
+        received: Arc::new(AtomicU64::new(0)),
         target: target_rx,
         stop: stop_rx,
     });
 
     // Watchers.
-    let create = params.target.create_request();
+    let mut create = params.target.create_request();
+    create.prev_kv = params.prev_kv;
     let mut created = Vec::with_capacity(params.streams);
     let mut streams = Vec::with_capacity(params.streams);
     for (i, n) in split_evenly(params.watchers, params.streams)
@@ -572,24 +649,39 @@ pub async fn run(
     // Puts, paced from now.
     let put_start = Instant::now();
     let run = Arc::new(make_run(put_start));
+    let bar = ProgressBar::start(
+        "events",
+        shared.received.clone(),
+        params.puts.saturating_mul(params.watchers as u64),
+        None,
+    );
     let putters: Vec<_> = (0..params.put_clients)
         .map(|i| {
-            let kv = KvClient::new(channels[i % channels.len()].clone());
-            tokio::spawn(put_loop(run.clone(), kv))
+            let channel = params
+                .put_channel
+                .clone()
+                .unwrap_or_else(|| channels[i % channels.len()].clone());
+            tokio::spawn(put_loop(
+                run.clone(),
+                KvClient::new(channel),
+                start,
+                params.val_size,
+            ))
         })
         .collect();
     let mut put_rec = Recorder::new();
-    let mut put_revs = Vec::new();
+    let mut acked: Vec<Acked> = Vec::new();
     for joined in futures::future::join_all(putters).await {
         match joined {
-            Ok((rec, revs)) => {
+            Ok((rec, puts)) => {
                 put_rec.merge(&rec);
-                put_revs.extend(revs);
+                acked.extend(puts);
             }
             Err(e) => return Err(format!("put task failed: {e}")),
         }
     }
     let put_elapsed = put_start.elapsed();
+    let mut put_revs: Vec<i64> = acked.iter().map(|&(rev, _)| rev).collect();
     put_revs.sort_unstable();
     put_revs.dedup();
     let _ = target_tx.send(put_rec.ok());
@@ -609,12 +701,17 @@ pub async fn run(
             }
         }
     };
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     if stopped {
         eprintln!("oxcd-bench: no event for {idle_timeout:?}; stopped waiting (see missing count)");
     }
 
+    let acked_at: HashMap<i64, u64> = acked.iter().copied().collect();
     let mut check = Check::default();
-    let mut latency = Recorder::new();
+    let mut from_send = Recorder::new();
+    let mut from_ack = Recorder::new();
     let mut last_event: Option<Instant> = None;
     let mut watchers = 0usize;
     for joined in results {
@@ -622,16 +719,50 @@ pub async fn run(
         for w in &r.revs {
             check.add(Check::of(&put_revs, w));
         }
+        for (revs, arrivals) in r.revs.iter().zip(&r.arrivals) {
+            record_from_ack(&mut from_ack, &acked_at, revs, arrivals);
+        }
         watchers += r.revs.len();
-        latency.merge(&r.latency);
+        from_send.merge(&r.latency);
         last_event = last_event.max(r.last_event);
     }
     let elapsed = last_event.map_or(Duration::ZERO, |t| t.saturating_duration_since(put_start));
     let received = shared.received.load(Ordering::Relaxed);
     let secs = elapsed.as_secs_f64();
-    let event_latency = latency.summary("watch-event", elapsed);
+    let events_per_sec = if secs > 0.0 {
+        received as f64 / secs
+    } else {
+        0.0
+    };
+    let put = put_rec.summary("put", put_elapsed);
+    let (primary, from_send) = match params.latency_from {
+        LatencyFrom::PutSent => (from_send, None),
+        LatencyFrom::PutAcked => (from_ack, Some(from_send.summary(params.name, elapsed))),
+    };
+    let events_expected = watchers as u64 * put_rec.ok();
+    let mut summary = primary.summary(params.name, elapsed);
+    summary.requests = events_expected;
+    summary.ok = received;
+    summary.requests_per_sec = events_per_sec;
+    summary.error_samples = put.error_samples.clone();
+    for (what, n) in [
+        ("events missing", check.missing),
+        ("duplicate events", check.duplicates),
+        ("events out of order", check.out_of_order),
+        ("events of unexpected revisions", check.unexpected),
+    ] {
+        if n > 0 {
+            summary.error_samples.push(ErrorSample {
+                message: format!("Watch: {what}"),
+                count: n,
+            });
+        }
+    }
+    summary.errors =
+        put_rec.errors() + check.missing + check.duplicates + check.out_of_order + check.unexpected;
     Ok(WatchSummary {
-        workload: "watch".into(),
+        summary,
+        latency_from: params.latency_from.name().into(),
         target: params.target.kind().into(),
         watchers,
         streams: params.streams,
@@ -639,28 +770,34 @@ pub async fn run(
         put_clients: params.put_clients,
         puts: put_rec.ok(),
         put_errors: put_rec.errors(),
-        put_error_samples: put_rec.summary("put", put_elapsed).error_samples,
+        put_error_samples: put.error_samples.clone(),
         setup_secs,
-        total_secs: secs,
-        events_expected: watchers as u64 * put_rec.ok(),
+        events_expected,
         events_received: received,
-        events_per_sec: if secs > 0.0 {
-            received as f64 / secs
-        } else {
-            0.0
-        },
+        events_per_sec,
         missing: check.missing,
         duplicates: check.duplicates,
         out_of_order: check.out_of_order,
         unexpected: check.unexpected,
-        p50_ms: event_latency.p50_ms,
-        p90_ms: event_latency.p90_ms,
-        p99_ms: event_latency.p99_ms,
-        p999_ms: event_latency.p999_ms,
-        max_ms: event_latency.max_ms,
-        event_latency,
-        put: put_rec.summary("put", put_elapsed),
+        from_send,
+        put,
     })
+}
+
+/// Records, for one watcher, each event's latency from its put's response (0 if the
+/// event arrived first, as etcd's `watch-latency` counts it); events of revisions no
+/// put acknowledged are skipped (they are counted by the check).
+fn record_from_ack(
+    rec: &mut Recorder,
+    acked_at: &HashMap<i64, u64>,
+    revs: &[i64],
+    arrivals: &[u64],
+) {
+    for (rev, &arrived) in revs.iter().zip(arrivals) {
+        if let Some(&acked) = acked_at.get(rev) {
+            rec.record_micros(arrived.saturating_sub(acked) / 1000);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -701,9 +838,31 @@ mod tests {
 
     #[test]
     fn stamps_round_trip() {
-        let r = WatchTarget::Key(b"k".to_vec()).put_request(0, 123_456_789_012);
+        let r = WatchTarget::Key(b"k".to_vec()).put_request(0, 123_456_789_012, 0);
+        assert_eq!(r.value.len(), 8);
         assert_eq!(decode_stamp(&r.value), Some(123_456_789_012));
         assert_eq!(decode_stamp(b"short"), None);
+        let r = WatchTarget::Key(b"k".to_vec()).put_request(0, 77, 32);
+        assert_eq!(r.value.len(), 32);
+        assert_eq!(decode_stamp(&r.value), Some(77));
+    }
+
+    #[test]
+    fn latency_from_ack() {
+        let acked: HashMap<i64, u64> = [(5, 1_000_000), (6, 2_000_000)].into_iter().collect();
+        let mut rec = Recorder::new();
+        // rev 5 arrives 0.5 ms after its ack; rev 6 before its ack (counts 0); rev 9 was
+        // never acked (skipped).
+        record_from_ack(
+            &mut rec,
+            &acked,
+            &[5, 6, 9],
+            &[1_500_000, 1_900_000, 3_000_000],
+        );
+        let s = rec.summary("watch-latency", Duration::from_secs(1));
+        assert_eq!(s.ok, 2);
+        assert!((s.max_ms - 0.5).abs() < 0.001, "{}", s.max_ms);
+        assert!(s.fastest_ms < 0.002, "{}", s.fastest_ms);
     }
 
     #[test]
