@@ -123,7 +123,7 @@ impl Store {
                         if at < st.compact_rev.max(1) {
                             return None;
                         }
-                        st.index.get(&kv.key, at).map(|k| k.modified)
+                        st.index.get(&kv.key, at)
                     })
                     .collect()
             };

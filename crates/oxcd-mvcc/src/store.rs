@@ -10,13 +10,16 @@ use oxcd_proto::etcdserverpb::{
 use oxcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction,
+};
 
 use crate::backend::{
-    decode_kv, get_kv, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE, META_CONSISTENT_INDEX,
-    META_CURRENT_REV, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE, META_TERM,
+    get_kv, kv_key_and_lease, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE,
+    META_CONSISTENT_INDEX, META_CURRENT_REV, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
+    META_TABLE, META_TERM,
 };
-use crate::key_index::TreeIndex;
+use crate::key_index::{RestoredRev, TreeIndex};
 use crate::kv_ops::{
     check_put_flags, check_txn_flags, collect_revs, range_request, resolve_rev, Change, KvRead,
     RangeOpts, RangeResult, WriteCtx,
@@ -58,6 +61,9 @@ impl Writer {
     }
 }
 
+/// A key and the lease it is attached to.
+pub type LeaseAttachment = (Vec<u8>, i64);
+
 /// Revisioned, persisted key space with etcd v3 semantics.
 ///
 /// One writer (the apply thread) calls the mutating methods; any number of threads
@@ -66,6 +72,8 @@ impl Writer {
 pub struct Store {
     pub(crate) db: Database,
     path: PathBuf,
+    /// Lease attachments found while opening, until taken or a key is written.
+    open_leases: Mutex<Option<Vec<LeaseAttachment>>>,
     pub(crate) state: RwLock<State>,
     pub(crate) writer: Mutex<Writer>,
     applied_rev: AtomicI64,
@@ -100,24 +108,35 @@ impl Store {
         let scheduled = meta_get_i64(&meta, META_SCHEDULED_COMPACT)?;
         let stored_rev = meta_get_i64(&meta, META_CURRENT_REV)?.unwrap_or(1);
 
-        let mut index = TreeIndex::default();
-        let mut max_rev = 1i64;
+        // One pass over the revision table: each row's revision and key (and the lease of
+        // puts), without decoding values; the index is then built from the sorted rows.
         let kv = rtxn.open_table(KV_TABLE)?;
+        let mut rows = Vec::with_capacity(kv.len()? as usize);
+        let mut leased_puts = Vec::new();
         for entry in kv.iter()? {
             let (k, v) = entry?;
             let (rev, tombstone) = Revision::from_bytes(k.value())?;
-            let kv = decode_kv(v.value())?;
-            max_rev = max_rev.max(rev.main);
-            if tombstone {
-                // A tombstone whose generation was compacted away needs no index entry.
-                index.tombstone(&kv.key, rev);
-            } else {
-                index.restore_put(&kv.key, rev, kv.create_revision, kv.version);
+            let (key, lease) = kv_key_and_lease(v.value())?;
+            if lease != 0 && !tombstone {
+                leased_puts.push((key.to_vec(), rev, lease));
             }
+            rows.push(RestoredRev {
+                key: key.into(),
+                rev,
+                tombstone,
+            });
         }
         drop(kv);
         drop(meta);
         drop(rtxn);
+        let max_rev = rows.last().map_or(1, |r| r.rev.main).max(1);
+        let index = TreeIndex::rebuild(rows);
+        // A put's lease holds if that put is still the key's current revision.
+        let open_leases = leased_puts
+            .into_iter()
+            .filter(|(key, rev, _)| index.get(key, i64::MAX) == Some(*rev))
+            .map(|(key, _, lease)| (key, lease))
+            .collect();
 
         let compact_rev = finished.unwrap_or(-1);
         let current = max_rev.max(stored_rev).max(compact_rev);
@@ -130,6 +149,7 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
+            open_leases: Mutex::new(Some(open_leases)),
             state: RwLock::new(State {
                 index,
                 committed_rev: current,
@@ -153,6 +173,14 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// The `(key, lease)` of every live key attached to a lease, as found while opening
+    /// the store (etcd's restore attaches keys to the lessor in the same pass over the
+    /// backend), so the lessor need not read every value again. `None` if taken before or
+    /// if a key was written since the store was opened.
+    pub fn take_lease_attachments(&self) -> Option<Vec<LeaseAttachment>> {
+        self.open_leases.lock().take()
     }
 
     /// Current (applied, possibly not yet committed) revision: 1 on a fresh store.
@@ -488,6 +516,8 @@ impl Store {
             drop(st);
             w.rev = new_rev;
             self.applied_rev.store(new_rev, Ordering::Release);
+            // The attachments found at open are stale from the first write on.
+            *self.open_leases.lock() = None;
         }
         self.record_index(w, index)
     }
