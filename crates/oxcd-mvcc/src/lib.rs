@@ -24,7 +24,7 @@ pub use aux::AuxEntry;
 pub use error::MvccError;
 pub use history::{History, HistoryRequest, KeyRange};
 pub use revision::Revision;
-pub use store::{LeaseAttachment, Store};
+pub use store::{LeaseAttachment, Store, DEFAULT_CACHE_BYTES};
 
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,13 @@ impl Writer {
     }
 }
 
+/// Bytes of redb's page cache (read cache plus write buffer). redb's default is 1 GiB,
+/// which a large store fills at start-up (the index rebuild reads every page) and keeps
+/// resident. The key index lives in memory anyway; values are read one page at a time
+/// and the kernel's page cache still holds the file, so a bounded cache costs a system
+/// call per missed page, not a disk read.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// A key and the lease it is attached to.
 pub type LeaseAttachment = (Vec<u8>, i64);
 
@@ -91,10 +98,19 @@ fn poison<T>(w: &mut Writer, r: Result<T, MvccError>) -> Result<T, MvccError> {
 }
 
 impl Store {
-    /// Opens (creating if missing) the store at `path`, rebuilds the key index from
-    /// the revision table and finishes an interrupted compaction.
+    /// Opens (creating if missing) the store at `path` with the default cache size
+    /// ([`DEFAULT_CACHE_BYTES`]); see [`Store::open_with_cache`].
     pub fn open(path: &Path) -> Result<Store, MvccError> {
-        let db = Database::create(path)?;
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (creating if missing) the store at `path` with a redb page cache of
+    /// `cache_bytes`, rebuilds the key index from the revision table and finishes an
+    /// interrupted compaction.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, MvccError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         {
             let txn = db.begin_write()?;
             txn.open_table(KV_TABLE)?;
