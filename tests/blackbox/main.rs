@@ -5,5 +5,6 @@ mod harness;
 mod durability;
 mod kv;
 mod lease;
+mod maintenance;
 mod startup;
 mod watch;

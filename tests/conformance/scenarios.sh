@@ -444,6 +444,16 @@ sc_compaction() {
   ctl get c/k
 }
 
+sc_defrag() {
+  local r
+  quiet put df/k v1
+  quiet put df/k v2
+  r=$(rev)
+  quiet compaction --physical "$r"
+  ctl defrag
+  ctl get df/k -w json
+}
+
 # ------------------------------------------------------------------ cluster
 sc_endpoint_status() {
   ctl endpoint status

@@ -6,7 +6,7 @@
 //! one); what it guarantees is atomicity: an auxiliary write made while applying a raft entry
 //! becomes durable together with that entry's consistent index, or not at all.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use redb::{ReadableTable, TableDefinition, TableError};
 
 use crate::store::Store;
 use crate::MvccError;
@@ -49,7 +49,7 @@ impl Store {
     /// auxiliary table never written to is empty.
     pub fn aux_scan(&self, table: &str) -> Result<Vec<AuxEntry>, MvccError> {
         let name = table_name(table);
-        let rtxn = self.db.begin_read()?;
+        let rtxn = self.begin_read()?;
         let t = match rtxn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
             Ok(t) => t,
             Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),

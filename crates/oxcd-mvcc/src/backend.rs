@@ -76,3 +76,91 @@ pub fn decode_kv(b: &[u8]) -> Result<oxcd_proto::mvccpb::KeyValue, MvccError> {
     <oxcd_proto::mvccpb::KeyValue as prost::Message>::decode(b)
         .map_err(|e| MvccError::corrupt(format!("undecodable KeyValue: {e}")))
 }
+
+/// The `key` and `lease` fields of a stored `KeyValue`, read without decoding (nor
+/// copying) the rest: rebuilding the index at start-up needs nothing else, and skipping
+/// the value saves an allocation and a copy per row.
+pub fn kv_key_and_lease(mut b: &[u8]) -> Result<(&[u8], i64), MvccError> {
+    fn varint(b: &mut &[u8]) -> Option<u64> {
+        let mut v = 0u64;
+        for (i, &byte) in b.iter().enumerate().take(10) {
+            v |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                *b = &b[i + 1..];
+                return Some(v);
+            }
+        }
+        None
+    }
+    let bad = || MvccError::corrupt("undecodable KeyValue");
+    let (mut key, mut lease): (&[u8], i64) = (&[], 0);
+    while !b.is_empty() {
+        let tag = varint(&mut b).ok_or_else(bad)?;
+        match tag & 7 {
+            0 => {
+                let v = varint(&mut b).ok_or_else(bad)?;
+                if tag >> 3 == 6 {
+                    lease = v as i64;
+                }
+            }
+            1 => b = b.get(8..).ok_or_else(bad)?,
+            2 => {
+                let len = usize::try_from(varint(&mut b).ok_or_else(bad)?).map_err(|_| bad())?;
+                let field = b.get(..len).ok_or_else(bad)?;
+                if tag >> 3 == 1 {
+                    key = field;
+                }
+                b = &b[len..];
+            }
+            5 => b = b.get(4..).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        }
+    }
+    Ok((key, lease))
+}
+
+#[cfg(test)]
+mod tests {
+    use oxcd_proto::mvccpb::KeyValue;
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn key_and_lease_match_prost() {
+        for kv in [
+            KeyValue::default(),
+            KeyValue {
+                key: b"k".to_vec(),
+                ..Default::default()
+            },
+            KeyValue {
+                key: vec![7; 300],
+                create_revision: 1 << 40,
+                mod_revision: 3,
+                version: 2,
+                value: vec![1; 100_000],
+                lease: 0x694d_8a6b_1c2e_0f01,
+            },
+            KeyValue {
+                key: b"neg".to_vec(),
+                lease: -5,
+                ..Default::default()
+            },
+        ] {
+            let b = kv.encode_to_vec();
+            assert_eq!(kv_key_and_lease(&b).unwrap(), (&kv.key[..], kv.lease));
+        }
+        let b = KeyValue {
+            key: b"abc".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        // Cut inside a field (the key field is bytes 0..5, the value field 5..8).
+        for cut in [1, 2, 3, 4, 6, 7] {
+            assert!(kv_key_and_lease(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(kv_key_and_lease(&b[..5]).unwrap(), (&b"abc"[..], 0));
+    }
+}

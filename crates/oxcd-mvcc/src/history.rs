@@ -2,7 +2,6 @@
 //! revision-ordered KV table (etcd's `syncWatchers` + `kvsToEvents`).
 
 use oxcd_proto::mvccpb::{event::EventType, Event, KeyValue};
-use redb::ReadableDatabase;
 
 use crate::backend::{decode_kv, get_kv, KV_TABLE};
 use crate::revision::Revision;
@@ -69,7 +68,7 @@ impl Store {
             if req.from < st.compact_rev {
                 return Err(MvccError::Compacted);
             }
-            (self.db.begin_read()?, req.to.min(st.committed_rev))
+            (self.begin_read()?, req.to.min(st.committed_rev))
         };
         let mut out = History {
             events: Vec::new(),
@@ -123,7 +122,7 @@ impl Store {
                         if at < st.compact_rev.max(1) {
                             return None;
                         }
-                        st.index.get(&kv.key, at).map(|k| k.modified)
+                        st.index.get(&kv.key, at)
                     })
                     .collect()
             };

@@ -246,7 +246,7 @@ where
             return Ok(v.clone());
         }
         let v = match self.index.get(key, self.base_rev) {
-            Some(at) => Some(get_kv(self.table, at.modified)?),
+            Some(at) => Some(get_kv(self.table, at)?),
             None => None,
         };
         self.pre.insert(key.to_vec(), v.clone());
@@ -264,9 +264,8 @@ where
     /// Keys of the range in the current (overlay-merged) view, in key order.
     fn current_items(&self, key: &[u8], range_end: &[u8]) -> Vec<(Vec<u8>, Src)> {
         let mut base: Vec<(&[u8], Revision)> = Vec::new();
-        self.index.visit(key, range_end, self.base_rev, |k, at| {
-            base.push((k, at.modified))
-        });
+        self.index
+            .visit(key, range_end, self.base_rev, |k, at| base.push((k, at)));
         let over: Vec<(&Vec<u8>, &Option<KeyValue>)> = match key_bounds(key, range_end) {
             Some((start, end)) if !self.overlay.is_empty() => self
                 .overlay
@@ -681,7 +680,7 @@ pub(crate) fn collect_revs(
     index.visit(key, range_end, rev, |_, at| {
         count += 1;
         if !count_only && revs.len() < limit {
-            revs.push(at.modified);
+            revs.push(at);
         }
     });
     (revs, count)

@@ -5,7 +5,7 @@
 //! in-memory index of key generations), [`backend`] (redb tables), `kv_ops`
 //! (request semantics: range/put/delete/txn), `compact` (compaction), `history`
 //! (watchers' reads of past events), `aux` (generic auxiliary tables written in the
-//! same batch) and
+//! same batch), `defrag` (rewriting the backend file without its free pages) and
 //! [`Store`] (the public entry point).
 
 #![warn(missing_docs)]
@@ -13,6 +13,7 @@
 mod aux;
 pub mod backend;
 mod compact;
+mod defrag;
 mod error;
 mod history;
 pub mod key_index;
@@ -21,10 +22,11 @@ pub mod revision;
 mod store;
 
 pub use aux::AuxEntry;
+pub use defrag::DefragStats;
 pub use error::MvccError;
 pub use history::{History, HistoryRequest, KeyRange};
 pub use revision::Revision;
-pub use store::Store;
+pub use store::{LeaseAttachment, Store, DEFAULT_CACHE_BYTES};
 
 #[cfg(test)]
 mod tests;

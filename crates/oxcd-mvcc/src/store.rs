@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use oxcd_proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
@@ -10,13 +11,17 @@ use oxcd_proto::etcdserverpb::{
 use oxcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    WriteTransaction,
+};
 
 use crate::backend::{
-    decode_kv, get_kv, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE, META_CONSISTENT_INDEX,
-    META_CURRENT_REV, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE, META_TERM,
+    get_kv, kv_key_and_lease, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE,
+    META_CONSISTENT_INDEX, META_CURRENT_REV, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
+    META_TABLE, META_TERM,
 };
-use crate::key_index::TreeIndex;
+use crate::key_index::{RestoredRev, TreeIndex};
 use crate::kv_ops::{
     check_put_flags, check_txn_flags, collect_revs, range_request, resolve_rev, Change, KvRead,
     RangeOpts, RangeResult, WriteCtx,
@@ -50,11 +55,38 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    fn check(&self) -> Result<(), MvccError> {
+    pub(crate) fn check(&self) -> Result<(), MvccError> {
         match &self.failed {
             Some(e) => Err(MvccError::Backend(format!("store failed earlier: {e}"))),
             None => Ok(()),
         }
+    }
+}
+
+/// Bytes of redb's page cache (read cache plus write buffer). redb's default is 1 GiB,
+/// which a large store fills at start-up (the index rebuild reads every page) and keeps
+/// resident. The key index lives in memory anyway; values are read one page at a time
+/// and the kernel's page cache still holds the file, so a bounded cache costs a system
+/// call per missed page, not a disk read.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// A key and the lease it is attached to.
+pub type LeaseAttachment = (Vec<u8>, i64);
+
+/// A read snapshot of the backend. It keeps the database it was taken from open: after a
+/// [`Store::defrag`] swapped in a new file, reads begun before go on in the old one,
+/// which is closed when the last of them ends.
+pub(crate) struct ReadSnap {
+    // Field order matters: the transaction ends before the database may close.
+    txn: ReadTransaction,
+    _db: Arc<Database>,
+}
+
+impl std::ops::Deref for ReadSnap {
+    type Target = ReadTransaction;
+
+    fn deref(&self) -> &ReadTransaction {
+        &self.txn
     }
 }
 
@@ -64,8 +96,14 @@ impl Writer {
 /// may call [`Store::range`] concurrently. Writes accumulate in an open redb write
 /// transaction and become visible to readers at [`Store::commit`].
 pub struct Store {
-    pub(crate) db: Database,
-    path: PathBuf,
+    /// The open database; replaced (under the writer lock) by [`Store::defrag`].
+    db: RwLock<Arc<Database>>,
+    pub(crate) path: PathBuf,
+    pub(crate) cache_bytes: usize,
+    /// Lease attachments found while opening, until taken or a key is written.
+    open_leases: Mutex<Option<Vec<LeaseAttachment>>>,
+    /// The last figure [`Store::db_size_in_use`] computed.
+    in_use: AtomicU64,
     pub(crate) state: RwLock<State>,
     pub(crate) writer: Mutex<Writer>,
     applied_rev: AtomicI64,
@@ -74,7 +112,7 @@ pub struct Store {
 }
 
 /// Outcome of a poisoning-aware backend call.
-fn poison<T>(w: &mut Writer, r: Result<T, MvccError>) -> Result<T, MvccError> {
+pub(crate) fn poison<T>(w: &mut Writer, r: Result<T, MvccError>) -> Result<T, MvccError> {
     if let Err(e @ (MvccError::Backend(_) | MvccError::Corrupt { .. })) = &r {
         w.failed = Some(e.to_string());
         w.txn = None; // abort: the batch is lost; reopen recovers the committed state
@@ -83,10 +121,20 @@ fn poison<T>(w: &mut Writer, r: Result<T, MvccError>) -> Result<T, MvccError> {
 }
 
 impl Store {
-    /// Opens (creating if missing) the store at `path`, rebuilds the key index from
-    /// the revision table and finishes an interrupted compaction.
+    /// Opens (creating if missing) the store at `path` with the default cache size
+    /// ([`DEFAULT_CACHE_BYTES`]); see [`Store::open_with_cache`].
     pub fn open(path: &Path) -> Result<Store, MvccError> {
-        let db = Database::create(path)?;
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (creating if missing) the store at `path` with a redb page cache of
+    /// `cache_bytes`, rebuilds the key index from the revision table and finishes an
+    /// interrupted compaction. A leftover of an interrupted [`Store::defrag`] is removed.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, MvccError> {
+        crate::defrag::remove_leftover(path);
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         {
             let txn = db.begin_write()?;
             txn.open_table(KV_TABLE)?;
@@ -100,24 +148,35 @@ impl Store {
         let scheduled = meta_get_i64(&meta, META_SCHEDULED_COMPACT)?;
         let stored_rev = meta_get_i64(&meta, META_CURRENT_REV)?.unwrap_or(1);
 
-        let mut index = TreeIndex::default();
-        let mut max_rev = 1i64;
+        // One pass over the revision table: each row's revision and key (and the lease of
+        // puts), without decoding values; the index is then built from the sorted rows.
         let kv = rtxn.open_table(KV_TABLE)?;
+        let mut rows = Vec::with_capacity(kv.len()? as usize);
+        let mut leased_puts = Vec::new();
         for entry in kv.iter()? {
             let (k, v) = entry?;
             let (rev, tombstone) = Revision::from_bytes(k.value())?;
-            let kv = decode_kv(v.value())?;
-            max_rev = max_rev.max(rev.main);
-            if tombstone {
-                // A tombstone whose generation was compacted away needs no index entry.
-                index.tombstone(&kv.key, rev);
-            } else {
-                index.restore_put(&kv.key, rev, kv.create_revision, kv.version);
+            let (key, lease) = kv_key_and_lease(v.value())?;
+            if lease != 0 && !tombstone {
+                leased_puts.push((key.to_vec(), rev, lease));
             }
+            rows.push(RestoredRev {
+                key: key.into(),
+                rev,
+                tombstone,
+            });
         }
         drop(kv);
         drop(meta);
         drop(rtxn);
+        let max_rev = rows.last().map_or(1, |r| r.rev.main).max(1);
+        let index = TreeIndex::rebuild(rows);
+        // A put's lease holds if that put is still the key's current revision.
+        let open_leases = leased_puts
+            .into_iter()
+            .filter(|(key, rev, _)| index.get(key, i64::MAX) == Some(*rev))
+            .map(|(key, _, lease)| (key, lease))
+            .collect();
 
         let compact_rev = finished.unwrap_or(-1);
         let current = max_rev.max(stored_rev).max(compact_rev);
@@ -128,8 +187,11 @@ impl Store {
             "mvcc store opened"
         );
         let store = Store {
-            db,
+            db: RwLock::new(Arc::new(db)),
             path: path.to_path_buf(),
+            cache_bytes,
+            open_leases: Mutex::new(Some(open_leases)),
+            in_use: AtomicU64::new(0),
             state: RwLock::new(State {
                 index,
                 committed_rev: current,
@@ -153,6 +215,34 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// The current database (the one a [`Store::defrag`] swapped in last).
+    pub(crate) fn db(&self) -> Arc<Database> {
+        self.db.read().clone()
+    }
+
+    /// Replaces the database (by [`Store::defrag`], holding the writer lock); returns the
+    /// old one.
+    pub(crate) fn swap_db(&self, db: Database) -> Arc<Database> {
+        std::mem::replace(&mut *self.db.write(), Arc::new(db))
+    }
+
+    /// A read snapshot of the last commit.
+    pub(crate) fn begin_read(&self) -> Result<ReadSnap, MvccError> {
+        let db = self.db();
+        Ok(ReadSnap {
+            txn: db.begin_read()?,
+            _db: db,
+        })
+    }
+
+    /// The `(key, lease)` of every live key attached to a lease, as found while opening
+    /// the store (etcd's restore attaches keys to the lessor in the same pass over the
+    /// backend), so the lessor need not read every value again. `None` if taken before or
+    /// if a key was written since the store was opened.
+    pub fn take_lease_attachments(&self) -> Option<Vec<LeaseAttachment>> {
+        self.open_leases.lock().take()
     }
 
     /// Current (applied, possibly not yet committed) revision: 1 on a fresh store.
@@ -185,27 +275,41 @@ impl Store {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Bytes of the database file holding live data (pages of the table trees),
-    /// best effort; falls back to [`Store::db_size`].
+    /// Bytes of the database file in use: its allocated pages (etcd's `dbSizeInUse`, the
+    /// file size less its free pages). Never waits long for the writer: while it is busy
+    /// (a long compaction or a defragmentation) the last figure is returned.
     pub fn db_size_in_use(&self) -> u64 {
-        let w = self.writer.lock();
-        let stats = match &w.txn {
-            Some(t) => t.stats(),
-            None => match self.db.begin_write() {
-                Ok(t) => {
-                    let s = t.stats();
-                    let _ = t.abort();
-                    s
-                }
-                Err(_) => return self.db_size(),
-            },
-        };
-        drop(w);
-        match stats {
-            Ok(s) => ((s.leaf_pages() + s.branch_pages()) * s.page_size() as u64)
-                .max(s.stored_bytes() + s.metadata_bytes()),
-            Err(_) => self.db_size(),
+        match self
+            .writer
+            .try_lock_for(std::time::Duration::from_millis(50))
+        {
+            Some(w) => self.in_use_locked(&w),
+            None => self.in_use.load(Ordering::Relaxed),
         }
+    }
+
+    /// [`Store::db_size_in_use`] given the writer: statistics need a write transaction,
+    /// and holding the writer's lock keeps it from waiting on (or holding up) the
+    /// applier's. Falls back to the file size if redb cannot tell.
+    pub(crate) fn in_use_locked(&self, w: &Writer) -> u64 {
+        let size = self.db_size();
+        let stats = (|| {
+            Ok::<_, MvccError>(match &w.txn {
+                Some(t) => t.stats()?,
+                None => {
+                    let t = self.db().begin_write()?;
+                    let s = t.stats();
+                    t.abort()?;
+                    s?
+                }
+            })
+        })();
+        let in_use = match stats {
+            Ok(s) => (s.allocated_pages() * s.page_size() as u64).min(size),
+            Err(_) => size,
+        };
+        self.in_use.store(in_use, Ordering::Relaxed);
+        in_use
     }
 
     /// Etcd's Range on the committed state. Fills `header.revision` only.
@@ -262,7 +366,7 @@ impl Store {
     /// evaluation so compares and ranges see one revision.
     pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
         let st = self.state.read();
-        let rtxn = self.db.begin_read()?;
+        let rtxn = self.begin_read()?;
         let table = rtxn.open_table(KV_TABLE)?;
         let mut ctx = WriteCtx::new(&st.index, &table, st.committed_rev, st.compact_rev);
         let resp = ctx.txn(req, &|_| false)?;
@@ -294,13 +398,13 @@ impl Store {
 
     /// Reads a meta value as of the last commit.
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, MvccError> {
-        let rtxn = self.db.begin_read()?;
+        let rtxn = self.begin_read()?;
         let t = rtxn.open_table(META_TABLE)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
 
     fn get_meta_u64(&self, key: &str) -> Result<Option<u64>, MvccError> {
-        let rtxn = self.db.begin_read()?;
+        let rtxn = self.begin_read()?;
         let t = rtxn.open_table(META_TABLE)?;
         meta_get_u64(&t, key)
     }
@@ -349,7 +453,7 @@ impl Store {
         }
         let mut txn = match w.txn.take() {
             Some(t) => t,
-            None => self.db.begin_write()?,
+            None => self.db().begin_write()?,
         };
         // The revision and consistent index go into the same transaction as the data
         // they describe, once per commit rather than once per request.
@@ -376,7 +480,7 @@ impl Store {
         w: &'w mut Writer,
     ) -> Result<&'w mut WriteTransaction, MvccError> {
         if w.txn.is_none() {
-            w.txn = Some(self.db.begin_write()?);
+            w.txn = Some(self.db().begin_write()?);
         }
         w.txn
             .as_mut()
@@ -495,6 +599,8 @@ impl Store {
             drop(st);
             w.rev = new_rev;
             self.applied_rev.store(new_rev, Ordering::Release);
+            // The attachments found at open are stale from the first write on.
+            *self.open_leases.lock() = None;
         }
         self.record_index(w, index)
     }
@@ -522,7 +628,7 @@ impl KvRead for ReadView<'_> {
             let st = self.store.state.read();
             let cur = st.committed_rev;
             let rev = resolve_rev(ro.rev, cur, st.compact_rev)?;
-            let rtxn = self.store.db.begin_read()?;
+            let rtxn = self.store.begin_read()?;
             let limit = if ro.limit <= 0 {
                 usize::MAX
             } else {

@@ -466,6 +466,7 @@ enum Op {
     Range(RangeRequest),
     Compact(i64),
     Reopen,
+    Defrag,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -476,6 +477,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => range_req().prop_map(Op::Range),
         1 => (0i64..40).prop_map(Op::Compact),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Defrag),
     ]
 }
 
@@ -570,11 +572,16 @@ proptest! {
                     s = Store::open(&path).unwrap();
                     prop_assert_eq!(s.consistent_index(), last_idx);
                 }
+                Op::Defrag => {
+                    // Whatever is pending is committed durably and stays readable.
+                    s.defrag().unwrap();
+                    prop_assert_eq!(s.committed_revision(), m.cur());
+                }
             }
             s.commit(i % 3 == 0).unwrap();
             prop_assert_eq!(s.current_revision(), m.cur());
             prop_assert_eq!(s.compact_revision(), m.compact);
-            if !matches!(op, Op::Range(_) | Op::Reopen) {
+            if !matches!(op, Op::Range(_) | Op::Reopen | Op::Defrag) {
                 last_idx = idx;
             }
             prop_assert_eq!(s.consistent_index(), last_idx);

@@ -494,7 +494,7 @@ fn compaction_physical_and_reads() {
         })
         .collect();
     let count_revs = |s: &Store| {
-        let rtxn = redb::ReadableDatabase::begin_read(&s.db).unwrap();
+        let rtxn = redb::ReadableDatabase::begin_read(&*s.db()).unwrap();
         let t = rtxn.open_table(crate::backend::KV_TABLE).unwrap();
         redb::ReadableTableMetadata::len(&t).unwrap()
     };
@@ -568,7 +568,7 @@ fn interrupted_compaction_finishes_on_open() {
     }
     s.commit(true).unwrap();
     let total = |s: &Store| {
-        let rtxn = redb::ReadableDatabase::begin_read(&s.db).unwrap();
+        let rtxn = redb::ReadableDatabase::begin_read(&*s.db()).unwrap();
         let t = rtxn.open_table(crate::backend::KV_TABLE).unwrap();
         redb::ReadableTableMetadata::len(&t).unwrap()
     };

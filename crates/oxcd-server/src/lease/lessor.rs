@@ -171,8 +171,10 @@ impl Lessor {
     }
 
     /// Rebuilds the lessor from the committed backend state: the leases from
-    /// [`LEASE_TABLE`], their keys by scanning every current key's `lease` field. Keys naming
-    /// an unknown lease are logged and left alone (etcd does the same).
+    /// [`LEASE_TABLE`], their keys from every current key's `lease` field -- as the store
+    /// found them while opening ([`Store::take_lease_attachments`]), or else by reading
+    /// every current key. Keys naming an unknown lease are logged and left alone (etcd does
+    /// the same).
     pub fn recover(
         store: &Store,
         min_ttl: i64,
@@ -198,37 +200,43 @@ impl Lessor {
                     },
                 );
             }
-            // Page through every current key; values are fetched too, a page at a time.
-            let mut from = vec![0u8];
-            loop {
-                let page = store.range(&RangeRequest {
-                    key: from.clone(),
-                    range_end: vec![0],
-                    limit: 10_000,
-                    ..Default::default()
-                })?;
-                for kv in &page.kvs {
-                    if kv.lease == 0 {
-                        continue;
-                    }
-                    match inner.leases.get_mut(&kv.lease) {
-                        Some(l) => {
-                            l.keys.insert(kv.key.clone());
-                            inner.key_lease.insert(kv.key.clone(), kv.lease);
-                        }
-                        None => tracing::warn!(
-                            key = %String::from_utf8_lossy(&kv.key),
-                            lease = kv.lease,
-                            "key is attached to a lease that does not exist"
-                        ),
-                    }
+            let mut attach = |key: Vec<u8>, lease: i64| match inner.leases.get_mut(&lease) {
+                Some(l) => {
+                    l.keys.insert(key.clone());
+                    inner.key_lease.insert(key, lease);
                 }
-                match (page.more, page.kvs.last()) {
-                    (true, Some(last)) => {
-                        from = last.key.clone();
-                        from.push(0);
+                None => tracing::warn!(
+                    key = %String::from_utf8_lossy(&key),
+                    lease,
+                    "key is attached to a lease that does not exist"
+                ),
+            };
+            if let Some(attachments) = store.take_lease_attachments() {
+                for (key, lease) in attachments {
+                    attach(key, lease);
+                }
+            } else {
+                // Page through every current key; values are fetched too, a page at a time.
+                let mut from = vec![0u8];
+                loop {
+                    let page = store.range(&RangeRequest {
+                        key: from.clone(),
+                        range_end: vec![0],
+                        limit: 10_000,
+                        ..Default::default()
+                    })?;
+                    for kv in &page.kvs {
+                        if kv.lease != 0 {
+                            attach(kv.key.clone(), kv.lease);
+                        }
                     }
-                    _ => break,
+                    match (page.more, page.kvs.last()) {
+                        (true, Some(last)) => {
+                            from = last.key.clone();
+                            from.push(0);
+                        }
+                        _ => break,
+                    }
                 }
             }
             tracing::info!(

@@ -243,14 +243,34 @@ fn leases_and_attachments_recover_after_reopen_with_checkpoints() {
             7,
         )
         .unwrap();
+        // Attachments that no longer hold: "z" was put again without its lease, "w" deleted.
+        put(&store, &lessor, "z", 5, 8);
+        put(&store, &lessor, "z", 0, 9);
+        put(&store, &lessor, "w", 6, 10);
+        let (_, events) = store
+            .delete_range(
+                &oxcd_proto::etcdserverpb::DeleteRangeRequest {
+                    key: b"w".to_vec(),
+                    ..Default::default()
+                },
+                11,
+            )
+            .unwrap();
+        lessor.on_events(&events);
         store.commit(true).unwrap();
     }
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.consistent_index(), 7);
+    assert_eq!(store.consistent_index(), 11);
     let lessor = Lessor::recover(&store, 2, INTERVAL).unwrap();
     assert_eq!(lessor.len(), 2);
     assert_eq!(lessor.keys(5).unwrap(), vec![b"x".to_vec()]);
     assert_eq!(lessor.keys(6).unwrap(), vec![b"y".to_vec()]);
+    // The attachments the store found while opening are taken once; a second recovery
+    // reads the keys instead, with the same result.
+    assert!(store.take_lease_attachments().is_none());
+    let again = Lessor::recover(&store, 2, INTERVAL).unwrap();
+    assert_eq!(again.keys(5).unwrap(), vec![b"x".to_vec()]);
+    assert_eq!(again.keys(6).unwrap(), vec![b"y".to_vec()]);
     lessor.promote(Duration::from_secs(1));
     // Checkpointed: 400 + 1 s extension; not checkpointed: full 30 + 1.
     let t5 = lessor.time_to_live(5, true).unwrap();

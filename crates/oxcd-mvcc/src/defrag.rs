@@ -1,0 +1,342 @@
+//! Defragmentation (etcd's `backend.defrag`): rewrite the backend into a fresh file that
+//! holds only live pages, then swap it in.
+//!
+//! Like etcd, this copies every table into a temporary file next to the database, makes it
+//! durable, and renames it over the database. Unlike etcd, readers are not stopped: a read
+//! begun before the swap goes on in the old file (still open, though unlinked), reads begun
+//! after it see the new file, and both hold the same data because writes wait. Only the
+//! writer (the applier) pauses for the copy.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
+};
+
+use crate::backend::META_TABLE;
+use crate::store::{poison, Store};
+use crate::MvccError;
+
+/// What a [`Store::defrag`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefragStats {
+    /// Size of the database file before.
+    pub size_before: u64,
+    /// Bytes in use before (allocated pages).
+    pub in_use_before: u64,
+    /// Size of the database file after.
+    pub size_after: u64,
+    /// Bytes in use after.
+    pub in_use_after: u64,
+    /// Rows copied, all tables together.
+    pub rows: u64,
+    /// How long the writer was paused (the whole defragmentation).
+    pub took: Duration,
+}
+
+/// The temporary file a defragmentation writes: `<db>.defrag`, next to the database so the
+/// rename stays within one file system.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".defrag");
+    path.with_file_name(name)
+}
+
+/// Removes the temporary file of a defragmentation interrupted by a crash (the database
+/// itself is intact: the rename is the last step).
+pub(crate) fn remove_leftover(path: &Path) {
+    let tmp = tmp_path(path);
+    if tmp.exists() {
+        tracing::warn!(path = %tmp.display(), "removing the leftover of an interrupted defragmentation");
+        if let Err(e) = std::fs::remove_file(&tmp) {
+            tracing::warn!(path = %tmp.display(), error = %e, "cannot remove it");
+        }
+    }
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Copies every table of `src` into the empty `dst` in one durable transaction. Tables are
+/// copied in key order, so redb fills each page before starting the next.
+fn copy_tables(src: &Database, dst: &Database) -> Result<u64, MvccError> {
+    let rtxn = src.begin_read()?;
+    if rtxn.list_multimap_tables()?.next().is_some() {
+        return Err(MvccError::backend(
+            "cannot defragment: the database holds a multimap table this version does not know",
+        ));
+    }
+    let mut wtxn = dst.begin_write()?;
+    let mut rows = 0u64;
+    for handle in rtxn.list_tables()? {
+        let name = handle.name().to_string();
+        if name == META_TABLE.name() {
+            let from = rtxn.open_table(META_TABLE)?;
+            let mut to = wtxn.open_table(META_TABLE)?;
+            for entry in from.iter()? {
+                let (k, v) = entry?;
+                to.insert(k.value(), v.value())?;
+            }
+            rows += from.len()?;
+        } else {
+            // The revision table and the auxiliary tables are all bytes -> bytes; anything
+            // else fails to open (type mismatch) and the defragmentation with it.
+            let def = TableDefinition::<&[u8], &[u8]>::new(&name);
+            let from = rtxn.open_table(def)?;
+            let mut to = wtxn.open_table(def)?;
+            for entry in from.iter()? {
+                let (k, v) = entry?;
+                to.insert(k.value(), v.value())?;
+            }
+            rows += from.len()?;
+        }
+    }
+    wtxn.set_durability(Durability::Immediate)?;
+    wtxn.commit()?;
+    Ok(rows)
+}
+
+impl Store {
+    /// Defragments the backend (etcd's `Defragment`): commits the pending write batch
+    /// durably, copies every table into `<db>.defrag`, makes it durable, renames it over
+    /// the database and continues on the new file. The file shrinks to the pages its data
+    /// needs (after a compaction, the space of the deleted revisions is returned to the
+    /// file system).
+    ///
+    /// Writes wait until it is done (the writer lock is held throughout); reads do not.
+    /// If the copy fails, nothing changes and the store goes on with the old file. If the
+    /// rename cannot be made durable, the store refuses further writes (like any backend
+    /// failure): the file a crash would leave is not the one written to.
+    pub fn defrag(&self) -> Result<DefragStats, MvccError> {
+        let started = Instant::now();
+        let mut w = self.writer.lock();
+        w.check()?;
+        // Everything applied so far goes into the copy, durably: the consistent index the
+        // new file starts with is one raft may already rely on.
+        let r = self.commit_locked(&mut w, true);
+        poison(&mut w, r)?;
+        let size_before = self.db_size();
+        let in_use_before = self.in_use_locked(&w);
+        tracing::info!(
+            path = %self.path.display(),
+            current_db_size_bytes = size_before,
+            current_db_size_in_use_bytes = in_use_before,
+            "defragmenting"
+        );
+
+        let tmp = tmp_path(&self.path);
+        let _ = std::fs::remove_file(&tmp);
+        let copied = (|| {
+            let new_db = redb::Builder::new()
+                .set_cache_size(self.cache_bytes)
+                .create(&tmp)?;
+            let rows = copy_tables(&self.db(), &new_db)?;
+            std::fs::rename(&tmp, &self.path).map_err(|e| {
+                MvccError::backend(format!(
+                    "cannot rename {} to {}: {e}",
+                    tmp.display(),
+                    self.path.display()
+                ))
+            })?;
+            Ok::<_, MvccError>((new_db, rows))
+        })();
+        let (new_db, rows) = match copied {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!(error = %e, "defragmentation failed; the database is unchanged");
+                return Err(e);
+            }
+        };
+        // From here on the path names the new file: the store must use it.
+        let old = self.swap_db(new_db);
+        if let Err(e) = sync_dir(&self.path) {
+            let e = MvccError::backend(format!(
+                "cannot sync the directory of {} after defragmenting: {e}",
+                self.path.display()
+            ));
+            poison(&mut w, Err::<(), _>(e.clone()))?;
+        }
+        let size_after = self.db_size();
+        let in_use_after = self.in_use_locked(&w);
+        drop(w);
+        let took = started.elapsed();
+        // Reads still running in the old file keep it open; the last one closes it.
+        let closed_now = Arc::try_unwrap(old).map(drop).is_ok();
+        tracing::info!(
+            path = %self.path.display(),
+            current_db_size_bytes_diff = size_after as i64 - size_before as i64,
+            current_db_size_bytes = size_after,
+            current_db_size_in_use_bytes = in_use_after,
+            rows,
+            took_ms = took.as_millis() as u64,
+            old_file_closed = closed_now,
+            "defragmented"
+        );
+        Ok(DefragStats {
+            size_before,
+            in_use_before,
+            size_after,
+            in_use_after,
+            rows,
+            took,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oxcd_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+
+    use super::*;
+    use crate::backend::KV_TABLE;
+
+    fn put(s: &Store, key: &[u8], value: &[u8], idx: u64) {
+        let req = PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            ..Default::default()
+        };
+        s.put(&req, idx, &|_| true).unwrap();
+    }
+
+    fn all(s: &Store) -> Vec<(Vec<u8>, Vec<u8>, i64)> {
+        let r = s
+            .range(&RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                ..Default::default()
+            })
+            .unwrap();
+        r.kvs
+            .into_iter()
+            .map(|kv| (kv.key, kv.value, kv.mod_revision))
+            .collect()
+    }
+
+    fn key(i: u32) -> Vec<u8> {
+        format!("key/{i:06}").into_bytes()
+    }
+
+    #[test]
+    fn defrag_after_compaction_shrinks_the_file_and_keeps_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = Store::open(&path).unwrap();
+        let value = vec![b'v'; 200];
+        let mut idx = 0;
+        // Two versions of 5000 keys, then half of them deleted.
+        for round in 0..2 {
+            for i in 0..5000 {
+                idx += 1;
+                let mut v = value.clone();
+                v[0] = round;
+                put(&s, &key(i), &v, idx);
+                if idx % 500 == 0 {
+                    s.commit(false).unwrap();
+                }
+            }
+        }
+        idx += 1;
+        s.delete_range(
+            &DeleteRangeRequest {
+                key: key(0),
+                range_end: key(2500),
+                ..Default::default()
+            },
+            idx,
+        )
+        .unwrap();
+        s.commit(true).unwrap();
+        idx += 1;
+        s.compact(s.current_revision(), idx).unwrap();
+        // A write not yet committed when the defragmentation starts is kept, durably.
+        idx += 1;
+        put(&s, b"pending", b"p", idx);
+
+        let rev = s.current_revision();
+        let before_size = s.db_size();
+        let stats = s.defrag().unwrap();
+        assert_eq!(stats.size_before, before_size);
+        assert!(
+            stats.size_after < before_size / 2,
+            "{} -> {}",
+            before_size,
+            stats.size_after
+        );
+        assert_eq!(stats.size_after, s.db_size());
+        assert!(stats.in_use_after <= stats.size_after);
+        assert!(!tmp_path(&path).exists());
+
+        let want = all(&s);
+        assert_eq!(want.len(), 2501);
+        assert_eq!(want[0].0, key(2500));
+        assert_eq!(want[0].1[0], 1);
+        assert_eq!(want.last().unwrap().0, b"pending".to_vec());
+        assert_eq!(s.committed_revision(), rev);
+        assert_eq!(s.consistent_index(), idx);
+
+        // Writes go on in the new file.
+        idx += 1;
+        put(&s, b"after", b"a", idx);
+        s.commit(true).unwrap();
+        drop(s);
+
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.consistent_index(), idx);
+        assert_eq!(s.current_revision(), rev + 1);
+        let mut got = all(&s);
+        assert_eq!(got.len(), 2502);
+        assert_eq!(got[0].0, b"after".to_vec());
+        got.remove(0);
+        assert!(got == want, "data changed across defrag and reopen");
+        assert_eq!(s.compact_revision(), rev - 1);
+    }
+
+    #[test]
+    fn reads_begun_before_the_swap_finish_in_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = Store::open(&path).unwrap();
+        for i in 0..100 {
+            put(&s, &key(i), b"value", u64::from(i) + 1);
+        }
+        s.commit(false).unwrap();
+        s.aux_put("t", b"a", b"1").unwrap();
+        s.commit(false).unwrap();
+        let snap = s.begin_read().unwrap();
+        s.defrag().unwrap();
+        // The old snapshot still reads (its file is unlinked but open).
+        let table = snap.open_table(KV_TABLE).unwrap();
+        assert_eq!(table.len().unwrap(), 100);
+        drop(table);
+        drop(snap);
+        // Auxiliary tables are copied too.
+        assert_eq!(
+            s.aux_scan("t").unwrap(),
+            vec![(b"a".to_vec(), b"1".to_vec())]
+        );
+        assert_eq!(all(&s).len(), 100);
+        // A second defragmentation of an already dense file works as well.
+        s.defrag().unwrap();
+        assert_eq!(all(&s).len(), 100);
+    }
+
+    #[test]
+    fn open_removes_a_leftover_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(Store::open(&path).unwrap());
+        std::fs::write(tmp_path(&path), b"half a copy").unwrap();
+        drop(Store::open(&path).unwrap());
+        assert!(!tmp_path(&path).exists());
+    }
+}
