@@ -65,6 +65,9 @@ pub enum ServerError {
     /// The request was not applied in time.
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// The applier did not catch up with the commit index in time (lease reads).
+    #[error("etcdserver: request timed out, waiting for the applied index took too long")]
+    TimeoutWaitAppliedIndex,
     /// Corrupt data detected.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
@@ -84,7 +87,9 @@ impl ServerError {
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
             NotLeader | LeaseExists => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
+            NoLeader | LeaderChanged | Stopped | Timeout | TimeoutWaitAppliedIndex => {
+                Code::Unavailable
+            }
             Corrupt => Code::DataLoss,
             Internal(_) => Code::Internal,
         }
@@ -130,6 +135,11 @@ mod tests {
     #[test]
     fn etcd_codes_and_texts() {
         let cases = [
+            (
+                ServerError::TimeoutWaitAppliedIndex,
+                Code::Unavailable,
+                "etcdserver: request timed out, waiting for the applied index took too long",
+            ),
             (
                 ServerError::EmptyKey,
                 Code::InvalidArgument,

@@ -215,6 +215,27 @@ impl EtcdServer {
         }
     }
 
+    /// Waits until the applier has caught up with the commit index known now, at most one
+    /// second (etcd's `waitAppliedIndex`). The leader's lessor must not answer before
+    /// then: after a restart it would not yet know the leases and key attachments that
+    /// committed entries still being replayed bring back.
+    pub async fn wait_applied_index(&self) -> Result<(), ServerError> {
+        let commit = self.raft.status().commit_index;
+        let mut applied = self.applied.clone();
+        if *applied.borrow() >= commit {
+            return Ok(());
+        }
+        let waited =
+            tokio::time::timeout(Duration::from_secs(1), applied.wait_for(|a| *a >= commit))
+                .await
+                .map(|r| r.map(|_| ()));
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => Err(ServerError::TimeoutWaitAppliedIndex),
+        }
+    }
+
     /// Waits until this member has applied everything committed before the call: the
     /// barrier a linearizable read needs.
     pub async fn linearizable_barrier(&self) -> Result<(), ServerError> {

@@ -127,6 +127,7 @@ impl EtcdServer {
         loop {
             let status = self.raft.status();
             if status.is_leader {
+                self.wait_applied_index().await?;
                 if self.lessor.is_primary() && self.lessor.needs_checkpoint_clear(id) {
                     self.propose(Op::LeaseCheckpoint(LeaseCheckpointRequest {
                         checkpoints: vec![LeaseCheckpoint {
@@ -172,6 +173,7 @@ impl EtcdServer {
         loop {
             let status = self.raft.status();
             if status.is_leader && self.lessor.is_primary() {
+                self.wait_applied_index().await?;
                 return Ok(self.lessor.time_to_live(id, keys));
             }
             if !status.is_leader && status.leader_id != 0 {
