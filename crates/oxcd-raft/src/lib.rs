@@ -9,6 +9,7 @@
 //! Payloads are opaque bytes: this crate knows nothing about keys or values.
 
 mod node;
+pub mod sched;
 pub mod wal;
 
 pub use node::{

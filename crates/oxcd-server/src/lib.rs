@@ -181,6 +181,7 @@ pub async fn run_until(
     let applier_thread = std::thread::Builder::new()
         .name("oxcd-apply".into())
         .spawn(move || {
+            oxcd_raft::sched::prefer_batching_for_current_thread();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()

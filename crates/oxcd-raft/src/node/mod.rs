@@ -244,7 +244,10 @@ impl RaftNode {
         w.bootstrap()?;
         let thread = std::thread::Builder::new()
             .name(format!("raft-{:x}", cfg.id))
-            .spawn(move || w.run())
+            .spawn(move || {
+                crate::sched::prefer_batching_for_current_thread();
+                w.run()
+            })
             .map_err(|e| RaftError::InvalidConfig(format!("spawning the raft thread: {e}")))?;
         let inner = Inner {
             tx,
