@@ -95,6 +95,10 @@ impl Server {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.log.recv_timeout(left) {
                 Ok(line) => {
+                    assert!(
+                        !line.contains("built without --cfg tokio_unstable"),
+                        "the oxcd under test lacks the runtime setting of .cargo/config.toml: {line}"
+                    );
                     let ready = line.contains("ready to serve client requests");
                     seen.push(line);
                     if ready {

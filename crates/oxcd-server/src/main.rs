@@ -39,11 +39,20 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("oxcd")
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Without the LIFO slot, a task woken by the task that runs queues behind the tasks
+    // already waiting. When the applier answers a batch of writes, every handler then
+    // queues its response before the HTTP/2 connection task runs and writes them all
+    // with one writev, instead of the connection jumping the queue after each handler
+    // (one writev per response): 5x fewer writes, +10-20% puts/s at 100 clients.
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    #[cfg(not(tokio_unstable))]
+    tracing::warn!(
+        "built without --cfg tokio_unstable (a RUSTFLAGS variable replaced .cargo/config.toml): \
+         the runtime keeps tokio's LIFO slot and writes one response per syscall under load"
+    );
+    let rt = match builder.enable_all().thread_name("oxcd").build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("oxcd: cannot start the async runtime: {e}");
