@@ -202,6 +202,13 @@ pub async fn run_until(
     let app = router(server.clone(), hub);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // A member that is leader already (a sole member is, once raft has started) promotes
+    // its lessor before serving: a lease granted before the promotion would get the
+    // election-timeout extension, as in etcd, and expire that much late. Later leadership
+    // changes are the lessor loop's.
+    if server.raft.status().is_leader {
+        server.lessor.promote(cfg.election_timeout);
+    }
     let lessor_loop = tokio::spawn(lease::run_lessor(server.clone(), stop_rx.clone()));
     let mut serving = Vec::new();
     for (url, listener) in listeners {
