@@ -119,6 +119,8 @@ pub struct RaftStatus {
     pub applied_index: u64,
     /// Whether this member is the leader.
     pub is_leader: bool,
+    /// First log index still held in memory (older entries live only in the WAL).
+    pub log_first_index: u64,
 }
 
 /// Called with the reason a proposal was not appended to the log; dropped

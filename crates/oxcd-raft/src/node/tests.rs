@@ -339,3 +339,45 @@ async fn propose_or_else_reports_only_rejections() {
     assert!(rejected.recv().await.is_none(), "no further callbacks");
     while rx.recv().await.is_some() {}
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_log_stays_bounded_between_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = RaftConfig {
+        // No snapshot (and no WAL release) during the test: only the memory bound acts.
+        snapshot_count: 1_000_000,
+        ..cfg(tmp.path(), 0)
+    };
+    let (h, mut rx) = RaftNode::start(c).unwrap();
+    let n = 3 * super::worker::MEM_CATCH_UP_ENTRIES as usize;
+    propose_all(&h, n).await;
+    let es = recv_until(&mut rx, |es| payloads(es).len() >= n).await;
+    let last = es.last().unwrap().index;
+    assert_eq!(
+        h.status().log_first_index,
+        1,
+        "nothing dropped before it is applied"
+    );
+    h.set_applied(last);
+    h.set_durable_applied(last);
+    // The node thread compacts on its next iteration (at the latest on its next tick).
+    let mut first = 0;
+    for _ in 0..500 {
+        first = h.status().log_first_index;
+        if first > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let keep = super::worker::MEM_CATCH_UP_ENTRIES;
+    assert!(
+        first >= last - 2 * keep && first <= last - keep,
+        "first in-memory index {first}, last {last}: expected {keep}..{} entries kept",
+        2 * keep
+    );
+    // Proposals still commit after the compaction.
+    h.propose(b"after".to_vec()).await.unwrap();
+    let es = recv_until(&mut rx, |es| payloads(es).contains(&b"after".to_vec())).await;
+    assert_contiguous(&es);
+    h.shutdown();
+}

@@ -36,6 +36,10 @@ use crate::wal::{Wal, WalContents};
 const MAX_DRAIN: usize = 4096;
 /// Most `Ready`s processed per loop iteration.
 const MAX_READIES: usize = 64;
+/// Entries the in-memory log keeps behind the applied (and durable) index, as etcd keeps
+/// `SnapshotCatchUpEntries`: the WAL holds everything else, so memory need not grow with
+/// `snapshot_count` (100,000 entries by default, ~25 MiB of small puts).
+pub(crate) const MEM_CATCH_UP_ENTRIES: u64 = 5_000;
 
 type ReadReply = oneshot::Sender<Result<u64, RaftError>>;
 
@@ -62,6 +66,8 @@ pub(crate) struct Worker<T: Transport> {
     wal_hs: HardState,
     snapshot_count: u64,
     last_compact: u64,
+    /// First index the in-memory log still holds (entries below were dropped).
+    mem_first: u64,
     /// Whether this member is the only voter (campaign at once).
     sole_voter: bool,
 }
@@ -118,6 +124,7 @@ impl<T: Transport> Worker<T> {
             wal_hs: contents.hard_state,
             snapshot_count: cfg.snapshot_count,
             last_compact: boot.snapshot_index,
+            mem_first: boot.snapshot_index,
             sole_voter,
         })
     }
@@ -356,9 +363,10 @@ impl<T: Transport> Worker<T> {
         self.committed.send(batch).map_err(|_| RaftError::Stopped)
     }
 
-    /// Every `snapshot_count` entries applied *and* durable in the backend,
-    /// write a snapshot marker, release old WAL segments and compact the
-    /// in-memory log.
+    /// Keeps the in-memory log to [`MEM_CATCH_UP_ENTRIES`] behind the index
+    /// applied *and* durable in the backend (dropping entries in steps of that
+    /// size); every `snapshot_count` such entries, also writes a snapshot
+    /// marker, releases old WAL segments and compacts the in-memory log.
     fn maybe_compact(&mut self) -> Result<(), RaftError> {
         if self.snapshot_count == 0 {
             return Ok(());
@@ -366,6 +374,11 @@ impl<T: Transport> Worker<T> {
         let applied = self.shared.applied.load(Ordering::Acquire);
         let durable = self.shared.durable_applied.load(Ordering::Acquire);
         let idx = applied.min(durable).min(self.raw.raft.raft_log.applied);
+        let mem_first = idx.saturating_sub(MEM_CATCH_UP_ENTRIES);
+        if mem_first >= self.mem_first + MEM_CATCH_UP_ENTRIES {
+            self.raw.mut_store().wl().compact(mem_first)?;
+            self.mem_first = mem_first;
+        }
         if idx <= self.last_compact || idx - self.last_compact < self.snapshot_count {
             return Ok(());
         }
@@ -382,6 +395,7 @@ impl<T: Transport> Worker<T> {
         self.raw.mut_store().wl().compact(idx)?;
         tracing::debug!(index = idx, term, released, "compacted raft log");
         self.last_compact = idx;
+        self.mem_first = self.mem_first.max(idx);
         Ok(())
     }
 
@@ -393,6 +407,7 @@ impl<T: Transport> Worker<T> {
         s.term = r.term;
         s.commit_index = r.raft_log.committed;
         s.is_leader = r.state == StateRole::Leader;
+        s.log_first_index = r.raft_log.store.first_index().unwrap_or(0);
     }
 
     /// Marks the node stopped, fails waiters and writes the latest hard
