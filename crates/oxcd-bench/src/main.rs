@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use oxcd_proto::etcdserverpb::kv_client::KvClient;
 use oxcd_proto::etcdserverpb::RangeRequest;
 use serde::Serialize;
@@ -85,18 +85,8 @@ struct Cli {
 enum Command {
     /// Benchmark Put requests.
     Put {
-        /// Key size in bytes.
-        #[arg(long, default_value_t = 8)]
-        key_size: usize,
-        /// Value size in bytes.
-        #[arg(long, default_value_t = 8)]
-        val_size: usize,
-        /// Number of distinct keys to write.
-        #[arg(long, default_value_t = 1)]
-        key_space_size: u64,
-        /// Write keys sequentially (0, 1, 2, ... modulo the key space) instead of randomly.
-        #[arg(long)]
-        sequential_keys: bool,
+        #[command(flatten)]
+        writes: WriteArgs,
     },
     /// Benchmark Range requests over KEY (or [KEY, END)).
     Range {
@@ -113,18 +103,8 @@ enum Command {
     },
     /// Benchmark Txn requests of --txn-ops puts each, to distinct keys of the key space.
     TxnPut {
-        /// Key size in bytes.
-        #[arg(long, default_value_t = 8)]
-        key_size: usize,
-        /// Value size in bytes.
-        #[arg(long, default_value_t = 8)]
-        val_size: usize,
-        /// Number of distinct keys to write.
-        #[arg(long, default_value_t = 1)]
-        key_space_size: u64,
-        /// Write keys sequentially (as etcd's txn-put does) instead of randomly.
-        #[arg(long)]
-        sequential_keys: bool,
+        #[command(flatten)]
+        writes: WriteArgs,
         /// Puts per txn (at most --key-space-size).
         #[arg(long, default_value_t = 1)]
         txn_ops: u64,
@@ -146,18 +126,8 @@ enum Command {
         /// Maximum number of keys a read returns (0 = no limit).
         #[arg(long, default_value_t = 1000)]
         limit: i64,
-        /// Key size of the writes, bytes.
-        #[arg(long, default_value_t = 8)]
-        key_size: usize,
-        /// Value size of the writes, bytes.
-        #[arg(long, default_value_t = 8)]
-        val_size: usize,
-        /// Number of distinct keys written.
-        #[arg(long, default_value_t = 1)]
-        key_space_size: u64,
-        /// Write keys sequentially instead of randomly.
-        #[arg(long)]
-        sequential_keys: bool,
+        #[command(flatten)]
+        writes: WriteArgs,
     },
     /// Benchmark lease keep-alives: each client grants a lease, then does keep-alive
     /// round trips on its own LeaseKeepAlive stream.
@@ -216,6 +186,35 @@ enum Command {
         #[arg(long)]
         prevkv: bool,
     },
+}
+
+/// The keys and values a writing workload (put, txn-put, txn-mixed) puts.
+#[derive(Debug, Args)]
+struct WriteArgs {
+    /// Key size in bytes.
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 8)]
+    val_size: usize,
+    /// Number of distinct keys to write.
+    #[arg(long, default_value_t = 1)]
+    key_space_size: u64,
+    /// Write keys sequentially (0, 1, 2, ... modulo the key space, as etcd's txn-put
+    /// does) instead of randomly.
+    #[arg(long)]
+    sequential_keys: bool,
+}
+
+impl WriteArgs {
+    fn workload(&self) -> Result<PutWorkload, String> {
+        PutWorkload::new(
+            self.key_size,
+            self.val_size,
+            self.key_space_size,
+            self.sequential_keys,
+        )
+    }
 }
 
 /// Read consistency of range requests.
@@ -437,17 +436,7 @@ fn range_request(
 
 fn build_workload(command: &Command) -> Result<Workload, String> {
     Ok(match command {
-        Command::Put {
-            key_size,
-            val_size,
-            key_space_size,
-            sequential_keys,
-        } => Workload::Put(PutWorkload::new(
-            *key_size,
-            *val_size,
-            *key_space_size,
-            *sequential_keys,
-        )?),
+        Command::Put { writes } => Workload::Put(writes.workload()?),
         Command::Range {
             key,
             end,
@@ -456,32 +445,22 @@ fn build_workload(command: &Command) -> Result<Workload, String> {
         } => Workload::Range(RangeWorkload {
             request: range_request(Some(key), end.as_deref(), *consistency, *limit),
         }),
-        Command::TxnPut {
-            key_size,
-            val_size,
-            key_space_size,
-            sequential_keys,
-            txn_ops,
-        } => Workload::TxnPut(TxnPutWorkload::new(
-            PutWorkload::new(*key_size, *val_size, *key_space_size, *sequential_keys)?,
-            *txn_ops,
-        )?),
+        Command::TxnPut { writes, txn_ops } => {
+            Workload::TxnPut(TxnPutWorkload::new(writes.workload()?, *txn_ops)?)
+        }
         Command::TxnMixed {
             key,
             end,
             rw_ratio,
             consistency,
             limit,
-            key_size,
-            val_size,
-            key_space_size,
-            sequential_keys,
+            writes,
         } => {
             if end.is_some() && key.as_deref().is_none_or(str::is_empty) {
                 return Err("txn-mixed: an END needs a KEY".into());
             }
             Workload::TxnMixed(TxnMixedWorkload::new(
-                PutWorkload::new(*key_size, *val_size, *key_space_size, *sequential_keys)?,
+                writes.workload()?,
                 range_request(key.as_deref(), end.as_deref(), *consistency, *limit),
                 *rw_ratio,
             )?)
@@ -835,10 +814,12 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Put {
-                key_size: 8,
-                val_size: 8,
-                key_space_size: 1,
-                sequential_keys: true
+                writes: WriteArgs {
+                    key_size: 8,
+                    val_size: 8,
+                    key_space_size: 1,
+                    sequential_keys: true
+                }
             }
         ));
     }

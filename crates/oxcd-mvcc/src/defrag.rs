@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableHandle,
+    Database, Durability, Key, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
 use crate::backend::META_TABLE;
@@ -65,6 +65,21 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Copies one table in key order; returns its row count.
+fn copy_table<K: Key + 'static, V: Value + 'static>(
+    rtxn: &ReadTransaction,
+    wtxn: &mut WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<u64, MvccError> {
+    let from = rtxn.open_table(def)?;
+    let mut to = wtxn.open_table(def)?;
+    for entry in from.iter()? {
+        let (k, v) = entry?;
+        to.insert(k.value(), v.value())?;
+    }
+    Ok(from.len()?)
+}
+
 /// Copies every table of `src` into the empty `dst` in one durable transaction. Tables are
 /// copied in key order, so redb fills each page before starting the next.
 fn copy_tables(src: &Database, dst: &Database) -> Result<u64, MvccError> {
@@ -78,26 +93,17 @@ fn copy_tables(src: &Database, dst: &Database) -> Result<u64, MvccError> {
     let mut rows = 0u64;
     for handle in rtxn.list_tables()? {
         let name = handle.name().to_string();
-        if name == META_TABLE.name() {
-            let from = rtxn.open_table(META_TABLE)?;
-            let mut to = wtxn.open_table(META_TABLE)?;
-            for entry in from.iter()? {
-                let (k, v) = entry?;
-                to.insert(k.value(), v.value())?;
-            }
-            rows += from.len()?;
+        rows += if name == META_TABLE.name() {
+            copy_table(&rtxn, &mut wtxn, META_TABLE)?
         } else {
             // The revision table and the auxiliary tables are all bytes -> bytes; anything
             // else fails to open (type mismatch) and the defragmentation with it.
-            let def = TableDefinition::<&[u8], &[u8]>::new(&name);
-            let from = rtxn.open_table(def)?;
-            let mut to = wtxn.open_table(def)?;
-            for entry in from.iter()? {
-                let (k, v) = entry?;
-                to.insert(k.value(), v.value())?;
-            }
-            rows += from.len()?;
-        }
+            copy_table(
+                &rtxn,
+                &mut wtxn,
+                TableDefinition::<&[u8], &[u8]>::new(&name),
+            )?
+        };
     }
     wtxn.set_durability(Durability::Immediate)?;
     wtxn.commit()?;
