@@ -108,9 +108,10 @@ struct Inner {
     /// heap holds about one entry per lease however often leases are renewed (a client
     /// renewing in a loop once grew it by a million entries a second). Entries whose time
     /// is not their lease's `queued_at` are stale and dropped when they surface.
-    expiries: BinaryHeap<Reverse<(Instant, i64)>>,
-    /// (checkpoint due, id), earliest first.
-    checkpoints: BinaryHeap<Reverse<(Instant, i64)>>,
+    expiries: DueQueue,
+    /// (checkpoint due, id), earliest first; an entry is live while it is its lease's
+    /// `checkpoint_at`.
+    checkpoints: DueQueue,
 }
 
 /// All leases of this member; see the module docs.
@@ -122,17 +123,37 @@ pub struct Lessor {
 
 /// Makes sure lease `id` is looked at no later than `at`: queues an entry unless its live
 /// entry already comes at or before `at` (see `Inner::expiries`).
-fn queue_expiry(
-    expiries: &mut BinaryHeap<Reverse<(Instant, i64)>>,
-    lease: &mut Lease,
-    id: i64,
-    at: Instant,
-) {
+fn queue_expiry(expiries: &mut DueQueue, lease: &mut Lease, id: i64, at: Instant) {
     if lease.queued_at.is_some_and(|q| q <= at) {
         return;
     }
     lease.queued_at = Some(at);
     expiries.push(Reverse((at, id)));
+}
+
+/// A (time, lease id) min-heap whose entries go stale when their lease changes.
+type DueQueue = BinaryHeap<Reverse<(Instant, i64)>>;
+
+/// Pops the next entry of `queue` due by `now` whose lease still exists and still holds
+/// that entry as live (`live(lease) == Some(at)`); stale entries on the way are dropped.
+/// Returns the entry's time and lease id, or `None` once nothing more is due.
+fn pop_due(
+    queue: &mut DueQueue,
+    leases: &HashMap<i64, Lease>,
+    now: Instant,
+    live: impl Fn(&Lease) -> Option<Instant>,
+) -> Option<(Instant, i64)> {
+    while let Some(&Reverse((at, id))) = queue.peek() {
+        if at > now {
+            return None;
+        }
+        queue.pop();
+        // A lease revoked meanwhile has no entry; a changed one has a newer entry.
+        if leases.get(&id).is_some_and(|l| live(l) == Some(at)) {
+            return Some((at, id));
+        }
+    }
+    None
 }
 
 fn lease_key(id: i64) -> [u8; 8] {
@@ -542,19 +563,13 @@ impl Lessor {
         }
         let now = Instant::now();
         while out.len() < limit {
-            let Some(Reverse((at, id))) = inner.expiries.peek().copied() else {
+            let Some((_, id)) = pop_due(&mut inner.expiries, &inner.leases, now, |l| l.queued_at)
+            else {
                 break;
             };
-            if at > now {
-                break;
-            }
-            inner.expiries.pop();
             let Some(lease) = inner.leases.get_mut(&id) else {
-                continue; // revoked meanwhile
+                continue;
             };
-            if lease.queued_at != Some(at) {
-                continue; // stale: the lease has an earlier entry
-            }
             lease.queued_at = None;
             match lease.retry_at.or(lease.expiry) {
                 None => continue,
@@ -585,19 +600,14 @@ impl Lessor {
         }
         let now = Instant::now();
         while out.len() < limit {
-            let Some(Reverse((due, id))) = inner.checkpoints.peek().copied() else {
+            let Some((_, id)) = pop_due(&mut inner.checkpoints, &inner.leases, now, |l| {
+                l.checkpoint_at
+            }) else {
                 break;
             };
-            if due > now {
-                break;
-            }
-            inner.checkpoints.pop();
             let Some(lease) = inner.leases.get_mut(&id) else {
                 continue;
             };
-            if lease.checkpoint_at != Some(due) {
-                continue; // superseded
-            }
             // Applying the checkpoint schedules the next one.
             lease.checkpoint_at = None;
             let Some(at) = lease.expiry.filter(|at| *at > now) else {
