@@ -221,19 +221,9 @@ impl EtcdServer {
     /// committed entries still being replayed bring back.
     pub async fn wait_applied_index(&self) -> Result<(), ServerError> {
         let commit = self.raft.status().commit_index;
-        let mut applied = self.applied.clone();
-        if *applied.borrow() >= commit {
-            return Ok(());
-        }
-        let waited =
-            tokio::time::timeout(Duration::from_secs(1), applied.wait_for(|a| *a >= commit))
-                .await
-                .map(|r| r.map(|_| ()));
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(ServerError::Stopped),
-            Err(_) => Err(ServerError::TimeoutWaitAppliedIndex),
-        }
+        tokio::time::timeout(Duration::from_secs(1), self.applied_to(commit))
+            .await
+            .map_err(|_| ServerError::TimeoutWaitAppliedIndex)?
     }
 
     /// Waits until this member has applied everything committed before the call: the
@@ -241,17 +231,21 @@ impl EtcdServer {
     pub async fn linearizable_barrier(&self) -> Result<(), ServerError> {
         let fut = async {
             let index = self.raft.read_index().await?;
-            let mut applied = self.applied.clone();
-            applied
-                .wait_for(|a| *a >= index)
-                .await
-                .map_err(|_| ServerError::Stopped)?;
-            Ok::<(), ServerError>(())
+            self.applied_to(index).await
         };
-        match tokio::time::timeout(self.request_timeout(), fut).await {
-            Ok(r) => r,
-            Err(_) => Err(ServerError::Timeout),
-        }
+        tokio::time::timeout(self.request_timeout(), fut)
+            .await
+            .map_err(|_| ServerError::Timeout)?
+    }
+
+    /// Waits (without limit) until the applier has applied `index`; at once if it has.
+    async fn applied_to(&self, index: u64) -> Result<(), ServerError> {
+        let mut applied = self.applied.clone();
+        applied
+            .wait_for(|a| *a >= index)
+            .await
+            .map(|_| ())
+            .map_err(|_| ServerError::Stopped)
     }
 }
 
