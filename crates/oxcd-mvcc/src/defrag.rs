@@ -57,14 +57,6 @@ pub(crate) fn remove_leftover(path: &Path) {
     }
 }
 
-fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// Copies one table in key order; returns its row count.
 fn copy_table<K: Key + 'static, V: Value + 'static>(
     rtxn: &ReadTransaction,
@@ -164,7 +156,7 @@ impl Store {
         };
         // From here on the path names the new file: the store must use it.
         let old = self.swap_db(new_db);
-        if let Err(e) = sync_dir(&self.path) {
+        if let Err(e) = oxcd_fs::sync_parent(&self.path) {
             let e = MvccError::backend(format!(
                 "cannot sync the directory of {} after defragmenting: {e}",
                 self.path.display()

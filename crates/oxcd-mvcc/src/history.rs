@@ -4,29 +4,10 @@
 use oxcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
 use crate::backend::{decode_kv, get_kv, KV_TABLE};
+use crate::key_range::KeyRange;
 use crate::revision::Revision;
 use crate::store::Store;
 use crate::MvccError;
-
-/// A watched key space: one key, `[key, end)`, or every key `>= key`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KeyRange {
-    /// First key (inclusive).
-    pub key: Vec<u8>,
-    /// `None`: only `key`; `Some(empty)`: every key `>= key`; otherwise the
-    /// exclusive end.
-    pub end: Option<Vec<u8>>,
-}
-
-impl KeyRange {
-    /// Whether `k` lies in the range.
-    pub fn contains(&self, k: &[u8]) -> bool {
-        match &self.end {
-            None => k == self.key.as_slice(),
-            Some(end) => k >= self.key.as_slice() && (end.is_empty() || k < end.as_slice()),
-        }
-    }
-}
 
 /// What to read.
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 
+use crate::key_range::key_bounds;
 use crate::revision::Revision;
 
 /// A revision as the index stores it: `sub` is stored as `!sub` (negative) for a
@@ -138,22 +139,6 @@ impl Revs {
 #[derive(Debug, Clone, Default)]
 pub struct TreeIndex {
     keys: BTreeMap<Box<[u8]>, Revs>,
-}
-
-/// Converts a request's `(key, range_end)` into bounds: empty `range_end` is the
-/// single key, `"\0"` means every key `>= key`, otherwise `[key, range_end)`.
-/// Returns `None` for a range that is empty by construction (`range_end <= key`).
-pub fn key_bounds<'a>(key: &'a [u8], range_end: &'a [u8]) -> Option<(&'a [u8], Bound<&'a [u8]>)> {
-    if range_end.is_empty() {
-        return Some((key, Bound::Included(key)));
-    }
-    if range_end == [0u8] {
-        return Some((key, Bound::Unbounded));
-    }
-    if range_end <= key {
-        return None;
-    }
-    Some((key, Bound::Excluded(range_end)))
 }
 
 /// One backend row seen while rebuilding the index ([`TreeIndex::rebuild`]).

@@ -15,7 +15,8 @@ use oxcd_proto::mvccpb::KeyValue;
 use redb::ReadableTable;
 
 use crate::backend::get_kv;
-use crate::key_index::{key_bounds, TreeIndex};
+use crate::key_index::TreeIndex;
+use crate::key_range::key_bounds;
 use crate::revision::Revision;
 use crate::MvccError;
 

@@ -17,6 +17,7 @@ mod defrag;
 mod error;
 mod history;
 pub mod key_index;
+mod key_range;
 mod kv_ops;
 pub mod revision;
 mod store;
@@ -24,7 +25,8 @@ mod store;
 pub use aux::AuxEntry;
 pub use defrag::DefragStats;
 pub use error::MvccError;
-pub use history::{History, HistoryRequest, KeyRange};
+pub use history::{History, HistoryRequest};
+pub use key_range::{key_bounds, KeyRange};
 pub use revision::Revision;
 pub use store::{LeaseAttachment, Store, DEFAULT_CACHE_BYTES};
 

@@ -7,7 +7,7 @@ use crate::etcdserverpb::{
     ResponseHeader, TxnRequest,
 };
 use crate::mvccpb::KeyValue;
-use crate::oxcdinternal::{raft_request, RaftRequest};
+use crate::oxcdinternal::{raft_request, RaftRequest, RequestHeader};
 
 #[test]
 fn put_request_round_trip() {
@@ -56,11 +56,27 @@ fn raft_request_round_trip() {
     ] {
         let req = RaftRequest {
             id: 0xdead_beef,
+            header: Some(RequestHeader {
+                username: "root".into(),
+                auth_revision: 3,
+            }),
             op: Some(op),
         };
         let bytes = req.encode_to_vec();
         assert_eq!(RaftRequest::decode(bytes.as_slice()).unwrap(), req);
     }
+    // Entries written before the header existed decode with none.
+    let old = RaftRequest {
+        id: 1,
+        header: None,
+        op: None,
+    };
+    assert_eq!(
+        RaftRequest::decode(old.encode_to_vec().as_slice())
+            .unwrap()
+            .header,
+        None
+    );
 }
 
 #[test]

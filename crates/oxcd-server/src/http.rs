@@ -1,20 +1,16 @@
-//! Plain HTTP endpoints on the client port, beside gRPC: `/health` and `/version`, with
-//! etcd's paths and JSON bodies.
+//! HTTP endpoints on the client port: `/health` and `/version`, as etcd serves them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use oxcd_proto::etcdserverpb::RangeRequest;
+use oxcd_core::version::{ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION, OXCD_VERSION};
+use oxcd_core::EtcdServer;
 
-use crate::server::EtcdServer;
-use crate::version::{ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION};
-
-/// The HTTP routes.
+/// The HTTP routes, over `server`.
 pub fn router(server: Arc<EtcdServer>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -22,38 +18,23 @@ pub fn router(server: Arc<EtcdServer>) -> Router {
         .with_state(server)
 }
 
-/// etcd's `/health`: healthy when there is a leader and a linearizable read succeeds.
 async fn health(State(server): State<Arc<EtcdServer>>) -> impl IntoResponse {
-    let ok = server.raft.status().leader_id != 0
-        && tokio::time::timeout(Duration::from_secs(1), async {
-            server.linearizable_barrier().await?;
-            server
-                .store
-                .range(&RangeRequest {
-                    key: b"health".to_vec(),
-                    ..Default::default()
-                })
-                .map_err(crate::error::ServerError::from)
-        })
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
-    if ok {
-        (StatusCode::OK, Json(serde_json::json!({"health": "true"})))
-    } else {
-        tracing::warn!("/health error: no leader or read failed");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"health": "false"})),
-        )
+    match server.health().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"health": "true"}))),
+        Err(reason) => {
+            tracing::warn!(%reason, "/health error");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"health": "false"})),
+            )
+        }
     }
 }
 
-/// etcd's `/version`.
 async fn version() -> impl IntoResponse {
     Json(serde_json::json!({
         "etcdserver": ETCD_SERVER_VERSION,
         "etcdcluster": ETCD_CLUSTER_VERSION,
-        "oxcd": crate::version::OXCD_VERSION,
+        "oxcd": OXCD_VERSION,
     }))
 }

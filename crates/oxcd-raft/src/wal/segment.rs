@@ -81,9 +81,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SegmentId>, WalError> {
 
 /// fsyncs a directory so that file creations/removals in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| WalError::io(dir, e))
+    oxcd_fs::sync_dir(dir).map_err(|e| WalError::io(dir, e))
 }
 
 /// Reserves disk blocks for `path` up to `len` bytes (best effort), so that appends inside

@@ -1,15 +1,14 @@
-//! The etcd `Cluster` service (membership changes arrive with the cluster issue).
+//! The etcd `Cluster` service: a thin adapter over [`EtcdServer`].
 
 use std::sync::Arc;
 
-use oxcd_proto::etcdserverpb::{
-    cluster_server::Cluster, Member, MemberListRequest, MemberListResponse,
-};
+use oxcd_core::EtcdServer;
+use oxcd_proto::etcdserverpb::{cluster_server::Cluster, MemberListRequest, MemberListResponse};
 use tonic::{Request, Response, Status};
 
-use crate::server::EtcdServer;
+use super::status;
 
-/// Serves MemberList; the other RPCs answer `Unimplemented` for now.
+/// Serves MemberList (member changes arrive with multi-member clusters).
 pub struct ClusterService {
     server: Arc<EtcdServer>,
 }
@@ -27,27 +26,6 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        if req.into_inner().linearizable {
-            self.server.linearizable_barrier().await?;
-        }
-        let members = self
-            .server
-            .membership
-            .read()
-            .members
-            .values()
-            .map(|m| Member {
-                id: m.id,
-                name: m.name.clone(),
-                peer_ur_ls: m.peer_urls.clone(),
-                client_ur_ls: m.client_urls.clone(),
-                is_learner: m.is_learner,
-            })
-            .collect();
-        Ok(Response::new(MemberListResponse {
-            // etcd's cluster service sends no revision in its headers.
-            header: Some(self.server.header(0)),
-            members,
-        }))
+        status(self.server.member_list(req.into_inner()).await)
     }
 }

@@ -8,16 +8,15 @@ use futures::Stream;
 use oxcd_proto::etcdserverpb::{
     lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
     LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use oxcd_proto::oxcdinternal::raft_request::Op;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::ServerError;
-use crate::lease::MAX_LEASE_TTL;
-use crate::server::{ApplyResponse, EtcdServer};
+use oxcd_core::{EtcdServer, ServerError};
+
+use super::status;
 
 /// Serves the Lease RPCs over the shared server state.
 pub struct LeaseService {
@@ -31,11 +30,6 @@ impl LeaseService {
     }
 }
 
-fn unexpected(resp: ApplyResponse) -> Status {
-    ServerError::Internal(format!("unexpected apply result {resp:?}")).into()
-}
-
-/// Responses of one keep-alive stream.
 type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -44,44 +38,16 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let mut req = req.into_inner();
-        // The applier checks this too (as etcd's lessor does); refusing early saves an entry.
-        if req.ttl > MAX_LEASE_TTL {
-            return Err(ServerError::LeaseTtlTooLarge.into());
-        }
-        // No id given: pick one before proposing, so every member applies the same id.
-        while req.id == 0 {
-            req.id = (self.server.next_id() & (i64::MAX as u64)) as i64;
-        }
-        match self.server.propose(Op::LeaseGrant(req)).await? {
-            ApplyResponse::LeaseGrant(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        status(self.server.lease_grant(req.into_inner()).await)
     }
 
     async fn lease_revoke(
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        match self
-            .server
-            .propose(Op::LeaseRevoke(req.into_inner()))
-            .await?
-        {
-            ApplyResponse::LeaseRevoke(mut resp) => {
-                self.server.fill_header(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        status(self.server.lease_revoke(req.into_inner()).await)
     }
 
-    /// Answers every request on the stream, in order, with the lease's TTL after renewal —
-    /// TTL 0 for an unknown or expired lease (the stream stays open, as in etcd). Any other
-    /// failure (no leader, timeout) ends the stream with that error.
     async fn lease_keep_alive(
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
@@ -101,8 +67,7 @@ impl Lease for LeaseService {
                     }
                 };
                 // etcd fills the header before renewing.
-                let mut header = None;
-                server.fill_header(&mut header);
+                let header = Some(server.header(server.current_revision()));
                 let ttl = match server.lease_renew(req.id).await {
                     Ok(ttl) => ttl,
                     Err(ServerError::LeaseNotFound) => 0,
@@ -128,43 +93,13 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let req = req.into_inner();
-        let mut resp = match self.server.lease_time_to_live(req.id, req.keys).await? {
-            Some(st) => LeaseTimeToLiveResponse {
-                header: None,
-                id: req.id,
-                ttl: st.remaining,
-                granted_ttl: st.granted,
-                keys: st.keys,
-            },
-            // etcd answers an unknown lease with TTL -1, not an error.
-            None => LeaseTimeToLiveResponse {
-                header: None,
-                id: req.id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: Vec::new(),
-            },
-        };
-        self.server.fill_header(&mut resp.header);
-        Ok(Response::new(resp))
+        status(self.server.lease_time_to_live(req.into_inner()).await)
     }
 
     async fn lease_leases(
         &self,
         _req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let mut resp = LeaseLeasesResponse {
-            header: None,
-            leases: self
-                .server
-                .lessor
-                .leases()
-                .into_iter()
-                .map(|id| LeaseStatus { id })
-                .collect(),
-        };
-        self.server.fill_header(&mut resp.header);
-        Ok(Response::new(resp))
+        Ok(Response::new(self.server.lease_leases()))
     }
 }

@@ -1,18 +1,17 @@
-//! The etcd `Maintenance` service: Status, Defragment and alarms for now.
+//! The etcd `Maintenance` service: a thin adapter over [`EtcdServer`].
 
 use std::sync::Arc;
 
+use oxcd_core::EtcdServer;
 use oxcd_proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
     DefragmentResponse, StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
-use crate::error::ServerError;
-use crate::server::EtcdServer;
-use crate::version::ETCD_SERVER_VERSION;
+use super::status;
 
-/// Serves Status, Defragment and Alarm; the other RPCs answer `Unimplemented` for now.
+/// Serves Status, Alarm and Defragment.
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
 }
@@ -30,58 +29,17 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let s = &self.server;
-        let raft = s.raft.status();
-        let mut errors = Vec::new();
-        if raft.leader_id == 0 {
-            errors.push(ServerError::NoLeader.to_string());
-        }
-        Ok(Response::new(StatusResponse {
-            header: Some(s.header(s.store.current_revision())),
-            version: ETCD_SERVER_VERSION.to_string(),
-            db_size: s.store.db_size() as i64,
-            leader: raft.leader_id,
-            raft_index: raft.commit_index,
-            raft_term: raft.term,
-            raft_applied_index: raft.applied_index,
-            errors,
-            db_size_in_use: s.store.db_size_in_use() as i64,
-            is_learner: false,
-            storage_version: String::new(),
-            db_size_quota: s.cfg.quota_backend_bytes as i64,
-            downgrade_info: None,
-        }))
+        Ok(Response::new(self.server.status()))
     }
 
-    /// etcd's Defragment: this member only, not through raft. Writes wait while the backend
-    /// is copied (reads do not); the response is empty, without a header, as etcd 3.4's.
     async fn defragment(
         &self,
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        tracing::info!("starting defragment");
-        let store = self.server.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.defrag())
-            .await
-            .map_err(|e| ServerError::Internal(format!("defragmentation task failed: {e}")))?;
-        match result {
-            Ok(_) => {
-                tracing::info!("finished defragmenting the storage backend");
-                Ok(Response::new(DefragmentResponse { header: None }))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "failed to defragment");
-                Err(ServerError::from(e).into())
-            }
-        }
+        status(self.server.defragment().await)
     }
 
-    async fn alarm(&self, _req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        // No alarm can be raised yet (the quota alarm comes with the quota enforcement).
-        // etcd 3.4 passes the applier's alarm response through without a header.
-        Ok(Response::new(AlarmResponse {
-            header: None,
-            alarms: Vec::new(),
-        }))
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        status(self.server.alarm(req.into_inner()).await)
     }
 }

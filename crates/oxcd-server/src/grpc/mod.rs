@@ -1,15 +1,22 @@
-//! gRPC services, one module each, over the shared [`EtcdServer`](crate::server::EtcdServer).
+//! gRPC services, one module each: thin adapters over [`oxcd_core::EtcdServer`], which
+//! validates, runs the operation and fills the header.
 
 pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
-pub mod validate;
 pub mod watch;
 
+use oxcd_core::ServerError;
 use oxcd_proto::etcdserverpb::auth_server::Auth;
 use oxcd_proto::v3electionpb::election_server::Election;
 use oxcd_proto::v3lockpb::lock_server::Lock;
+use tonic::{Response, Status};
+
+/// A core result as a gRPC answer (errors with etcd's code and text).
+fn status<T>(result: Result<T, ServerError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
+}
 
 /// Stands in for services not built yet: every RPC answers `Unimplemented` (the generated
 /// traits' default methods).

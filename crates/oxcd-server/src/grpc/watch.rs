@@ -17,27 +17,33 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::server::EtcdServer;
-use crate::watch::{Hub, Outgoing, INVALID_WATCH_ID, STREAM_QUEUE};
+use oxcd_core::EtcdServer;
+use oxcd_watch::{Hub, Outgoing, INVALID_WATCH_ID, STREAM_QUEUE};
 
 /// etcd's `minWatchProgressInterval`.
 const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// etcd's default progress notify interval.
 const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
-/// gRPC framing allowance etcd adds to `--max-request-bytes` for the fragment limit.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Serves `Watch`.
 pub struct WatchService {
     server: Arc<EtcdServer>,
     hub: Arc<Hub>,
     progress_interval: Duration,
+    /// Responses of watchers that asked for fragments are cut below this many bytes
+    /// (etcd: `--max-request-bytes` plus the gRPC framing allowance).
+    fragment_limit: usize,
 }
 
 impl WatchService {
-    /// A watch service over `server`, fed by `hub`.
-    pub fn new(server: Arc<EtcdServer>, hub: Arc<Hub>) -> WatchService {
-        let configured = server.cfg.watch_progress_notify_interval;
+    /// A watch service over `server`'s watch hub, with
+    /// `--experimental-watch-progress-notify-interval` and the fragment limit.
+    pub fn new(
+        server: Arc<EtcdServer>,
+        configured: Duration,
+        fragment_limit: usize,
+    ) -> WatchService {
+        let hub = server.watch_hub().clone();
         let progress_interval = if configured.is_zero() {
             DEFAULT_PROGRESS_INTERVAL
         } else {
@@ -47,6 +53,7 @@ impl WatchService {
             server,
             hub,
             progress_interval,
+            fragment_limit,
         }
     }
 }
@@ -114,7 +121,7 @@ impl Watch for WatchService {
             }
         });
         let server = self.server.clone();
-        let limit = server.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+        let limit = self.fragment_limit;
         let out = tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(move |o| {
             let _keep = &guard;
             let mut resp = o.resp;

@@ -6,7 +6,6 @@ use oxcd_proto::etcdserverpb::{
     RangeRequest,
 };
 use oxcd_proto::mvccpb::event::EventType;
-use oxcd_proto::oxcdinternal::raft_request::Op;
 
 use super::*;
 
@@ -29,18 +28,9 @@ fn put(store: &Store, lessor: &Lessor, key: &str, lease: i64, index: u64) {
 }
 
 fn grant(store: &Store, lessor: &Lessor, id: i64, ttl: i64, index: u64) -> i64 {
-    match apply_lease_op(
-        store,
-        lessor,
-        Op::LeaseGrant(LeaseGrantRequest { ttl, id }),
-        index,
-    )
-    .unwrap()
-    .0
-    {
-        ApplyResponse::LeaseGrant(r) => r.ttl,
-        other => panic!("{other:?}"),
-    }
+    apply_grant(store, lessor, &LeaseGrantRequest { ttl, id }, index)
+        .unwrap()
+        .ttl
 }
 
 #[test]
@@ -62,30 +52,20 @@ fn grant_rules_and_errors() {
         "raised to the minimum TTL"
     );
     assert_eq!(grant(&store, &lessor, 2, 60, 2), 60);
-    let dup = apply_lease_op(
+    let dup = apply_grant(&store, &lessor, &(LeaseGrantRequest { ttl: 5, id: 2 }), 3);
+    assert_eq!(dup.unwrap_err(), LeaseError::Exists);
+    let big = apply_grant(
         &store,
         &lessor,
-        Op::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 2 }),
-        3,
-    );
-    assert_eq!(dup.unwrap_err(), ServerError::LeaseExists);
-    let big = apply_lease_op(
-        &store,
-        &lessor,
-        Op::LeaseGrant(LeaseGrantRequest {
+        &(LeaseGrantRequest {
             ttl: MAX_LEASE_TTL + 1,
             id: 3,
         }),
         4,
     );
-    assert_eq!(big.unwrap_err(), ServerError::LeaseTtlTooLarge);
-    let missing = apply_lease_op(
-        &store,
-        &lessor,
-        Op::LeaseRevoke(LeaseRevokeRequest { id: 99 }),
-        5,
-    );
-    assert_eq!(missing.unwrap_err(), ServerError::LeaseNotFound);
+    assert_eq!(big.unwrap_err(), LeaseError::TtlTooLarge);
+    let missing = apply_revoke(&store, &lessor, &(LeaseRevokeRequest { id: 99 }), 5);
+    assert_eq!(missing.unwrap_err(), LeaseError::NotFound);
 }
 
 #[test]
@@ -105,13 +85,7 @@ fn revoke_deletes_attached_keys_in_one_revision() {
     assert_eq!(lessor.keys(8).unwrap(), vec![b"b".to_vec()]);
     put(&store, &lessor, "d", 7, 8);
     let before = store.current_revision();
-    let (_, events) = apply_lease_op(
-        &store,
-        &lessor,
-        Op::LeaseRevoke(LeaseRevokeRequest { id: 7 }),
-        9,
-    )
-    .unwrap();
+    let (_, events) = apply_revoke(&store, &lessor, &(LeaseRevokeRequest { id: 7 }), 9).unwrap();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.r#type == EventType::Delete as i32));
     assert!(events
@@ -224,10 +198,10 @@ fn leases_and_attachments_recover_after_reopen_with_checkpoints() {
         grant(&store, &lessor, 7, 30, 3);
         put(&store, &lessor, "x", 5, 4);
         put(&store, &lessor, "y", 6, 5);
-        apply_lease_op(
+        apply_checkpoint(
             &store,
             &lessor,
-            Op::LeaseCheckpoint(LeaseCheckpointRequest {
+            &(LeaseCheckpointRequest {
                 checkpoints: vec![LeaseCheckpoint {
                     id: 5,
                     remaining_ttl: 400,
@@ -236,13 +210,7 @@ fn leases_and_attachments_recover_after_reopen_with_checkpoints() {
             6,
         )
         .unwrap();
-        apply_lease_op(
-            &store,
-            &lessor,
-            Op::LeaseRevoke(LeaseRevokeRequest { id: 7 }),
-            7,
-        )
-        .unwrap();
+        apply_revoke(&store, &lessor, &(LeaseRevokeRequest { id: 7 }), 7).unwrap();
         // Attachments that no longer hold: "z" was put again without its lease, "w" deleted.
         put(&store, &lessor, "z", 5, 8);
         put(&store, &lessor, "z", 0, 9);
@@ -306,10 +274,10 @@ fn at_most_one_pending_checkpoint_per_lease() {
     grant(&store, &lessor, 1, 100, 1);
     // Renewals clearing a checkpoint apply `remaining_ttl: 0` checkpoints again and again.
     for i in 0..5 {
-        apply_lease_op(
+        apply_checkpoint(
             &store,
             &lessor,
-            Op::LeaseCheckpoint(LeaseCheckpointRequest {
+            &(LeaseCheckpointRequest {
                 checkpoints: vec![LeaseCheckpoint {
                     id: 1,
                     remaining_ttl: 0,

@@ -5,24 +5,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxcd_proto::etcdserverpb::{LeaseCheckpointRequest, LeaseRevokeRequest};
-use oxcd_proto::oxcdinternal::raft_request::Op;
 use tokio::sync::{watch, Semaphore};
 
-use super::lessor::LEASE_REVOKE_RATE;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
+use oxcd_lease::LEASE_REVOKE_RATE;
 
 /// How often the loop runs. Expired leases are found within one tick of their deadline.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// Revokes in flight at once (etcd's `maxPendingRevokes`).
-pub const MAX_PENDING_REVOKES: usize = 16;
+pub(crate) const MAX_PENDING_REVOKES: usize = 16;
 /// Checkpoints per proposal (etcd's `maxLeaseCheckpointBatchSize`).
-pub const MAX_CHECKPOINT_BATCH: usize = 1000;
+pub(crate) const MAX_CHECKPOINT_BATCH: usize = 1000;
 
 /// Runs until `stop` turns true. Only the raft leader's lessor is primary: the loop promotes
 /// it (extending every lease by the election timeout) when this member becomes leader and
 /// demotes it when leadership is lost.
-pub async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receiver<bool>) {
     let lessor = server.lessor.clone();
     let extend = server.cfg.election_timeout;
     let per_tick = (LEASE_REVOKE_RATE as u128 * TICK.as_millis() / 1000).max(1) as usize;
@@ -58,9 +57,7 @@ pub async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receiver<bool>
                     };
                     let server = server.clone();
                     tokio::spawn(async move {
-                        let r = server
-                            .propose(Op::LeaseRevoke(LeaseRevokeRequest { id }))
-                            .await;
+                        let r = server.propose(LeaseRevokeRequest { id }).await;
                         match r {
                             Ok(_) | Err(ServerError::LeaseNotFound) => {}
                             Err(e) => {
@@ -77,9 +74,7 @@ pub async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receiver<bool>
             let server = server.clone();
             tokio::spawn(async move {
                 let n = checkpoints.len();
-                let r = server
-                    .propose(Op::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints }))
-                    .await;
+                let r = server.propose(LeaseCheckpointRequest { checkpoints }).await;
                 if let Err(e) = r {
                     tracing::warn!(count = n, error = %e, "failed to checkpoint leases");
                 }

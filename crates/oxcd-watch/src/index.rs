@@ -16,7 +16,7 @@ pub type Gid = u64;
 
 /// Synced watchers by watched key space.
 #[derive(Default)]
-pub struct WatcherIndex {
+pub(crate) struct WatcherIndex {
     exact: HashMap<Vec<u8>, HashSet<Gid>>,
     /// start -> end (empty: no end) -> watchers.
     ranges: BTreeMap<Vec<u8>, HashMap<Vec<u8>, HashSet<Gid>>>,
@@ -24,7 +24,7 @@ pub struct WatcherIndex {
 
 impl WatcherIndex {
     /// Adds `gid` watching `range`.
-    pub fn insert(&mut self, gid: Gid, range: &KeyRange) {
+    pub(crate) fn insert(&mut self, gid: Gid, range: &KeyRange) {
         match &range.end {
             None => {
                 self.exact.entry(range.key.clone()).or_default().insert(gid);
@@ -41,7 +41,7 @@ impl WatcherIndex {
     }
 
     /// Removes `gid` watching `range`; returns whether it was there.
-    pub fn remove(&mut self, gid: Gid, range: &KeyRange) -> bool {
+    pub(crate) fn remove(&mut self, gid: Gid, range: &KeyRange) -> bool {
         match &range.end {
             None => {
                 let Some(set) = self.exact.get_mut(&range.key) else {
@@ -73,7 +73,7 @@ impl WatcherIndex {
     }
 
     /// Calls `f` for every watcher whose key space contains `key`.
-    pub fn for_each_match(&self, key: &[u8], mut f: impl FnMut(Gid)) {
+    pub(crate) fn for_each_match(&self, key: &[u8], mut f: impl FnMut(Gid)) {
         if let Some(set) = self.exact.get(key) {
             set.iter().for_each(|g| f(*g));
         }

@@ -17,7 +17,7 @@ use oxcd_proto::oxcdinternal::LeaseRecord;
 use parking_lot::Mutex;
 use prost::Message;
 
-use crate::error::ServerError;
+use crate::LeaseError;
 
 /// etcd's `MaxLeaseTTL`: a grant above this many seconds fails with "too large lease TTL".
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
@@ -292,16 +292,16 @@ impl Lessor {
     /// Applies a grant (called by the applier): checks, in etcd's order, the TTL limit and
     /// that the id is free; raises the TTL to the minimum; persists the lease in the current
     /// write batch. Returns the granted TTL.
-    pub fn grant(&self, store: &Store, id: i64, ttl: i64) -> Result<i64, ServerError> {
+    pub fn grant(&self, store: &Store, id: i64, ttl: i64) -> Result<i64, LeaseError> {
         if id == 0 {
-            return Err(ServerError::LeaseNotFound);
+            return Err(LeaseError::NotFound);
         }
         if ttl > MAX_LEASE_TTL {
-            return Err(ServerError::LeaseTtlTooLarge);
+            return Err(LeaseError::TtlTooLarge);
         }
         let mut inner = self.inner.lock();
         if inner.leases.contains_key(&id) {
-            return Err(ServerError::LeaseExists);
+            return Err(LeaseError::Exists);
         }
         let mut lease = Lease {
             ttl: ttl.max(self.min_ttl),
@@ -337,7 +337,7 @@ impl Lessor {
     }
 
     /// Forgets lease `id` and removes it from the backend in the current write batch.
-    pub fn remove(&self, store: &Store, id: i64) -> Result<(), ServerError> {
+    pub fn remove(&self, store: &Store, id: i64) -> Result<(), LeaseError> {
         let mut inner = self.inner.lock();
         if let Some(lease) = inner.leases.remove(&id) {
             for k in &lease.keys {
@@ -352,7 +352,7 @@ impl Lessor {
 
     /// Applies checkpoints (called by the applier): records each existing lease's remaining
     /// TTL, persists it, and on the primary schedules the next checkpoint.
-    pub fn checkpoint(&self, store: &Store, cps: &[LeaseCheckpoint]) -> Result<(), ServerError> {
+    pub fn checkpoint(&self, store: &Store, cps: &[LeaseCheckpoint]) -> Result<(), LeaseError> {
         let mut inner = self.inner.lock();
         let now = Instant::now();
         for cp in cps {

@@ -1,4 +1,10 @@
-//! The watch hub: every watcher of every stream, fed from apply and from history.
+//! oxcd-watch: the watch dispatcher. One [`Hub`] holds every watcher of every stream, fed
+//! from the applier and, for watchers that are behind, from the backend's history. It knows
+//! nothing of gRPC: a stream is a bounded queue of [`Outgoing`] responses that the server's
+//! stream adapter frames, fragments and sends.
+//!
+//! # How it works
+//!
 //!
 //! * **Synced** watchers have seen every revision up to the hub's revision. They sit in a
 //!   [`WatcherIndex`] and get each committed batch of revisions straight from the applier
@@ -17,7 +23,7 @@
 //! acknowledgement. Revisions are published only after the backend commit that made them
 //! readable, so the sync task's backend reads never miss a published revision.
 
-pub mod index;
+mod index;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +38,8 @@ use oxcd_proto::mvccpb::{event::EventType, Event};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 
-use index::{Gid, WatcherIndex};
+pub use index::Gid;
+use index::WatcherIndex;
 
 /// Responses queued per stream before its watchers are parked (etcd: 128 per stream).
 pub const STREAM_QUEUE: usize = 128;
@@ -239,7 +246,7 @@ pub struct Hub {
     store: Arc<Store>,
     state: Mutex<State>,
     /// Events applied but not yet committed (published by [`Hub::publish`]).
-    staged: Mutex<Vec<Vec<Event>>>,
+    staged: Mutex<Vec<Arc<Vec<Event>>>>,
     wake: Arc<Notify>,
     next_stream: AtomicU64,
 }
@@ -291,8 +298,10 @@ impl Hub {
     }
 
     /// Records the events of one applied (not yet committed) revision. Called by the
-    /// applier; O(events), never blocks on watchers.
-    pub fn stage(&self, events: Vec<Event>) {
+    /// applier; O(events), never blocks on watchers. The events are shared, not copied:
+    /// the applier's other observers (the lessor) read the same list.
+    pub fn stage(&self, events: impl Into<Arc<Vec<Event>>>) {
+        let events = events.into();
         if !events.is_empty() {
             self.staged.lock().push(events);
         }
@@ -351,21 +360,11 @@ impl Hub {
     ) -> Result<(Gid, i64, i64), (CreateError, i64)> {
         let mut st = self.state.lock();
         let rev = st.rev;
-        let key = if req.key.is_empty() {
-            vec![0]
-        } else {
-            req.key.clone()
+        // etcd watches from "\0" when no key is given.
+        let key: &[u8] = if req.key.is_empty() { &[0] } else { &req.key };
+        let Some(range) = KeyRange::from_request(key, &req.range_end) else {
+            return Err((CreateError::EmptyRange, rev));
         };
-        let end = match req.range_end.as_slice() {
-            [] => None,
-            [0] => Some(Vec::new()),
-            e => Some(e.to_vec()),
-        };
-        if let Some(e) = &end {
-            if !e.is_empty() && key.as_slice() >= e.as_slice() {
-                return Err((CreateError::EmptyRange, rev));
-            }
-        }
         let gid = st.next_gid;
         let Some(s) = st.streams.get_mut(&sid) else {
             return Err((CreateError::EmptyRange, rev));
@@ -390,7 +389,7 @@ impl Hub {
             Watcher {
                 stream: sid,
                 id,
-                range: KeyRange { key, end },
+                range,
                 no_put: has(FilterType::Noput),
                 no_delete: has(FilterType::Nodelete),
                 prev_kv: req.prev_kv,
@@ -659,7 +658,7 @@ fn staged_rev(events: &[Event]) -> Option<i64> {
 /// they concern: one response per watcher carrying its events of every revision of the
 /// batch, as etcd sends a catching-up watcher several revisions at once. Returns whether
 /// a watcher was parked.
-fn notify(st: &mut State, batch: &[Vec<Event>]) -> bool {
+fn notify(st: &mut State, batch: &[Arc<Vec<Event>>]) -> bool {
     let revs = || batch.iter().filter_map(|evs| staged_rev(evs));
     let (Some(first), Some(last)) = (revs().next(), revs().next_back()) else {
         return false;
@@ -667,7 +666,7 @@ fn notify(st: &mut State, batch: &[Vec<Event>]) -> bool {
     st.rev = st.rev.max(last);
     let mut matched: Vec<Gid> = Vec::new();
     let mut events = 0usize;
-    for ev in batch.iter().flatten() {
+    for ev in batch.iter().flat_map(|evs| evs.iter()) {
         if let Some(kv) = &ev.kv {
             events += 1;
             st.synced.for_each_match(&kv.key, |g| matched.push(g));
@@ -686,7 +685,7 @@ fn notify(st: &mut State, batch: &[Vec<Event>]) -> bool {
         if w.next_rev > last {
             continue; // waits for a future start revision
         }
-        let evs = w.select(batch.iter().flatten());
+        let evs = w.select(batch.iter().flat_map(|evs| evs.iter()));
         if evs.is_empty() {
             continue; // a batch filtered to nothing is not sent
         }

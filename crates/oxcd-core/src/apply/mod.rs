@@ -1,5 +1,6 @@
-//! The applier: one thread that applies committed raft entries, in log order, to the MVCC
-//! store, then answers the waiting handlers.
+//! The applier: one thread that applies committed raft entries, in log order, through the
+//! applier chain ([`chain`]) to the MVCC store, tells the [`ApplyObserver`]s, then answers
+//! the waiting handlers.
 //!
 //! Every entry's index is written into the store (the consistent index) in the same backend
 //! transaction as its effects, so replaying the WAL above the durable consistent index after
@@ -7,18 +8,49 @@
 //! batch so reads see the writes at once; every [`DURABLE_INTERVAL`] a commit is made durable
 //! and raft is told it may release WAL up to that index.
 
+pub mod chain;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oxcd_mvcc::Store;
-use oxcd_proto::oxcdinternal::{raft_request::Op, RaftRequest};
+use oxcd_proto::mvccpb::Event;
+use oxcd_proto::oxcdinternal::RaftRequest;
 use oxcd_raft::{CommittedEntry, EntryKind, RaftHandle};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::ServerError;
-use crate::lease::{apply_lease_op, Lessor};
-use crate::server::{ApplyResponse, ApplyResult, EventSink, Waiters};
+use crate::proposal::{ApplyResult, Waiters};
+use chain::{ApplyLayer, EntryContext};
+
+/// Sees what the applier applies, in log order, on the applier thread: the lessor (key
+/// attachments) and the watch hub (events to watchers). Must not block.
+pub trait ApplyObserver: Send + Sync {
+    /// The events of one applied write (one revision), before the backend commit that
+    /// makes them readable.
+    fn on_applied(&self, events: &Arc<Vec<Event>>);
+    /// Everything passed to [`ApplyObserver::on_applied`] so far is committed to the
+    /// backend and readable.
+    fn on_committed(&self) {}
+}
+
+impl ApplyObserver for oxcd_lease::Lessor {
+    fn on_applied(&self, events: &Arc<Vec<Event>>) {
+        // Puts attach keys to leases, deletes detach them.
+        self.on_events(events);
+    }
+}
+
+impl ApplyObserver for oxcd_watch::Hub {
+    fn on_applied(&self, events: &Arc<Vec<Event>>) {
+        self.stage(events.clone());
+    }
+
+    fn on_committed(&self) {
+        self.publish();
+    }
+}
 
 /// How often a backend commit is made durable.
 pub const DURABLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -35,13 +67,10 @@ pub struct Applier {
     pub waiters: Arc<Waiters>,
     /// Published applied index.
     pub applied_tx: watch::Sender<u64>,
-    /// Receives the events of each applied write (watch hub).
-    pub events: Option<EventSink>,
-    /// Told after each backend commit, so the events given to `events` so far are
-    /// readable from the backend (the watch hub publishes them only then).
-    pub events_committed: Option<Box<dyn Fn() + Send + Sync>>,
-    /// Leases: grants, revokes, checkpoints and key attachments are applied here.
-    pub lessor: Arc<Lessor>,
+    /// The applier chain, outermost layer first.
+    pub chain: Box<dyn ApplyLayer>,
+    /// Told of every applied write's events, in this order.
+    pub observers: Vec<Arc<dyn ApplyObserver>>,
 }
 
 /// The applier cannot continue: the backend failed. The server must stop.
@@ -102,7 +131,7 @@ impl Applier {
                 if entry.index <= last_applied {
                     continue;
                 }
-                if let Some(r) = self.apply_entry(entry) {
+                if let Some(r) = self.apply_entry(entry)? {
                     results.push(r);
                 }
                 last_applied = entry.index;
@@ -115,8 +144,8 @@ impl Applier {
                 .map_err(|e| FatalApplyError(e.to_string()))?;
             self.raft.set_applied(last_applied);
             let _ = self.applied_tx.send(last_applied);
-            if let Some(committed) = &self.events_committed {
-                committed();
+            for o in &self.observers {
+                o.on_committed();
             }
             for (id, result) in results {
                 self.waiters.trigger(id, result);
@@ -140,75 +169,60 @@ impl Applier {
     }
 
     /// Applies one entry; returns the waiter id and result for entries carrying a request.
-    fn apply_entry(&self, entry: &CommittedEntry) -> Option<(u64, ApplyResult)> {
+    /// An entry that cannot be decoded stops the member: another member applied it, so
+    /// skipping it would make this member's data diverge.
+    fn apply_entry(
+        &self,
+        entry: &CommittedEntry,
+    ) -> Result<Option<(u64, ApplyResult)>, FatalApplyError> {
         if entry.kind != EntryKind::Normal {
             // Membership changes are not produced yet (the cluster issue applies them); a
             // ConfChange payload must never be decoded as a request.
             tracing::warn!(index = entry.index, "ignoring a membership change entry");
             self.store.set_consistent_index(entry.index);
-            return None;
+            return Ok(None);
         }
         if entry.data.is_empty() {
             // raft's own empty entry at the start of a term.
             self.store.set_consistent_index(entry.index);
-            return None;
+            return Ok(None);
         }
-        let req = match RaftRequest::decode(entry.data.as_slice()) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(index = entry.index, error = %e, "skipping undecodable raft entry");
-                self.store.set_consistent_index(entry.index);
-                return None;
-            }
-        };
+        let req = RaftRequest::decode(entry.data.as_slice()).map_err(|e| {
+            FatalApplyError(format!(
+                "committed raft entry {} (term {}) cannot be decoded ({e}); this member has \
+                 diverged or runs an older oxcd than the one that proposed it: stop it, and \
+                 replace its data dir from a healthy member or upgrade it",
+                entry.index, entry.term
+            ))
+        })?;
         let Some(op) = req.op else {
             self.store.set_consistent_index(entry.index);
-            return Some((req.id, Err(ServerError::Internal("empty request".into()))));
+            return Ok(Some((
+                req.id,
+                Err(ServerError::Internal("empty request".into())),
+            )));
         };
-        let result = self.apply_op(op, entry.index);
-        if result.is_err() {
-            // A failed request changes no key; still record that the entry was applied.
-            self.store.set_consistent_index(entry.index);
-        }
-        Some((req.id, result))
-    }
-
-    fn apply_op(&self, op: Op, index: u64) -> ApplyResult {
-        let lessor = &*self.lessor;
-        let lease_ok = |lease: i64| lessor.exists(lease);
-        let (response, events) = match op {
-            Op::Put(r) => {
-                let (resp, ev) = self.store.put(&r, index, &lease_ok)?;
-                (ApplyResponse::Put(resp), ev)
+        let header = req.header.unwrap_or_default();
+        let ctx = EntryContext {
+            index: entry.index,
+            header: &header,
+        };
+        let result = match self.chain.apply(&ctx, op) {
+            Ok((response, events)) => {
+                if !events.is_empty() {
+                    let events = Arc::new(events);
+                    for o in &self.observers {
+                        o.on_applied(&events);
+                    }
+                }
+                Ok(response)
             }
-            Op::DeleteRange(r) => {
-                let (resp, ev) = self.store.delete_range(&r, index)?;
-                (ApplyResponse::DeleteRange(resp), ev)
-            }
-            Op::Txn(r) => {
-                let (resp, ev) = self.store.txn(&r, index, &lease_ok)?;
-                (ApplyResponse::Txn(resp), ev)
-            }
-            Op::Compaction(r) => {
-                let resp = self.store.compact(r.revision, index)?;
-                (ApplyResponse::Compaction(resp), Vec::new())
-            }
-            op @ (Op::LeaseGrant(_) | Op::LeaseRevoke(_) | Op::LeaseCheckpoint(_)) => {
-                apply_lease_op(&self.store, lessor, op, index)?
-            }
-            Op::Alarm(_) => {
-                return Err(ServerError::Internal(
-                    "operation not supported by this oxcd build".into(),
-                ))
+            Err(e) => {
+                // A refused request changes no key; still record that the entry was applied.
+                self.store.set_consistent_index(entry.index);
+                Err(e)
             }
         };
-        // Puts attach keys to leases, deletes detach them.
-        lessor.on_events(&events);
-        if let Some(sink) = &self.events {
-            if !events.is_empty() {
-                sink(events);
-            }
-        }
-        Ok(response)
+        Ok(Some((req.id, result)))
     }
 }

@@ -2,11 +2,13 @@
 //! to the watch hub (`Hub::stage` per revision, then `Hub::publish`), which finds the
 //! synced watchers concerned through its index and queues one response per watcher.
 //!
-//! Run: `cargo bench -p oxcd-server` (`-- <regex>` for a subset, `-- --test` runs each once).
+//! Run: `cargo bench -p oxcd-watch` (`-- <regex>` for a subset, `-- --test` runs each once).
 //!
 //! Watchers are spread over up to 100 streams. Stream queues are large here (the server's
 //! hold 128 responses) and drained between samples, outside the timing, so every watcher
 //! stays synced and what is timed is the hub's work only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // a benchmark: a failure is a crashed run
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -16,12 +18,12 @@ use divan::Bencher;
 use oxcd_mvcc::Store;
 use oxcd_proto::etcdserverpb::WatchCreateRequest;
 use oxcd_proto::mvccpb::{event::EventType, Event, KeyValue};
-use oxcd_server::watch::{Hub, Outgoing};
+use oxcd_watch::{Hub, Outgoing};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
 fn main() {
-    // Defaults that keep a whole `cargo bench -p oxcd-server` short; `--max-time`,
+    // Defaults that keep a whole `cargo bench -p oxcd-watch` short; `--max-time`,
     // `--sample-count` (or DIVAN_MAX_TIME, ...) override them.
     divan::Divan::default()
         .min_time(Duration::from_millis(500))

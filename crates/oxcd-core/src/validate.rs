@@ -5,6 +5,8 @@ use oxcd_proto::etcdserverpb::{
     request_op::Request, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 
+use oxcd_mvcc::KeyRange;
+
 use crate::error::ServerError;
 
 /// Checks a Range.
@@ -71,42 +73,21 @@ fn check_request_op(op: &RequestOp, max_txn_ops: i64) -> Result<(), ServerError>
     }
 }
 
-/// A deleted key range: `[start, end)`, `end == None` meaning a single key, and an end of
-/// `"\0"` meaning "to the end of the key space".
-#[derive(Clone)]
-struct DelRange {
-    start: Vec<u8>,
-    end: Option<Vec<u8>>,
-}
-
-impl DelRange {
-    fn contains(&self, key: &[u8]) -> bool {
-        match &self.end {
-            None => key == self.start.as_slice(),
-            Some(end) if end.as_slice() == b"\0" => key >= self.start.as_slice(),
-            Some(end) => key >= self.start.as_slice() && key < end.as_slice(),
-        }
-    }
-}
-
 /// etcd's `checkIntervals`: within one branch no key may be put twice or be both put and
 /// deleted; keys put in both arms of a nested txn are fine since only one arm runs.
 /// Returns this level's puts and deletes for the caller's checks.
 fn check_intervals(
     reqs: &[RequestOp],
-) -> Result<(std::collections::HashSet<Vec<u8>>, Vec<DelRange>), ServerError> {
-    let mut dels: Vec<DelRange> = reqs
+) -> Result<(std::collections::HashSet<Vec<u8>>, Vec<KeyRange>), ServerError> {
+    let mut dels: Vec<KeyRange> = reqs
         .iter()
         .filter_map(|r| match &r.request {
-            Some(Request::RequestDeleteRange(d)) => Some(DelRange {
-                start: d.key.clone(),
-                end: (!d.range_end.is_empty()).then(|| d.range_end.clone()),
-            }),
+            Some(Request::RequestDeleteRange(d)) => KeyRange::from_request(&d.key, &d.range_end),
             _ => None,
         })
         .collect();
     let mut puts = std::collections::HashSet::new();
-    let hits = |dels: &[DelRange], k: &[u8]| dels.iter().any(|d| d.contains(k));
+    let hits = |dels: &[KeyRange], k: &[u8]| dels.iter().any(|d| d.contains(k));
     for r in reqs {
         let Some(Request::RequestTxn(t)) = &r.request else {
             continue;

@@ -3,6 +3,7 @@
 //! Clients match errors on code *and* message (`rpctypes.ErrGRPC*` in Go clientv3, string
 //! compares in Python and Node), so every variant here carries exactly etcd's wording.
 
+use oxcd_lease::LeaseError;
 use oxcd_mvcc::MvccError;
 use oxcd_raft::RaftError;
 use thiserror::Error;
@@ -112,6 +113,17 @@ impl From<MvccError> for ServerError {
             MvccError::ValueProvided => ServerError::ValueProvided,
             MvccError::LeaseProvided => ServerError::LeaseProvided,
             other => ServerError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<LeaseError> for ServerError {
+    fn from(e: LeaseError) -> ServerError {
+        match e {
+            LeaseError::NotFound => ServerError::LeaseNotFound,
+            LeaseError::Exists => ServerError::LeaseExists,
+            LeaseError::TtlTooLarge => ServerError::LeaseTtlTooLarge,
+            LeaseError::Backend(e) => e.into(),
         }
     }
 }

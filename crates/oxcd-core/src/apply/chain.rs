@@ -1,0 +1,208 @@
+//! The applier chain: each committed request passes through layers, outermost first, as
+//! in etcd's `apply` package (auth -> quota/alarm -> backend). Today: [`AlarmGate`] then
+//! [`BackendApplier`]; the auth layer of the security work goes in front of them and reads
+//! the request header ([`EntryContext::header`]).
+
+use std::sync::Arc;
+
+use oxcd_lease::Lessor;
+use oxcd_mvcc::Store;
+use oxcd_proto::etcdserverpb::{request_op, AlarmType, RequestOp, TxnRequest};
+use oxcd_proto::mvccpb::Event;
+use oxcd_proto::oxcdinternal::{raft_request::Op, RequestHeader};
+
+use crate::alarm::AlarmSet;
+use crate::error::ServerError;
+use crate::proposal::ApplyResponse;
+
+/// What a layer knows of the entry it applies.
+#[derive(Debug)]
+pub struct EntryContext<'a> {
+    /// The entry's raft index (the consistent index it sets).
+    pub index: u64,
+    /// Who proposed it (empty for the server's own requests and old entries).
+    pub header: &'a RequestHeader,
+}
+
+/// An applied request's response and the events it produced (one revision).
+pub type Applied = (ApplyResponse, Vec<Event>);
+
+/// One layer of the chain. On error nothing was changed; the applier still records the
+/// entry's index as applied.
+pub trait ApplyLayer: Send + Sync {
+    /// Applies `op` or refuses it.
+    fn apply(&self, ctx: &EntryContext<'_>, op: Op) -> Result<Applied, ServerError>;
+}
+
+/// etcd's capped and corrupt appliers: while a NOSPACE alarm is active, requests that
+/// would grow the database fail with "database space exceeded" (reads, deletes,
+/// compaction and alarm changes still work); while a CORRUPT alarm is active, everything
+/// but alarm changes fails with "corrupt cluster".
+pub struct AlarmGate<N> {
+    alarms: Arc<AlarmSet>,
+    next: N,
+}
+
+impl<N: ApplyLayer> AlarmGate<N> {
+    /// A gate in front of `next`.
+    pub fn new(alarms: Arc<AlarmSet>, next: N) -> AlarmGate<N> {
+        AlarmGate { alarms, next }
+    }
+}
+
+/// Whether a txn may put a key in any branch (etcd's quota cost of a txn is its puts).
+fn txn_puts(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op: &RequestOp| match &op.request {
+            Some(request_op::Request::RequestPut(_)) => true,
+            Some(request_op::Request::RequestTxn(t)) => txn_puts(t),
+            _ => false,
+        })
+}
+
+impl<N: ApplyLayer> ApplyLayer for AlarmGate<N> {
+    fn apply(&self, ctx: &EntryContext<'_>, op: Op) -> Result<Applied, ServerError> {
+        if !matches!(op, Op::Alarm(_)) {
+            if self.alarms.is_active(AlarmType::Corrupt) {
+                return Err(ServerError::Corrupt);
+            }
+            if self.alarms.is_active(AlarmType::Nospace) {
+                let grows = match &op {
+                    Op::Put(_) | Op::LeaseGrant(_) => true,
+                    Op::Txn(t) => txn_puts(t),
+                    _ => false,
+                };
+                if grows {
+                    return Err(ServerError::NoSpace);
+                }
+            }
+        }
+        self.next.apply(ctx, op)
+    }
+}
+
+/// The last layer: the request's effect on the backend, the lessor and the alarms.
+pub struct BackendApplier {
+    /// The key space.
+    pub store: Arc<Store>,
+    /// Leases (grants, revokes, checkpoints; a put checks its lease exists).
+    pub lessor: Arc<Lessor>,
+    /// Active alarms.
+    pub alarms: Arc<AlarmSet>,
+}
+
+impl ApplyLayer for BackendApplier {
+    fn apply(&self, ctx: &EntryContext<'_>, op: Op) -> Result<Applied, ServerError> {
+        let store = &*self.store;
+        let lessor = &*self.lessor;
+        let index = ctx.index;
+        let lease_ok = |lease: i64| lessor.exists(lease);
+        Ok(match op {
+            Op::Put(r) => {
+                let (resp, ev) = store.put(&r, index, &lease_ok)?;
+                (ApplyResponse::Put(resp), ev)
+            }
+            Op::DeleteRange(r) => {
+                let (resp, ev) = store.delete_range(&r, index)?;
+                (ApplyResponse::DeleteRange(resp), ev)
+            }
+            Op::Txn(r) => {
+                let (resp, ev) = store.txn(&r, index, &lease_ok)?;
+                (ApplyResponse::Txn(resp), ev)
+            }
+            Op::Compaction(r) => {
+                let resp = store.compact(r.revision, index)?;
+                (ApplyResponse::Compaction(resp), Vec::new())
+            }
+            Op::LeaseGrant(r) => {
+                let resp = oxcd_lease::apply_grant(store, lessor, &r, index)?;
+                (ApplyResponse::LeaseGrant(resp), Vec::new())
+            }
+            Op::LeaseRevoke(r) => {
+                let (resp, ev) = oxcd_lease::apply_revoke(store, lessor, &r, index)?;
+                (ApplyResponse::LeaseRevoke(resp), ev)
+            }
+            Op::LeaseCheckpoint(r) => {
+                let resp = oxcd_lease::apply_checkpoint(store, lessor, &r, index)?;
+                (ApplyResponse::LeaseCheckpoint(resp), Vec::new())
+            }
+            Op::Alarm(r) => {
+                let resp = self.alarms.apply(store, &r)?;
+                store.set_consistent_index(index);
+                (ApplyResponse::Alarm(resp), Vec::new())
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxcd_proto::etcdserverpb::{
+        alarm_request::AlarmAction, AlarmRequest, DeleteRangeRequest, PutRequest,
+    };
+
+    fn chain(dir: &std::path::Path) -> (AlarmGate<BackendApplier>, Arc<Store>) {
+        let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+        let alarms = Arc::new(AlarmSet::default());
+        let backend = BackendApplier {
+            store: store.clone(),
+            lessor: Arc::new(Lessor::new(2, std::time::Duration::from_secs(300))),
+            alarms: alarms.clone(),
+        };
+        (AlarmGate::new(alarms, backend), store)
+    }
+
+    fn put(key: &str) -> Op {
+        Op::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+    }
+
+    fn alarm(action: AlarmAction, alarm: AlarmType) -> Op {
+        Op::Alarm(AlarmRequest {
+            action: action as i32,
+            member_id: 1,
+            alarm: alarm as i32,
+        })
+    }
+
+    #[test]
+    fn nospace_caps_growth_and_corrupt_stops_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (chain, store) = chain(tmp.path());
+        let header = RequestHeader::default();
+        let mut index = 0;
+        let mut apply = |op: Op| {
+            index += 1;
+            chain.apply(
+                &EntryContext {
+                    index,
+                    header: &header,
+                },
+                op,
+            )
+        };
+        assert!(apply(put("a")).is_ok());
+        apply(alarm(AlarmAction::Activate, AlarmType::Nospace)).unwrap();
+        assert_eq!(apply(put("b")).unwrap_err(), ServerError::NoSpace);
+        let del = Op::DeleteRange(DeleteRangeRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        });
+        assert!(apply(del).is_ok(), "deletes free space, so they pass");
+        apply(alarm(AlarmAction::Deactivate, AlarmType::Nospace)).unwrap();
+        assert!(apply(put("c")).is_ok());
+        apply(alarm(AlarmAction::Activate, AlarmType::Corrupt)).unwrap();
+        let del = Op::DeleteRange(DeleteRangeRequest {
+            key: b"c".to_vec(),
+            ..Default::default()
+        });
+        assert_eq!(apply(del).unwrap_err(), ServerError::Corrupt);
+        assert_eq!(store.current_revision(), 4);
+    }
+}

@@ -1,0 +1,41 @@
+//! oxcd-core: the server behind every adapter, etcd's `EtcdServer`.
+//!
+//! One type, [`EtcdServer`], owns the server's state privately and offers one method per
+//! etcd operation (range, put, delete, txn, compact, lease grant/revoke/renew/time-to-live/
+//! list, member list, status, alarm, defragment), each validating its request with etcd's
+//! rules and returning a typed response with its header filled. gRPC services and HTTP
+//! endpoints (in `oxcd-server`) only translate; the linearizable-read barrier, and later
+//! auth and metrics, live here once.
+//!
+//! Writes are typed proposals ([`proposal`]): a request goes through raft in an envelope
+//! carrying a request header (user, auth revision), and its waiter gets the response of its
+//! own type. Committed entries go through the applier ([`apply`]): a chain of layers
+//! (alarm gate, then the backend), after which [`apply::ApplyObserver`]s (the lessor's
+//! key attachments, the watch hub) see each write's events.
+//!
+//! [`Core::start`] assembles a member from a data dir ([`DataDir`]) and a [`CoreConfig`]:
+//! backend, membership (stored in the backend), lessor, raft, applier thread, watch hub.
+
+mod alarm;
+pub mod apply;
+mod config;
+mod data_dir;
+mod error;
+mod kv;
+mod lease;
+mod lessor_loop;
+mod maintenance;
+mod membership;
+pub mod proposal;
+mod server;
+mod start;
+pub mod validate;
+pub mod version;
+
+pub use alarm::AlarmSet;
+pub use config::{ClusterSpec, CoreConfig};
+pub use data_dir::{DataDir, DataDirLock};
+pub use error::ServerError;
+pub use membership::{cluster_id, member_id, Member, Membership};
+pub use server::EtcdServer;
+pub use start::{Core, StartError};

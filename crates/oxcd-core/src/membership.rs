@@ -1,0 +1,297 @@
+//! Cluster membership: member and cluster IDs computed exactly as etcd computes them, so a
+//! member bootstrapped with the same flags gets the same IDs under oxcd as under etcd.
+//!
+//! The membership is stored in the backend (auxiliary table [`MEMBERS_TABLE`]: one JSON
+//! record per member keyed by its id, plus the cluster id and this member's id under
+//! [`CLUSTER_KEY`]), written in the same transaction as the consistent index, so a crash
+//! never leaves membership and data out of step. A restart ignores `--initial-cluster`,
+//! as etcd does once a data dir exists. Data dirs from oxcd before the membership moved
+//! into the backend kept it in `member/cluster.json`: it is migrated on open.
+
+use std::collections::BTreeMap;
+
+use oxcd_mvcc::{MvccError, Store};
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+use crate::config::ClusterSpec;
+use crate::data_dir::DataDir;
+
+/// The backend's auxiliary table holding the membership.
+pub(crate) const MEMBERS_TABLE: &str = "members";
+/// The key of the cluster record in [`MEMBERS_TABLE`] (member keys are 8 bytes).
+pub(crate) const CLUSTER_KEY: &[u8] = b"cluster";
+
+/// One member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Member (and raft) ID.
+    pub id: u64,
+    /// Human-readable name (empty until the member has started, in etcd).
+    pub name: String,
+    /// Peer URLs.
+    pub peer_urls: Vec<String>,
+    /// Client URLs.
+    pub client_urls: Vec<String>,
+    /// Whether it is a non-voting learner.
+    pub is_learner: bool,
+}
+
+/// The membership this server knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// Cluster ID.
+    pub cluster_id: u64,
+    /// This member's ID.
+    pub local_id: u64,
+    /// All members by ID.
+    pub members: BTreeMap<u64, Member>,
+}
+
+/// etcd's member ID: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs and the
+/// cluster token.
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut h = Sha1::new();
+    for u in &urls {
+        h.update(u.as_bytes());
+    }
+    h.update(token.as_bytes());
+    first_u64(&h.finalize())
+}
+
+/// etcd's cluster ID: SHA-1 over the sorted member IDs, each 8 bytes big-endian.
+pub fn cluster_id(member_ids: &[u64]) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let mut h = Sha1::new();
+    for id in ids {
+        h.update(id.to_be_bytes());
+    }
+    first_u64(&h.finalize())
+}
+
+fn first_u64(digest: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// The cluster record stored under [`CLUSTER_KEY`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ClusterRecord {
+    cluster_id: u64,
+    local_id: u64,
+}
+
+impl Membership {
+    /// The membership of a new cluster as `--initial-cluster` describes it.
+    pub fn bootstrap(name: &str, spec: &ClusterSpec) -> Membership {
+        let mut members = BTreeMap::new();
+        for (member_name, peer_urls) in &spec.initial_cluster {
+            let id = member_id(peer_urls, &spec.initial_cluster_token);
+            let client_urls = if member_name == name {
+                spec.advertise_client_urls.clone()
+            } else {
+                Vec::new()
+            };
+            members.insert(
+                id,
+                Member {
+                    id,
+                    name: member_name.clone(),
+                    peer_urls: peer_urls.clone(),
+                    client_urls,
+                    is_learner: false,
+                },
+            );
+        }
+        let local_id = member_id(
+            &spec.initial_advertise_peer_urls,
+            &spec.initial_cluster_token,
+        );
+        let ids: Vec<u64> = members.keys().copied().collect();
+        Membership {
+            cluster_id: cluster_id(&ids),
+            local_id,
+            members,
+        }
+    }
+
+    /// Reads the membership from the backend; `None` in a new data dir.
+    pub fn load(store: &Store) -> Result<Option<Membership>, MvccError> {
+        let mut cluster = None;
+        let mut members = BTreeMap::new();
+        for (key, value) in store.aux_scan(MEMBERS_TABLE)? {
+            if key == CLUSTER_KEY {
+                cluster = Some(decode::<ClusterRecord>(&value)?);
+            } else {
+                let m = decode::<Member>(&value)?;
+                members.insert(m.id, m);
+            }
+        }
+        Ok(cluster.map(|c| Membership {
+            cluster_id: c.cluster_id,
+            local_id: c.local_id,
+            members,
+        }))
+    }
+
+    /// Writes the whole membership into the backend's current write batch (it becomes
+    /// durable with the batch, together with the consistent index).
+    pub fn save(&self, store: &Store) -> Result<(), MvccError> {
+        let stored = Membership::load(store)?;
+        if let Some(old) = &stored {
+            for id in old
+                .members
+                .keys()
+                .filter(|id| !self.members.contains_key(id))
+            {
+                store.aux_delete(MEMBERS_TABLE, &id.to_be_bytes())?;
+            }
+        }
+        let record = ClusterRecord {
+            cluster_id: self.cluster_id,
+            local_id: self.local_id,
+        };
+        store.aux_put(MEMBERS_TABLE, CLUSTER_KEY, &encode(&record)?)?;
+        for m in self.members.values() {
+            store.aux_put(MEMBERS_TABLE, &m.id.to_be_bytes(), &encode(m)?)?;
+        }
+        Ok(())
+    }
+
+    /// The stored membership, or — in a new data dir — the bootstrapped one; either way
+    /// with this member's name and client URLs following the current flags (etcd
+    /// republishes them), saved and durably committed before raft starts. A
+    /// `member/cluster.json` left by an older oxcd is migrated, then removed.
+    pub fn open(
+        store: &Store,
+        dir: &DataDir,
+        name: &str,
+        spec: &ClusterSpec,
+    ) -> Result<Membership, MembershipError> {
+        let legacy = dir.legacy_membership();
+        let mut m = match Membership::load(store)? {
+            Some(m) => m,
+            None => match std::fs::read(&legacy) {
+                Ok(bytes) => {
+                    tracing::info!(file = %legacy.display(), "migrating the membership into the backend");
+                    serde_json::from_slice::<Membership>(&bytes).map_err(|e| {
+                        MembershipError::Legacy(format!(
+                            "{} is not valid membership JSON: {e}",
+                            legacy.display()
+                        ))
+                    })?
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Membership::bootstrap(name, spec)
+                }
+                Err(e) => {
+                    return Err(MembershipError::Legacy(format!(
+                        "cannot read {}: {e}",
+                        legacy.display()
+                    )))
+                }
+            },
+        };
+        if let Some(me) = m.members.get_mut(&m.local_id) {
+            me.name = name.to_string();
+            me.client_urls = spec.advertise_client_urls.clone();
+        }
+        m.save(store)?;
+        store.commit(true)?;
+        oxcd_fs::remove_durably(&legacy).map_err(|e| {
+            MembershipError::Legacy(format!("cannot remove {}: {e}", legacy.display()))
+        })?;
+        Ok(m)
+    }
+
+    /// All voter ids.
+    pub fn voter_ids(&self) -> Vec<u64> {
+        self.members
+            .values()
+            .filter(|m| !m.is_learner)
+            .map(|m| m.id)
+            .collect()
+    }
+}
+
+/// Why the membership could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] MvccError),
+    /// The legacy `member/cluster.json` could not be migrated.
+    #[error("{0}")]
+    Legacy(String),
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, MvccError> {
+    serde_json::to_vec(v).map_err(|e| MvccError::Corrupt {
+        what: format!("cannot encode membership: {e}"),
+    })
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, MvccError> {
+    serde_json::from_slice(bytes).map_err(|e| MvccError::Corrupt {
+        what: format!("membership record: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(token: &str) -> ClusterSpec {
+        let urls = vec!["http://localhost:2380".to_string()];
+        ClusterSpec {
+            initial_cluster: [("default".to_string(), urls.clone())].into(),
+            initial_cluster_token: token.into(),
+            initial_advertise_peer_urls: urls,
+            advertise_client_urls: vec!["http://localhost:2379".into()],
+        }
+    }
+
+    #[test]
+    fn stored_in_the_backend_and_legacy_json_migrated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path(), None);
+        dir.create().unwrap();
+        // A data dir from before: membership in cluster.json, bootstrapped with token "old".
+        let old = Membership::bootstrap("default", &spec("old"));
+        std::fs::write(dir.legacy_membership(), serde_json::to_vec(&old).unwrap()).unwrap();
+        let store = Store::open(&dir.backend()).unwrap();
+        let m = Membership::open(&store, &dir, "renamed", &spec("new")).unwrap();
+        assert_eq!(
+            m.cluster_id, old.cluster_id,
+            "the stored cluster wins over the flags"
+        );
+        assert_eq!(m.members[&m.local_id].name, "renamed");
+        assert!(!dir.legacy_membership().exists());
+        drop(store);
+        // Reopened: read back from the backend, flags ignored.
+        let store = Store::open(&dir.backend()).unwrap();
+        assert_eq!(Membership::load(&store).unwrap().unwrap(), m);
+        let again = Membership::open(&store, &dir, "renamed", &spec("other")).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn default_member_id_matches_etcd() {
+        // etcd started with no flags reports member 8e9e05c52164694d in cluster
+        // cdf818194e3a8c32 (a well-known pair from etcd's own docs and logs).
+        let id = member_id(&["http://localhost:2380".to_string()], "etcd-cluster");
+        assert_eq!(format!("{id:x}"), "8e9e05c52164694d");
+        assert_eq!(format!("{:x}", cluster_id(&[id])), "cdf818194e3a8c32");
+    }
+
+    #[test]
+    fn url_order_does_not_matter() {
+        let a = member_id(&["http://a:1".into(), "http://b:1".into()], "t");
+        let b = member_id(&["http://b:1".into(), "http://a:1".into()], "t");
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,167 @@
+//! [`EtcdServer`]: the state every adapter shares, behind one method per operation.
+//!
+//! The methods live beside their service: `kv.rs`, `lease.rs`, `maintenance.rs`. This file
+//! holds what they share: the two paths a request takes.
+//!
+//! * Writes are typed proposals ([`Proposal`]): wrapped in a [`RaftRequest`] envelope with
+//!   a unique id and a request header, a waiter registered for the id, proposed to raft.
+//!   The applier applies the entry once it is committed *and durable in the WAL*, then
+//!   answers the waiter with the response of the proposal's own type.
+//! * Linearizable reads ask raft for a ReadIndex, wait until the applier has reached it and
+//!   read the local store; serializable reads read at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcd_lease::Lessor;
+use oxcd_mvcc::Store;
+use oxcd_proto::etcdserverpb::ResponseHeader;
+use oxcd_proto::oxcdinternal::{RaftRequest, RequestHeader};
+use oxcd_raft::{RaftHandle, RaftStatus};
+use oxcd_watch::Hub;
+use parking_lot::RwLock;
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::alarm::AlarmSet;
+use crate::config::CoreConfig;
+use crate::error::ServerError;
+use crate::membership::Membership;
+use crate::proposal::{IdGenerator, Proposal, Waiters};
+
+/// The server: one method per etcd operation (see the crate documentation).
+pub struct EtcdServer {
+    pub(crate) cfg: CoreConfig,
+    pub(crate) membership: RwLock<Membership>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) raft: RaftHandle,
+    pub(crate) waiters: Arc<Waiters>,
+    /// The index the applier has applied (and made visible to reads).
+    pub(crate) applied: watch::Receiver<u64>,
+    pub(crate) lessor: Arc<Lessor>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) alarms: Arc<AlarmSet>,
+    pub(crate) ids: IdGenerator,
+}
+
+impl EtcdServer {
+    /// The configuration the core runs with.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// The watch hub; the Watch stream adapter opens streams and watchers on it.
+    pub fn watch_hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Raft's view of this member now (leader, term, indexes).
+    pub fn raft_status(&self) -> RaftStatus {
+        self.raft.status()
+    }
+
+    /// The store's current revision.
+    pub fn current_revision(&self) -> i64 {
+        self.store.current_revision()
+    }
+
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        self.cfg.request_timeout()
+    }
+
+    /// A response header at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        let m = self.membership.read();
+        ResponseHeader {
+            cluster_id: m.cluster_id,
+            member_id: m.local_id,
+            revision,
+            raft_term: self.raft.status().term,
+        }
+    }
+
+    /// Fills `header` in place, keeping the revision the apply step put there (the
+    /// current revision if none).
+    pub(crate) fn fill_header(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header
+            .as_ref()
+            .map(|h| h.revision)
+            .filter(|r| *r != 0)
+            .unwrap_or_else(|| self.store.current_revision());
+        *header = Some(self.header(revision));
+    }
+
+    /// A fresh id from the request id generator (unique across members and restarts); a
+    /// server-chosen lease id is this, masked positive, as in etcd.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.ids.next()
+    }
+
+    /// Proposes `p` through raft and waits until it has been applied.
+    pub(crate) async fn propose<P: Proposal>(&self, p: P) -> Result<P::Response, ServerError> {
+        let id = self.ids.next();
+        let req = RaftRequest {
+            id,
+            header: Some(RequestHeader::default()),
+            op: Some(p.into_op()),
+        };
+        let data = req.encode_to_vec();
+        if data.len() as u64 > self.cfg.max_request_bytes {
+            return Err(ServerError::RequestTooLarge);
+        }
+        let rx = self.waiters.register(id);
+        let waiters = self.waiters.clone();
+        let queued = self
+            .raft
+            .propose_or_else(data, move |e| waiters.trigger(id, Err(e.into())));
+        if let Err(e) = queued {
+            self.waiters.cancel(id);
+            return Err(e.into());
+        }
+        let applied = match tokio::time::timeout(self.request_timeout(), rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(ServerError::Stopped),
+            Err(_) => {
+                self.waiters.cancel(id);
+                return Err(ServerError::Timeout);
+            }
+        };
+        P::take(applied).ok_or_else(|| {
+            ServerError::Internal("the applier answered with another kind of response".into())
+        })
+    }
+
+    /// Waits until the applier has caught up with the commit index known now, at most one
+    /// second (etcd's `waitAppliedIndex`). The leader's lessor must not answer before
+    /// then: after a restart it would not yet know the leases and key attachments that
+    /// committed entries still being replayed bring back.
+    pub(crate) async fn wait_applied_index(&self) -> Result<(), ServerError> {
+        let commit = self.raft.status().commit_index;
+        tokio::time::timeout(Duration::from_secs(1), self.applied_to(commit))
+            .await
+            .map_err(|_| ServerError::TimeoutWaitAppliedIndex)?
+    }
+
+    /// Waits until this member has applied everything committed before the call: the
+    /// barrier a linearizable read needs.
+    pub async fn linearizable_barrier(&self) -> Result<(), ServerError> {
+        let fut = async {
+            let index = self.raft.read_index().await?;
+            self.applied_to(index).await
+        };
+        tokio::time::timeout(self.request_timeout(), fut)
+            .await
+            .map_err(|_| ServerError::Timeout)?
+    }
+
+    /// Waits (without limit) until the applier has applied `index`; at once if it has.
+    async fn applied_to(&self, index: u64) -> Result<(), ServerError> {
+        let mut applied = self.applied.clone();
+        applied
+            .wait_for(|a| *a >= index)
+            .await
+            .map(|_| ())
+            .map_err(|_| ServerError::Stopped)
+    }
+}

@@ -1,0 +1,81 @@
+//! oxcd-fs: the few file operations whose durability oxcd depends on, written once.
+//!
+//! A file's new name (or its removal) is durable only once its *directory* is fsynced,
+//! and a file's content only once the file is. Every place that replaces or renames a
+//! file that must survive a crash (the membership migration, defragmentation, WAL segment
+//! rolls) goes through these functions so none of them forgets a step.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Fsyncs directory `dir`, making the creation, rename or removal of its entries durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Fsyncs the directory holding `path` (nothing to do for a bare file name).
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => Ok(()),
+    }
+}
+
+/// Renames `from` to `to` and fsyncs the directory of `to` (and of `from`, if it differs),
+/// so after a crash either the old or the new name exists, never neither.
+pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)?;
+    sync_parent(to)?;
+    if from.parent() != to.parent() {
+        sync_parent(from)?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` atomically: writes and fsyncs `<path>.tmp`, renames it over
+/// `path` and fsyncs the directory. After a crash `path` holds the old or the new bytes.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    rename_durably(&tmp, path)
+}
+
+/// Removes `path` and fsyncs its directory; a missing file is not an error.
+pub fn remove_durably(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_parent(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomically_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert!(!path.with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn remove_durably_tolerates_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone");
+        remove_durably(&path).unwrap();
+        std::fs::write(&path, b"x").unwrap();
+        remove_durably(&path).unwrap();
+        assert!(!path.exists());
+        assert!(rename_durably(&path, &dir.path().join("other")).is_err());
+    }
+}
