@@ -1,5 +1,8 @@
 //! Black-box tests: each spawns real `oxcd` processes and talks to them over gRPC/HTTP.
 
+// A test binary: a panic is a failed test, and its helpers are not an API.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 mod harness;
 
 mod durability;

@@ -35,7 +35,7 @@ type KeepAliveStream = (
 );
 
 /// Checks one keep-alive response for lease `id`.
-pub fn check_response(id: i64, resp: &LeaseKeepAliveResponse) -> Result<(), String> {
+pub(crate) fn check_response(id: i64, resp: &LeaseKeepAliveResponse) -> Result<(), String> {
     if resp.id != id {
         return Err(format!(
             "LeaseKeepAlive: response for lease {:x}, expected {id:x}",
@@ -85,7 +85,12 @@ async fn round_trip(
 
 /// One client: grants its lease, then does keep-alive round trips until the run is over,
 /// and finally revokes the lease (best effort, not timed).
-pub async fn client_loop(run: Arc<Run>, channel: Channel, ttl: i64, timeout: Duration) -> Recorder {
+pub(crate) async fn client_loop(
+    run: Arc<Run>,
+    channel: Channel,
+    ttl: i64,
+    timeout: Duration,
+) -> Recorder {
     let mut rec = Recorder::new();
     let mut lease = LeaseClient::new(channel);
     let id = match lease.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await {

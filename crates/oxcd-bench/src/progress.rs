@@ -18,14 +18,14 @@ const BAR_WIDTH: usize = 30;
 const RATE_WINDOW: Duration = Duration::from_secs(2);
 
 /// A running progress bar; [`ProgressBar::finish`] erases it.
-pub struct ProgressBar {
+pub(crate) struct ProgressBar {
     task: JoinHandle<()>,
 }
 
 impl ProgressBar {
     /// Starts drawing the progress of `done` (counting `unit`s) towards `total`
     /// (0 = unknown) within at most `duration`, if stderr is a terminal.
-    pub fn start(
+    pub(crate) fn start(
         unit: &'static str,
         done: Arc<AtomicU64>,
         total: u64,
@@ -62,7 +62,7 @@ impl ProgressBar {
     }
 
     /// Stops drawing and erases the line.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         self.task.abort();
         eprint!("\r\x1b[2K");
         let _ = std::io::stderr().flush();
@@ -83,7 +83,7 @@ fn clock(secs: f64) -> String {
 ///
 /// With an unknown total the bar follows the duration instead, and the ETA is the time
 /// left of it; with both, whichever ends first.
-pub fn render(
+pub(crate) fn render(
     done: u64,
     total: u64,
     elapsed: Duration,

@@ -7,14 +7,14 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// How many distinct error messages are kept (with their counts).
-pub const MAX_ERROR_SAMPLES: usize = 5;
+pub(crate) const MAX_ERROR_SAMPLES: usize = 5;
 
 /// Percentiles shown in the text "Latency distribution" section.
 const TEXT_PERCENTILES: [f64; 9] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99];
 
 /// Per-client latency and error recorder; recorders are merged at the end.
 #[derive(Debug, Clone)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     hist: Histogram<u64>,
     errors: u64,
     error_samples: Vec<ErrorSample>,
@@ -22,7 +22,7 @@ pub struct Recorder {
 
 /// A distinct error message and how many times it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ErrorSample {
+pub(crate) struct ErrorSample {
     /// The error message.
     pub message: String,
     /// Number of failed requests with this message.
@@ -38,7 +38,8 @@ impl Default for Recorder {
 impl Recorder {
     /// Creates an empty recorder: 3 significant digits, 1 µs to 60 s
     /// pre-sized (so merging never has to resize), growing beyond if needed.
-    pub fn new() -> Self {
+    #[allow(clippy::expect_used)] // constant bounds: this cannot fail at run time
+    pub(crate) fn new() -> Self {
         let mut hist = Histogram::new_with_bounds(1, 60_000_000, 3)
             .expect("1 µs..60 s with 3 significant figures is a valid histogram config");
         hist.auto(true);
@@ -50,19 +51,19 @@ impl Recorder {
     }
 
     /// Records the latency of a successful request.
-    pub fn record_ok(&mut self, latency: Duration) {
+    pub(crate) fn record_ok(&mut self, latency: Duration) {
         self.record_micros(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
 
     /// Records a successful request's latency given in microseconds.
-    pub fn record_micros(&mut self, micros: u64) {
+    pub(crate) fn record_micros(&mut self, micros: u64) {
         if self.hist.record(micros).is_err() {
             self.hist.saturating_record(micros);
         }
     }
 
     /// Records a failed request.
-    pub fn record_err(&mut self, message: &str) {
+    pub(crate) fn record_err(&mut self, message: &str) {
         self.add_errors(message, 1);
     }
 
@@ -79,17 +80,17 @@ impl Recorder {
     }
 
     /// Number of successful requests recorded.
-    pub fn ok(&self) -> u64 {
+    pub(crate) fn ok(&self) -> u64 {
         self.hist.len()
     }
 
     /// Number of failed requests recorded.
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.errors
     }
 
     /// Adds everything recorded by `other` into `self`.
-    pub fn merge(&mut self, other: &Recorder) {
+    pub(crate) fn merge(&mut self, other: &Recorder) {
         // Both histograms auto-resize, so adding cannot fail on range.
         let _ = self.hist.add(&other.hist);
         for s in &other.error_samples {
@@ -101,7 +102,7 @@ impl Recorder {
     }
 
     /// Computes the summary of a run that took `elapsed`.
-    pub fn summary(&self, workload: &str, elapsed: Duration) -> Summary {
+    pub(crate) fn summary(&self, workload: &str, elapsed: Duration) -> Summary {
         let h = &self.hist;
         let ok = h.len();
         let secs = elapsed.as_secs_f64();
@@ -176,7 +177,7 @@ impl Recorder {
 
 /// One bucket of the response time histogram.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     /// Upper bound of the bucket, milliseconds.
     pub upper_ms: f64,
     /// Requests whose latency falls into the bucket.
@@ -185,7 +186,7 @@ pub struct Bucket {
 
 /// Fields every workload's JSON summary has (the watch workloads count events in them).
 #[cfg(test)]
-pub const COMMON_FIELDS: [&str; 13] = [
+pub(crate) const COMMON_FIELDS: [&str; 13] = [
     "workload",
     "requests",
     "ok",
@@ -203,7 +204,7 @@ pub const COMMON_FIELDS: [&str; 13] = [
 
 /// Result of a benchmark run; latencies are in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Workload name (`put`, `range`, `txn-put`, ...).
     pub workload: String,
     /// Requests issued (successful + failed).
@@ -252,7 +253,7 @@ pub struct Summary {
 
 impl Summary {
     /// Renders the summary like etcd's `benchmark` tool does.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let s = |ms: f64| ms / 1000.0;
         let mut out = String::new();
         let _ = writeln!(out, "\nSummary:");

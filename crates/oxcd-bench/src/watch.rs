@@ -53,7 +53,7 @@ use crate::Run;
 
 /// What the watchers watch and where the puts go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WatchTarget {
+pub(crate) enum WatchTarget {
     /// One key: every watcher watches it, every put writes it.
     Key(Vec<u8>),
     /// A prefix: every watcher watches `[prefix, prefix_end(prefix))`; put `seq` writes
@@ -68,7 +68,7 @@ pub enum WatchTarget {
 
 impl WatchTarget {
     /// Builds the target from `--key` / `--prefix` (exactly one of them).
-    pub fn new(key: Option<&str>, prefix: Option<&str>, keys: u64) -> Result<Self, String> {
+    pub(crate) fn new(key: Option<&str>, prefix: Option<&str>, keys: u64) -> Result<Self, String> {
         match (key, prefix) {
             (Some(k), None) if !k.is_empty() => Ok(WatchTarget::Key(k.as_bytes().to_vec())),
             (None, Some(p)) if !p.is_empty() => {
@@ -86,7 +86,7 @@ impl WatchTarget {
     }
 
     /// Short name for the summary (`key` or `prefix`).
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             WatchTarget::Key(_) => "key",
             WatchTarget::Prefix { .. } => "prefix",
@@ -94,7 +94,7 @@ impl WatchTarget {
     }
 
     /// The create request every watcher sends (server-chosen watch id).
-    pub fn create_request(&self) -> WatchCreateRequest {
+    pub(crate) fn create_request(&self) -> WatchCreateRequest {
         match self {
             WatchTarget::Key(k) => WatchCreateRequest {
                 key: k.clone(),
@@ -109,7 +109,7 @@ impl WatchTarget {
     }
 
     /// The key written by put number `seq`.
-    pub fn put_key(&self, seq: u64) -> Vec<u8> {
+    pub(crate) fn put_key(&self, seq: u64) -> Vec<u8> {
         match self {
             WatchTarget::Key(k) => k.clone(),
             WatchTarget::Prefix { prefix, keys } => {
@@ -122,7 +122,7 @@ impl WatchTarget {
 
     /// Put number `seq`, stamped with `sent_nanos` (nanoseconds since the run's epoch):
     /// the value is the stamp (8 bytes, big endian), zero-padded to `val_size` bytes.
-    pub fn put_request(&self, seq: u64, sent_nanos: u64, val_size: usize) -> PutRequest {
+    pub(crate) fn put_request(&self, seq: u64, sent_nanos: u64, val_size: usize) -> PutRequest {
         let mut value = sent_nanos.to_be_bytes().to_vec();
         value.resize(val_size.max(8), 0);
         PutRequest {
@@ -135,7 +135,7 @@ impl WatchTarget {
 
 /// etcd's `GetPrefixRangeEnd`: the smallest key after every key starting with `prefix`
 /// (`[0]`, "to the end of the key space", if the prefix is all `0xff`).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -147,12 +147,12 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// The send time embedded in a put's value by [`WatchTarget::put_request`].
-pub fn decode_stamp(value: &[u8]) -> Option<u64> {
+pub(crate) fn decode_stamp(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(value.get(..8)?.try_into().ok()?))
 }
 
 /// Splits `total` items into `parts` counts differing by at most one (first ones larger).
-pub fn split_evenly(total: usize, parts: usize) -> Vec<usize> {
+pub(crate) fn split_evenly(total: usize, parts: usize) -> Vec<usize> {
     if parts == 0 {
         return Vec::new();
     }
@@ -163,7 +163,7 @@ pub fn split_evenly(total: usize, parts: usize) -> Vec<usize> {
 
 /// How one watcher's (or all watchers') received revisions compare with the expected ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     /// Expected revisions never received.
     pub missing: u64,
     /// Events whose revision the watcher had already received.
@@ -176,7 +176,7 @@ pub struct Check {
 
 impl Check {
     /// Compares `received` (in arrival order) with `expected` (sorted, distinct).
-    pub fn of(expected: &[i64], received: &[i64]) -> Check {
+    pub(crate) fn of(expected: &[i64], received: &[i64]) -> Check {
         let mut out_of_order = 0;
         let mut max = i64::MIN;
         for &r in received {
@@ -221,7 +221,7 @@ impl Check {
     }
 
     /// Adds `other`'s counts.
-    pub fn add(&mut self, other: Check) {
+    pub(crate) fn add(&mut self, other: Check) {
         self.missing += other.missing;
         self.duplicates += other.duplicates;
         self.out_of_order += other.out_of_order;
@@ -231,7 +231,7 @@ impl Check {
 
 /// Where the event latency is measured from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LatencyFrom {
+pub(crate) enum LatencyFrom {
     /// The put's send time (stamped in its value): `watch`.
     PutSent,
     /// The arrival of the put's response, 0 if the event came first: `watch-latency`,
@@ -250,7 +250,7 @@ impl LatencyFrom {
 
 /// Parameters of a watch run (besides the global ones).
 #[derive(Debug, Clone)]
-pub struct WatchParams {
+pub(crate) struct WatchParams {
     /// Workload name in the summary (`watch`, `watch-latency`).
     pub name: &'static str,
     /// Watch streams (gRPC calls) to open.
@@ -280,7 +280,7 @@ pub struct WatchParams {
 /// the event latency (from `latency_from`), and `errors` = failed puts + missing,
 /// duplicate, out-of-order and unexpected events.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct WatchSummary {
+pub(crate) struct WatchSummary {
     /// The common fields; see above.
     #[serde(flatten)]
     pub summary: Summary,
@@ -327,7 +327,7 @@ pub struct WatchSummary {
 
 impl WatchSummary {
     /// Whether every watcher got every event exactly once and in order, and no put failed.
-    pub fn clean(&self) -> bool {
+    pub(crate) fn clean(&self) -> bool {
         self.put_errors == 0
             && self.missing == 0
             && self.duplicates == 0
@@ -336,7 +336,7 @@ impl WatchSummary {
     }
 
     /// Renders the summary as text.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "\nWatch summary:");
         let _ = writeln!(
@@ -584,7 +584,7 @@ async fn put_loop(
 
 /// Runs the watch workload over `channels`; `make_run` builds the putters' pacing state
 /// from the instant the first put is due (after every watcher is created).
-pub async fn run(
+pub(crate) async fn run(
     channels: &[Channel],
     params: &WatchParams,
     idle_timeout: Duration,

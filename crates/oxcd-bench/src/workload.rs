@@ -11,16 +11,16 @@ use crate::watch::WatchTarget;
 ///
 /// Good enough for picking keys and filling values; not cryptographic.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// Creates a generator from a seed.
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
     /// Returns the next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -29,20 +29,20 @@ impl Rng {
     }
 
     /// Returns a number in `0..n` (`n` must be non-zero).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         // Multiply-shift: unbiased enough for benchmarking purposes.
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// Returns a uniformly distributed number in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         // The top 53 bits fill an f64 mantissa exactly.
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Returns `n` distinct numbers in `0..space` (`n <= space`), uniformly chosen
     /// (Floyd's algorithm: `n` draws, never a retry loop).
-    pub fn distinct_below(&mut self, n: u64, space: u64) -> Vec<u64> {
+    pub(crate) fn distinct_below(&mut self, n: u64, space: u64) -> Vec<u64> {
         let mut out: Vec<u64> = Vec::with_capacity(n as usize);
         for j in space - n..space {
             let t = self.below(j + 1);
@@ -56,7 +56,7 @@ impl Rng {
     }
 
     /// Returns `len` random printable bytes.
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         (0..len)
             .map(|_| ALPHABET[self.below(ALPHABET.len() as u64) as usize])
@@ -66,7 +66,7 @@ impl Rng {
 
 /// Parameters of the `put` workload.
 #[derive(Debug, Clone)]
-pub struct PutWorkload {
+pub(crate) struct PutWorkload {
     /// Size of every key in bytes (at least 1).
     pub key_size: usize,
     /// Number of distinct keys written (at least 1).
@@ -80,7 +80,7 @@ pub struct PutWorkload {
 impl PutWorkload {
     /// Builds a put workload, checking that `key_size` bytes can hold
     /// `key_space_size` distinct keys.
-    pub fn new(
+    pub(crate) fn new(
         key_size: usize,
         val_size: usize,
         key_space_size: u64,
@@ -106,7 +106,7 @@ impl PutWorkload {
     }
 
     /// Index (in `0..key_space_size`) of the key used by request `seq`.
-    pub fn key_index(&self, seq: u64, rng: &mut Rng) -> u64 {
+    pub(crate) fn key_index(&self, seq: u64, rng: &mut Rng) -> u64 {
         if self.sequential {
             seq % self.key_space_size
         } else {
@@ -116,7 +116,7 @@ impl PutWorkload {
 
     /// Encodes a key index as exactly `key_size` bytes: zero padding followed
     /// by the big-endian index, so sequential keys also sort in order.
-    pub fn encode_key(&self, index: u64) -> Vec<u8> {
+    pub(crate) fn encode_key(&self, index: u64) -> Vec<u8> {
         let mut key = vec![0u8; self.key_size];
         let be = index.to_be_bytes();
         let n = self.key_size.min(be.len());
@@ -125,7 +125,7 @@ impl PutWorkload {
     }
 
     /// Builds the put request for global sequence number `seq`.
-    pub fn request(&self, seq: u64, rng: &mut Rng) -> PutRequest {
+    pub(crate) fn request(&self, seq: u64, rng: &mut Rng) -> PutRequest {
         let key = self.encode_key(self.key_index(seq, rng));
         PutRequest {
             key,
@@ -138,7 +138,7 @@ impl PutWorkload {
 /// Parameters of the `txn-put` workload: every request is a Txn without compares whose
 /// success branch puts `txn_ops` distinct keys of the key space.
 #[derive(Debug, Clone)]
-pub struct TxnPutWorkload {
+pub(crate) struct TxnPutWorkload {
     /// Keys and value, as for `put`.
     pub put: PutWorkload,
     /// Puts per txn (at least 1, at most the key space: keys in a txn must differ).
@@ -147,7 +147,7 @@ pub struct TxnPutWorkload {
 
 impl TxnPutWorkload {
     /// Builds a txn-put workload.
-    pub fn new(put: PutWorkload, txn_ops: u64) -> Result<Self, String> {
+    pub(crate) fn new(put: PutWorkload, txn_ops: u64) -> Result<Self, String> {
         if txn_ops == 0 {
             return Err("--txn-ops must be at least 1".into());
         }
@@ -162,7 +162,7 @@ impl TxnPutWorkload {
 
     /// Key indices written by request `seq`: `txn_ops` distinct indices, random, or
     /// `seq * txn_ops + j` modulo the key space with --sequential-keys (etcd's pattern).
-    pub fn key_indices(&self, seq: u64, rng: &mut Rng) -> Vec<u64> {
+    pub(crate) fn key_indices(&self, seq: u64, rng: &mut Rng) -> Vec<u64> {
         let space = self.put.key_space_size;
         if self.put.sequential {
             (0..self.txn_ops)
@@ -174,7 +174,7 @@ impl TxnPutWorkload {
     }
 
     /// Builds the txn for global sequence number `seq`.
-    pub fn request(&self, seq: u64, rng: &mut Rng) -> TxnRequest {
+    pub(crate) fn request(&self, seq: u64, rng: &mut Rng) -> TxnRequest {
         let success = self
             .key_indices(seq, rng)
             .into_iter()
@@ -197,7 +197,7 @@ impl TxnPutWorkload {
 /// holding either one Range (a read) or one Put (a write); a request is a read with
 /// probability `rw_ratio / (1 + rw_ratio)`.
 #[derive(Debug, Clone)]
-pub struct TxnMixedWorkload {
+pub(crate) struct TxnMixedWorkload {
     /// The writes' keys and value, as for `put`.
     pub put: PutWorkload,
     /// The range every read sends.
@@ -208,7 +208,7 @@ pub struct TxnMixedWorkload {
 
 impl TxnMixedWorkload {
     /// Builds a txn-mixed workload.
-    pub fn new(put: PutWorkload, read: RangeRequest, rw_ratio: f64) -> Result<Self, String> {
+    pub(crate) fn new(put: PutWorkload, read: RangeRequest, rw_ratio: f64) -> Result<Self, String> {
         if !rw_ratio.is_finite() || rw_ratio < 0.0 {
             return Err(format!(
                 "--rw-ratio must be a finite number >= 0, not {rw_ratio}"
@@ -222,12 +222,12 @@ impl TxnMixedWorkload {
     }
 
     /// Probability of a request being a read.
-    pub fn read_probability(&self) -> f64 {
+    pub(crate) fn read_probability(&self) -> f64 {
         self.rw_ratio / (1.0 + self.rw_ratio)
     }
 
     /// Builds request `seq`: `(true, txn)` for a read, `(false, txn)` for a write.
-    pub fn request(&self, seq: u64, rng: &mut Rng) -> (bool, TxnRequest) {
+    pub(crate) fn request(&self, seq: u64, rng: &mut Rng) -> (bool, TxnRequest) {
         let is_read = rng.next_f64() < self.read_probability();
         let op = if is_read {
             request_op::Request::RequestRange(self.read.clone())
@@ -244,14 +244,14 @@ impl TxnMixedWorkload {
 
 /// Parameters of the `range` workload.
 #[derive(Debug, Clone)]
-pub struct RangeWorkload {
+pub(crate) struct RangeWorkload {
     /// The request sent every time.
     pub request: RangeRequest,
 }
 
 impl RangeWorkload {
     /// Builds a range workload over `[key, end)` (or the single `key`).
-    pub fn new(key: &str, end: Option<&str>, serializable: bool, limit: i64) -> Self {
+    pub(crate) fn new(key: &str, end: Option<&str>, serializable: bool, limit: i64) -> Self {
         RangeWorkload {
             request: RangeRequest {
                 key: key.as_bytes().to_vec(),
@@ -266,7 +266,7 @@ impl RangeWorkload {
 
 /// A benchmark workload: what every request looks like.
 #[derive(Debug, Clone)]
-pub enum Workload {
+pub(crate) enum Workload {
     /// `Put` requests.
     Put(PutWorkload),
     /// `Range` requests.
@@ -288,7 +288,7 @@ pub enum Workload {
 
 impl Workload {
     /// Short name of the workload, used in the JSON summary.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Workload::Put(_) => "put",
             Workload::Range(_) => "range",

@@ -6,6 +6,8 @@
 //! Stores live in a temporary directory on the default temp dir's disk, so durable commits
 //! pay a real fsync.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // a benchmark: a failure is a crashed run
+
 use std::time::{Duration, Instant};
 
 use divan::counter::ItemsCount;

@@ -1,17 +1,19 @@
-//! The oxcd server: etcd's v3 API over a raft-replicated, MVCC key space.
+//! oxcd-server: the `oxcd` binary's adapters around [`oxcd_core`]. Its one job is to put the
+//! core on the network the way etcd is: flags and config file ([`config`]), client
+//! listeners ([`net`]), the gRPC services ([`grpc`], one thin adapter per etcd service) and
+//! the HTTP endpoints ([`http`]), and the composition root.
 //!
 //! [`run`] is the whole life of a server process: lock the data dir, bind the client
-//! listeners, open the store, start raft and the applier, serve gRPC and HTTP on the same
-//! port, and shut down cleanly on SIGINT/SIGTERM.
+//! listeners, start the core, serve gRPC and HTTP on the same port, and shut down cleanly
+//! on SIGINT/SIGTERM.
 
 pub mod config;
 pub mod grpc;
 pub mod http;
-pub mod serve;
+pub mod net;
 
 pub use oxcd_core::version;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use oxcd_core::{ClusterSpec, Core, CoreConfig, DataDir, EtcdServer};
@@ -22,7 +24,6 @@ use oxcd_proto::etcdserverpb::{
 use oxcd_proto::v3electionpb::election_server::ElectionServer;
 use oxcd_proto::v3lockpb::lock_server::LockServer;
 use thiserror::Error;
-use tokio::net::TcpListener;
 
 use crate::config::{url_text, Config};
 
@@ -66,7 +67,7 @@ pub async fn run_until(
     data_dir.create()?;
     let _lock = data_dir.lock()?;
     // Bind before touching raft so "port in use" fails fast and changes nothing.
-    let listeners = bind_client_listeners(&cfg).await?;
+    let listeners = net::bind_client_listeners(&cfg).await?;
     let mut core = Core::start(core_config(&cfg), &data_dir)?;
     let app = router(core.server().clone(), &cfg);
 
@@ -74,7 +75,7 @@ pub async fn run_until(
     let mut serving = Vec::new();
     for (url, listener) in listeners {
         tracing::info!(address = %url, "ready to serve client requests");
-        serving.push(tokio::spawn(serve::serve(
+        serving.push(tokio::spawn(net::serve(
             listener,
             app.clone(),
             stop_rx.clone(),
@@ -145,51 +146,6 @@ fn router(server: Arc<EtcdServer>, cfg: &Config) -> axum::Router {
     .add_service(ElectionServer::new(grpc::Unimplemented))
     .add_service(LockServer::new(grpc::Unimplemented));
     routes.into_axum_router().merge(http::router(server))
-}
-
-async fn bind_client_listeners(cfg: &Config) -> Result<Vec<(String, TcpListener)>, StartError> {
-    let mut out = Vec::new();
-    for url in &cfg.listen_client_urls {
-        let text = url_text(url);
-        let host = url.host_str().unwrap_or("localhost");
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = url.port().unwrap_or(2379);
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|source| StartError::Listen {
-                url: text.clone(),
-                source,
-                hint: "use an IP address or a resolvable host name in --listen-client-urls",
-            })?
-            .collect();
-        let mut bound_any = false;
-        let mut last_err = None;
-        for addr in addrs {
-            match TcpListener::bind(addr).await {
-                Ok(l) => {
-                    out.push((format!("{text} ({addr})"), l));
-                    bound_any = true;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    return Err(StartError::Listen {
-                        url: text,
-                        source: e,
-                        hint: "another process (an etcd or oxcd?) uses this port; stop it or pass a free port in --listen-client-urls",
-                    });
-                }
-                // `localhost` may resolve to ::1 on hosts without IPv6: one address is enough.
-                Err(e) => last_err = Some(e),
-            }
-        }
-        if !bound_any {
-            return Err(StartError::Listen {
-                url: text,
-                source: last_err.unwrap_or_else(|| std::io::Error::other("no address")),
-                hint: "check that the address belongs to this machine",
-            });
-        }
-    }
-    Ok(out)
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,6 @@
-//! Serving one client listener: HTTP/1.1 and HTTP/2 (gRPC) on the same port, with the
-//! HTTP/2 flow-control windows chosen for gRPC streams of small messages.
+//! Client listeners: binding `--listen-client-urls` (before anything touches the data, so a
+//! port in use fails fast), and serving each: HTTP/1.1 and HTTP/2 (gRPC) on the same port,
+//! with the HTTP/2 flow-control windows chosen for gRPC streams of small messages.
 //!
 //! # Why not `axum::serve`
 //!
@@ -22,6 +23,7 @@
 //! however fast its client, can trip the guard; flow control stops the client first. Only
 //! many streams flooding tiny frames at once (what the guard is for) still can.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -31,6 +33,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::config::{url_text, Config};
+use crate::StartError;
 
 /// HTTP/2 stream flow-control window: the protocol's default, and grpc-go's (etcd's) initial
 /// window. Large requests (up to `--max-request-bytes`) still flow; the client waits for a
@@ -83,4 +88,50 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Binds every `--listen-client-urls` address (a host name may give several).
+pub async fn bind_client_listeners(cfg: &Config) -> Result<Vec<(String, TcpListener)>, StartError> {
+    let mut out = Vec::new();
+    for url in &cfg.listen_client_urls {
+        let text = url_text(url);
+        let host = url.host_str().unwrap_or("localhost");
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port().unwrap_or(2379);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|source| StartError::Listen {
+                url: text.clone(),
+                source,
+                hint: "use an IP address or a resolvable host name in --listen-client-urls",
+            })?
+            .collect();
+        let mut bound_any = false;
+        let mut last_err = None;
+        for addr in addrs {
+            match TcpListener::bind(addr).await {
+                Ok(l) => {
+                    out.push((format!("{text} ({addr})"), l));
+                    bound_any = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(StartError::Listen {
+                        url: text,
+                        source: e,
+                        hint: "another process (an etcd or oxcd?) uses this port; stop it or pass a free port in --listen-client-urls",
+                    });
+                }
+                // `localhost` may resolve to ::1 on hosts without IPv6: one address is enough.
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if !bound_any {
+            return Err(StartError::Listen {
+                url: text,
+                source: last_err.unwrap_or_else(|| std::io::Error::other("no address")),
+                hint: "check that the address belongs to this machine",
+            });
+        }
+    }
+    Ok(out)
 }
