@@ -94,8 +94,8 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let cfg = Arc::new(cfg);
-    for name in &cfg.ignored {
-        tracing::warn!(flag = %name, "flag accepted for etcd compatibility but has no effect in oxcd");
+    for warning in &cfg.warnings {
+        tracing::warn!("{warning}");
     }
     let member_dir = cfg.data_dir.join("member");
     let snap_dir = member_dir.join("snap");
@@ -217,6 +217,7 @@ pub async fn run_until(
             listener,
             app.clone(),
             stop_rx.clone(),
+            serve::Http2Limits::of(&cfg),
         )));
     }
     let mut applier_done = tokio::task::spawn_blocking(move || applier_thread.join());
