@@ -102,8 +102,14 @@ pub fn merge_env(
             continue;
         };
         used.insert(var.clone());
-        if is_special(spec) {
-            // Already consumed (ETCD_CONFIG_FILE), or ignored as etcd ignores it (ETCD_VERSION).
+        if spec.name == "config-file" {
+            // Already consumed: a config file replaces flags and environment.
+            continue;
+        }
+        if spec.name == "version" {
+            settings.notes.push(format!(
+                "{var} is ignored: it cannot ask for the version (etcd ignores it too)"
+            ));
             continue;
         }
         let value = spec.kind.parse(text).map_err(|expected| {
@@ -131,8 +137,4 @@ pub fn merge_env(
 
 fn env_name(flag: &str) -> String {
     table::find(flag).map(FlagSpec::env_var).unwrap_or_default()
-}
-
-fn is_special(spec: &FlagSpec) -> bool {
-    spec.name == "config-file" || spec.name == "version"
 }

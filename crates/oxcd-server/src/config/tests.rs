@@ -612,6 +612,14 @@ fn environment_maps_to_flags() {
         .unwrap_err()
         .to_string();
     assert!(e.starts_with("ETCD_CERT_FILE=/x.crt: TLS"), "{e}");
+    let c = parse_env(&[], &[("ETCD_VERSION", "true")])
+        .unwrap()
+        .unwrap();
+    assert!(
+        c.warnings[0].starts_with("ETCD_VERSION is ignored"),
+        "{:?}",
+        c.warnings
+    );
     let e = parse_env(&[], &[("ETCD_SNAPSHOT_COUNT", "x")])
         .unwrap_err()
         .to_string();
