@@ -6,6 +6,7 @@
 mod harness;
 
 mod durability;
+mod etcd_flags;
 mod kv;
 mod lease;
 mod maintenance;

@@ -60,8 +60,8 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let cfg = Arc::new(cfg);
-    for name in &cfg.ignored {
-        tracing::warn!(flag = %name, "flag accepted for etcd compatibility but has no effect in oxcd");
+    for warning in &cfg.warnings {
+        tracing::warn!("{warning}");
     }
     let data_dir = DataDir::new(cfg.data_dir.clone(), Some(cfg.wal_dir.clone()));
     data_dir.create()?;
@@ -79,6 +79,7 @@ pub async fn run_until(
             listener,
             app.clone(),
             stop_rx.clone(),
+            net::Http2Limits::of(&cfg),
         )));
     }
     // A WAL or backend failure stops raft or the applier; the process must not linger as a

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(oxcd_server::config::ConfigError::Args(text)) => {
-            // clap's message already names the flag and points at --help.
+            // The message already names the flag, worded as Go's flag package words it.
             eprintln!("{text}");
             return ExitCode::from(2);
         }

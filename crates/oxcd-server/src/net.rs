@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -46,16 +46,48 @@ pub const STREAM_WINDOW: u32 = 65_535;
 /// DATA frames, which must exceed what one stream's window admits (see the module docs).
 pub const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
+/// The HTTP/2 settings etcd takes as flags (`--grpc-keepalive-interval`,
+/// `--grpc-keepalive-timeout`, `--max-concurrent-streams`).
+#[derive(Debug, Clone, Copy)]
+pub struct Http2Limits {
+    /// Ping an idle connection this often (`None`: never).
+    pub keepalive_interval: Option<Duration>,
+    /// Close the connection when a ping goes unanswered this long.
+    pub keepalive_timeout: Duration,
+    /// Streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+}
+
+impl Http2Limits {
+    /// The limits the configuration asks for.
+    pub fn of(cfg: &crate::config::Config) -> Http2Limits {
+        Http2Limits {
+            keepalive_interval: cfg.grpc_keepalive_interval,
+            keepalive_timeout: cfg.grpc_keepalive_timeout,
+            max_concurrent_streams: cfg.max_concurrent_streams,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `stop` turns true, then shuts the open connections down
 /// gracefully (HTTP/2 GOAWAY, in-flight requests finish) and returns once they are closed.
 /// Accepted TCP connections get `TCP_NODELAY`: small gRPC frames must leave at once (with
 /// Nagle's algorithm on, a client's delayed ACK holds each response back ~40 ms).
-pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    limits: Http2Limits,
+) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http2()
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW);
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.keepalive_interval)
+        .keep_alive_timeout(limits.keepalive_timeout);
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {

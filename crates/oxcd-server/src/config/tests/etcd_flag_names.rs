@@ -1,0 +1,81 @@
+//! etcd's flag names, as the tests expect them.
+//!
+//! Transcribed from etcd's sources independently of the flag table, including the retired
+//! flags both releases still accept.
+
+/// etcd 3.4's flags: 3.4.23's (Debian's) and 3.4.45's `etcdmain/config.go`.
+#[rustfmt::skip]
+pub(super) const ETCD_34_FLAGS: &[&str] = &[
+    "advertise-client-urls", "auth-token", "auth-token-ttl", "auto-compaction-mode",
+    "auto-compaction-retention", "auto-tls", "backend-batch-interval", "backend-batch-limit",
+    "bcrypt-cost", "cert-file", "cipher-suites", "client-cert-allowed-hostname",
+    "client-cert-auth", "client-crl-file", "cluster-active-size", "cluster-remove-delay",
+    "cluster-sync-interval", "config", "config-file", "cors", "data-dir", "debug", "discovery",
+    "discovery-fallback", "discovery-proxy", "discovery-srv", "discovery-srv-name",
+    "election-timeout", "enable-grpc-gateway", "enable-pprof", "enable-v2",
+    "experimental-backend-bbolt-freelist-type", "experimental-compaction-batch-limit",
+    "experimental-corrupt-check-time", "experimental-enable-lease-checkpoint",
+    "experimental-enable-lease-checkpoint-persist", "experimental-enable-v2v3",
+    "experimental-initial-corrupt-check", "experimental-peer-skip-client-san-verification",
+    "experimental-warning-apply-duration", "experimental-watch-progress-notify-interval",
+    "force", "force-new-cluster", "grpc-keepalive-interval", "grpc-keepalive-min-time",
+    "grpc-keepalive-timeout", "heartbeat-interval", "host-whitelist",
+    "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state",
+    "initial-cluster-token", "initial-election-tick-advance", "key-file",
+    "listen-client-http-urls", "listen-client-urls", "listen-metrics-urls", "listen-peer-urls",
+    "log-level", "log-output", "log-outputs", "log-package-levels", "logger",
+    "max-concurrent-streams", "max-request-bytes", "max-result-buffer", "max-retry-attempts",
+    "max-snapshots", "max-txn-ops", "max-wals", "metrics", "name",
+    "next-cluster-version-compatible", "peer-auto-tls", "peer-cert-allowed-cn",
+    "peer-cert-allowed-hostname", "peer-cert-file", "peer-client-cert-auth", "peer-crl-file",
+    "peer-election-timeout", "peer-heartbeat-interval", "peer-key-file", "peer-trusted-ca-file",
+    "pre-vote", "proxy", "proxy-dial-timeout", "proxy-failure-wait", "proxy-read-timeout",
+    "proxy-refresh-interval", "proxy-write-timeout", "quota-backend-bytes", "retry-interval",
+    "snapshot", "snapshot-count", "strict-reconfig-check", "test.coverprofile",
+    "test.outputdir", "tls-max-version", "tls-min-version", "trusted-ca-file",
+    "unsafe-no-fsync", "v", "version", "vv", "wal-dir",
+];
+
+/// etcd 3.5's flags: 3.5.0's and 3.5.33's `server/etcdmain/config.go` and
+/// `server/embed/config.go`.
+#[rustfmt::skip]
+pub(super) const ETCD_35_FLAGS: &[&str] = &[
+    "advertise-client-urls", "auth-token", "auth-token-ttl", "auto-compaction-mode",
+    "auto-compaction-retention", "auto-tls", "backend-batch-interval", "backend-batch-limit",
+    "backend-bbolt-freelist-type", "bcrypt-cost", "cert-file", "cipher-suites",
+    "client-cert-allowed-hostname", "client-cert-auth", "client-cert-file", "client-crl-file",
+    "client-key-file", "cluster-active-size", "cluster-remove-delay", "cluster-sync-interval",
+    "config", "config-file", "cors", "data-dir", "discovery", "discovery-fallback",
+    "discovery-proxy", "discovery-srv", "discovery-srv-name", "election-timeout",
+    "enable-grpc-gateway", "enable-log-rotation", "enable-pprof", "enable-v2",
+    "experimental-bootstrap-defrag-threshold-megabytes",
+    "experimental-compact-hash-check-enabled", "experimental-compact-hash-check-time",
+    "experimental-compaction-batch-limit", "experimental-compaction-sleep-interval",
+    "experimental-corrupt-check-time", "experimental-distributed-tracing-address",
+    "experimental-distributed-tracing-instance-id",
+    "experimental-distributed-tracing-sampling-rate",
+    "experimental-distributed-tracing-service-name", "experimental-downgrade-check-time",
+    "experimental-enable-distributed-tracing", "experimental-enable-lease-checkpoint",
+    "experimental-enable-lease-checkpoint-persist", "experimental-enable-v2v3",
+    "experimental-initial-corrupt-check", "experimental-memory-mlock",
+    "experimental-peer-skip-client-san-verification", "experimental-snapshot-catchup-entries",
+    "experimental-stop-grpc-service-on-defrag",
+    "experimental-txn-mode-write-with-shared-buffer", "experimental-warning-apply-duration",
+    "experimental-watch-progress-notify-interval", "force", "force-new-cluster",
+    "grpc-keepalive-interval", "grpc-keepalive-min-time", "grpc-keepalive-timeout",
+    "heartbeat-interval", "host-whitelist", "initial-advertise-peer-urls", "initial-cluster",
+    "initial-cluster-state", "initial-cluster-token", "initial-election-tick-advance",
+    "key-file", "listen-client-http-urls", "listen-client-urls", "listen-metrics-urls",
+    "listen-peer-urls", "log-level", "log-outputs", "log-rotation-config-json", "logger",
+    "max-concurrent-streams", "max-request-bytes", "max-result-buffer", "max-retry-attempts",
+    "max-snapshots", "max-txn-ops", "max-wals", "metrics", "name", "peer-auto-tls",
+    "peer-cert-allowed-cn", "peer-cert-allowed-hostname", "peer-cert-file",
+    "peer-client-cert-auth", "peer-client-cert-file", "peer-client-key-file", "peer-crl-file",
+    "peer-election-timeout", "peer-heartbeat-interval", "peer-key-file", "peer-trusted-ca-file",
+    "pre-vote", "proxy", "proxy-dial-timeout", "proxy-failure-wait", "proxy-read-timeout",
+    "proxy-refresh-interval", "proxy-write-timeout", "quota-backend-bytes", "raft-read-timeout",
+    "raft-write-timeout", "retry-interval", "self-signed-cert-validity", "snapshot",
+    "snapshot-count", "socket-reuse-address", "socket-reuse-port", "strict-reconfig-check",
+    "test.coverprofile", "test.outputdir", "tls-max-version", "tls-min-version",
+    "trusted-ca-file", "unsafe-no-fsync", "v", "v2-deprecation", "version", "vv", "wal-dir",
+];
