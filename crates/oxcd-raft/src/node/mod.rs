@@ -12,6 +12,15 @@
 //! * Status and applied indexes are shared through atomics / a mutex, so
 //!   [`RaftHandle::status`], [`RaftHandle::set_applied`] and
 //!   [`RaftHandle::set_durable_applied`] never wait for the node thread.
+//!   Leadership changes are pushed through a tokio `watch` channel
+//!   ([`RaftHandle::leadership`]).
+//! * Membership changes: proposed with [`RaftHandle::propose_conf_change`],
+//!   delivered committed as [`EntryKind::ConfChange`] entries, and applied by
+//!   the applier with [`RaftHandle::apply_conf_change`], which runs raft's
+//!   `apply_conf_change` on the node thread and records the new membership in
+//!   the WAL. Until the applier has done so, raft's own applied index stays
+//!   below the entry, so no second change can be proposed meanwhile.
+//! * Snapshots: see [`snapshot`].
 //!
 //! The node stops on [`RaftHandle::shutdown`], when the last handle is
 //! dropped, when the committed-entries receiver is dropped, or on a fatal WAL
@@ -19,7 +28,10 @@
 //! committed channel closes.
 
 mod error;
+mod leadership;
 mod logger;
+mod membership;
+mod snapshot;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -33,10 +45,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use raft::eraftpb::Message;
-use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+use raft::eraftpb::{ConfChangeV2, ConfState, Message};
+use raft::SnapshotStatus;
+use tokio::sync::{mpsc as tokio_mpsc, oneshot, watch};
 
 pub use error::RaftError;
+pub use leadership::{Leadership, Role};
+pub use membership::conf_change;
+pub use snapshot::{SnapshotSource, SnapshotUnavailable};
 pub use transport::{NoopTransport, Transport};
 
 use crate::wal::{Wal, WalOptions};
@@ -47,7 +63,9 @@ pub struct RaftConfig {
     /// This member's raft id (non-zero).
     pub id: u64,
     /// All voter ids including this one; used only when the WAL has no
-    /// recorded membership yet (a new cluster).
+    /// recorded membership yet (a new cluster). Empty: this member joins an
+    /// existing cluster and learns the membership from the leader (a
+    /// snapshot), as etcd's `--initial-cluster-state existing`.
     pub peers: Vec<u64>,
     /// WAL directory, e.g. `<data-dir>/member/wal`.
     pub wal_dir: PathBuf,
@@ -87,8 +105,20 @@ impl RaftConfig {
 pub enum EntryKind {
     /// An application payload (or raft's own no-op, with empty data).
     Normal,
-    /// A membership change (not produced yet; reserved for multi-member).
+    /// A membership change: `data` is an encoded `ConfChangeV2` (read it with
+    /// [`crate::wire::decode_conf_change`]). The applier must pass every one
+    /// to [`RaftHandle::apply_conf_change`] (or
+    /// [`RaftHandle::reject_conf_change`]), also those at or below an index
+    /// its state already holds: raft's membership lives on the node thread.
     ConfChange,
+    /// A snapshot received from the leader: `data` is what the leader's
+    /// [`SnapshotSource`] produced, `index`/`term` its raft position. The
+    /// applier replaces its state with the snapshot's (which holds `index`
+    /// or more) before applying the entries that follow, skipping those its
+    /// new state already holds. Also delivered first at start-up when the
+    /// member stopped after receiving a snapshot but before its backend
+    /// durably held it.
+    Snapshot,
 }
 
 /// An entry committed by raft, handed to the applier in log order.
@@ -173,6 +203,21 @@ pub(crate) enum Request {
     ReadIndex {
         reply: oneshot::Sender<Result<u64, RaftError>>,
     },
+    ProposeConfChange {
+        cc: ConfChangeV2,
+        reply: oneshot::Sender<Result<(), RaftError>>,
+    },
+    /// `cc` `None`: the applier rejected the change.
+    ApplyConfChange {
+        index: u64,
+        cc: Option<ConfChangeV2>,
+        reply: oneshot::Sender<Result<ConfState, RaftError>>,
+    },
+    ReportSnapshot {
+        to: u64,
+        status: SnapshotStatus,
+    },
+    ReportUnreachable(u64),
     Step(Box<Message>),
     Shutdown,
 }
@@ -182,9 +227,50 @@ pub(crate) enum Request {
 #[derive(Default)]
 pub(crate) struct Shared {
     pub status: Mutex<RaftStatus>,
+    /// Current membership (as raft applied it).
+    pub conf_state: Mutex<ConfState>,
     pub applied: AtomicU64,
     pub durable_applied: AtomicU64,
     pub stopped: AtomicBool,
+}
+
+/// Optional parts of a member, for [`RaftNode::start_with`].
+pub struct StartOptions {
+    /// WAL tunables.
+    pub wal: WalOptions,
+    /// Produces the data of snapshots sent to peers that fell behind the
+    /// in-memory log. Without one, such a peer is never sent a snapshot (and
+    /// cannot catch up); a single member never needs one.
+    pub snapshot_source: Option<Box<dyn SnapshotSource>>,
+    /// Entries the in-memory log keeps behind the index applied and durable
+    /// in the backend (etcd's catch-up entries): a peer further behind gets a
+    /// snapshot. Default [`StartOptions::DEFAULT_CATCH_UP_ENTRIES`].
+    pub catch_up_entries: u64,
+}
+
+impl StartOptions {
+    /// etcd's `SnapshotCatchUpEntries`.
+    pub const DEFAULT_CATCH_UP_ENTRIES: u64 = 5_000;
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            wal: WalOptions::default(),
+            snapshot_source: None,
+            catch_up_entries: Self::DEFAULT_CATCH_UP_ENTRIES,
+        }
+    }
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("wal", &self.wal)
+            .field("snapshot_source", &self.snapshot_source.is_some())
+            .field("catch_up_entries", &self.catch_up_entries)
+            .finish()
+    }
 }
 
 /// Entry point for starting a member. The returned [`RaftHandle`] owns the
@@ -235,14 +321,42 @@ impl RaftNode {
         ),
         RaftError,
     > {
+        let opts = StartOptions {
+            wal: wal_opts,
+            ..StartOptions::default()
+        };
+        Self::start_with(cfg, transport, opts)
+    }
+
+    /// Like [`RaftNode::start_with_transport`] with the optional parts
+    /// (snapshot source, WAL and in-memory log tunables).
+    pub fn start_with<T: Transport>(
+        cfg: RaftConfig,
+        transport: T,
+        opts: StartOptions,
+    ) -> Result<
+        (
+            RaftHandle,
+            tokio_mpsc::UnboundedReceiver<Vec<CommittedEntry>>,
+        ),
+        RaftError,
+    > {
         validate(&cfg)?;
-        let (wal, contents) = Wal::open_with(&cfg.wal_dir, wal_opts)?;
+        let (wal, contents) = Wal::open_with(&cfg.wal_dir, opts.wal.clone())?;
         let shared = Arc::new(Shared::default());
         shared.applied.store(cfg.applied, Ordering::Relaxed);
         shared.durable_applied.store(cfg.applied, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         let (ctx, crx) = tokio_mpsc::unbounded_channel();
-        let mut w = worker::Worker::new(&cfg, wal, contents, transport, rx, ctx, shared.clone())?;
+        let (leadership_tx, leadership) = watch::channel(Leadership::NONE);
+        let parts = worker::Parts {
+            transport,
+            rx,
+            committed: ctx,
+            shared: shared.clone(),
+            leadership: leadership_tx,
+        };
+        let mut w = worker::Worker::new(&cfg, wal, contents, parts, opts)?;
         w.bootstrap()?;
         let thread = std::thread::Builder::new()
             .name(format!("raft-{:x}", cfg.id))
@@ -254,6 +368,7 @@ impl RaftNode {
         let inner = Inner {
             tx,
             shared,
+            leadership,
             thread: Mutex::new(Some(thread)),
         };
         Ok((
@@ -269,7 +384,7 @@ fn validate(cfg: &RaftConfig) -> Result<(), RaftError> {
     if cfg.id == 0 {
         return Err(RaftError::InvalidConfig("id must be non-zero".into()));
     }
-    if !cfg.peers.contains(&cfg.id) {
+    if !cfg.peers.is_empty() && !cfg.peers.contains(&cfg.id) {
         return Err(RaftError::InvalidConfig(format!(
             "peers {:?} do not include id {}",
             cfg.peers, cfg.id
@@ -289,6 +404,8 @@ fn validate(cfg: &RaftConfig) -> Result<(), RaftError> {
 struct Inner {
     tx: mpsc::Sender<Request>,
     shared: Arc<Shared>,
+    /// Never read; cloned for [`RaftHandle::leadership`].
+    leadership: watch::Receiver<Leadership>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -373,9 +490,84 @@ impl RaftHandle {
         rx.await.map_err(|_| RaftError::Stopped)?
     }
 
-    /// Feeds a raft message received from a peer into the node.
+    /// Feeds a raft message received from a peer into the node (decode
+    /// peer bytes with [`crate::wire::decode_message`]).
     pub fn step(&self, msg: Message) -> Result<(), RaftError> {
         self.inner.send(Request::Step(Box::new(msg)))
+    }
+
+    /// Who leads, pushed by the node thread the moment role, leader or term
+    /// change: `borrow()` for the current value, `changed().await` to wait
+    /// for the next. The channel closes (`changed()` fails) when the node
+    /// stops, after a last value with no leader.
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        let mut rx = self.inner.leadership.clone();
+        rx.mark_unchanged();
+        rx
+    }
+
+    /// Proposes a membership change (build it with [`crate::conf_change`]).
+    /// Ok means appended to the leader's log; the change takes effect when
+    /// the applier, receiving it committed, calls
+    /// [`RaftHandle::apply_conf_change`]. Refused with
+    /// [`RaftError::ConfChangePending`] while an earlier change is not
+    /// applied yet, and with [`RaftError::ConfChangeRefused`] when it does
+    /// not fit the joint-configuration state.
+    pub async fn propose_conf_change(&self, cc: ConfChangeV2) -> Result<(), RaftError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.send(Request::ProposeConfChange { cc, reply })?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// Applies the committed membership change `cc` found in the entry at
+    /// `index` (run on the node thread), records the new membership durably
+    /// in the WAL and returns it. A change at or below an index whose
+    /// membership is already recorded (entries replayed at start-up, or
+    /// covered by an installed snapshot) is not applied twice: the current
+    /// membership is returned. An error from raft (a change that does not
+    /// fit the membership) leaves the membership as it was.
+    pub async fn apply_conf_change(
+        &self,
+        index: u64,
+        cc: ConfChangeV2,
+    ) -> Result<ConfState, RaftError> {
+        self.finish_conf_change(index, Some(cc)).await
+    }
+
+    /// Tells raft that the applier refused the committed membership change
+    /// at `index` (etcd refuses e.g. a member id that exists already): the
+    /// membership stays as it is, which is returned, and a next change may
+    /// be proposed.
+    pub async fn reject_conf_change(&self, index: u64) -> Result<ConfState, RaftError> {
+        self.finish_conf_change(index, None).await
+    }
+
+    async fn finish_conf_change(
+        &self,
+        index: u64,
+        cc: Option<ConfChangeV2>,
+    ) -> Result<ConfState, RaftError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .send(Request::ApplyConfChange { index, cc, reply })?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// The current membership as raft has applied it.
+    pub fn conf_state(&self) -> ConfState {
+        self.inner.shared.conf_state.lock().clone()
+    }
+
+    /// The transport reports how sending a snapshot to `to` ended (after the
+    /// data reached the peer, or failed): raft resumes replication to it.
+    pub fn report_snapshot(&self, to: u64, status: SnapshotStatus) -> Result<(), RaftError> {
+        self.inner.send(Request::ReportSnapshot { to, status })
+    }
+
+    /// The transport reports that member `to` could not be reached: raft
+    /// stops pipelining to it until it answers again.
+    pub fn report_unreachable(&self, to: u64) -> Result<(), RaftError> {
+        self.inner.send(Request::ReportUnreachable(to))
     }
 
     /// The applier reports progress (drives log compaction and status).

@@ -349,7 +349,7 @@ async fn in_memory_log_stays_bounded_between_snapshots() {
         ..cfg(tmp.path(), 0)
     };
     let (h, mut rx) = RaftNode::start(c).unwrap();
-    let n = 3 * super::worker::MEM_CATCH_UP_ENTRIES as usize;
+    let n = 3 * StartOptions::DEFAULT_CATCH_UP_ENTRIES as usize;
     propose_all(&h, n).await;
     let es = recv_until(&mut rx, |es| payloads(es).len() >= n).await;
     let last = es.last().unwrap().index;
@@ -369,7 +369,7 @@ async fn in_memory_log_stays_bounded_between_snapshots() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let keep = super::worker::MEM_CATCH_UP_ENTRIES;
+    let keep = StartOptions::DEFAULT_CATCH_UP_ENTRIES;
     assert!(
         first >= last - 2 * keep && first <= last - keep,
         "first in-memory index {first}, last {last}: expected {keep}..{} entries kept",
