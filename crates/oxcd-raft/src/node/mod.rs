@@ -27,6 +27,8 @@
 //! error; afterwards every call returns [`RaftError::Stopped`] and the
 //! committed channel closes.
 
+#[cfg(test)]
+mod cluster_tests;
 mod error;
 mod leadership;
 mod logger;

@@ -162,8 +162,10 @@ impl raft::Storage for NodeStorage {
             data_bytes = data.len(),
             "sending a snapshot"
         );
-        let mut snap = Snapshot::default();
-        snap.data = data.into();
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = point.index;
         meta.term = point.term;

@@ -545,10 +545,12 @@ impl<T: Transport> Worker<T> {
         self.committed.send(batch).map_err(|_| RaftError::Stopped)
     }
 
-    /// Keeps the in-memory log to [`MEM_CATCH_UP_ENTRIES`] behind the index
+    /// Keeps the in-memory log to `catch_up_entries` behind the index
     /// applied *and* durable in the backend (dropping entries in steps of that
     /// size); every `snapshot_count` such entries, also writes a snapshot
-    /// marker, releases old WAL segments and compacts the in-memory log.
+    /// marker and releases old WAL segments. The in-memory log keeps its
+    /// catch-up entries then too (as etcd does), so a follower slightly
+    /// behind is sent entries, not a snapshot.
     fn maybe_compact(&mut self) -> Result<(), RaftError> {
         if self.snapshot_count == 0 {
             return Ok(());
@@ -578,10 +580,8 @@ impl<T: Transport> Worker<T> {
         self.conf.forget_before(idx);
         self.wal.save_snapshot_marker(idx, term, &cs)?;
         let released = self.wal.release_to(idx)?;
-        self.raw.mut_store().wl().compact(idx)?;
         tracing::debug!(index = idx, term, released, "compacted raft log");
         self.last_compact = idx;
-        self.mem_first = self.mem_first.max(idx);
         Ok(())
     }
 

@@ -491,6 +491,91 @@ fn release_to_bounds_segments_and_reopens() {
 }
 
 #[test]
+fn membership_keeps_its_index_and_older_markers_do_not_hide_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open_with(tmp.path(), small()).unwrap();
+    let one = ConfState::from((vec![1], vec![]));
+    let two = ConfState::from((vec![1], vec![2]));
+    wal.save_conf_state(&one).unwrap();
+    for i in 1..=60u64 {
+        wal.save(&[ent(i, 1, &[7; 40])], Some(&hs(1, 1, i)))
+            .unwrap();
+        if i == 10 {
+            wal.save_conf_state_at(10, &two).unwrap();
+        }
+    }
+    // A compaction marker below the change carries the membership as of its index.
+    wal.save_snapshot_marker(5, 1, &one).unwrap();
+    drop(wal);
+    let (mut wal, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert_eq!(
+        (c.conf_state.as_ref(), c.conf_state_index),
+        (Some(&two), 10)
+    );
+    assert_eq!(c.snapshot, Some((5, 1, one.clone())));
+    // Segment headers repeat it: still there once the older segments are gone.
+    let before = wal.segment_count();
+    wal.save_snapshot_marker(40, 1, &two).unwrap();
+    assert!(wal.release_to(40).unwrap() > 0 && wal.segment_count() < before);
+    for i in 61..=80u64 {
+        wal.save(&[ent(i, 1, &[7; 40])], None).unwrap();
+    }
+    drop(wal);
+    let (_, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert_eq!(
+        (c.conf_state.as_ref(), c.conf_state_index),
+        (Some(&two), 40)
+    );
+    assert_eq!(c.entries.first().map(|e| e.index), Some(41));
+}
+
+#[test]
+fn installed_snapshot_replaces_the_log_and_keeps_its_data_until_a_later_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open_with(tmp.path(), small()).unwrap();
+    let cs = ConfState::from((vec![1], vec![2]));
+    // A log that does not match the leader's from index 20 on.
+    wal.save(
+        &(1..=30).map(|i| ent(i, 1, b"old")).collect::<Vec<_>>(),
+        None,
+    )
+    .unwrap();
+    wal.install_snapshot(20, 2, &cs, b"backend v7").unwrap();
+    assert_eq!(wal.last_index(), 20);
+    drop(wal);
+    let (mut wal, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert!(
+        c.entries.is_empty(),
+        "stale entries survived: {:?}",
+        indexes(&c)
+    );
+    assert_eq!(c.snapshot, Some((20, 2, cs.clone())));
+    assert_eq!(c.snapshot_data.as_deref(), Some(&b"backend v7"[..]));
+    assert_eq!((c.conf_state.as_ref(), c.conf_state_index), (Some(&cs), 20));
+
+    // The leader's entries follow across segment rolls (whose headers repeat
+    // the marker and its data); the install record's segment is never
+    // released before a later marker.
+    for i in 21..=80u64 {
+        wal.save(&[ent(i, 2, &[9; 40])], Some(&hs(2, 1, i)))
+            .unwrap();
+    }
+    assert!(wal.segment_count() > 2);
+    assert_eq!(wal.release_to(80).unwrap(), 0);
+    drop(wal);
+    let (mut wal, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert_eq!(c.snapshot_data.as_deref(), Some(&b"backend v7"[..]));
+    assert_eq!(indexes(&c), (21..=80).map(|i| (i, 2)).collect::<Vec<_>>());
+
+    // A marker of the member's own supersedes it.
+    wal.save_snapshot_marker(50, 2, &cs).unwrap();
+    drop(wal);
+    let (_, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert_eq!(c.snapshot_data, None);
+    assert_eq!(c.entries.first().map(|e| e.index), Some(51));
+}
+
+#[test]
 fn corrupt_display_is_one_line_with_file_and_offset() {
     let e = WalError::corrupt(
         Path::new("/d/0000000000000000-0000000000000001.wal"),

@@ -237,8 +237,10 @@ impl TryFrom<WireSnapshot> for Snapshot {
     type Error = WireError;
 
     fn try_from(w: WireSnapshot) -> Result<Self, WireError> {
-        let mut s = Snapshot::default();
-        s.data = w.data;
+        let mut s = Snapshot {
+            data: w.data,
+            ..Snapshot::default()
+        };
         if let Some(wm) = w.metadata {
             let mut m = SnapshotMetadata::default();
             if let Some(cs) = wm.conf_state {
@@ -266,13 +268,14 @@ impl From<&ConfState> for WireConfState {
 
 impl From<WireConfState> for ConfState {
     fn from(w: WireConfState) -> Self {
-        let mut cs = ConfState::default();
-        cs.voters = w.voters;
-        cs.learners = w.learners;
-        cs.voters_outgoing = w.voters_outgoing;
-        cs.learners_next = w.learners_next;
-        cs.auto_leave = w.auto_leave;
-        cs
+        ConfState {
+            voters: w.voters,
+            learners: w.learners,
+            voters_outgoing: w.voters_outgoing,
+            learners_next: w.learners_next,
+            auto_leave: w.auto_leave,
+            ..ConfState::default()
+        }
     }
 }
 
