@@ -16,7 +16,12 @@
 //!   means acknowledged data would be thrown away, so that is corruption.
 //! * An Entry record with index `i` must satisfy `i <= last + 1` (no gaps);
 //!   it replaces every logically-later entry `>= i` (raft overwrote an
-//!   uncommitted tail).
+//!   uncommitted tail). A Truncate record drops the entries from its index
+//!   on; a snapshot marker drops those up to its index.
+//! * Membership records carry the index they took effect at (the initial
+//!   one: 0; a marker's: its own); the most recent by index wins, so a
+//!   compaction marker written after a later membership change does not
+//!   bring back the older membership.
 //! * Zeros from the last valid record to the end of the last segment are
 //!   unused preallocated space (see `segment::preallocate`), not damage: the
 //!   data ends there and nothing is truncated. Only the last segment has such
