@@ -173,3 +173,67 @@ impl raft::Storage for NodeStorage {
         Ok(snap)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage;
+
+    use super::*;
+
+    /// Returns its data, or is not ready.
+    struct Source(Option<&'static [u8]>);
+
+    impl SnapshotSource for Source {
+        fn snapshot_data(&self, _index: u64, _to: u64) -> Result<Vec<u8>, SnapshotUnavailable> {
+            self.0
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| SnapshotUnavailable("busy".into()))
+        }
+    }
+
+    fn storage(source: Option<Source>) -> NodeStorage {
+        let source = source.map(|s| Box::new(s) as Box<dyn SnapshotSource>);
+        let mut st = NodeStorage::new(MemStorage::new(), source);
+        st.set_point(SnapshotPoint {
+            index: 7,
+            term: 2,
+            conf_state: ConfState::from((vec![1], vec![2])),
+        });
+        st
+    }
+
+    fn unavailable(r: raft::Result<Snapshot>) -> bool {
+        matches!(
+            r,
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        )
+    }
+
+    #[test]
+    fn snapshot_carries_the_point_and_the_application_data() {
+        let st = storage(Some(Source(Some(b"db"))));
+        let snap = st.snapshot(0, 2).unwrap();
+        assert_eq!(&snap.data[..], b"db");
+        let m = snap.get_metadata();
+        assert_eq!((m.index, m.term), (7, 2));
+        assert_eq!(m.get_conf_state().learners, vec![2]);
+    }
+
+    #[test]
+    fn snapshot_is_only_ever_temporarily_unavailable() {
+        // No source, the source not ready, a peer outside the membership, a
+        // request beyond the point, no point yet.
+        assert!(unavailable(storage(None).snapshot(0, 2)));
+        assert!(unavailable(storage(Some(Source(None))).snapshot(0, 2)));
+        assert!(unavailable(
+            storage(Some(Source(Some(b"db")))).snapshot(0, 3)
+        ));
+        assert!(unavailable(
+            storage(Some(Source(Some(b"db")))).snapshot(8, 2)
+        ));
+        let fresh = NodeStorage::new(MemStorage::new(), Some(Box::new(Source(Some(b"db")))));
+        assert!(unavailable(fresh.snapshot(0, 2)));
+    }
+}

@@ -597,6 +597,12 @@ enum Op {
         len: usize,
     },
     Hs(u64),
+    /// Install a received snapshot at `ahead - 3` past the last index (it may
+    /// cut the log or leave a gap), with data of `len` bytes.
+    Install {
+        ahead: u64,
+        len: usize,
+    },
     Reopen,
 }
 
@@ -604,8 +610,33 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u64..4, 1u64..8, 1u64..4, 0usize..120).prop_map(|(back, n, term, len)| Op::Append { back, n, term, len }),
         1 => (0u64..100).prop_map(Op::Hs),
+        1 => (0u64..8, 0usize..200).prop_map(|(ahead, len)| Op::Install { ahead, len }),
         1 => Just(Op::Reopen),
     ]
+}
+
+/// What the WAL must give back: the log after the snapshot, the hard state,
+/// the snapshot index and its data.
+#[derive(Default)]
+struct Model {
+    snapshot: u64,
+    entries: Vec<Entry>,
+    hs: HardState,
+    data: Option<Vec<u8>>,
+}
+
+impl Model {
+    fn last(&self) -> u64 {
+        self.snapshot + self.entries.len() as u64
+    }
+
+    fn check(&self, c: &WalContents) -> Result<(), TestCaseError> {
+        prop_assert_eq!(&c.entries, &self.entries);
+        prop_assert_eq!(&c.hard_state, &self.hs);
+        prop_assert_eq!(c.snapshot.as_ref().map_or(0, |s| s.0), self.snapshot);
+        prop_assert_eq!(&c.snapshot_data, &self.data);
+        Ok(())
+    }
 }
 
 proptest! {
@@ -616,36 +647,43 @@ proptest! {
         let tmp = tempfile::tempdir().unwrap();
         let opts = WalOptions { segment_size: 512 };
         let (mut wal, _) = Wal::open_with(tmp.path(), opts.clone()).unwrap();
-        let mut model: Vec<Entry> = Vec::new();
-        let mut model_hs = HardState::default();
+        let cs = ConfState::from((vec![1], vec![]));
+        let mut model = Model::default();
         let mut seq = 0u8;
         for op in ops {
             match op {
                 Op::Append { back, n, term, len } => {
-                    let start = (model.len() as u64 + 1).saturating_sub(back).max(1);
+                    let start = (model.last() + 1).saturating_sub(back).max(model.snapshot + 1);
                     let ents: Vec<_> = (start..start + n)
                         .map(|i| { seq = seq.wrapping_add(1); ent(i, term, &vec![seq; len]) })
                         .collect();
-                    model.truncate(start as usize - 1);
-                    model.extend(ents.iter().cloned());
+                    model.entries.truncate((start - model.snapshot - 1) as usize);
+                    model.entries.extend(ents.iter().cloned());
                     wal.save(&ents, None).unwrap();
                 }
                 Op::Hs(c) => {
-                    model_hs = hs(c, 1, c);
-                    wal.save(&[], Some(&model_hs)).unwrap();
+                    model.hs = hs(c, 1, c);
+                    wal.save(&[], Some(&model.hs)).unwrap();
+                }
+                Op::Install { ahead, len } => {
+                    let index = (model.last() + ahead).saturating_sub(3).max(model.snapshot + 1);
+                    seq = seq.wrapping_add(1);
+                    let data = vec![seq; len];
+                    wal.install_snapshot(index, 4, &cs, &data).unwrap();
+                    model.snapshot = index;
+                    model.entries.clear();
+                    model.data = Some(data);
                 }
                 Op::Reopen => {
                     drop(wal);
                     let (w, c) = Wal::open_with(tmp.path(), opts.clone()).unwrap();
-                    prop_assert_eq!(&c.entries, &model);
-                    prop_assert_eq!(&c.hard_state, &model_hs);
+                    model.check(&c)?;
                     wal = w;
                 }
             }
         }
         drop(wal);
         let (_, c) = Wal::open_with(tmp.path(), opts).unwrap();
-        prop_assert_eq!(&c.entries, &model);
-        prop_assert_eq!(&c.hard_state, &model_hs);
+        model.check(&c)?;
     }
 }
