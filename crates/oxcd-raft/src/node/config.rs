@@ -50,7 +50,7 @@ impl RaftConfig {
     }
 }
 
-/// Optional parts of a member, for [`RaftNode::start_with`].
+/// Optional parts of a member, for [`crate::RaftNode::start_with`].
 pub struct StartOptions {
     /// WAL tunables.
     pub wal: WalOptions,

@@ -1,8 +1,8 @@
 //! Write-ahead log for raft entries and state.
 //!
 //! Layout: a directory of segment files `{seq:016x}-{first_index:016x}.wal`
-//! (see [`segment`]), each a sequence of crc-chained records (see
-//! [`record`]). A segment starts with a `CrcSeed` record carrying the
+//! (see `segment.rs`), each a sequence of crc-chained records (see
+//! `record.rs`). A segment starts with a `CrcSeed` record carrying the
 //! previous segment's last crc, followed by the current snapshot marker,
 //! membership and hard state, so any suffix of segments is self-describing
 //! and old segments can be deleted once a snapshot marker covers them.
@@ -14,7 +14,7 @@
 //! success while the data is gone, so the only safe move is to restart and
 //! recover from disk.
 //!
-//! Recovery rules are documented in [`reader`].
+//! Recovery rules are documented in `reader.rs`.
 
 mod error;
 mod reader;

@@ -1,25 +1,32 @@
 //! Encoding of raft messages between members, and of membership changes.
 //!
 //! **Why not raft-rs's own codec.** raft-rs 0.7 encodes its `eraftpb` types
-//! with the `protobuf` 2.28 crate, whose parser recurses without a limit into
-//! unknown groups (RUSTSEC-2024-0437): a peer, or anything that reaches the
-//! peer port, could crash the member with one deeply nested message. No fixed
-//! 2.x release exists, and raft-rs's alternative `prost-codec` does not help
-//! enough: `raft` and `raft-proto` still depend on `protobuf` 2 either way,
-//! it pulls prost 0.11 beside the workspace's prost 0.14, and its build
-//! script runs prost-build 0.11, which needs a `protoc` binary installed (a
-//! machine with only Rust cannot build it). So bytes from the network never
-//! reach `protobuf` 2.28 here: they are decoded with prost (which refuses
-//! nesting deeper than 100) into the mirror types below, which carry the field
-//! numbers of `eraftpb.proto` (so the bytes on the wire are the same protobuf
-//! encoding), then converted to `eraftpb`. raft-rs itself parses one thing
-//! with `protobuf` 2.28, the data of conf-change entries in proposals;
-//! [`decode_message`] lets through only conf-change data that is exactly
-//! canonical (every byte a known field), so that parse cannot recurse. The WAL
-//! keeps using `protobuf` 2.28 for what this member wrote itself, checked by
-//! crc, so the on-disk format is unchanged.
+//! with the `protobuf` 2.28 crate, which RUSTSEC-2024-0437 flags (every
+//! version before 3.7.2: uncontrolled recursion on deeply nested input, a
+//! crash from one message of a peer or of anything reaching the peer port).
+//! 2.28 itself looks safe on reading (its `skip_group` refuses a group nested
+//! in a group instead of recursing, and nested messages stop at depth 100;
+//! the tests check a million nested groups is refused), but it is
+//! unmaintained and no fixed 2.x exists, so we do not rely on it for input we
+//! do not control. raft-rs's alternative `prost-codec` costs more than it
+//! removes: `raft` and `raft-proto` depend on `protobuf` 2 either way (the
+//! advisory stays), it adds prost 0.11 beside the workspace's prost 0.14, and
+//! its build script runs prost-build 0.11, which needs a `protoc` binary (a
+//! machine with only Rust cannot build it). So bytes from the network are
+//! decoded here with prost (which refuses nesting deeper than 100) into the
+//! mirror types of the `mirror` module, which carry the field numbers of
+//! `eraftpb.proto` (the same protobuf encoding on the wire), then converted to
+//! `eraftpb`. raft-rs itself parses one thing with `protobuf`, the data of
+//! conf-change entries in proposals; [`decode_message`] lets through only
+//! conf-change data whose every byte belongs to a known field (no unknown
+//! field, hence no group). The WAL keeps using `protobuf` 2.28 for records
+//! this member wrote itself, checked by crc, so the on-disk format is
+//! unchanged.
 
 mod mirror;
+#[cfg(test)]
+mod tests;
+
 use bytes::Buf;
 use prost::Message as _;
 use protobuf::ProtobufEnum;
@@ -56,7 +63,7 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
 }
 
 /// Decodes a message from a peer without letting its bytes reach `protobuf`
-/// 2.28 (see the module docs). `buf` may be a [`Bytes`], whose payloads are
+/// 2.28 (see the module docs). `buf` may be a [`bytes::Bytes`], whose payloads are
 /// then shared instead of copied.
 pub fn decode_message(buf: impl Buf) -> Result<Message, WireError> {
     let wire = WireMessage::decode(buf)?;
@@ -94,9 +101,10 @@ pub(crate) fn conf_change_v1_as_v2(data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Refuses conf-change data that raft-rs would parse with `protobuf` 2.28
-/// unless it is canonical: decoded by prost and re-encoded, it must keep its
-/// length. Unknown fields (the only way to nest groups), repeated scalars and
-/// over-long varints all make the re-encoding shorter.
+/// unless every byte of it belongs to a known field: decoded by prost and
+/// re-encoded, it must keep its length. Unknown fields (the only way to nest
+/// groups), a scalar given twice and over-long varints all make the
+/// re-encoding shorter; nothing makes it longer.
 fn check_conf_change_entry(e: &WireEntry) -> Result<(), WireError> {
     let canonical_len = match EntryType::from_i32(e.entry_type) {
         Some(EntryType::EntryConfChange) => WireConfChange::decode(e.data.clone())
