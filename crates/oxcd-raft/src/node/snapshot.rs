@@ -8,7 +8,9 @@
 //! application chooses to put in the raft message: the state itself when it is
 //! small, or (oxcd's backend) a short descriptor of a file that the transport
 //! streams beside the message in chunks, handing the message to the
-//! receiving node only once the file is stored there.
+//! receiving node only once the file is stored there durably (the receiver's
+//! WAL refers to it from then on). The data is kept in the receiver's WAL
+//! until its next snapshot marker, so keep it small when the state is large.
 //!
 //! Receiving: the node thread persists the snapshot in the WAL (marker plus
 //! data, replacing the log) and hands it to the applier as an
