@@ -1,8 +1,9 @@
 //! Two in-process members exchanging raft messages through a test router
 //! (every message encoded and decoded with [`crate::wire`]): a member that
 //! joins behind the leader's compacted log gets a snapshot carrying the
-//! application's data, then the later entries; it becomes a voter; and a
-//! restart before its backend held the snapshot hands the snapshot over again.
+//! application's data, then the later entries; it becomes a voter; a restart
+//! before its backend held the snapshot hands the snapshot over again; and
+//! leadership moves to it, both members seeing the change as it happens.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +15,7 @@ use raft::eraftpb::ConfChangeType::{AddLearnerNode, AddNode};
 use raft::eraftpb::{Message, MessageType};
 use raft::SnapshotStatus;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
 
 use super::*;
 use crate::wire;
@@ -164,6 +166,17 @@ impl App {
     }
 }
 
+/// Waits for a leadership value that satisfies `f`.
+async fn until(
+    rx: &mut watch::Receiver<Leadership>,
+    f: impl FnMut(&Leadership) -> bool,
+) -> Leadership {
+    *tokio::time::timeout(WAIT, rx.wait_for(f))
+        .await
+        .expect("timed out waiting for a leadership change")
+        .expect("the node stopped")
+}
+
 fn member(dir: &Path, id: u64, peers: Vec<u64>, snapshot_count: u64) -> RaftConfig {
     RaftConfig {
         tick: Duration::from_millis(10),
@@ -232,11 +245,7 @@ async fn a_member_behind_the_compacted_log_gets_a_snapshot_then_the_entries() {
     .unwrap();
     router.add(2, &h2);
     app2.spawn_applier(h2.clone(), rx2);
-    let mut l2 = h2.leadership();
-    let seen = *tokio::time::timeout(WAIT, l2.wait_for(|l| l.leader_id == 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let seen = until(&mut h2.leadership(), |l| l.leader_id == 1).await;
     assert_eq!(seen.role, Role::Follower);
 
     app2.wait_for("member 2 takes the snapshot", |s| s.payloads.len() == 100)
@@ -291,6 +300,28 @@ async fn a_member_behind_the_compacted_log_gets_a_snapshot_then_the_entries() {
         .await;
     assert_eq!(app2.delivered.lock()[0], (EntryKind::Snapshot, snap_index));
     assert_eq!(app2.state.lock().payloads, app1.state.lock().payloads);
+
+    // Leadership moves to the other member (member 1 may have lost it while
+    // member 2 restarted: check-quorum): both are told as it happens, and the
+    // new leader's proposals reach the old one.
+    let (handles, apps) = ([&h1, &h2], [&app1, &app2]);
+    let mut watches = [h1.leadership(), h2.leadership()];
+    let leader = until(&mut watches[0], Leadership::has_leader)
+        .await
+        .leader_id;
+    let (from, to) = if leader == 1 { (0, 1) } else { (1, 0) };
+    let to_id = to as u64 + 1;
+    until(&mut watches[from], Leadership::is_leader).await;
+    handles[from].transfer_leadership(to_id).unwrap();
+    let new = until(&mut watches[to], Leadership::is_leader).await;
+    let old = until(&mut watches[from], |l| l.leader_id == to_id).await;
+    assert_eq!((old.role, old.term), (Role::Follower, new.term));
+    propose_n(handles[to], "d", 5).await;
+    apps[from]
+        .wait_for("the old leader applies the new leader's entries", |s| {
+            s.payloads.len() == 145
+        })
+        .await;
 
     h2.shutdown();
     h1.shutdown();

@@ -198,6 +198,15 @@ impl RaftHandle {
         self.inner.send(Request::ReportUnreachable(to))
     }
 
+    /// Asks the leader to hand leadership to voter `to` (etcd's MoveLeader;
+    /// also before a graceful stop). The leader first brings `to` up to date,
+    /// and refuses new proposals meanwhile ([`RaftError::ProposalDropped`]);
+    /// the outcome shows in [`RaftHandle::leadership`]. Ignored by a member
+    /// that does not lead.
+    pub fn transfer_leadership(&self, to: u64) -> Result<(), RaftError> {
+        self.inner.send(Request::TransferLeadership(to))
+    }
+
     /// The applier reports progress (drives log compaction and status).
     pub fn set_applied(&self, index: u64) {
         self.inner.shared.applied.fetch_max(index, Ordering::AcqRel);

@@ -179,6 +179,7 @@ pub(crate) enum Request {
         status: SnapshotStatus,
     },
     ReportUnreachable(u64),
+    TransferLeadership(u64),
     Step(Box<Message>),
     Shutdown,
 }

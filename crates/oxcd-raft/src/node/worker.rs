@@ -260,6 +260,7 @@ impl<T: Transport> Worker<T> {
             }
             Request::ReportSnapshot { to, status } => self.raw.report_snapshot(to, status),
             Request::ReportUnreachable(to) => self.raw.report_unreachable(to),
+            Request::TransferLeadership(to) => self.raw.transfer_leader(to),
             Request::ReadIndex { reply } => {
                 self.pending_since.get_or_insert_with(Instant::now);
                 self.pending_reads.push(reply);
