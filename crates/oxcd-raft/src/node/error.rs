@@ -26,6 +26,12 @@ pub enum RaftError {
     /// A read barrier did not complete in time (leader unreachable?).
     #[error("read index timed out")]
     Timeout,
+    /// An earlier membership change is not applied yet; propose again later.
+    #[error("a membership change is still being applied")]
+    ConfChangePending,
+    /// The membership change does not fit the current configuration.
+    #[error("membership change refused: {0}")]
+    ConfChangeRefused(&'static str),
     /// The configuration is invalid.
     #[error("invalid raft config: {0}")]
     InvalidConfig(String),

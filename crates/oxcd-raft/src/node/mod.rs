@@ -12,83 +12,74 @@
 //! * Status and applied indexes are shared through atomics / a mutex, so
 //!   [`RaftHandle::status`], [`RaftHandle::set_applied`] and
 //!   [`RaftHandle::set_durable_applied`] never wait for the node thread.
+//!   Leadership changes are pushed through a tokio `watch` channel
+//!   ([`RaftHandle::leadership`]).
+//! * Membership changes: proposed with [`RaftHandle::propose_conf_change`],
+//!   delivered committed as [`EntryKind::ConfChange`] entries, and applied by
+//!   the applier with [`RaftHandle::apply_conf_change`], which runs raft's
+//!   `apply_conf_change` on the node thread and records the new membership in
+//!   the WAL. Until the applier has done so, raft's own applied index stays
+//!   below the entry, so no second change can be proposed meanwhile.
+//! * Snapshots: see [`snapshot`].
 //!
 //! The node stops on [`RaftHandle::shutdown`], when the last handle is
 //! dropped, when the committed-entries receiver is dropped, or on a fatal WAL
 //! error; afterwards every call returns [`RaftError::Stopped`] and the
 //! committed channel closes.
 
+#[cfg(test)]
+mod cluster_tests;
+mod config;
 mod error;
+mod handle;
+mod leadership;
 mod logger;
+mod membership;
+mod snapshot;
 mod storage;
 #[cfg(test)]
 mod tests;
 mod transport;
 mod worker;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use parking_lot::Mutex;
-use raft::eraftpb::Message;
-use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+use raft::eraftpb::{ConfChangeV2, ConfState, Message};
+use raft::SnapshotStatus;
+use tokio::sync::{mpsc as tokio_mpsc, oneshot, watch};
 
+pub use config::{RaftConfig, StartOptions};
 pub use error::RaftError;
+pub use handle::RaftHandle;
+pub use leadership::{Leadership, Role};
+pub use membership::conf_change;
+pub use snapshot::{SnapshotSource, SnapshotUnavailable};
 pub use transport::{NoopTransport, Transport};
 
 use crate::wal::{Wal, WalOptions};
-
-/// Configuration of a raft member.
-#[derive(Debug, Clone)]
-pub struct RaftConfig {
-    /// This member's raft id (non-zero).
-    pub id: u64,
-    /// All voter ids including this one; used only when the WAL has no
-    /// recorded membership yet (a new cluster).
-    pub peers: Vec<u64>,
-    /// WAL directory, e.g. `<data-dir>/member/wal`.
-    pub wal_dir: PathBuf,
-    /// Tick interval (= etcd `--heartbeat-interval`, default 100ms).
-    pub tick: Duration,
-    /// Election timeout in ticks (etcd election-timeout / heartbeat, default 10).
-    pub election_ticks: usize,
-    /// Heartbeat interval in ticks (1).
-    pub heartbeat_ticks: usize,
-    /// Compact the in-memory log and release WAL segments every this many
-    /// applied entries (0 disables compaction).
-    pub snapshot_count: u64,
-    /// Consistent index durable in the backend: committed entries above it
-    /// are delivered again at start-up.
-    pub applied: u64,
-}
-
-impl RaftConfig {
-    /// A config with etcd-like defaults (100ms tick, 10/1 ticks,
-    /// snapshot every 10 000 entries, nothing applied yet).
-    pub fn new(id: u64, peers: Vec<u64>, wal_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            id,
-            peers,
-            wal_dir: wal_dir.into(),
-            tick: Duration::from_millis(100),
-            election_ticks: 10,
-            heartbeat_ticks: 1,
-            snapshot_count: 10_000,
-            applied: 0,
-        }
-    }
-}
+use config::validate;
 
 /// Kind of a committed entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     /// An application payload (or raft's own no-op, with empty data).
     Normal,
-    /// A membership change (not produced yet; reserved for multi-member).
+    /// A membership change: `data` is an encoded `ConfChangeV2` (read it with
+    /// [`crate::wire::decode_conf_change`]). The applier must pass every one
+    /// to [`RaftHandle::apply_conf_change`] (or
+    /// [`RaftHandle::reject_conf_change`]), also those at or below an index
+    /// its state already holds: raft's membership lives on the node thread.
     ConfChange,
+    /// A snapshot received from the leader: `data` is what the leader's
+    /// [`SnapshotSource`] produced, `index`/`term` its raft position. The
+    /// applier replaces its state with the snapshot's (which holds `index`
+    /// or more) before applying the entries that follow, skipping those its
+    /// new state already holds. Also delivered first at start-up when the
+    /// member stopped after receiving a snapshot but before its backend
+    /// durably held it.
+    Snapshot,
 }
 
 /// An entry committed by raft, handed to the applier in log order.
@@ -173,6 +164,22 @@ pub(crate) enum Request {
     ReadIndex {
         reply: oneshot::Sender<Result<u64, RaftError>>,
     },
+    ProposeConfChange {
+        cc: ConfChangeV2,
+        reply: oneshot::Sender<Result<(), RaftError>>,
+    },
+    /// `cc` `None`: the applier rejected the change.
+    ApplyConfChange {
+        index: u64,
+        cc: Option<ConfChangeV2>,
+        reply: oneshot::Sender<Result<ConfState, RaftError>>,
+    },
+    ReportSnapshot {
+        to: u64,
+        status: SnapshotStatus,
+    },
+    ReportUnreachable(u64),
+    TransferLeadership(u64),
     Step(Box<Message>),
     Shutdown,
 }
@@ -182,6 +189,8 @@ pub(crate) enum Request {
 #[derive(Default)]
 pub(crate) struct Shared {
     pub status: Mutex<RaftStatus>,
+    /// Current membership (as raft applied it).
+    pub conf_state: Mutex<ConfState>,
     pub applied: AtomicU64,
     pub durable_applied: AtomicU64,
     pub stopped: AtomicBool,
@@ -235,14 +244,42 @@ impl RaftNode {
         ),
         RaftError,
     > {
+        let opts = StartOptions {
+            wal: wal_opts,
+            ..StartOptions::default()
+        };
+        Self::start_with(cfg, transport, opts)
+    }
+
+    /// Like [`RaftNode::start_with_transport`] with the optional parts
+    /// (snapshot source, WAL and in-memory log tunables).
+    pub fn start_with<T: Transport>(
+        cfg: RaftConfig,
+        transport: T,
+        opts: StartOptions,
+    ) -> Result<
+        (
+            RaftHandle,
+            tokio_mpsc::UnboundedReceiver<Vec<CommittedEntry>>,
+        ),
+        RaftError,
+    > {
         validate(&cfg)?;
-        let (wal, contents) = Wal::open_with(&cfg.wal_dir, wal_opts)?;
+        let (wal, contents) = Wal::open_with(&cfg.wal_dir, opts.wal.clone())?;
         let shared = Arc::new(Shared::default());
         shared.applied.store(cfg.applied, Ordering::Relaxed);
         shared.durable_applied.store(cfg.applied, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         let (ctx, crx) = tokio_mpsc::unbounded_channel();
-        let mut w = worker::Worker::new(&cfg, wal, contents, transport, rx, ctx, shared.clone())?;
+        let (leadership_tx, leadership) = watch::channel(Leadership::NONE);
+        let parts = worker::Parts {
+            transport,
+            rx,
+            committed: ctx,
+            shared: shared.clone(),
+            leadership: leadership_tx,
+        };
+        let mut w = worker::Worker::new(&cfg, wal, contents, parts, opts)?;
         w.bootstrap()?;
         let thread = std::thread::Builder::new()
             .name(format!("raft-{:x}", cfg.id))
@@ -251,162 +288,6 @@ impl RaftNode {
                 w.run()
             })
             .map_err(|e| RaftError::InvalidConfig(format!("spawning the raft thread: {e}")))?;
-        let inner = Inner {
-            tx,
-            shared,
-            thread: Mutex::new(Some(thread)),
-        };
-        Ok((
-            RaftHandle {
-                inner: Arc::new(inner),
-            },
-            crx,
-        ))
-    }
-}
-
-fn validate(cfg: &RaftConfig) -> Result<(), RaftError> {
-    if cfg.id == 0 {
-        return Err(RaftError::InvalidConfig("id must be non-zero".into()));
-    }
-    if !cfg.peers.contains(&cfg.id) {
-        return Err(RaftError::InvalidConfig(format!(
-            "peers {:?} do not include id {}",
-            cfg.peers, cfg.id
-        )));
-    }
-    if cfg.tick.is_zero() {
-        return Err(RaftError::InvalidConfig("tick must be positive".into()));
-    }
-    if cfg.heartbeat_ticks == 0 || cfg.election_ticks <= cfg.heartbeat_ticks {
-        return Err(RaftError::InvalidConfig(
-            "election_ticks must be greater than heartbeat_ticks (> 0)".into(),
-        ));
-    }
-    Ok(())
-}
-
-struct Inner {
-    tx: mpsc::Sender<Request>,
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Inner {
-    fn send(&self, req: Request) -> Result<(), RaftError> {
-        if self.shared.stopped.load(Ordering::Acquire) {
-            return Err(RaftError::Stopped);
-        }
-        self.tx.send(req).map_err(|_| RaftError::Stopped)
-    }
-
-    fn stop(&self) {
-        self.shared.stopped.store(true, Ordering::Release);
-        // The thread may already be gone; then the send fails harmlessly.
-        let _ = self.tx.send(Request::Shutdown);
-        if let Some(t) = self.thread.lock().take() {
-            if t.join().is_err() {
-                tracing::error!("raft node thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Cloneable handle to a running raft node.
-#[derive(Clone)]
-pub struct RaftHandle {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for RaftHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RaftHandle")
-            .field("status", &self.status())
-            .finish()
-    }
-}
-
-impl RaftHandle {
-    /// Hands `data` to raft. Ok means appended to the leader's log (not
-    /// committed): the result comes back through the committed stream.
-    pub async fn propose(&self, data: Vec<u8>) -> Result<(), RaftError> {
-        let (reply, rx) = oneshot::channel();
-        self.inner.send(Request::Propose {
-            data,
-            reply: ProposeReply::Result(reply),
-        })?;
-        rx.await.map_err(|_| RaftError::Stopped)?
-    }
-
-    /// Hands `data` to raft without waiting: an error returned here means it
-    /// was not queued; a rejection by the node thread (not leader, dropped,
-    /// stopped) is reported later through `on_rejected`, which is not called
-    /// at all when the entry is appended. Saves the proposer a wake-up per
-    /// request when the outcome arrives through the committed stream anyway.
-    pub fn propose_or_else(
-        &self,
-        data: Vec<u8>,
-        on_rejected: impl FnOnce(RaftError) + Send + 'static,
-    ) -> Result<(), RaftError> {
-        if self.inner.shared.stopped.load(Ordering::Acquire) {
-            return Err(RaftError::Stopped);
-        }
-        let reply = ProposeReply::OnRejected(RejectGuard(Some(Box::new(on_rejected))));
-        // A failed send drops the request, and with it the guard, which reports
-        // Stopped through the callback; the caller learns it from the callback.
-        let _ = self.inner.tx.send(Request::Propose { data, reply });
-        Ok(())
-    }
-
-    /// Linearizable read barrier (ReadIndex): returns the commit index the
-    /// caller must wait to see applied before serving a read. Concurrent
-    /// callers are batched into one ReadIndex round.
-    pub async fn read_index(&self) -> Result<u64, RaftError> {
-        let (reply, rx) = oneshot::channel();
-        self.inner.send(Request::ReadIndex { reply })?;
-        rx.await.map_err(|_| RaftError::Stopped)?
-    }
-
-    /// Feeds a raft message received from a peer into the node.
-    pub fn step(&self, msg: Message) -> Result<(), RaftError> {
-        self.inner.send(Request::Step(Box::new(msg)))
-    }
-
-    /// The applier reports progress (drives log compaction and status).
-    pub fn set_applied(&self, index: u64) {
-        self.inner.shared.applied.fetch_max(index, Ordering::AcqRel);
-    }
-
-    /// The index durably committed (fsynced) in the backend. WAL segments
-    /// are released only below `min(applied, durable_applied)`.
-    pub fn set_durable_applied(&self, index: u64) {
-        self.inner
-            .shared
-            .durable_applied
-            .fetch_max(index, Ordering::AcqRel);
-    }
-
-    /// Current status; cheap (a short mutex, no round trip to the thread).
-    pub fn status(&self) -> RaftStatus {
-        let mut s = self.inner.shared.status.lock().clone();
-        s.applied_index = self.inner.shared.applied.load(Ordering::Acquire);
-        s
-    }
-
-    /// Whether the node has stopped.
-    pub fn is_stopped(&self) -> bool {
-        self.inner.shared.stopped.load(Ordering::Acquire)
-    }
-
-    /// Stops the node thread and waits for it to exit. Pending proposals
-    /// and reads fail with [`RaftError::Stopped`]. Idempotent.
-    pub fn shutdown(&self) {
-        self.inner.stop();
+        Ok((RaftHandle::new(tx, shared, leadership, thread), crx))
     }
 }

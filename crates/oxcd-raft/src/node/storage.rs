@@ -3,8 +3,10 @@
 //! The WAL is the durable copy; `MemStorage` is the in-memory view raft-rs
 //! reads from. Start-up also reconciles the WAL with the backend's durable
 //! applied index (`cfg.applied`):
-//! * `applied < snapshot index`: the backend lost data the log no longer
-//!   has → refuse to start.
+//! * `applied < snapshot index`: if the snapshot was received from a leader
+//!   (the WAL kept its data), the member stopped before its backend durably
+//!   took it in: hand it to the applier again, first. Otherwise the backend
+//!   lost data the log no longer has → refuse to start.
 //! * `applied > last index`: the backend is ahead of the log (WAL lost) →
 //!   refuse to start.
 //! * `applied > hard_state.commit`: legal, because commit-only hard-state
@@ -21,8 +23,15 @@ use crate::wal::WalContents;
 pub(crate) struct Bootstrap {
     pub storage: MemStorage,
     pub conf_state: ConfState,
+    /// Index of the entry whose application produced `conf_state`.
+    pub conf_state_index: u64,
     /// Index of the WAL snapshot marker (0 if none).
     pub snapshot_index: u64,
+    /// The applied index raft starts from: the backend's, or the snapshot's
+    /// when the snapshot is to be handed over again.
+    pub raft_applied: u64,
+    /// A received snapshot the backend does not hold yet: `(index, term, data)`.
+    pub pending_snapshot: Option<(u64, u64, Vec<u8>)>,
 }
 
 /// Builds `MemStorage` from `contents`; `peers` is the membership to use
@@ -39,18 +48,23 @@ pub(crate) fn bootstrap(
         .unwrap_or_else(|| ConfState::from((peers.to_vec(), vec![])));
     let (snap_index, snap_term) = contents.snapshot.as_ref().map_or((0, 0), |s| (s.0, s.1));
     let last = contents.entries.last().map_or(snap_index, |e| e.index);
-    if applied < snap_index {
-        return Err(RaftError::Inconsistent(format!(
-            "backend applied index {applied} is below the WAL snapshot index {snap_index}: backend data is missing"
-        )));
-    }
+    let pending_snapshot = match &contents.snapshot_data {
+        Some(data) if applied < snap_index => Some((snap_index, snap_term, data.clone())),
+        _ if applied < snap_index => {
+            return Err(RaftError::Inconsistent(format!(
+                "backend applied index {applied} is below the WAL snapshot index {snap_index}: backend data is missing"
+            )));
+        }
+        _ => None,
+    };
+    let raft_applied = applied.max(snap_index);
     if applied > last {
         return Err(RaftError::Inconsistent(format!(
             "backend applied index {applied} is beyond the last WAL index {last}: WAL data is missing"
         )));
     }
     let mut hs = contents.hard_state.clone();
-    hs.commit = hs.commit.max(applied).max(snap_index);
+    hs.commit = hs.commit.max(raft_applied);
     if hs.commit > last {
         return Err(RaftError::Inconsistent(format!(
             "WAL hard state commit {} is beyond the last WAL index {last}",
@@ -76,6 +90,9 @@ pub(crate) fn bootstrap(
     Ok(Bootstrap {
         storage,
         conf_state,
+        conf_state_index: contents.conf_state_index,
         snapshot_index: snap_index,
+        raft_applied,
+        pending_snapshot,
     })
 }

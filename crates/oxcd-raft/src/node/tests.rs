@@ -349,7 +349,7 @@ async fn in_memory_log_stays_bounded_between_snapshots() {
         ..cfg(tmp.path(), 0)
     };
     let (h, mut rx) = RaftNode::start(c).unwrap();
-    let n = 3 * super::worker::MEM_CATCH_UP_ENTRIES as usize;
+    let n = 3 * StartOptions::DEFAULT_CATCH_UP_ENTRIES as usize;
     propose_all(&h, n).await;
     let es = recv_until(&mut rx, |es| payloads(es).len() >= n).await;
     let last = es.last().unwrap().index;
@@ -369,7 +369,7 @@ async fn in_memory_log_stays_bounded_between_snapshots() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let keep = super::worker::MEM_CATCH_UP_ENTRIES;
+    let keep = StartOptions::DEFAULT_CATCH_UP_ENTRIES;
     assert!(
         first >= last - 2 * keep && first <= last - keep,
         "first in-memory index {first}, last {last}: expected {keep}..{} entries kept",
@@ -379,5 +379,108 @@ async fn in_memory_log_stays_bounded_between_snapshots() {
     h.propose(b"after".to_vec()).await.unwrap();
     let es = recv_until(&mut rx, |es| payloads(es).contains(&b"after".to_vec())).await;
     assert_contiguous(&es);
+    h.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_is_pushed_and_the_channel_closes_on_stop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    let mut leadership = h.leadership();
+    let now = *leadership.borrow();
+    assert_eq!((now.role, now.leader_id), (Role::Leader, 1));
+    assert!(now.is_leader() && now.term >= 1, "{now:?}");
+    assert_eq!(now.term, h.status().term);
+
+    h.shutdown();
+    // The last value says nobody leads; then the channel is closed.
+    leadership.changed().await.unwrap();
+    let last = *leadership.borrow_and_update();
+    assert_eq!((last.role, last.leader_id), (Role::Follower, 0));
+    assert!(!last.has_leader());
+    assert!(leadership.changed().await.is_err());
+    while rx.recv().await.is_some() {}
+}
+
+/// Receives until the entry at `index` arrived; returns it.
+async fn recv_index(rx: &mut UnboundedReceiver<Vec<CommittedEntry>>, index: u64) -> CommittedEntry {
+    let es = recv_until(rx, |es| es.iter().any(|e| e.index == index)).await;
+    es.into_iter().find(|e| e.index == index).unwrap()
+}
+
+/// Proposes `cc` and returns its committed entry.
+async fn commit_conf_change(
+    h: &RaftHandle,
+    rx: &mut UnboundedReceiver<Vec<CommittedEntry>>,
+    cc: raft::eraftpb::ConfChangeV2,
+) -> CommittedEntry {
+    h.propose_conf_change(cc).await.unwrap();
+    let es = recv_until(rx, |es| es.iter().any(|e| e.kind == EntryKind::ConfChange)).await;
+    es.into_iter()
+        .find(|e| e.kind == EntryKind::ConfChange)
+        .unwrap()
+}
+
+fn sorted(cs: &ConfState) -> (Vec<u64>, Vec<u64>) {
+    let (mut v, mut l) = (cs.voters.clone(), cs.learners.clone());
+    v.sort_unstable();
+    l.sort_unstable();
+    (v, l)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conf_changes_reach_the_applier_are_applied_once_and_survive_a_restart() {
+    use raft::eraftpb::ConfChangeType::{AddLearnerNode, AddNode};
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+
+    // A learner: the entry comes back committed, with its context.
+    let e = commit_conf_change(
+        &h,
+        &mut rx,
+        conf_change(&[(AddLearnerNode, 2)], b"m2".to_vec()),
+    )
+    .await;
+    let cc = crate::wire::decode_conf_change(&e.data).unwrap();
+    assert_eq!(&cc.context[..], b"m2");
+    // Until the applier applied it, a second change is refused, not silently dropped.
+    assert!(matches!(
+        h.propose_conf_change(conf_change(&[(AddNode, 3)], vec![]))
+            .await,
+        Err(RaftError::ConfChangePending)
+    ));
+    let cs = h.apply_conf_change(e.index, cc).await.unwrap();
+    assert_eq!(sorted(&cs), (vec![1], vec![2]));
+    assert_eq!(h.conf_state(), cs);
+
+    // A change the applier refuses leaves the membership as it was.
+    let e = commit_conf_change(&h, &mut rx, conf_change(&[(AddNode, 4)], vec![])).await;
+    assert_eq!(h.reject_conf_change(e.index).await.unwrap(), cs);
+    assert!(matches!(
+        h.propose_conf_change(conf_change(&[], vec![])).await,
+        Err(RaftError::ConfChangeRefused(_))
+    ));
+
+    // A voter (it never starts, so nothing commits after this one).
+    let e = commit_conf_change(&h, &mut rx, conf_change(&[(AddNode, 3)], vec![])).await;
+    let cc3 = crate::wire::decode_conf_change(&e.data).unwrap();
+    let cs = h.apply_conf_change(e.index, cc3.clone()).await.unwrap();
+    assert_eq!(sorted(&cs), (vec![1, 3], vec![2]));
+    h.set_applied(e.index - 1);
+    h.shutdown();
+    while rx.recv().await.is_some() {}
+
+    // Restart with the backend just before the change: the WAL restores the
+    // membership at once, the entry is replayed, and applying it again does
+    // not apply it twice.
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), e.index - 1)).unwrap();
+    assert_eq!(sorted(&h.conf_state()), (vec![1, 3], vec![2]));
+    assert!(
+        !h.leadership().borrow().is_leader(),
+        "1 of 2 voters cannot lead"
+    );
+    let again = recv_index(&mut rx, e.index).await;
+    assert_eq!(again.kind, EntryKind::ConfChange);
+    assert_eq!(h.apply_conf_change(e.index, cc3).await.unwrap(), cs);
     h.shutdown();
 }

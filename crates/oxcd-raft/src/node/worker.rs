@@ -4,11 +4,15 @@
 //! tick if due, start a batched ReadIndex round for waiting readers, then
 //! handle every `Ready`:
 //! 1. send messages (a leader may send before persisting, as etcd does);
-//! 2. persist a received snapshot marker, if any;
+//! 2. persist a received snapshot (marker and data) and deliver it;
 //! 3. append entries + hard state to the WAL with **one** fdatasync and
 //!    mirror them into `MemStorage`;
 //! 4. send persisted messages, deliver committed entries (now durable);
-//! 5. `advance`, then the `LightReady` the same way, then `advance_apply`.
+//! 5. `advance`, then the `LightReady` the same way, then advance raft's
+//!    applied index to what was delivered, but never past a membership
+//!    change the applier has not applied yet.
+//!
+//! Then it publishes status and leadership, and moves the snapshot point.
 //!
 //! Commit-only hard-state changes (those from `LightReady`) are not synced
 //! on their own: they ride along with the next write or the final save at
@@ -16,41 +20,52 @@
 //! start-up, raises the commit index (see [`super::storage`]), and anything
 //! else is re-committed by the next leader term.
 
-use std::collections::HashMap;
+mod changes;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use raft::eraftpb::{Entry, EntryType, HardState};
-use raft::prelude::Snapshot;
-use raft::storage::MemStorage;
 use raft::{RawNode, ReadState, StateRole, Storage};
-use tokio::sync::{mpsc as tokio_mpsc, oneshot};
+use tokio::sync::{mpsc as tokio_mpsc, oneshot, watch};
 
+use super::membership::ConfHistory;
+use super::snapshot::NodeStorage;
 use super::storage::bootstrap;
-use super::{logger, CommittedEntry, EntryKind, RaftConfig, RaftError, Request, Shared, Transport};
+use super::{
+    logger, CommittedEntry, EntryKind, Leadership, RaftConfig, RaftError, Request, Shared,
+    StartOptions, Transport,
+};
 use crate::wal::{Wal, WalContents};
 
 /// Most requests handled before the loop looks at ticks and readies again.
 const MAX_DRAIN: usize = 4096;
 /// Most `Ready`s processed per loop iteration.
 const MAX_READIES: usize = 64;
-/// Entries the in-memory log keeps behind the applied (and durable) index, as etcd keeps
-/// `SnapshotCatchUpEntries`: the WAL holds everything else, so memory need not grow with
-/// `snapshot_count` (100,000 entries by default, ~25 MiB of small puts).
-pub(crate) const MEM_CATCH_UP_ENTRIES: u64 = 5_000;
 
 type ReadReply = oneshot::Sender<Result<u64, RaftError>>;
 
+/// The channels and shared state a worker talks through.
+pub(crate) struct Parts<T: Transport> {
+    pub transport: T,
+    pub rx: Receiver<Request>,
+    pub committed: tokio_mpsc::UnboundedSender<Vec<CommittedEntry>>,
+    pub shared: Arc<Shared>,
+    pub leadership: watch::Sender<Leadership>,
+}
+
 /// Owns the `RawNode` and the WAL; lives on the node thread.
 pub(crate) struct Worker<T: Transport> {
-    raw: RawNode<MemStorage>,
+    raw: RawNode<NodeStorage>,
     wal: Wal,
     transport: T,
     rx: Receiver<Request>,
     committed: tokio_mpsc::UnboundedSender<Vec<CommittedEntry>>,
     shared: Arc<Shared>,
+    leadership: watch::Sender<Leadership>,
     id: u64,
     tick: Duration,
     /// Readers waiting for the next ReadIndex round.
@@ -68,8 +83,19 @@ pub(crate) struct Worker<T: Transport> {
     last_compact: u64,
     /// First index the in-memory log still holds (entries below were dropped).
     mem_first: u64,
+    /// Entries the in-memory log keeps behind the applied and durable index.
+    catch_up_entries: u64,
     /// Whether this member is the only voter (campaign at once).
     sole_voter: bool,
+    /// Membership now and as of the recent indexes snapshots may be taken at.
+    conf: ConfHistory,
+    /// Delivered membership changes the applier has not applied (or
+    /// rejected) yet, in log order.
+    unapplied_conf_changes: VecDeque<u64>,
+    /// Last index handed to the applier (an entry or a snapshot).
+    delivered_to: u64,
+    /// A received snapshot to hand to the applier again before anything else.
+    pending_snapshot: Option<(u64, u64, Vec<u8>)>,
 }
 
 impl<T: Transport> Worker<T> {
@@ -77,10 +103,8 @@ impl<T: Transport> Worker<T> {
         cfg: &RaftConfig,
         mut wal: Wal,
         contents: WalContents,
-        transport: T,
-        rx: Receiver<Request>,
-        committed: tokio_mpsc::UnboundedSender<Vec<CommittedEntry>>,
-        shared: Arc<Shared>,
+        parts: Parts<T>,
+        opts: StartOptions,
     ) -> Result<Self, RaftError> {
         let boot = bootstrap(&contents, &cfg.peers, cfg.applied)?;
         if contents.conf_state.is_none() {
@@ -92,7 +116,7 @@ impl<T: Transport> Worker<T> {
             id: cfg.id,
             election_tick: cfg.election_ticks,
             heartbeat_tick: cfg.heartbeat_ticks,
-            applied: cfg.applied,
+            applied: boot.raft_applied,
             pre_vote: true,
             check_quorum: true,
             max_size_per_msg: 1024 * 1024,
@@ -100,8 +124,12 @@ impl<T: Transport> Worker<T> {
             ..Default::default()
         };
         rc.validate()?;
-        let raw = RawNode::new(&rc, boot.storage, &logger::logger())?;
-        let sole_voter = boot.conf_state.voters == [cfg.id] && boot.conf_state.learners.is_empty();
+        let storage = NodeStorage::new(boot.storage, opts.snapshot_source);
+        let raw = RawNode::new(&rc, storage, &logger::logger())?;
+        // Learners do not vote: the only voter can elect itself at once.
+        let sole_voter =
+            boot.conf_state.voters == [cfg.id] && boot.conf_state.voters_outgoing.is_empty();
+        *parts.shared.conf_state.lock() = boot.conf_state.clone();
         let read_nonce = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -109,10 +137,11 @@ impl<T: Transport> Worker<T> {
         Ok(Self {
             raw,
             wal,
-            transport,
-            rx,
-            committed,
-            shared,
+            transport: parts.transport,
+            rx: parts.rx,
+            committed: parts.committed,
+            shared: parts.shared,
+            leadership: parts.leadership,
             id: cfg.id,
             tick: cfg.tick,
             pending_reads: Vec::new(),
@@ -125,7 +154,12 @@ impl<T: Transport> Worker<T> {
             snapshot_count: cfg.snapshot_count,
             last_compact: boot.snapshot_index,
             mem_first: boot.snapshot_index,
+            catch_up_entries: opts.catch_up_entries.max(1),
             sole_voter,
+            conf: ConfHistory::new(boot.conf_state_index, boot.conf_state),
+            unapplied_conf_changes: VecDeque::new(),
+            delivered_to: boot.raft_applied,
+            pending_snapshot: boot.pending_snapshot,
         })
     }
 
@@ -133,6 +167,13 @@ impl<T: Transport> Worker<T> {
     /// voter campaigns immediately instead of waiting out an election
     /// timeout, and the resulting readies (election, replay) are handled.
     pub(crate) fn bootstrap(&mut self) -> Result<(), RaftError> {
+        if let Some((index, term, data)) = self.pending_snapshot.take() {
+            tracing::warn!(
+                index,
+                "handing the applier again a snapshot it had not made durable before the stop"
+            );
+            self.deliver_snapshot(index, term, data)?;
+        }
         if self.sole_voter {
             self.raw.campaign()?;
         }
@@ -144,25 +185,14 @@ impl<T: Transport> Worker<T> {
     /// The thread body. Returns when asked to stop or on a fatal error.
     pub(crate) fn run(mut self) {
         let mut next_tick = Instant::now() + self.tick;
-        'outer: loop {
+        loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
-                Ok(req) => {
-                    if !self.handle(req) {
-                        break;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            for _ in 0..MAX_DRAIN {
-                match self.rx.try_recv() {
-                    Ok(req) => {
-                        if !self.handle(req) {
-                            break 'outer;
-                        }
-                    }
-                    Err(_) => break,
+            match self.take_requests(wait) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "raft node stopping after a fatal error");
+                    break;
                 }
             }
             let now = Instant::now();
@@ -181,16 +211,56 @@ impl<T: Transport> Worker<T> {
             }
             self.expire_reads();
             self.publish_status();
+            self.move_snapshot_point();
         }
         self.finish();
     }
 
-    /// Handles one request; `false` means stop.
-    fn handle(&mut self, req: Request) -> bool {
+    /// Waits up to `wait` for a request, then handles everything queued (up to
+    /// [`MAX_DRAIN`]). `Ok(false)` means stop, an error is fatal.
+    fn take_requests(&mut self, wait: Duration) -> Result<bool, RaftError> {
+        match self.rx.recv_timeout(wait) {
+            Ok(req) => {
+                if !self.handle(req)? {
+                    return Ok(false);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(false),
+        }
+        for _ in 0..MAX_DRAIN {
+            let Ok(req) = self.rx.try_recv() else { break };
+            if !self.handle(req)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Handles one request; `Ok(false)` means stop, an error is fatal.
+    fn handle(&mut self, req: Request) -> Result<bool, RaftError> {
         match req {
             Request::Propose { data, reply } => {
                 reply.send(self.propose(data));
             }
+            Request::ProposeConfChange { cc, reply } => {
+                let _ = reply.send(self.propose_conf_change(cc));
+            }
+            Request::ApplyConfChange { index, cc, reply } => {
+                let result = self.apply_conf_change(index, cc);
+                // A WAL failure stops the node; the caller then sees Stopped.
+                let answer = match result {
+                    Err(RaftError::Wal(e)) => {
+                        let _ = reply.send(Err(RaftError::Stopped));
+                        return Err(RaftError::Wal(e));
+                    }
+                    other => other,
+                };
+                let _ = reply.send(answer);
+            }
+            Request::ReportSnapshot { to, status } => self.raw.report_snapshot(to, status),
+            Request::ReportUnreachable(to) => self.raw.report_unreachable(to),
+            Request::TransferLeadership(to) => self.raw.transfer_leader(to),
             Request::ReadIndex { reply } => {
                 self.pending_since.get_or_insert_with(Instant::now);
                 self.pending_reads.push(reply);
@@ -200,21 +270,26 @@ impl<T: Transport> Worker<T> {
                     tracing::debug!(error = %e, "ignoring raft message");
                 }
             }
-            Request::Shutdown => return false,
+            Request::Shutdown => return Ok(false),
         }
-        true
+        Ok(true)
+    }
+
+    fn check_leader(&self) -> Result<(), RaftError> {
+        if self.raw.raft.state == StateRole::Leader {
+            return Ok(());
+        }
+        Err(match self.raw.raft.leader_id {
+            0 => RaftError::NoLeader,
+            leader_id => RaftError::NotLeader { leader_id },
+        })
     }
 
     fn propose(&mut self, data: Vec<u8>) -> Result<(), RaftError> {
         if data.is_empty() {
             return Err(RaftError::EmptyProposal);
         }
-        if self.raw.raft.state != StateRole::Leader {
-            return Err(match self.raw.raft.leader_id {
-                0 => RaftError::NoLeader,
-                leader_id => RaftError::NotLeader { leader_id },
-            });
-        }
+        self.check_leader()?;
         match self.raw.propose(Vec::new(), data) {
             Ok(()) => Ok(()),
             Err(raft::Error::ProposalDropped) => Err(RaftError::ProposalDropped),
@@ -327,23 +402,7 @@ impl<T: Transport> Worker<T> {
         }
         self.send(light.take_messages());
         self.deliver(light.take_committed_entries())?;
-        self.raw.advance_apply();
-        Ok(())
-    }
-
-    /// A snapshot from the leader (multi-member only). Its data must be
-    /// loaded into the backend by the application; that path is not wired
-    /// yet, so only the raft-side metadata is recorded.
-    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), RaftError> {
-        let m = snap.get_metadata();
-        tracing::warn!(
-            index = m.index,
-            term = m.term,
-            "applying raft snapshot (backend transfer not implemented)"
-        );
-        self.wal
-            .save_snapshot_marker(m.index, m.term, m.get_conf_state())?;
-        self.raw.mut_store().wl().apply_snapshot(snap)?;
+        self.advance_applied();
         Ok(())
     }
 
@@ -357,16 +416,27 @@ impl<T: Transport> Worker<T> {
         if entries.is_empty() {
             return Ok(());
         }
+        let recorded = self.conf.latest().0;
         let batch: Vec<CommittedEntry> = entries.into_iter().map(to_committed).collect();
+        for e in &batch {
+            if e.kind == EntryKind::ConfChange && e.index > recorded {
+                self.unapplied_conf_changes.push_back(e.index);
+            }
+        }
+        if let Some(last) = batch.last() {
+            self.delivered_to = last.index;
+        }
         // A dropped receiver means the applier is gone: nothing can make
         // progress, so stop (undelivered entries are replayed on restart).
         self.committed.send(batch).map_err(|_| RaftError::Stopped)
     }
 
-    /// Keeps the in-memory log to [`MEM_CATCH_UP_ENTRIES`] behind the index
+    /// Keeps the in-memory log to `catch_up_entries` behind the index
     /// applied *and* durable in the backend (dropping entries in steps of that
     /// size); every `snapshot_count` such entries, also writes a snapshot
-    /// marker, releases old WAL segments and compacts the in-memory log.
+    /// marker and releases old WAL segments. The in-memory log keeps its
+    /// catch-up entries then too (as etcd does), so a follower slightly
+    /// behind is sent entries, not a snapshot.
     fn maybe_compact(&mut self) -> Result<(), RaftError> {
         if self.snapshot_count == 0 {
             return Ok(());
@@ -374,8 +444,8 @@ impl<T: Transport> Worker<T> {
         let applied = self.shared.applied.load(Ordering::Acquire);
         let durable = self.shared.durable_applied.load(Ordering::Acquire);
         let idx = applied.min(durable).min(self.raw.raft.raft_log.applied);
-        let mem_first = idx.saturating_sub(MEM_CATCH_UP_ENTRIES);
-        if mem_first >= self.mem_first + MEM_CATCH_UP_ENTRIES {
+        let mem_first = idx.saturating_sub(self.catch_up_entries);
+        if mem_first >= self.mem_first + self.catch_up_entries {
             self.raw.mut_store().wl().compact(mem_first)?;
             self.mem_first = mem_first;
         }
@@ -389,25 +459,42 @@ impl<T: Transport> Worker<T> {
                 return Ok(());
             }
         };
-        let cs = self.raw.store().initial_state()?.conf_state;
+        // Markers carry the membership as of their index, not the latest.
+        let Some(cs) = self.conf.as_of(idx).cloned() else {
+            return Ok(());
+        };
+        self.conf.forget_before(idx);
         self.wal.save_snapshot_marker(idx, term, &cs)?;
         let released = self.wal.release_to(idx)?;
-        self.raw.mut_store().wl().compact(idx)?;
         tracing::debug!(index = idx, term, released, "compacted raft log");
         self.last_compact = idx;
-        self.mem_first = self.mem_first.max(idx);
         Ok(())
     }
 
     fn publish_status(&self) {
         let r = &self.raw.raft;
-        let mut s = self.shared.status.lock();
-        s.id = self.id;
-        s.leader_id = r.leader_id;
-        s.term = r.term;
-        s.commit_index = r.raft_log.committed;
-        s.is_leader = r.state == StateRole::Leader;
-        s.log_first_index = r.raft_log.store.first_index().unwrap_or(0);
+        {
+            let mut s = self.shared.status.lock();
+            s.id = self.id;
+            s.leader_id = r.leader_id;
+            s.term = r.term;
+            s.commit_index = r.raft_log.committed;
+            s.is_leader = r.state == StateRole::Leader;
+            s.log_first_index = r.raft_log.store.first_index().unwrap_or(0);
+        }
+        self.publish_leadership(Leadership {
+            role: r.state.into(),
+            leader_id: r.leader_id,
+            term: r.term,
+        });
+    }
+
+    fn publish_leadership(&self, now: Leadership) {
+        self.leadership.send_if_modified(|seen| {
+            let changed = *seen != now;
+            *seen = now;
+            changed
+        });
     }
 
     /// Marks the node stopped, fails waiters and writes the latest hard
@@ -430,21 +517,35 @@ impl<T: Transport> Worker<T> {
                 tracing::warn!(error = %e, "could not save the final hard state");
             }
         }
-        let mut s = self.shared.status.lock();
-        s.leader_id = 0;
-        s.is_leader = false;
+        {
+            let mut s = self.shared.status.lock();
+            s.leader_id = 0;
+            s.is_leader = false;
+        }
+        self.publish_leadership(Leadership {
+            role: super::Role::Follower,
+            leader_id: 0,
+            term: self.raw.raft.term,
+        });
+        // The leadership channel closes when the worker is dropped, right after.
     }
 }
 
 fn to_committed(e: Entry) -> CommittedEntry {
-    let kind = match e.get_entry_type() {
-        EntryType::EntryNormal => EntryKind::Normal,
-        EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => EntryKind::ConfChange,
+    let (kind, data) = match e.get_entry_type() {
+        EntryType::EntryNormal => (EntryKind::Normal, e.data.to_vec()),
+        EntryType::EntryConfChangeV2 => (EntryKind::ConfChange, e.data.to_vec()),
+        // One form for the applier; undecodable data stays as it is, for the
+        // applier's decoding to report.
+        EntryType::EntryConfChange => (
+            EntryKind::ConfChange,
+            crate::wire::conf_change_v1_as_v2(&e.data).unwrap_or_else(|| e.data.to_vec()),
+        ),
     };
     CommittedEntry {
         index: e.index,
         term: e.term,
-        data: e.data.to_vec(),
+        data,
         kind,
     }
 }

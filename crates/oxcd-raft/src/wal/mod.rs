@@ -1,8 +1,8 @@
 //! Write-ahead log for raft entries and state.
 //!
 //! Layout: a directory of segment files `{seq:016x}-{first_index:016x}.wal`
-//! (see [`segment`]), each a sequence of crc-chained records (see
-//! [`record`]). A segment starts with a `CrcSeed` record carrying the
+//! (see `segment.rs`), each a sequence of crc-chained records (see
+//! `record.rs`). A segment starts with a `CrcSeed` record carrying the
 //! previous segment's last crc, followed by the current snapshot marker,
 //! membership and hard state, so any suffix of segments is self-describing
 //! and old segments can be deleted once a snapshot marker covers them.
@@ -14,7 +14,7 @@
 //! success while the data is gone, so the only safe move is to restart and
 //! recover from disk.
 //!
-//! Recovery rules are documented in [`reader`].
+//! Recovery rules are documented in `reader.rs`.
 
 mod error;
 mod reader;
@@ -65,9 +65,9 @@ pub struct Wal {
     last_crc: u32,
     /// Logical last entry index (after overwrites).
     last_index: u64,
-    hard_state: HardState,
-    conf_state: Option<ConfState>,
-    snapshot: Option<(u64, u64, ConfState)>,
+    /// What every new segment's header repeats: hard state, membership and
+    /// snapshot marker (`entries` stays empty).
+    state: WalContents,
     poisoned: bool,
 }
 
@@ -113,12 +113,8 @@ impl Wal {
                     opts.segment_size,
                     0,
                     rec.last_index + 1,
-                    &SegmentHeader {
-                        seed: rec.last_crc,
-                        hs: &contents.hard_state,
-                        cs: contents.conf_state.as_ref(),
-                        snap: contents.snapshot.as_ref(),
-                    },
+                    rec.last_crc,
+                    &contents,
                 )?;
                 segments.push(id);
                 (f, len, crc)
@@ -132,9 +128,14 @@ impl Wal {
             seg_len,
             last_crc,
             last_index: rec.last_index,
-            hard_state: contents.hard_state.clone(),
-            conf_state: contents.conf_state.clone(),
-            snapshot: contents.snapshot.clone(),
+            state: WalContents {
+                hard_state: contents.hard_state.clone(),
+                snapshot: contents.snapshot.clone(),
+                conf_state: contents.conf_state.clone(),
+                conf_state_index: contents.conf_state_index,
+                snapshot_data: contents.snapshot_data.clone(),
+                entries: Vec::new(),
+            },
             poisoned: false,
         };
         Ok((wal, contents))
@@ -171,19 +172,35 @@ impl Wal {
         if let Some(hs) = hs {
             let payload = hs.write_to_bytes().map_err(encode_err)?;
             self.push_record(&mut buf, RecordType::HardState, &payload)?;
-            self.hard_state = hs.clone();
+            self.state.hard_state = hs.clone();
         }
         self.write_and_sync(&mut buf)
     }
 
-    /// Records a membership change durably.
+    /// Records the initial membership durably (in effect from index 0 on).
     pub fn save_conf_state(&mut self, cs: &ConfState) -> Result<(), WalError> {
         self.check()?;
         let payload = cs.write_to_bytes().map_err(encode_err)?;
         let mut buf = Vec::new();
         self.push_record(&mut buf, RecordType::ConfState, &payload)?;
         self.write_and_sync(&mut buf)?;
-        self.conf_state = Some(cs.clone());
+        self.state.offer_conf_state(0, cs);
+        Ok(())
+    }
+
+    /// Records durably that applying the entry at `index` changed the
+    /// membership to `cs`.
+    pub fn save_conf_state_at(&mut self, index: u64, cs: &ConfState) -> Result<(), WalError> {
+        self.check()?;
+        let payload = cs.write_to_bytes().map_err(encode_err)?;
+        let mut buf = Vec::new();
+        self.push_record(
+            &mut buf,
+            RecordType::ConfStateAt,
+            &reader::encode_indexed(index, &payload),
+        )?;
+        self.write_and_sync(&mut buf)?;
+        self.state.offer_conf_state(index, cs);
         Ok(())
     }
 
@@ -202,9 +219,45 @@ impl Wal {
         self.push_record(&mut buf, RecordType::Snapshot, &payload)?;
         self.write_and_sync(&mut buf)?;
         self.last_index = self.last_index.max(index);
-        self.conf_state = Some(cs.clone());
-        self.snapshot = Some((index, term, cs.clone()));
+        self.set_snapshot(index, term, cs, None);
         Ok(())
+    }
+
+    /// Durably records a snapshot received from the leader, which replaces
+    /// the whole log: entries after `index` are discarded too (raft keeps none
+    /// of a log that did not match the snapshot), and `data` (the
+    /// application's description of the snapshot) is kept with the marker
+    /// until a later marker supersedes it, so a restart before the
+    /// application took the snapshot in can hand it over again
+    /// ([`WalContents::snapshot_data`]). One write, one fdatasync.
+    pub fn install_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        cs: &ConfState,
+        data: &[u8],
+    ) -> Result<(), WalError> {
+        self.check()?;
+        let marker = reader::encode_snapshot(index, term, cs).map_err(encode_err)?;
+        let mut buf = Vec::new();
+        let from = index.saturating_add(1).to_le_bytes();
+        self.push_record(&mut buf, RecordType::Truncate, &from)?;
+        self.push_record(&mut buf, RecordType::Snapshot, &marker)?;
+        self.push_record(
+            &mut buf,
+            RecordType::SnapshotData,
+            &reader::encode_indexed(index, data),
+        )?;
+        self.write_and_sync(&mut buf)?;
+        self.last_index = index;
+        self.set_snapshot(index, term, cs, Some(data.to_vec()));
+        Ok(())
+    }
+
+    fn set_snapshot(&mut self, index: u64, term: u64, cs: &ConfState, data: Option<Vec<u8>>) {
+        self.state.offer_conf_state(index, cs);
+        self.state.snapshot = Some((index, term, cs.clone()));
+        self.state.snapshot_data = data;
     }
 
     /// Deletes whole segments whose entries are all `<= index`. Never
@@ -213,7 +266,7 @@ impl Wal {
     /// Returns the number of segments removed.
     pub fn release_to(&mut self, index: u64) -> Result<usize, WalError> {
         self.check()?;
-        let Some(snap_index) = self.snapshot.as_ref().map(|s| s.0) else {
+        let Some(snap_index) = self.state.snapshot.as_ref().map(|s| s.0) else {
             return Ok(0);
         };
         let limit = index.min(snap_index);
@@ -304,12 +357,8 @@ impl Wal {
             self.opts.segment_size,
             seq,
             self.last_index + 1,
-            &SegmentHeader {
-                seed: self.last_crc,
-                hs: &self.hard_state,
-                cs: self.conf_state.as_ref(),
-                snap: self.snapshot.as_ref(),
-            },
+            self.last_crc,
+            &self.state,
         );
         let (id, file, len, crc) = match res {
             Ok(v) => v,
@@ -331,55 +380,64 @@ fn encode_err(e: protobuf::ProtobufError) -> WalError {
 }
 
 /// Builds the header records of a new segment: crc seed, then snapshot
-/// marker, membership and hard state (when known). Returns bytes and the
-/// final crc.
+/// marker (with its data, if any), membership and hard state (when known).
+/// Returns bytes and the final crc.
 fn header_records(
     seed: u32,
-    hs: &HardState,
-    cs: Option<&ConfState>,
-    snap: Option<&(u64, u64, ConfState)>,
+    state: &WalContents,
 ) -> Result<(Vec<u8>, u32), protobuf::ProtobufError> {
     let mut buf = Vec::new();
     let mut crc = record::encode(&mut buf, seed, RecordType::CrcSeed, &seed.to_le_bytes());
-    if let Some((i, t, scs)) = snap {
+    if let Some((i, t, scs)) = &state.snapshot {
         crc = record::encode(
             &mut buf,
             crc,
             RecordType::Snapshot,
             &reader::encode_snapshot(*i, *t, scs)?,
         );
+        if let Some(data) = &state.snapshot_data {
+            crc = record::encode(
+                &mut buf,
+                crc,
+                RecordType::SnapshotData,
+                &reader::encode_indexed(*i, data),
+            );
+        }
     }
-    if let Some(cs) = cs {
-        crc = record::encode(&mut buf, crc, RecordType::ConfState, &cs.write_to_bytes()?);
+    if let Some(cs) = &state.conf_state {
+        let cs_bytes = cs.write_to_bytes()?;
+        crc = match state.conf_state_index {
+            // The initial membership keeps the record older versions read.
+            0 => record::encode(&mut buf, crc, RecordType::ConfState, &cs_bytes),
+            index => record::encode(
+                &mut buf,
+                crc,
+                RecordType::ConfStateAt,
+                &reader::encode_indexed(index, &cs_bytes),
+            ),
+        };
     }
-    if *hs != HardState::default() {
-        crc = record::encode(&mut buf, crc, RecordType::HardState, &hs.write_to_bytes()?);
+    if state.hard_state != HardState::default() {
+        let hs = state.hard_state.write_to_bytes()?;
+        crc = record::encode(&mut buf, crc, RecordType::HardState, &hs);
     }
     Ok((buf, crc))
 }
 
-/// Creates segment `seq`, writes and syncs its header records, then syncs
-/// the directory so the new file is durable. Returns the segment, its open
-/// handle, its length and the crc of its last header record.
-/// What every segment repeats at its start, so any suffix of segments reads on its own.
-struct SegmentHeader<'a> {
-    /// crc of the previous segment's last record.
-    seed: u32,
-    hs: &'a HardState,
-    cs: Option<&'a ConfState>,
-    snap: Option<&'a (u64, u64, ConfState)>,
-}
-
+/// Creates segment `seq`, writes and syncs its header records (`seed`, then
+/// what `state` holds besides entries), then syncs the directory so the new
+/// file is durable. Returns the segment, its open handle, its length and the
+/// crc of its last header record.
 fn create_segment(
     dir: &Path,
     preallocate: u64,
     seq: u64,
     first_index: u64,
-    header: &SegmentHeader<'_>,
+    seed: u32,
+    state: &WalContents,
 ) -> Result<(SegmentId, File, u64, u32), WalError> {
     let path = dir.join(segment::file_name(seq, first_index));
-    let (buf, crc) =
-        header_records(header.seed, header.hs, header.cs, header.snap).map_err(encode_err)?;
+    let (buf, crc) = header_records(seed, state).map_err(encode_err)?;
     let f = OpenOptions::new()
         .create_new(true)
         .write(true)

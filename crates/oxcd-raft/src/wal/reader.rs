@@ -16,7 +16,12 @@
 //!   means acknowledged data would be thrown away, so that is corruption.
 //! * An Entry record with index `i` must satisfy `i <= last + 1` (no gaps);
 //!   it replaces every logically-later entry `>= i` (raft overwrote an
-//!   uncommitted tail).
+//!   uncommitted tail). A Truncate record drops the entries from its index
+//!   on; a snapshot marker drops those up to its index.
+//! * Membership records carry the index they took effect at (the initial
+//!   one: 0; a marker's: its own); the most recent by index wins, so a
+//!   compaction marker written after a later membership change does not
+//!   bring back the older membership.
 //! * Zeros from the last valid record to the end of the last segment are
 //!   unused preallocated space (see `segment::preallocate`), not damage: the
 //!   data ends there and nothing is truncated. Only the last segment has such
@@ -44,8 +49,28 @@ pub struct WalContents {
     pub snapshot: Option<(u64, u64, ConfState)>,
     /// Latest membership (from a ConfState record or the snapshot marker).
     pub conf_state: Option<ConfState>,
+    /// Index of the entry whose application produced `conf_state` (0: the
+    /// initial membership; the snapshot index when it came from a marker).
+    pub conf_state_index: u64,
+    /// Application data of the latest snapshot marker, present when that
+    /// snapshot was received from a leader (see [`super::Wal::install_snapshot`]);
+    /// `None` for markers the member wrote itself when compacting.
+    pub snapshot_data: Option<Vec<u8>>,
     /// Entries after the snapshot, contiguous, with overwrites applied.
     pub entries: Vec<Entry>,
+}
+
+impl WalContents {
+    /// Takes `cs` as the membership if it is at least as recent (`index`) as
+    /// the one held. Writer and reader both follow this rule, so a compaction
+    /// marker (whose membership is as of its older index) never hides a later
+    /// membership change.
+    pub(crate) fn offer_conf_state(&mut self, index: u64, cs: &ConfState) {
+        if self.conf_state.is_none() || index >= self.conf_state_index {
+            self.conf_state = Some(cs.clone());
+            self.conf_state_index = index;
+        }
+    }
 }
 
 /// Result of a recovery pass: the contents and what the writer needs.
@@ -76,11 +101,12 @@ impl LogState {
         file: &Path,
         off: u64,
     ) -> Result<(), WalError> {
-        let dec = |e: protobuf::ProtobufError| WalError::Decode {
+        let bad = |reason: &str| WalError::Decode {
             file: file.to_path_buf(),
             offset: off,
-            reason: e.to_string(),
+            reason: reason.to_string(),
         };
+        let dec = |e: protobuf::ProtobufError| bad(&e.to_string());
         match ty {
             RecordType::CrcSeed => {
                 return Err(WalError::corrupt(
@@ -113,23 +139,58 @@ impl LogState {
                 self.contents.hard_state = HardState::parse_from_bytes(payload).map_err(dec)?;
             }
             RecordType::ConfState => {
-                self.contents.conf_state = Some(ConfState::parse_from_bytes(payload).map_err(dec)?);
+                let cs = ConfState::parse_from_bytes(payload).map_err(dec)?;
+                self.contents.offer_conf_state(0, &cs);
+            }
+            RecordType::ConfStateAt => {
+                let (index, rest) =
+                    split_index(payload).ok_or_else(|| bad("short membership record"))?;
+                let cs = ConfState::parse_from_bytes(rest).map_err(dec)?;
+                self.contents.offer_conf_state(index, &cs);
             }
             RecordType::Snapshot => {
                 let (index, term, cs) =
-                    decode_snapshot(payload).ok_or_else(|| WalError::Decode {
-                        file: file.to_path_buf(),
-                        offset: off,
-                        reason: "bad snapshot marker".into(),
-                    })?;
+                    decode_snapshot(payload).ok_or_else(|| bad("bad snapshot marker"))?;
                 self.contents.entries.retain(|e| e.index > index);
                 self.last = self.last.max(index);
-                self.contents.conf_state = Some(cs.clone());
+                self.contents.offer_conf_state(index, &cs);
                 self.contents.snapshot = Some((index, term, cs));
+                self.contents.snapshot_data = None;
+            }
+            RecordType::SnapshotData => {
+                let (index, data) =
+                    split_index(payload).ok_or_else(|| bad("short snapshot data record"))?;
+                if self.contents.snapshot.as_ref().map(|s| s.0) != Some(index) {
+                    return Err(bad("snapshot data without its snapshot marker"));
+                }
+                self.contents.snapshot_data = Some(data.to_vec());
+            }
+            RecordType::Truncate => {
+                let (from, rest) =
+                    split_index(payload).ok_or_else(|| bad("short truncate record"))?;
+                if from == 0 || !rest.is_empty() {
+                    return Err(bad("bad truncate record"));
+                }
+                self.contents.entries.retain(|e| e.index < from);
+                self.last = self.last.min(from - 1);
             }
         }
         Ok(())
     }
+}
+
+/// Prefixes `rest` with `index` (the layout of the indexed record types).
+pub(crate) fn encode_indexed(index: u64, rest: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(8 + rest.len());
+    p.extend_from_slice(&index.to_le_bytes());
+    p.extend_from_slice(rest);
+    p
+}
+
+/// Splits an indexed record's payload into its index and the rest.
+fn split_index(p: &[u8]) -> Option<(u64, &[u8])> {
+    let index = u64::from_le_bytes(p.get(0..8)?.try_into().ok()?);
+    Some((index, p.get(8..)?))
 }
 
 /// Encodes a snapshot marker payload.

@@ -29,8 +29,17 @@ pub(crate) enum RecordType {
     HardState = 3,
     /// Snapshot marker: `index u64 LE ‖ term u64 LE ‖ ConfState protobuf`.
     Snapshot = 4,
-    /// A raft-rs `eraftpb::ConfState`, protobuf-encoded (membership).
+    /// A raft-rs `eraftpb::ConfState`, protobuf-encoded: the initial membership
+    /// (in effect from index 0 on).
     ConfState = 5,
+    /// Membership as of applying entry `index`: `index u64 LE ‖ ConfState protobuf`.
+    ConfStateAt = 6,
+    /// Application data of the snapshot marker just before it (a snapshot received
+    /// from the leader): `index u64 LE ‖ data`.
+    SnapshotData = 7,
+    /// Raft discarded its log from `index` on (a received snapshot replaced it):
+    /// `index u64 LE`.
+    Truncate = 8,
 }
 
 impl RecordType {
@@ -42,6 +51,9 @@ impl RecordType {
             3 => Self::HardState,
             4 => Self::Snapshot,
             5 => Self::ConfState,
+            6 => Self::ConfStateAt,
+            7 => Self::SnapshotData,
+            8 => Self::Truncate,
             _ => return None,
         })
     }

@@ -491,6 +491,91 @@ fn release_to_bounds_segments_and_reopens() {
 }
 
 #[test]
+fn membership_keeps_its_index_and_older_markers_do_not_hide_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open_with(tmp.path(), small()).unwrap();
+    let one = ConfState::from((vec![1], vec![]));
+    let two = ConfState::from((vec![1], vec![2]));
+    wal.save_conf_state(&one).unwrap();
+    for i in 1..=60u64 {
+        wal.save(&[ent(i, 1, &[7; 40])], Some(&hs(1, 1, i)))
+            .unwrap();
+        if i == 10 {
+            wal.save_conf_state_at(10, &two).unwrap();
+        }
+    }
+    // A compaction marker below the change carries the membership as of its index.
+    wal.save_snapshot_marker(5, 1, &one).unwrap();
+    drop(wal);
+    let (mut wal, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert_eq!(
+        (c.conf_state.as_ref(), c.conf_state_index),
+        (Some(&two), 10)
+    );
+    assert_eq!(c.snapshot, Some((5, 1, one.clone())));
+    // Segment headers repeat it: still there once the older segments are gone.
+    let before = wal.segment_count();
+    wal.save_snapshot_marker(40, 1, &two).unwrap();
+    assert!(wal.release_to(40).unwrap() > 0 && wal.segment_count() < before);
+    for i in 61..=80u64 {
+        wal.save(&[ent(i, 1, &[7; 40])], None).unwrap();
+    }
+    drop(wal);
+    let (_, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert_eq!(
+        (c.conf_state.as_ref(), c.conf_state_index),
+        (Some(&two), 40)
+    );
+    assert_eq!(c.entries.first().map(|e| e.index), Some(41));
+}
+
+#[test]
+fn installed_snapshot_replaces_the_log_and_keeps_its_data_until_a_later_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open_with(tmp.path(), small()).unwrap();
+    let cs = ConfState::from((vec![1], vec![2]));
+    // A log that does not match the leader's from index 20 on.
+    wal.save(
+        &(1..=30).map(|i| ent(i, 1, b"old")).collect::<Vec<_>>(),
+        None,
+    )
+    .unwrap();
+    wal.install_snapshot(20, 2, &cs, b"backend v7").unwrap();
+    assert_eq!(wal.last_index(), 20);
+    drop(wal);
+    let (mut wal, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert!(
+        c.entries.is_empty(),
+        "stale entries survived: {:?}",
+        indexes(&c)
+    );
+    assert_eq!(c.snapshot, Some((20, 2, cs.clone())));
+    assert_eq!(c.snapshot_data.as_deref(), Some(&b"backend v7"[..]));
+    assert_eq!((c.conf_state.as_ref(), c.conf_state_index), (Some(&cs), 20));
+
+    // The leader's entries follow across segment rolls (whose headers repeat
+    // the marker and its data); the install record's segment is never
+    // released before a later marker.
+    for i in 21..=80u64 {
+        wal.save(&[ent(i, 2, &[9; 40])], Some(&hs(2, 1, i)))
+            .unwrap();
+    }
+    assert!(wal.segment_count() > 2);
+    assert_eq!(wal.release_to(80).unwrap(), 0);
+    drop(wal);
+    let (mut wal, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert_eq!(c.snapshot_data.as_deref(), Some(&b"backend v7"[..]));
+    assert_eq!(indexes(&c), (21..=80).map(|i| (i, 2)).collect::<Vec<_>>());
+
+    // A marker of the member's own supersedes it.
+    wal.save_snapshot_marker(50, 2, &cs).unwrap();
+    drop(wal);
+    let (_, c) = Wal::open_with(tmp.path(), small()).unwrap();
+    assert_eq!(c.snapshot_data, None);
+    assert_eq!(c.entries.first().map(|e| e.index), Some(51));
+}
+
+#[test]
 fn corrupt_display_is_one_line_with_file_and_offset() {
     let e = WalError::corrupt(
         Path::new("/d/0000000000000000-0000000000000001.wal"),
@@ -512,6 +597,12 @@ enum Op {
         len: usize,
     },
     Hs(u64),
+    /// Install a received snapshot at `ahead - 3` past the last index (it may
+    /// cut the log or leave a gap), with data of `len` bytes.
+    Install {
+        ahead: u64,
+        len: usize,
+    },
     Reopen,
 }
 
@@ -519,8 +610,33 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u64..4, 1u64..8, 1u64..4, 0usize..120).prop_map(|(back, n, term, len)| Op::Append { back, n, term, len }),
         1 => (0u64..100).prop_map(Op::Hs),
+        1 => (0u64..8, 0usize..200).prop_map(|(ahead, len)| Op::Install { ahead, len }),
         1 => Just(Op::Reopen),
     ]
+}
+
+/// What the WAL must give back: the log after the snapshot, the hard state,
+/// the snapshot index and its data.
+#[derive(Default)]
+struct Model {
+    snapshot: u64,
+    entries: Vec<Entry>,
+    hs: HardState,
+    data: Option<Vec<u8>>,
+}
+
+impl Model {
+    fn last(&self) -> u64 {
+        self.snapshot + self.entries.len() as u64
+    }
+
+    fn check(&self, c: &WalContents) -> Result<(), TestCaseError> {
+        prop_assert_eq!(&c.entries, &self.entries);
+        prop_assert_eq!(&c.hard_state, &self.hs);
+        prop_assert_eq!(c.snapshot.as_ref().map_or(0, |s| s.0), self.snapshot);
+        prop_assert_eq!(&c.snapshot_data, &self.data);
+        Ok(())
+    }
 }
 
 proptest! {
@@ -531,36 +647,43 @@ proptest! {
         let tmp = tempfile::tempdir().unwrap();
         let opts = WalOptions { segment_size: 512 };
         let (mut wal, _) = Wal::open_with(tmp.path(), opts.clone()).unwrap();
-        let mut model: Vec<Entry> = Vec::new();
-        let mut model_hs = HardState::default();
+        let cs = ConfState::from((vec![1], vec![]));
+        let mut model = Model::default();
         let mut seq = 0u8;
         for op in ops {
             match op {
                 Op::Append { back, n, term, len } => {
-                    let start = (model.len() as u64 + 1).saturating_sub(back).max(1);
+                    let start = (model.last() + 1).saturating_sub(back).max(model.snapshot + 1);
                     let ents: Vec<_> = (start..start + n)
                         .map(|i| { seq = seq.wrapping_add(1); ent(i, term, &vec![seq; len]) })
                         .collect();
-                    model.truncate(start as usize - 1);
-                    model.extend(ents.iter().cloned());
+                    model.entries.truncate((start - model.snapshot - 1) as usize);
+                    model.entries.extend(ents.iter().cloned());
                     wal.save(&ents, None).unwrap();
                 }
                 Op::Hs(c) => {
-                    model_hs = hs(c, 1, c);
-                    wal.save(&[], Some(&model_hs)).unwrap();
+                    model.hs = hs(c, 1, c);
+                    wal.save(&[], Some(&model.hs)).unwrap();
+                }
+                Op::Install { ahead, len } => {
+                    let index = (model.last() + ahead).saturating_sub(3).max(model.snapshot + 1);
+                    seq = seq.wrapping_add(1);
+                    let data = vec![seq; len];
+                    wal.install_snapshot(index, 4, &cs, &data).unwrap();
+                    model.snapshot = index;
+                    model.entries.clear();
+                    model.data = Some(data);
                 }
                 Op::Reopen => {
                     drop(wal);
                     let (w, c) = Wal::open_with(tmp.path(), opts.clone()).unwrap();
-                    prop_assert_eq!(&c.entries, &model);
-                    prop_assert_eq!(&c.hard_state, &model_hs);
+                    model.check(&c)?;
                     wal = w;
                 }
             }
         }
         drop(wal);
         let (_, c) = Wal::open_with(tmp.path(), opts).unwrap();
-        prop_assert_eq!(&c.entries, &model);
-        prop_assert_eq!(&c.hard_state, &model_hs);
+        model.check(&c)?;
     }
 }

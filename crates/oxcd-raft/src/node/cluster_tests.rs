@@ -1,0 +1,328 @@
+//! Two in-process members exchanging raft messages through a test router
+//! (every message encoded and decoded with [`crate::wire`]): a member that
+//! joins behind the leader's compacted log gets a snapshot carrying the
+//! application's data, then the later entries; it becomes a voter; a restart
+//! before its backend held the snapshot hands the snapshot over again; and
+//! leadership moves to it, both members seeing the change as it happens.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use raft::eraftpb::ConfChangeType::{AddLearnerNode, AddNode};
+use raft::eraftpb::{Message, MessageType};
+use raft::SnapshotStatus;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
+
+use super::*;
+use crate::wire;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Delivers messages between members on its own thread, like a network.
+struct Router {
+    tx: mpsc::Sender<Message>,
+    members: Arc<Mutex<HashMap<u64, RaftHandle>>>,
+}
+
+/// The [`Transport`] each member sends through.
+struct RouterTransport(mpsc::Sender<Message>);
+
+impl Transport for RouterTransport {
+    fn send(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            let _ = self.0.send(m);
+        }
+    }
+}
+
+impl Router {
+    fn start() -> Router {
+        let (tx, rx) = mpsc::channel::<Message>();
+        let members: Arc<Mutex<HashMap<u64, RaftHandle>>> = Arc::default();
+        let table = members.clone();
+        std::thread::spawn(move || {
+            for m in rx {
+                let (from, to, kind) = (m.from, m.to, m.get_msg_type());
+                let bytes = wire::encode_message(&m);
+                let decoded = wire::decode_message(bytes::Bytes::from(bytes)).unwrap();
+                assert_eq!(decoded, m, "the wire codec changed a message");
+                let (target, sender) = {
+                    let t = table.lock();
+                    (t.get(&to).cloned(), t.get(&from).cloned())
+                };
+                let delivered = target.is_some_and(|h| h.step(decoded).is_ok());
+                if kind == MessageType::MsgSnapshot {
+                    let status = match delivered {
+                        true => SnapshotStatus::Finish,
+                        false => SnapshotStatus::Failure,
+                    };
+                    if let Some(s) = sender {
+                        let _ = s.report_snapshot(to, status);
+                    }
+                }
+            }
+        });
+        Router { tx, members }
+    }
+
+    fn transport(&self) -> RouterTransport {
+        RouterTransport(self.tx.clone())
+    }
+
+    fn add(&self, id: u64, h: &RaftHandle) {
+        self.members.lock().insert(id, h.clone());
+    }
+}
+
+/// The application: the payloads applied, in order, and the index applied.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct AppState {
+    applied: u64,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl AppState {
+    fn encode(&self) -> Vec<u8> {
+        let mut b = self.applied.to_le_bytes().to_vec();
+        for p in &self.payloads {
+            b.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            b.extend_from_slice(p);
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> AppState {
+        let applied = u64::from_le_bytes(b[..8].try_into().unwrap());
+        let (mut payloads, mut rest) = (Vec::new(), &b[8..]);
+        while !rest.is_empty() {
+            let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            payloads.push(rest[4..4 + n].to_vec());
+            rest = &rest[4 + n..];
+        }
+        AppState { applied, payloads }
+    }
+}
+
+/// One member's application: state, what the applier was handed, and the
+/// snapshot source reading the state.
+#[derive(Clone, Default)]
+struct App {
+    state: Arc<Mutex<AppState>>,
+    /// `(kind, index)` of everything delivered, in order.
+    delivered: Arc<Mutex<Vec<(EntryKind, u64)>>>,
+}
+
+impl SnapshotSource for App {
+    fn snapshot_data(&self, index: u64, _to: u64) -> Result<Vec<u8>, SnapshotUnavailable> {
+        let state = self.state.lock();
+        assert!(state.applied >= index, "asked for a state not applied yet");
+        Ok(state.encode())
+    }
+}
+
+impl App {
+    /// Applies committed entries as an application must: a snapshot replaces
+    /// the state, entries the state holds are skipped, every membership
+    /// change goes to raft.
+    fn spawn_applier(&self, h: RaftHandle, mut rx: UnboundedReceiver<Vec<CommittedEntry>>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                for e in batch {
+                    app.delivered.lock().push((e.kind, e.index));
+                    match e.kind {
+                        EntryKind::Snapshot => *app.state.lock() = AppState::decode(&e.data),
+                        EntryKind::ConfChange => {
+                            let cc = wire::decode_conf_change(&e.data).unwrap();
+                            h.apply_conf_change(e.index, cc).await.unwrap();
+                        }
+                        EntryKind::Normal => {}
+                    }
+                    let mut s = app.state.lock();
+                    if e.index > s.applied {
+                        if e.kind == EntryKind::Normal && !e.data.is_empty() {
+                            s.payloads.push(e.data.clone());
+                        }
+                        s.applied = e.index;
+                    }
+                }
+                let applied = app.state.lock().applied;
+                h.set_applied(applied);
+                h.set_durable_applied(applied);
+            }
+        });
+    }
+
+    async fn wait_for(&self, what: &str, mut done: impl FnMut(&AppState) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done(&self.state.lock()) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Waits for a leadership value that satisfies `f`.
+async fn until(
+    rx: &mut watch::Receiver<Leadership>,
+    f: impl FnMut(&Leadership) -> bool,
+) -> Leadership {
+    *tokio::time::timeout(WAIT, rx.wait_for(f))
+        .await
+        .expect("timed out waiting for a leadership change")
+        .expect("the node stopped")
+}
+
+fn member(dir: &Path, id: u64, peers: Vec<u64>, snapshot_count: u64) -> RaftConfig {
+    RaftConfig {
+        tick: Duration::from_millis(10),
+        snapshot_count,
+        ..RaftConfig::new(id, peers, dir.join(format!("m{id}/wal")))
+    }
+}
+
+/// In-memory log kept behind the applied index: after about 100 entries the
+/// leader holds only about 50.. (so a new member needs a snapshot), and
+/// compacts next at about 150, so the 40 entries after the snapshot stay in
+/// memory for the joining member.
+const CATCH_UP: u64 = 50;
+
+fn options(app: &App) -> StartOptions {
+    StartOptions {
+        snapshot_source: Some(Box::new(app.clone())),
+        catch_up_entries: CATCH_UP,
+        ..StartOptions::default()
+    }
+}
+
+async fn propose_n(h: &RaftHandle, tag: &str, n: usize) {
+    for i in 0..n {
+        h.propose(format!("{tag}{i}").into_bytes()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_behind_the_compacted_log_gets_a_snapshot_then_the_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let router = Router::start();
+
+    // Member 1 alone: 100 entries, then its in-memory log is compacted.
+    let app1 = App::default();
+    let (h1, rx1) = RaftNode::start_with(
+        member(tmp.path(), 1, vec![1], 20),
+        router.transport(),
+        options(&app1),
+    )
+    .unwrap();
+    router.add(1, &h1);
+    app1.spawn_applier(h1.clone(), rx1);
+    propose_n(&h1, "a", 100).await;
+    app1.wait_for("member 1 applies", |s| s.payloads.len() == 100)
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h1.status().log_first_index <= 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "log never compacted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Member 2 joins as a learner with an empty log.
+    h1.propose_conf_change(conf_change(&[(AddLearnerNode, 2)], b"m2".to_vec()))
+        .await
+        .unwrap();
+    let app2 = App::default();
+    let (h2, rx2) = RaftNode::start_with(
+        member(tmp.path(), 2, vec![], 0),
+        router.transport(),
+        options(&app2),
+    )
+    .unwrap();
+    router.add(2, &h2);
+    app2.spawn_applier(h2.clone(), rx2);
+    let seen = until(&mut h2.leadership(), |l| l.leader_id == 1).await;
+    assert_eq!(seen.role, Role::Follower);
+
+    app2.wait_for("member 2 takes the snapshot", |s| s.payloads.len() == 100)
+        .await;
+
+    // More entries reach it after the snapshot.
+    propose_n(&h1, "b", 30).await;
+    app2.wait_for("member 2 catches up", |s| s.payloads.len() == 130)
+        .await;
+    assert_eq!(app2.state.lock().payloads, app1.state.lock().payloads);
+    let delivered = app2.delivered.lock().clone();
+    let (kind, snap_index) = delivered[0];
+    assert_eq!(kind, EntryKind::Snapshot, "first delivery: {delivered:?}");
+    assert!(snap_index > 100, "snapshot at {snap_index}");
+    assert!(
+        delivered[1..].windows(2).all(|w| w[1].1 == w[0].1 + 1) && delivered[1].1 == snap_index + 1,
+        "entries after the snapshot not contiguous: {delivered:?}"
+    );
+    assert!(delivered[1..]
+        .iter()
+        .all(|(k, _)| *k != EntryKind::Snapshot));
+    assert_eq!(h2.conf_state().learners, vec![2]);
+
+    // Promoted to voter: from now on nothing commits without member 2.
+    h1.propose_conf_change(conf_change(&[(AddNode, 2)], vec![]))
+        .await
+        .unwrap();
+    app2.wait_for("member 2 applies its promotion", |_| {
+        h2.conf_state().voters.contains(&2)
+    })
+    .await;
+    propose_n(&h1, "c", 10).await;
+    app2.wait_for("member 2 applies as a voter", |s| s.payloads.len() == 140)
+        .await;
+    let mut voters = h1.conf_state().voters;
+    voters.sort_unstable();
+    assert_eq!(voters, vec![1, 2]);
+
+    // Member 2 restarts as if its backend had never made the snapshot durable:
+    // the snapshot comes first again, then the entries after it.
+    h2.shutdown();
+    let app2 = App::default();
+    let (h2, rx2) = RaftNode::start_with(
+        member(tmp.path(), 2, vec![], 0),
+        router.transport(),
+        options(&app2),
+    )
+    .unwrap();
+    router.add(2, &h2);
+    app2.spawn_applier(h2.clone(), rx2);
+    app2.wait_for("member 2 replays", |s| s.payloads.len() == 140)
+        .await;
+    assert_eq!(app2.delivered.lock()[0], (EntryKind::Snapshot, snap_index));
+    assert_eq!(app2.state.lock().payloads, app1.state.lock().payloads);
+
+    // Leadership moves to the other member (member 1 may have lost it while
+    // member 2 restarted: check-quorum): both are told as it happens, and the
+    // new leader's proposals reach the old one.
+    let (handles, apps) = ([&h1, &h2], [&app1, &app2]);
+    let mut watches = [h1.leadership(), h2.leadership()];
+    let leader = until(&mut watches[0], Leadership::has_leader)
+        .await
+        .leader_id;
+    let (from, to) = if leader == 1 { (0, 1) } else { (1, 0) };
+    let to_id = to as u64 + 1;
+    until(&mut watches[from], Leadership::is_leader).await;
+    handles[from].transfer_leadership(to_id).unwrap();
+    let new = until(&mut watches[to], Leadership::is_leader).await;
+    let old = until(&mut watches[from], |l| l.leader_id == to_id).await;
+    assert_eq!((old.role, old.term), (Role::Follower, new.term));
+    propose_n(handles[to], "d", 5).await;
+    apps[from]
+        .wait_for("the old leader applies the new leader's entries", |s| {
+            s.payloads.len() == 145
+        })
+        .await;
+
+    h2.shutdown();
+    h1.shutdown();
+}
