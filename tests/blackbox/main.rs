@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod cluster;
 mod durability;
 mod etcd_flags;
 mod kv;

@@ -23,6 +23,8 @@ pub struct CoreConfig {
     pub quota_backend_bytes: u64,
     /// `--experimental-lease-checkpoint-interval`.
     pub lease_checkpoint_interval: Duration,
+    /// `--strict-reconfig-check`.
+    pub strict_reconfig_check: bool,
     /// The cluster this member bootstraps or belongs to.
     pub cluster: ClusterSpec,
 }

@@ -69,6 +69,30 @@ pub enum ServerError {
     /// The applier did not catch up with the commit index in time (lease reads).
     #[error("etcdserver: request timed out, waiting for the applied index took too long")]
     TimeoutWaitAppliedIndex,
+    /// MemberAdd of an id that exists.
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    /// A peer URL another member has.
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    /// `--strict-reconfig-check`: the change would leave fewer started members than a quorum.
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    MemberNotEnoughStarted,
+    /// Peer URLs that do not parse.
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    /// No such member (or it was removed).
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// MemberPromote of a voter.
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    /// MemberPromote of a learner that has not caught up.
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// MemberAdd of a second learner.
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
     /// Corrupt data detected.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
@@ -83,11 +107,18 @@ impl ServerError {
         use ServerError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
-            LeaseNotFound => Code::NotFound,
-            NotLeader | LeaseExists => Code::FailedPrecondition,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            NotLeader
+            | LeaseExists
+            | MemberExist
+            | PeerUrlExist
+            | MemberNotEnoughStarted
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners => Code::FailedPrecondition,
             NoLeader | LeaderChanged | Stopped | Timeout | TimeoutWaitAppliedIndex => {
                 Code::Unavailable
             }
@@ -201,6 +232,21 @@ mod tests {
                 ServerError::NoLeader,
                 Code::Unavailable,
                 "etcdserver: no leader",
+            ),
+            (
+                ServerError::MemberNotFound,
+                Code::NotFound,
+                "etcdserver: member not found",
+            ),
+            (
+                ServerError::LearnerNotReady,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (
+                ServerError::MemberBadUrls,
+                Code::InvalidArgument,
+                "etcdserver: given member URLs are invalid",
             ),
         ];
         for (e, code, text) in cases {

@@ -11,8 +11,13 @@ use oxcd_proto::etcdserverpb::{
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 
-/// How often a renewal or TimeToLive waiting for a fresh leader's lessor looks again.
-const PROMOTION_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// Which member's lessor serves renewals and TimeToLive.
+enum Primary {
+    /// This member's.
+    Here,
+    /// The leader's, with this id.
+    At(u64),
+}
 
 impl EtcdServer {
     /// LeaseGrant: a TTL above etcd's maximum fails at once; id 0 asks the server to
@@ -50,30 +55,54 @@ impl EtcdServer {
     pub async fn lease_renew(&self, id: i64) -> Result<i64, ServerError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout();
         loop {
-            let status = self.raft.status();
-            if status.is_leader {
-                self.wait_applied_index().await?;
-                if self.lessor.is_primary() && self.lessor.needs_checkpoint_clear(id) {
-                    self.propose(LeaseCheckpointRequest {
-                        checkpoints: vec![LeaseCheckpoint {
-                            id,
-                            remaining_ttl: 0,
-                        }],
-                    })
-                    .await?;
-                }
-                match self.lessor.renew(id) {
-                    Ok(ttl) => return Ok(ttl),
-                    Err(RenewError::NotFound) => return Err(ServerError::LeaseNotFound),
-                    Err(RenewError::NotPrimary) => {} // promotion pending: retry below
-                }
-            } else if status.leader_id != 0 {
-                return self.forward_lease_renew(status.leader_id, id).await;
+            match self.lease_primary(deadline).await? {
+                Primary::Here => {}
+                Primary::At(leader) => return self.forward_lease_renew(leader, id).await,
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ServerError::Timeout);
+            self.wait_applied_index().await?;
+            if self.lessor.is_primary() && self.lessor.needs_checkpoint_clear(id) {
+                self.propose(LeaseCheckpointRequest {
+                    checkpoints: vec![LeaseCheckpoint {
+                        id,
+                        remaining_ttl: 0,
+                    }],
+                })
+                .await?;
             }
-            tokio::time::sleep(PROMOTION_POLL).await;
+            match self.lessor.renew(id) {
+                Ok(ttl) => return Ok(ttl),
+                Err(RenewError::NotFound) => return Err(ServerError::LeaseNotFound),
+                // Demoted meanwhile: ask again who serves it.
+                Err(RenewError::NotPrimary) => {}
+            }
+        }
+    }
+
+    /// Where leases are served: here once this member leads and its lessor is promoted, or
+    /// at the leader. Waits (for events, until `deadline`) while there is no leader or the
+    /// promotion is pending.
+    async fn lease_primary(&self, deadline: tokio::time::Instant) -> Result<Primary, ServerError> {
+        let mut leadership = self.raft.leadership();
+        let mut primary = self.lessor.subscribe_primary();
+        loop {
+            let l = *leadership.borrow_and_update();
+            if l.is_leader() && *primary.borrow_and_update() {
+                return Ok(Primary::Here);
+            }
+            if !l.is_leader() && l.has_leader() {
+                return Ok(Primary::At(l.leader_id));
+            }
+            let changed = async {
+                tokio::select! {
+                    r = leadership.changed() => r.is_ok(),
+                    r = primary.changed() => r.is_ok(),
+                }
+            };
+            match tokio::time::timeout_at(deadline, changed).await {
+                Ok(true) => {}
+                Ok(false) => return Err(ServerError::Stopped),
+                Err(_) => return Err(ServerError::Timeout),
+            }
         }
     }
 
@@ -92,19 +121,13 @@ impl EtcdServer {
         req: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, ServerError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout();
-        let status = loop {
-            let status = self.raft.status();
-            if status.is_leader && self.lessor.is_primary() {
+        let status = match self.lease_primary(deadline).await? {
+            Primary::Here => {
                 self.wait_applied_index().await?;
-                break self.lessor.time_to_live(req.id, req.keys);
+                self.lessor.time_to_live(req.id, req.keys)
             }
-            if !status.is_leader && status.leader_id != 0 {
-                return Err(ServerError::NotLeader);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ServerError::Timeout);
-            }
-            tokio::time::sleep(PROMOTION_POLL).await;
+            // The cluster work forwards this to the leader, like renewals.
+            Primary::At(_) => return Err(ServerError::NotLeader),
         };
         let mut resp = match status {
             Some(st) => LeaseTimeToLiveResponse {

@@ -11,16 +11,17 @@ use crate::error::ServerError;
 use crate::server::EtcdServer;
 use oxcd_lease::LEASE_REVOKE_RATE;
 
-/// How often the loop runs. Expired leases are found within one tick of their deadline.
+/// How often the leader's loop runs. Expired leases are found within one tick of their
+/// deadline; leadership changes are acted on at once.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// Revokes in flight at once (etcd's `maxPendingRevokes`).
 pub(crate) const MAX_PENDING_REVOKES: usize = 16;
 /// Checkpoints per proposal (etcd's `maxLeaseCheckpointBatchSize`).
 pub(crate) const MAX_CHECKPOINT_BATCH: usize = 1000;
 
-/// Runs until `stop` turns true. Only the raft leader's lessor is primary: the loop promotes
-/// it (extending every lease by the election timeout) when this member becomes leader and
-/// demotes it when leadership is lost.
+/// Runs until `stop` turns true or raft stops. Only the raft leader's lessor is primary: the
+/// loop promotes it (extending every lease by the election timeout) the moment raft says
+/// this member leads, and demotes it the moment leadership is lost.
 pub(crate) async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receiver<bool>) {
     let lessor = server.lessor.clone();
     let extend = server.cfg.election_timeout;
@@ -28,22 +29,28 @@ pub(crate) async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receive
     let pending = Arc::new(Semaphore::new(MAX_PENDING_REVOKES));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut leadership = server.raft.leadership();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() || server.raft.is_stopped() {
-            break;
-        }
-        let leader = server.raft.status().is_leader;
+        let leader = leadership.borrow_and_update().is_leader();
         match (leader, lessor.is_primary()) {
             (true, false) => lessor.promote(extend),
             (false, true) => lessor.demote(),
             _ => {}
         }
-        if !leader {
-            continue;
+        // A follower only waits for leadership to change; the leader also ticks, to pace
+        // expiry and checkpoints.
+        tokio::select! {
+            _ = tick.tick(), if leader => {}
+            changed = leadership.changed() => {
+                if changed.is_err() {
+                    break; // raft stopped
+                }
+                continue;
+            }
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
         }
         let expired = lessor.take_expired(per_tick);
         if !expired.is_empty() {

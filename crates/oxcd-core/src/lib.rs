@@ -18,6 +18,7 @@
 
 mod alarm;
 pub mod apply;
+mod cluster;
 mod config;
 mod data_dir;
 mod error;

@@ -1,11 +1,10 @@
-//! Cluster and maintenance operations: MemberList, Status, Alarm, Defragment, and the
-//! health probe behind `/health`.
+//! Maintenance operations: Status, Alarm, Defragment, and the health probe behind
+//! `/health`.
 
 use std::time::Duration;
 
 use oxcd_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, Member, MemberListRequest,
-    MemberListResponse, RangeRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, RangeRequest, StatusResponse,
 };
 
 use crate::error::ServerError;
@@ -13,33 +12,6 @@ use crate::server::EtcdServer;
 use crate::version::ETCD_SERVER_VERSION;
 
 impl EtcdServer {
-    /// MemberList; `linearizable` waits for the read barrier first.
-    pub async fn member_list(
-        &self,
-        req: MemberListRequest,
-    ) -> Result<MemberListResponse, ServerError> {
-        if req.linearizable {
-            self.linearizable_barrier().await?;
-        }
-        let members = self
-            .membership
-            .read()
-            .members
-            .values()
-            .map(|m| Member {
-                id: m.id,
-                name: m.name.clone(),
-                peer_ur_ls: m.peer_urls.clone(),
-                client_ur_ls: m.client_urls.clone(),
-                is_learner: m.is_learner,
-            })
-            .collect();
-        Ok(MemberListResponse {
-            header: Some(self.header(0)),
-            members,
-        })
-    }
-
     /// Status of this member.
     pub fn status(&self) -> StatusResponse {
         let raft = self.raft.status();
@@ -62,7 +34,7 @@ impl EtcdServer {
             raft_applied_index: raft.applied_index,
             errors,
             db_size_in_use: self.store.db_size_in_use() as i64,
-            is_learner: false,
+            is_learner: self.is_learner(),
             storage_version: String::new(),
             db_size_quota: self.cfg.quota_backend_bytes as i64,
             downgrade_info: None,

@@ -8,14 +8,18 @@
 //! as etcd does once a data dir exists. Data dirs from oxcd before the membership moved
 //! into the backend kept it in `member/cluster.json`: it is migrated on open.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use oxcd_mvcc::{MvccError, Store};
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
+use oxcd_proto::etcdserverpb as pb;
+use oxcd_proto::oxcdinternal::MemberRecord;
+
 use crate::config::ClusterSpec;
 use crate::data_dir::DataDir;
+use crate::error::ServerError;
 
 /// The backend's auxiliary table holding the membership.
 pub(crate) const MEMBERS_TABLE: &str = "members";
@@ -46,6 +50,9 @@ pub struct Membership {
     pub local_id: u64,
     /// All members by ID.
     pub members: BTreeMap<u64, Member>,
+    /// Members removed from the cluster: their ids may never come back (etcd's rule).
+    #[serde(default)]
+    pub removed: BTreeSet<u64>,
 }
 
 /// etcd's member ID: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs and the
@@ -83,6 +90,8 @@ fn first_u64(digest: &[u8]) -> u64 {
 struct ClusterRecord {
     cluster_id: u64,
     local_id: u64,
+    #[serde(default)]
+    removed: BTreeSet<u64>,
 }
 
 impl Membership {
@@ -116,6 +125,7 @@ impl Membership {
             cluster_id: cluster_id(&ids),
             local_id,
             members,
+            removed: BTreeSet::new(),
         }
     }
 
@@ -135,6 +145,7 @@ impl Membership {
             cluster_id: c.cluster_id,
             local_id: c.local_id,
             members,
+            removed: c.removed,
         }))
     }
 
@@ -154,6 +165,7 @@ impl Membership {
         let record = ClusterRecord {
             cluster_id: self.cluster_id,
             local_id: self.local_id,
+            removed: self.removed.clone(),
         };
         store.aux_put(MEMBERS_TABLE, CLUSTER_KEY, &encode(&record)?)?;
         for m in self.members.values() {
@@ -162,10 +174,11 @@ impl Membership {
         Ok(())
     }
 
-    /// The stored membership, or — in a new data dir — the bootstrapped one; either way
-    /// with this member's name and client URLs following the current flags (etcd
-    /// republishes them), saved and durably committed before raft starts. A
-    /// `member/cluster.json` left by an older oxcd is migrated, then removed.
+    /// The stored membership, or — in a new data dir — the bootstrapped one, saved and
+    /// durably committed before raft starts. A `member/cluster.json` left by an older oxcd
+    /// is migrated, then removed. This member's name and client URLs as the flags now say
+    /// are published through raft once it serves (membership is replicated state: it only
+    /// changes through the log), as etcd publishes them.
     pub fn open(
         store: &Store,
         dir: &DataDir,
@@ -173,7 +186,7 @@ impl Membership {
         spec: &ClusterSpec,
     ) -> Result<Membership, MembershipError> {
         let legacy = dir.legacy_membership();
-        let mut m = match Membership::load(store)? {
+        let m = match Membership::load(store)? {
             Some(m) => m,
             None => match std::fs::read(&legacy) {
                 Ok(bytes) => {
@@ -196,10 +209,6 @@ impl Membership {
                 }
             },
         };
-        if let Some(me) = m.members.get_mut(&m.local_id) {
-            me.name = name.to_string();
-            me.client_urls = spec.advertise_client_urls.clone();
-        }
         m.save(store)?;
         store.commit(true)?;
         oxcd_fs::remove_durably(&legacy).map_err(|e| {
@@ -215,6 +224,157 @@ impl Membership {
             .filter(|m| !m.is_learner)
             .map(|m| m.id)
             .collect()
+    }
+}
+
+/// A majority of `n` voters.
+fn quorum(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// etcd 3.4 allows one learner at a time (`maxLearners`).
+pub(crate) const MAX_LEARNERS: usize = 1;
+
+/// A membership change as oxcd proposes it: one member, one kind (etcd's ConfChange types
+/// plus its promote flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChangeKind {
+    /// A new voter.
+    Add,
+    /// A new learner.
+    AddLearner,
+    /// A learner becomes a voter.
+    Promote,
+    /// A member leaves for good.
+    Remove,
+}
+
+impl From<&MemberRecord> for Member {
+    fn from(r: &MemberRecord) -> Member {
+        Member {
+            id: r.id,
+            name: r.name.clone(),
+            peer_urls: r.peer_urls.clone(),
+            client_urls: r.client_urls.clone(),
+            is_learner: r.is_learner,
+        }
+    }
+}
+
+impl Membership {
+    /// Members as the Cluster service reports them, by id.
+    pub fn to_proto(&self) -> Vec<pb::Member> {
+        self.members
+            .values()
+            .map(|m| pb::Member {
+                id: m.id,
+                name: m.name.clone(),
+                peer_ur_ls: m.peer_urls.clone(),
+                client_ur_ls: m.client_urls.clone(),
+                is_learner: m.is_learner,
+            })
+            .collect()
+    }
+
+    fn peer_url_taken(&self, urls: &[String], except: Option<u64>) -> bool {
+        self.members
+            .values()
+            .filter(|m| Some(m.id) != except)
+            .any(|m| m.peer_urls.iter().any(|u| urls.contains(u)))
+    }
+
+    /// etcd's `ValidateConfigurationChange`, checked by every member when it applies the
+    /// change (so all refuse the same ones) and by the proposer before proposing.
+    pub(crate) fn check_change(
+        &self,
+        kind: ChangeKind,
+        m: &MemberRecord,
+    ) -> Result<(), ServerError> {
+        if self.removed.contains(&m.id) {
+            return Err(ServerError::MemberNotFound);
+        }
+        let existing = self.members.get(&m.id);
+        match kind {
+            ChangeKind::Promote => match existing {
+                None => Err(ServerError::MemberNotFound),
+                Some(e) if !e.is_learner => Err(ServerError::MemberNotLearner),
+                Some(_) => Ok(()),
+            },
+            ChangeKind::Add | ChangeKind::AddLearner => {
+                if existing.is_some() {
+                    return Err(ServerError::MemberExist);
+                }
+                if self.peer_url_taken(&m.peer_urls, None) {
+                    return Err(ServerError::PeerUrlExist);
+                }
+                let learners = self.members.values().filter(|m| m.is_learner).count();
+                if kind == ChangeKind::AddLearner && learners + 1 > MAX_LEARNERS {
+                    return Err(ServerError::TooManyLearners);
+                }
+                Ok(())
+            }
+            ChangeKind::Remove => existing.map(|_| ()).ok_or(ServerError::MemberNotFound),
+        }
+    }
+
+    /// Applies a change [`Membership::check_change`] accepted.
+    pub(crate) fn apply_change(&mut self, kind: ChangeKind, m: &MemberRecord) {
+        match kind {
+            ChangeKind::Add | ChangeKind::AddLearner => {
+                let mut member = Member::from(m);
+                member.is_learner = kind == ChangeKind::AddLearner;
+                self.members.insert(m.id, member);
+            }
+            ChangeKind::Promote => {
+                if let Some(e) = self.members.get_mut(&m.id) {
+                    e.is_learner = false;
+                }
+            }
+            ChangeKind::Remove => {
+                self.members.remove(&m.id);
+                self.removed.insert(m.id);
+            }
+        }
+    }
+
+    /// etcd's check of a MemberUpdate: the member exists and no other member has its new
+    /// peer URLs.
+    pub(crate) fn check_update(&self, id: u64, peer_urls: &[String]) -> Result<(), ServerError> {
+        if !self.members.contains_key(&id) || self.removed.contains(&id) {
+            return Err(ServerError::MemberNotFound);
+        }
+        if self.peer_url_taken(peer_urls, Some(id)) {
+            return Err(ServerError::PeerUrlExist);
+        }
+        Ok(())
+    }
+
+    fn voters(&self) -> impl Iterator<Item = &Member> {
+        self.members.values().filter(|m| !m.is_learner)
+    }
+
+    /// etcd's `IsReadyToAddVotingMember`: a started-member quorum remains (a member is
+    /// started once it has published its name).
+    pub(crate) fn ready_to_add_voter(&self) -> bool {
+        let members = self.voters().count() + 1;
+        let started = self.voters().filter(|m| !m.name.is_empty()).count();
+        if started == 1 && members == 2 {
+            return true;
+        }
+        started >= quorum(members)
+    }
+
+    /// etcd's `IsReadyToRemoveVotingMember`.
+    pub(crate) fn ready_to_remove_voter(&self, id: u64) -> bool {
+        let rest = || self.voters().filter(|m| m.id != id);
+        rest().filter(|m| !m.name.is_empty()).count() >= quorum(rest().count())
+    }
+
+    /// etcd's `IsReadyToPromoteMember` (the learner counts as started).
+    pub(crate) fn ready_to_promote(&self) -> bool {
+        let members = self.voters().count() + 1;
+        let started = self.voters().filter(|m| !m.name.is_empty()).count() + 1;
+        started >= quorum(members)
     }
 }
 
@@ -269,7 +429,7 @@ mod tests {
             m.cluster_id, old.cluster_id,
             "the stored cluster wins over the flags"
         );
-        assert_eq!(m.members[&m.local_id].name, "renamed");
+        assert_eq!(m, old, "only raft changes a stored membership");
         assert!(!dir.legacy_membership().exists());
         drop(store);
         // Reopened: read back from the backend, flags ignored.
@@ -293,5 +453,82 @@ mod tests {
         let a = member_id(&["http://a:1".into(), "http://b:1".into()], "t");
         let b = member_id(&["http://b:1".into(), "http://a:1".into()], "t");
         assert_eq!(a, b);
+    }
+
+    fn record(id: u64, url: &str) -> MemberRecord {
+        MemberRecord {
+            id,
+            peer_urls: vec![url.to_string()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn membership_changes_follow_etcds_rules() {
+        let mut m = Membership::bootstrap("default", &spec("t"));
+        let me = m.local_id;
+        let taken = m.members[&me].peer_urls[0].clone();
+        // A new member may not reuse an id or a peer URL.
+        assert_eq!(
+            m.check_change(ChangeKind::Add, &record(me, "http://x:1")),
+            Err(ServerError::MemberExist)
+        );
+        assert_eq!(
+            m.check_change(ChangeKind::AddLearner, &record(2, &taken)),
+            Err(ServerError::PeerUrlExist)
+        );
+        // One learner at a time (etcd 3.4).
+        m.check_change(ChangeKind::AddLearner, &record(2, "http://l:1"))
+            .unwrap();
+        m.apply_change(ChangeKind::AddLearner, &record(2, "http://l:1"));
+        assert!(m.members[&2].is_learner);
+        assert_eq!(
+            m.check_change(ChangeKind::AddLearner, &record(3, "http://l:2")),
+            Err(ServerError::TooManyLearners)
+        );
+        // Only learners are promoted.
+        assert_eq!(
+            m.check_change(ChangeKind::Promote, &record(me, "")),
+            Err(ServerError::MemberNotLearner)
+        );
+        m.apply_change(ChangeKind::Promote, &record(2, ""));
+        assert!(!m.members[&2].is_learner);
+        // A removed id never comes back.
+        m.apply_change(ChangeKind::Remove, &record(2, ""));
+        assert!(!m.members.contains_key(&2));
+        assert_eq!(
+            m.check_change(ChangeKind::Add, &record(2, "http://n:1")),
+            Err(ServerError::MemberNotFound)
+        );
+        assert_eq!(
+            m.check_change(ChangeKind::Remove, &record(2, "")),
+            Err(ServerError::MemberNotFound)
+        );
+        assert_eq!(
+            m.check_update(2, &["http://n:1".into()]),
+            Err(ServerError::MemberNotFound)
+        );
+        assert_eq!(
+            m.check_update(me, &[taken]),
+            Ok(()),
+            "a member keeps its own URLs"
+        );
+    }
+
+    #[test]
+    fn strict_reconfig_counts_started_members() {
+        let mut m = Membership::bootstrap("default", &spec("t"));
+        // One started voter: adding a second is allowed (etcd's restore case).
+        assert!(m.ready_to_add_voter());
+        m.apply_change(ChangeKind::Add, &record(2, "http://b:1"));
+        // Two voters, one started: a third would need two started.
+        assert!(!m.ready_to_add_voter());
+        assert!(
+            !m.ready_to_remove_voter(m.local_id),
+            "the unstarted one would be alone"
+        );
+        assert!(m.ready_to_remove_voter(2));
+        m.members.get_mut(&2).unwrap().name = "b".into();
+        assert!(m.ready_to_add_voter());
     }
 }

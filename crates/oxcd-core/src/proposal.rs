@@ -14,10 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use oxcd_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
     DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
-    TxnRequest, TxnResponse,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member, MemberUpdateRequest,
+    PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
-use oxcd_proto::oxcdinternal::raft_request::Op;
+use oxcd_proto::oxcdinternal::{raft_request::Op, MemberAttributes};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -36,13 +36,16 @@ pub trait Proposal: Sized {
 
 macro_rules! proposals {
     ($($variant:ident: $req:ty => $resp:ty,)*) => {
-        /// What applying one committed request produced: one variant per [`Proposal`].
+        /// What applying one committed entry produced: one variant per [`Proposal`], and
+        /// the membership after a membership change (a raft conf change, not a request).
         #[derive(Debug, Clone)]
         pub enum ApplyResponse {
             $(
                 #[doc = concat!("The response to a `", stringify!($variant), "`.")]
                 $variant($resp),
             )*
+            /// The members after an applied membership change.
+            Members(Vec<Member>),
         }
 
         $(
@@ -71,6 +74,8 @@ proposals! {
     LeaseRevoke: LeaseRevokeRequest => LeaseRevokeResponse,
     LeaseCheckpoint: LeaseCheckpointRequest => LeaseCheckpointResponse,
     Alarm: AlarmRequest => AlarmResponse,
+    MemberUpdate: MemberUpdateRequest => Vec<Member>,
+    MemberAttributes: MemberAttributes => (),
 }
 
 /// A waiter's answer: the response, or the error the apply step ended in.

@@ -32,7 +32,7 @@ use crate::proposal::{IdGenerator, Proposal, Waiters};
 /// The server: one method per etcd operation (see the crate documentation).
 pub struct EtcdServer {
     pub(crate) cfg: CoreConfig,
-    pub(crate) membership: RwLock<Membership>,
+    pub(crate) membership: Arc<RwLock<Membership>>,
     pub(crate) store: Arc<Store>,
     pub(crate) raft: RaftHandle,
     pub(crate) waiters: Arc<Waiters>,

@@ -62,6 +62,8 @@ pub struct Core {
     lessor_loop: tokio::task::JoinHandle<()>,
     applier_done: Option<tokio::task::JoinHandle<std::thread::Result<Result<(), FatalApplyError>>>>,
     failed: Option<AppliedJoin>,
+    /// Turns true once this member's attributes are published through raft.
+    published: watch::Receiver<bool>,
 }
 
 impl Core {
@@ -99,8 +101,9 @@ impl Core {
         );
         let alarms = Arc::new(AlarmSet::load(&store).map_err(|e| store_err(e.to_string()))?);
 
+        let local_id = membership.local_id;
         let (raft, committed) = RaftNode::start(RaftConfig {
-            id: membership.local_id,
+            id: local_id,
             peers: membership.voter_ids(),
             wal_dir: dir.wal().to_path_buf(),
             tick: cfg.heartbeat_interval,
@@ -115,10 +118,12 @@ impl Core {
         let hub = Hub::new(store.clone());
         hub.spawn_sync();
         let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
+        let membership = Arc::new(RwLock::new(membership));
         let backend = BackendApplier {
             store: store.clone(),
             lessor: lessor.clone(),
             alarms: alarms.clone(),
+            membership: membership.clone(),
         };
         let observers: Vec<Arc<dyn ApplyObserver>> = vec![lessor.clone(), hub.clone()];
         let applier = Applier {
@@ -128,6 +133,7 @@ impl Core {
             applied_tx,
             chain: Box::new(AlarmGate::new(alarms.clone(), backend)),
             observers,
+            membership: membership.clone(),
         };
         // The applier blocks on the backend, so it gets a thread of its own.
         let applier_thread = std::thread::Builder::new()
@@ -143,10 +149,10 @@ impl Core {
             .map_err(|e| StartError::Apply(e.to_string()))?;
         let applier_done = tokio::task::spawn_blocking(move || applier_thread.join());
 
-        let ids = IdGenerator::new(membership.local_id);
+        let ids = IdGenerator::new(local_id);
         let server = Arc::new(EtcdServer {
             cfg,
-            membership: RwLock::new(membership),
+            membership,
             store,
             raft,
             waiters,
@@ -164,14 +170,56 @@ impl Core {
             server.lessor.promote(server.cfg.election_timeout);
         }
         let (stop_tx, stop_rx) = watch::channel(false);
-        let lessor_loop = tokio::spawn(crate::lessor_loop::run_lessor(server.clone(), stop_rx));
+        let lessor_loop = tokio::spawn(crate::lessor_loop::run_lessor(
+            server.clone(),
+            stop_rx.clone(),
+        ));
+        let (published_tx, published) = watch::channel(false);
+        tokio::spawn(crate::cluster::publish_loop(
+            server.clone(),
+            stop_rx,
+            published_tx,
+        ));
         Ok(Core {
             server,
             stop_tx,
             lessor_loop,
             applier_done: Some(applier_done),
             failed: None,
+            published,
         })
+    }
+
+    /// Completes once this member has joined the cluster's log: its name and client URLs
+    /// are published through raft (etcd's `ReadyNotify`; etcd serves clients only then).
+    /// Never completes if the member cannot reach a quorum; it logs why meanwhile.
+    pub fn ready(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut published = self.published.clone();
+        let server = self.server.clone();
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    ok = async { published.wait_for(|p| *p).await.is_ok() } => {
+                    if !ok {
+                        // The core stopped before publishing: never ready.
+                        std::future::pending::<()>().await;
+                    }
+                    return;
+                }
+                _ = tick.tick() => {
+                        let status = server.raft.status();
+                        tracing::warn!(
+                            leader = %format!("{:x}", status.leader_id),
+                            term = status.term,
+                            "not serving clients yet: waiting to publish this member to the cluster \
+                             (a quorum of members must be reachable)"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// The server, for the adapters.

@@ -119,6 +119,9 @@ pub struct Lessor {
     inner: Mutex<Inner>,
     min_ttl: i64,
     checkpoint_interval: Duration,
+    /// Pushes every promotion and demotion, so renewals that arrive on a fresh leader wait
+    /// for the promotion by an event, not by polling.
+    primary_tx: tokio::sync::watch::Sender<bool>,
 }
 
 /// Makes sure lease `id` is looked at no later than `at`: queues an entry unless its live
@@ -176,6 +179,7 @@ impl Lessor {
             inner: Mutex::new(Inner::default()),
             min_ttl,
             checkpoint_interval,
+            primary_tx: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -287,6 +291,12 @@ impl Lessor {
     /// Whether this member is the primary lessor (expires leases, serves renewals).
     pub fn is_primary(&self) -> bool {
         self.inner.lock().primary
+    }
+
+    /// Follows [`Lessor::is_primary`]: the value changes right after each promotion and
+    /// demotion.
+    pub fn subscribe_primary(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.primary_tx.subscribe()
     }
 
     /// Applies a grant (called by the applier): checks, in etcd's order, the TTL limit and
@@ -535,6 +545,8 @@ impl Lessor {
             extend_ms = extend.as_millis() as u64,
             "lessor promoted: this member expires leases"
         );
+        drop(guard);
+        self.primary_tx.send_replace(true);
     }
 
     /// Stops being the primary (leadership lost): no lease expires here any more.
@@ -550,6 +562,8 @@ impl Lessor {
             lease.queued_at = None;
         }
         tracing::info!("lessor demoted");
+        drop(inner);
+        self.primary_tx.send_replace(false);
     }
 
     /// Up to `limit` leases that have expired, for the caller to revoke through raft. Each

@@ -290,3 +290,15 @@ fn at_most_one_pending_checkpoint_per_lease() {
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(lessor.take_due_checkpoints(10).len(), 1);
 }
+
+#[test]
+fn promotion_and_demotion_are_pushed() {
+    let lessor = Lessor::new(2, INTERVAL);
+    let mut primary = lessor.subscribe_primary();
+    assert!(!*primary.borrow_and_update());
+    lessor.promote(Duration::ZERO);
+    assert!(primary.has_changed().unwrap());
+    assert!(*primary.borrow_and_update());
+    lessor.demote();
+    assert!(!*primary.borrow_and_update());
+}

@@ -70,6 +70,17 @@ pub async fn run_until(
     let listeners = net::bind_client_listeners(&cfg).await?;
     let mut core = Core::start(core_config(&cfg), &data_dir)?;
     let app = router(core.server().clone(), &cfg);
+    // Like etcd, clients are served once this member has joined the cluster's log.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let ready = core.ready();
+    let serve = tokio::select! {
+        _ = ready => true,
+        _ = &mut shutdown => false,
+        _ = core.failure() => false,
+    };
+    if !serve {
+        return Ok(core.shutdown().await?);
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut serving = Vec::new();
@@ -85,7 +96,7 @@ pub async fn run_until(
     // A WAL or backend failure stops raft or the applier; the process must not linger as a
     // server that can no longer write, so that ends it too.
     tokio::select! {
-        _ = shutdown => tracing::info!("shutting down"),
+        _ = &mut shutdown => tracing::info!("shutting down"),
         _ = core.failure() => {}
     }
     let _ = stop_tx.send(true);
@@ -110,6 +121,7 @@ fn core_config(cfg: &Config) -> CoreConfig {
         max_txn_ops: cfg.max_txn_ops,
         quota_backend_bytes: cfg.quota_backend_bytes,
         lease_checkpoint_interval: cfg.lease_checkpoint_interval,
+        strict_reconfig_check: cfg.strict_reconfig_check,
         cluster: ClusterSpec {
             initial_cluster: cfg
                 .initial_cluster

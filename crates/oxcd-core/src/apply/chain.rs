@@ -11,8 +11,11 @@ use oxcd_proto::etcdserverpb::{request_op, AlarmType, RequestOp, TxnRequest};
 use oxcd_proto::mvccpb::Event;
 use oxcd_proto::oxcdinternal::{raft_request::Op, RequestHeader};
 
+use parking_lot::RwLock;
+
 use crate::alarm::AlarmSet;
 use crate::error::ServerError;
+use crate::membership::Membership;
 use crate::proposal::ApplyResponse;
 
 /// What a layer knows of the entry it applies.
@@ -64,7 +67,12 @@ fn txn_puts(t: &TxnRequest) -> bool {
 
 impl<N: ApplyLayer> ApplyLayer for AlarmGate<N> {
     fn apply(&self, ctx: &EntryContext<'_>, op: Op) -> Result<Applied, ServerError> {
-        if !matches!(op, Op::Alarm(_)) {
+        // Alarm and membership requests are not KV or lease writes: no alarm stops them.
+        let gated = !matches!(
+            op,
+            Op::Alarm(_) | Op::MemberUpdate(_) | Op::MemberAttributes(_)
+        );
+        if gated {
             if self.alarms.is_active(AlarmType::Corrupt) {
                 return Err(ServerError::Corrupt);
             }
@@ -83,7 +91,8 @@ impl<N: ApplyLayer> ApplyLayer for AlarmGate<N> {
     }
 }
 
-/// The last layer: the request's effect on the backend, the lessor and the alarms.
+/// The last layer: the request's effect on the backend, the lessor, the alarms and the
+/// membership.
 pub struct BackendApplier {
     /// The key space.
     pub store: Arc<Store>,
@@ -91,6 +100,8 @@ pub struct BackendApplier {
     pub lessor: Arc<Lessor>,
     /// Active alarms.
     pub alarms: Arc<AlarmSet>,
+    /// The cluster's members.
+    pub membership: Arc<RwLock<Membership>>,
 }
 
 impl ApplyLayer for BackendApplier {
@@ -133,6 +144,27 @@ impl ApplyLayer for BackendApplier {
                 store.set_consistent_index(index);
                 (ApplyResponse::Alarm(resp), Vec::new())
             }
+            Op::MemberUpdate(r) => {
+                let mut m = self.membership.write();
+                m.check_update(r.id, &r.peer_ur_ls)?;
+                if let Some(member) = m.members.get_mut(&r.id) {
+                    member.peer_urls = r.peer_ur_ls.clone();
+                }
+                m.save(store)?;
+                store.set_consistent_index(index);
+                (ApplyResponse::MemberUpdate(m.to_proto()), Vec::new())
+            }
+            Op::MemberAttributes(a) => {
+                let mut m = self.membership.write();
+                // A member removed meanwhile publishes nothing.
+                if let Some(member) = m.members.get_mut(&a.member_id) {
+                    member.name = a.name.clone();
+                    member.client_urls = a.client_urls.clone();
+                    m.save(store)?;
+                }
+                store.set_consistent_index(index);
+                (ApplyResponse::MemberAttributes(()), Vec::new())
+            }
         })
     }
 }
@@ -151,6 +183,10 @@ mod tests {
             store: store.clone(),
             lessor: Arc::new(Lessor::new(2, std::time::Duration::from_secs(300))),
             alarms: alarms.clone(),
+            membership: Arc::new(RwLock::new(Membership::bootstrap(
+                "default",
+                &crate::config::ClusterSpec::default(),
+            ))),
         };
         (AlarmGate::new(alarms, backend), store)
     }

@@ -15,13 +15,16 @@ use std::time::{Duration, Instant};
 
 use oxcd_mvcc::Store;
 use oxcd_proto::mvccpb::Event;
-use oxcd_proto::oxcdinternal::RaftRequest;
+use oxcd_proto::oxcdinternal::{ConfChangeContext, RaftRequest};
+use oxcd_raft::eraftpb::{ConfChangeType, ConfChangeV2};
 use oxcd_raft::{CommittedEntry, EntryKind, RaftHandle};
+use parking_lot::RwLock;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::ServerError;
-use crate::proposal::{ApplyResult, Waiters};
+use crate::membership::{ChangeKind, Membership};
+use crate::proposal::{ApplyResponse, ApplyResult, Waiters};
 use chain::{ApplyLayer, EntryContext};
 
 /// Sees what the applier applies, in log order, on the applier thread: the lessor (key
@@ -33,6 +36,8 @@ pub trait ApplyObserver: Send + Sync {
     /// Everything passed to [`ApplyObserver::on_applied`] so far is committed to the
     /// backend and readable.
     fn on_committed(&self) {}
+    /// The membership changed (a member added, removed, promoted or updated).
+    fn on_membership(&self, _membership: &Membership) {}
 }
 
 impl ApplyObserver for oxcd_lease::Lessor {
@@ -71,6 +76,18 @@ pub struct Applier {
     pub chain: Box<dyn ApplyLayer>,
     /// Told of every applied write's events, in this order.
     pub observers: Vec<Arc<dyn ApplyObserver>>,
+    /// The cluster's members (membership changes are applied here, not in the chain).
+    pub membership: Arc<RwLock<Membership>>,
+}
+
+fn decode_conf_change(entry: &CommittedEntry) -> Result<ConfChangeV2, FatalApplyError> {
+    oxcd_raft::wire::decode_conf_change(&entry.data).map_err(|e| {
+        FatalApplyError(format!(
+            "committed membership change {} does not decode ({e}); this member has diverged: \
+             replace its data dir from a healthy member",
+            entry.index
+        ))
+    })
 }
 
 /// The applier cannot continue: the backend failed. The server must stop.
@@ -127,11 +144,36 @@ impl Applier {
                 batch.extend(more);
             }
             let mut results = Vec::new();
+            let mut removed_self = false;
             for entry in &batch {
                 if entry.index <= last_applied {
+                    // Already in the backend; raft's membership still needs every change.
+                    if entry.kind == EntryKind::ConfChange {
+                        let cc = decode_conf_change(entry)?;
+                        self.raft
+                            .apply_conf_change(entry.index, cc)
+                            .await
+                            .map_err(|e| FatalApplyError(e.to_string()))?;
+                    }
                     continue;
                 }
-                if let Some(r) = self.apply_entry(entry)? {
+                let result = match entry.kind {
+                    EntryKind::Normal => self.apply_entry(entry)?,
+                    EntryKind::ConfChange => {
+                        let (result, removed) = self.apply_conf_change(entry).await?;
+                        removed_self |= removed;
+                        result
+                    }
+                    EntryKind::Snapshot => {
+                        return Err(FatalApplyError(format!(
+                            "a snapshot from the leader arrived (index {}), and this oxcd \
+                             build cannot install one yet; restart the member with an \
+                             empty data dir after removing and re-adding it",
+                            entry.index
+                        )))
+                    }
+                };
+                if let Some(r) = result {
                     results.push(r);
                 }
                 last_applied = entry.index;
@@ -149,6 +191,14 @@ impl Applier {
             }
             for (id, result) in results {
                 self.waiters.trigger(id, result);
+            }
+            if removed_self {
+                self.commit_durable(last_applied)?;
+                return Err(FatalApplyError(
+                    "the member has been permanently removed from the cluster; \
+                     its data dir is no longer usable: remove it before adding the host again"
+                        .into(),
+                ));
             }
             if last_durable.elapsed() >= DURABLE_INTERVAL || undurable_entries >= DURABLE_ENTRIES {
                 self.commit_durable(last_applied)?;
@@ -168,6 +218,72 @@ impl Applier {
         Ok(())
     }
 
+    /// Applies a membership change (etcd's `applyConfChange`): every member checks it the
+    /// same way; an accepted one goes to raft and into the backend's membership (in this
+    /// entry's transaction), a refused one is rejected in raft too. Returns the waiter's
+    /// answer, and whether this member itself was removed.
+    async fn apply_conf_change(
+        &self,
+        entry: &CommittedEntry,
+    ) -> Result<(Option<(u64, ApplyResult)>, bool), FatalApplyError> {
+        let fatal = |e: &dyn std::fmt::Display| FatalApplyError(e.to_string());
+        let cc = decode_conf_change(entry)?;
+        let ctx = ConfChangeContext::decode(cc.context.as_ref()).map_err(|e| {
+            FatalApplyError(format!(
+                "membership change at index {} has a context that does not decode: {e}",
+                entry.index
+            ))
+        })?;
+        let change = cc.changes.first().map(|c| (c.get_change_type(), c.node_id));
+        let Some((change_type, node_id)) = change else {
+            // raft leaving a joint configuration: no member changes.
+            self.raft
+                .apply_conf_change(entry.index, cc)
+                .await
+                .map_err(|e| fatal(&e))?;
+            self.store.set_consistent_index(entry.index);
+            return Ok((None, false));
+        };
+        let kind = match change_type {
+            ConfChangeType::AddNode if ctx.is_promote => ChangeKind::Promote,
+            ConfChangeType::AddNode => ChangeKind::Add,
+            ConfChangeType::AddLearnerNode => ChangeKind::AddLearner,
+            ConfChangeType::RemoveNode => ChangeKind::Remove,
+        };
+        let mut member = ctx.member.clone().unwrap_or_default();
+        member.id = node_id;
+        let checked = self.membership.read().check_change(kind, &member);
+        let answer = |r: ApplyResult| Some((ctx.request_id, r));
+        if let Err(e) = checked {
+            tracing::warn!(index = entry.index, member = %format!("{node_id:x}"), ?kind, error = %e, "membership change refused");
+            self.raft
+                .reject_conf_change(entry.index)
+                .await
+                .map_err(|e| fatal(&e))?;
+            self.store.set_consistent_index(entry.index);
+            return Ok((answer(Err(e)), false));
+        }
+        self.raft
+            .apply_conf_change(entry.index, cc)
+            .await
+            .map_err(|e| fatal(&e))?;
+        let (members, removed_self) = {
+            let mut m = self.membership.write();
+            m.apply_change(kind, &member);
+            m.save(&self.store).map_err(|e| fatal(&e))?;
+            self.store.set_consistent_index(entry.index);
+            for o in &self.observers {
+                o.on_membership(&m);
+            }
+            (
+                m.to_proto(),
+                kind == ChangeKind::Remove && node_id == m.local_id,
+            )
+        };
+        tracing::info!(index = entry.index, member = %format!("{node_id:x}"), ?kind, "membership changed");
+        Ok((answer(Ok(ApplyResponse::Members(members))), removed_self))
+    }
+
     /// Applies one entry; returns the waiter id and result for entries carrying a request.
     /// An entry that cannot be decoded stops the member: another member applied it, so
     /// skipping it would make this member's data diverge.
@@ -175,13 +291,6 @@ impl Applier {
         &self,
         entry: &CommittedEntry,
     ) -> Result<Option<(u64, ApplyResult)>, FatalApplyError> {
-        if entry.kind != EntryKind::Normal {
-            // Membership changes are not produced yet (the cluster issue applies them); a
-            // ConfChange payload must never be decoded as a request.
-            tracing::warn!(index = entry.index, "ignoring a membership change entry");
-            self.store.set_consistent_index(entry.index);
-            return Ok(None);
-        }
         if entry.data.is_empty() {
             // raft's own empty entry at the start of a term.
             self.store.set_consistent_index(entry.index);
@@ -209,6 +318,14 @@ impl Applier {
         };
         let result = match self.chain.apply(&ctx, op) {
             Ok((response, events)) => {
+                if let ApplyResponse::MemberUpdate(_) | ApplyResponse::MemberAttributes(_) =
+                    response
+                {
+                    let m = self.membership.read();
+                    for o in &self.observers {
+                        o.on_membership(&m);
+                    }
+                }
                 if !events.is_empty() {
                     let events = Arc::new(events);
                     for o in &self.observers {

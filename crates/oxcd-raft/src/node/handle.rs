@@ -118,6 +118,17 @@ impl RaftHandle {
         rx.await.map_err(|_| RaftError::Stopped)?
     }
 
+    /// On the leader, how far each member's log matches the leader's (raft's
+    /// `Progress.matched`, the leader's own included); `None` on any other member.
+    /// etcd's learner promotion rule reads it.
+    pub async fn match_indexes(
+        &self,
+    ) -> Result<Option<std::collections::HashMap<u64, u64>>, RaftError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.send(Request::MatchIndexes { reply })?;
+        rx.await.map_err(|_| RaftError::Stopped)
+    }
+
     /// Feeds a raft message received from a peer into the node (decode
     /// peer bytes with [`crate::wire::decode_message`]).
     pub fn step(&self, msg: Message) -> Result<(), RaftError> {

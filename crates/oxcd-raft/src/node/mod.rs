@@ -180,6 +180,10 @@ pub(crate) enum Request {
     },
     ReportUnreachable(u64),
     TransferLeadership(u64),
+    /// The leader's view of each member's replicated log (`None` on a non-leader).
+    MatchIndexes {
+        reply: oneshot::Sender<Option<std::collections::HashMap<u64, u64>>>,
+    },
     Step(Box<Message>),
     Shutdown,
 }

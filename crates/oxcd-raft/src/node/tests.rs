@@ -142,6 +142,22 @@ async fn read_index_covers_acknowledged_proposals() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_reports_match_indexes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();
+    h.propose(b"x".to_vec()).await.unwrap();
+    let es = recv_until(&mut rx, |es| !payloads(es).is_empty()).await;
+    let idx = es.iter().find(|e| e.data == b"x").unwrap().index;
+    let matches = h
+        .match_indexes()
+        .await
+        .unwrap()
+        .expect("a sole member leads");
+    assert_eq!(matches.len(), 1);
+    assert!(matches[&h.status().id] >= idx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_node_refuses_requests() {
     let tmp = tempfile::tempdir().unwrap();
     let (h, mut rx) = RaftNode::start(cfg(tmp.path(), 0)).unwrap();

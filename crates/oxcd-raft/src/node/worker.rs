@@ -261,6 +261,16 @@ impl<T: Transport> Worker<T> {
             Request::ReportSnapshot { to, status } => self.raw.report_snapshot(to, status),
             Request::ReportUnreachable(to) => self.raw.report_unreachable(to),
             Request::TransferLeadership(to) => self.raw.transfer_leader(to),
+            Request::MatchIndexes { reply } => {
+                let raft = &self.raw.raft;
+                let matches = (raft.state == raft::StateRole::Leader).then(|| {
+                    raft.prs()
+                        .iter()
+                        .map(|(id, pr)| (*id, pr.matched))
+                        .collect()
+                });
+                let _ = reply.send(matches);
+            }
             Request::ReadIndex { reply } => {
                 self.pending_since.get_or_insert_with(Instant::now);
                 self.pending_reads.push(reply);

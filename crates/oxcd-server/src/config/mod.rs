@@ -172,6 +172,9 @@ pub struct Config {
     pub grpc_keepalive_timeout: Duration,
     /// `--max-concurrent-streams`: HTTP/2 streams one client connection may open at once.
     pub max_concurrent_streams: u32,
+    /// `--strict-reconfig-check`: refuse membership changes that would lose the quorum of
+    /// started members.
+    pub strict_reconfig_check: bool,
 }
 
 impl Config {

@@ -179,6 +179,7 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
         grpc_keepalive_interval: (!keepalive_interval.is_zero()).then_some(keepalive_interval),
         grpc_keepalive_timeout: settings.duration("grpc-keepalive-timeout"),
         max_concurrent_streams,
+        strict_reconfig_check: settings.bool("strict-reconfig-check"),
     })
 }
 

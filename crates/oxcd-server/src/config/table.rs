@@ -235,7 +235,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     ignored("discovery-proxy", Text, B, &[""], ONLY_DISCOVERY),
     refused("discovery-srv", Text, B, &[""], DISCOVERY),
     refused("discovery-srv-name", Text, B, &[""], DISCOVERY),
-    ignored("strict-reconfig-check", Bool, B, &["true"], "oxcd has no run-time membership changes yet"),
+    used("strict-reconfig-check", Bool, B, "true", "Reject reconfiguration requests that would cause quorum loss"),
     ignored("pre-vote", Bool, B, &["true"], "oxcd always runs raft's pre-vote phase"),
     refused("auto-compaction-retention", Retention, B, &["0"], "oxcd has no automatic compaction yet; compact with `etcdctl compact <revision>`"),
     ignored("auto-compaction-mode", Choice(&["periodic", "revision"]), B, &["periodic"], "only used with --auto-compaction-retention, which oxcd refuses"),

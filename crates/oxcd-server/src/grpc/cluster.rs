@@ -3,12 +3,16 @@
 use std::sync::Arc;
 
 use oxcd_core::EtcdServer;
-use oxcd_proto::etcdserverpb::{cluster_server::Cluster, MemberListRequest, MemberListResponse};
+use oxcd_proto::etcdserverpb::{
+    cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest,
+    MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
+    MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::status;
 
-/// Serves MemberList (member changes arrive with multi-member clusters).
+/// Serves MemberList, MemberAdd, MemberRemove, MemberUpdate and MemberPromote.
 pub struct ClusterService {
     server: Arc<EtcdServer>,
 }
@@ -27,5 +31,33 @@ impl Cluster for ClusterService {
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         status(self.server.member_list(req.into_inner()).await)
+    }
+
+    async fn member_add(
+        &self,
+        req: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        status(self.server.member_add(req.into_inner()).await)
+    }
+
+    async fn member_remove(
+        &self,
+        req: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        status(self.server.member_remove(req.into_inner()).await)
+    }
+
+    async fn member_update(
+        &self,
+        req: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        status(self.server.member_update(req.into_inner()).await)
+    }
+
+    async fn member_promote(
+        &self,
+        req: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        status(self.server.member_promote(req.into_inner()).await)
     }
 }
