@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod client;
 mod durability;
 mod kv;
 mod lease;

@@ -1,0 +1,248 @@
+//! oxcd-client against real oxcd processes: KV, txn, lease keep-alive and watch, across
+//! server restarts (watch resumes without gaps or duplicates, keep-alive continues).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use oxcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, ErrorKind, GetOptions, KeeperState, PutOptions, Txn,
+    TxnOp, WatchOptions, WatchStream,
+};
+
+use crate::harness::Server;
+
+/// This module's servers listen on ports 24200-24299 (client port, then peer port).
+static NEXT_PORT: AtomicU16 = AtomicU16::new(24200);
+
+/// A (client, peer) port pair no other test of this module uses.
+fn ports() -> (u16, u16) {
+    let port = NEXT_PORT.fetch_add(2, Ordering::SeqCst);
+    assert!(port < 24300, "out of ports in 24200-24299");
+    (port, port + 1)
+}
+
+fn start(dir: &Path, (port, peer): (u16, u16)) -> Server {
+    Server::start_with(dir, port, peer, &[])
+}
+
+async fn connect(server: &Server) -> Client {
+    Client::connect([server.endpoint()]).await.expect("connect")
+}
+
+/// The next `n` events of `watch` as (key, revision), failing after `limit`.
+async fn next_events(watch: &mut WatchStream, n: usize) -> Vec<(String, i64)> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let response = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event after {seen:?}"))
+            .expect("watch ended")
+            .expect("watch error");
+        for event in response.events {
+            let kv = event.kv.expect("kv");
+            seen.push((String::from_utf8(kv.key).unwrap(), kv.mod_revision));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn kv_and_txn_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let kv = connect(&server).await.kv();
+
+    let first = kv.put("a/1", "x", PutOptions::new()).await.unwrap();
+    kv.put("a/2", "y", PutOptions::new()).await.unwrap();
+    let replaced = kv
+        .put("a/1", "z", PutOptions::new().with_prev_kv())
+        .await
+        .unwrap();
+    assert_eq!(replaced.prev_kv.unwrap().value, b"x");
+
+    let all = kv.get("a/", GetOptions::new().with_prefix()).await.unwrap();
+    assert_eq!(all.kvs.len(), 2);
+    let count = kv
+        .get("a/", GetOptions::new().with_prefix().with_count_only())
+        .await
+        .unwrap();
+    assert_eq!((count.count, count.kvs.len()), (2, 0));
+    let old = kv
+        .get(
+            "a/1",
+            GetOptions::new().with_revision(first.header.unwrap().revision),
+        )
+        .await
+        .unwrap();
+    assert_eq!(old.kvs[0].value, b"x");
+
+    let txn = Txn::new()
+        .when([Compare::value("a/1", CompareOp::Equal, "z")])
+        .and_then([TxnOp::put("a/3", "w", PutOptions::new())])
+        .or_else([TxnOp::get("a/1", GetOptions::new())]);
+    assert!(kv.txn(txn).await.unwrap().succeeded);
+
+    let deleted = kv
+        .delete("a/", DeleteOptions::new().with_prefix().with_prev_kv())
+        .await
+        .unwrap();
+    assert_eq!(deleted.deleted, 3);
+
+    let future = kv
+        .get("a/1", GetOptions::new().with_revision(1_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(future.kind(), ErrorKind::FutureRevision);
+}
+
+#[tokio::test]
+async fn unreachable_endpoints_fail_over_to_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dead, _) = ports();
+    let server = start(dir.path(), ports());
+    let client = Client::connect([format!("127.0.0.1:{dead}"), server.endpoint()])
+        .await
+        .expect("connect skips the dead endpoint");
+    client.kv().put("k", "v", PutOptions::new()).await.unwrap();
+    assert_eq!(client.endpoints().len(), 2);
+}
+
+#[tokio::test]
+async fn watch_resumes_after_a_restart_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = ports();
+    let server = start(dir.path(), ports);
+    let client = connect(&server).await;
+    let mut watch = client
+        .watch()
+        .watch("w/", WatchOptions::new().with_prefix())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        client
+            .kv()
+            .put(format!("w/{i}"), "v", PutOptions::new())
+            .await
+            .unwrap();
+    }
+    let mut seen = next_events(&mut watch, 5).await;
+
+    server.kill9();
+    let server = start(dir.path(), ports);
+    // Written by another client right after the restart, likely before the watch is back.
+    let writer = connect(&server).await;
+    for i in 5..10 {
+        writer
+            .kv()
+            .put(format!("w/{i}"), "v", PutOptions::new())
+            .await
+            .unwrap();
+    }
+    seen.extend(next_events(&mut watch, 5).await);
+
+    let keys: Vec<String> = seen.iter().map(|(k, _)| k.clone()).collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("w/{i}")).collect();
+    assert_eq!(keys, expected, "every put exactly once, in order");
+    assert!(
+        seen.windows(2).all(|w| w[0].1 < w[1].1),
+        "revisions increase: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn watch_says_so_when_its_resume_revision_was_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let kv = connect(&server).await.kv();
+    kv.put("c", "1", PutOptions::new()).await.unwrap();
+    let last = kv.put("c", "2", PutOptions::new()).await.unwrap();
+    let revision = last.header.unwrap().revision;
+    kv.compact(revision, true).await.unwrap();
+    let mut watch = connect(&server)
+        .await
+        .watch()
+        .watch("c", WatchOptions::new().with_start_revision(1))
+        .await
+        .unwrap();
+    let error = watch.next().await.expect("an answer").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Compacted);
+    assert!(
+        matches!(error, oxcd_client::Error::WatchCompacted { compact_revision } if compact_revision == revision)
+    );
+    assert!(watch.next().await.is_none(), "the watch ends");
+}
+
+#[tokio::test]
+async fn keep_alive_continues_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = ports();
+    let server = start(dir.path(), ports);
+    let client = connect(&server).await;
+    let lease = client.lease();
+    let id = lease.grant(2, 0).await.unwrap().id;
+    let mut keeper = lease.keep_alive(id).await.unwrap();
+    assert_eq!(keeper.state(), KeeperState::Alive { ttl: 2 });
+
+    server.kill9();
+    let server = start(dir.path(), ports);
+    // Longer than the TTL: only renewals after the restart keep the lease.
+    let outlived = tokio::time::timeout(Duration::from_secs(6), keeper.lost()).await;
+    assert!(outlived.is_err(), "lease lost across the restart");
+    let ttl = connect(&server)
+        .await
+        .lease()
+        .time_to_live(id, false)
+        .await
+        .unwrap();
+    assert!(ttl.ttl > 0, "lease {id:x} alive on the server: {ttl:?}");
+
+    // Revoked behind its back, the keeper reports the loss.
+    lease.revoke(id).await.unwrap();
+    let lost = tokio::time::timeout(Duration::from_secs(10), keeper.lost())
+        .await
+        .expect("loss reported");
+    assert_eq!(lost.kind(), ErrorKind::LeaseLost);
+
+    let unknown = lease.keep_alive(id).await.unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::LeaseNotFound);
+}
+
+#[tokio::test]
+async fn writes_wait_for_a_restarting_server_when_never_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = ports();
+    let server = start(dir.path(), ports);
+    let client = connect(&server).await;
+    client
+        .kv()
+        .put("before", "1", PutOptions::new())
+        .await
+        .unwrap();
+    server.kill9();
+    // A read notices the dead connection (retried until its timeout, then failing with the
+    // cause: connection refused); after it the
+    // client reconnects, the connection is refused, and a put surely never left: it is
+    // retried until the server is back (the start takes well under the 10 s timeout).
+    let read = client
+        .with_timeout(Duration::from_millis(300))
+        .kv()
+        .get("before", GetOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(read.kind(), ErrorKind::Unavailable, "{read}");
+    let put = tokio::spawn({
+        let kv = client.kv();
+        async move { kv.put("after", "2", PutOptions::new()).await }
+    });
+    let server = start(dir.path(), ports);
+    put.await.unwrap().expect("put after restart");
+    let got = connect(&server)
+        .await
+        .kv()
+        .get("after", GetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(got.kvs[0].value, b"2");
+}
