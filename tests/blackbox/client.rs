@@ -110,6 +110,27 @@ async fn unreachable_endpoints_fail_over_to_a_live_one() {
 }
 
 #[tokio::test]
+async fn member_list_sync_replaces_the_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    // Connected through "localhost"; the member advertises 127.0.0.1.
+    let client = Client::connect([format!("localhost:{}", server.port)])
+        .await
+        .unwrap();
+    let synced = client.sync_endpoints().await.unwrap();
+    assert_eq!(synced, vec![server.endpoint()]);
+    assert_eq!(client.endpoints(), vec![server.endpoint()]);
+    let members = client.cluster().member_list(false).await.unwrap();
+    assert_eq!(members.members.len(), 1);
+    client
+        .with_require_leader(true)
+        .kv()
+        .put("k", "v", PutOptions::new())
+        .await
+        .expect("a single member is its own leader");
+}
+
+#[tokio::test]
 async fn watch_resumes_after_a_restart_without_gaps_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let ports = ports();

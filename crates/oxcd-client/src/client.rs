@@ -34,6 +34,19 @@ const MAX_ATTEMPTS_WITHOUT_TIMEOUT: u32 = 20;
 /// How many times one call may re-authenticate.
 const MAX_REAUTHENTICATIONS: u32 = 2;
 
+/// Sends one unary gRPC call through [`Client::unary`]:
+/// `call!(client, Retry::Safe, request, AuthClient::user_get)`.
+macro_rules! call {
+    ($client:expr, $retry:expr, $request:expr, $grpc:ident :: $method:ident) => {
+        $client
+            .unary($retry, $request, |channel, request| async move {
+                $grpc::new(channel).$method(request).await
+            })
+            .await
+    };
+}
+pub(crate) use call;
+
 /// Whether a call may be sent again after a failure that may have happened after the
 /// server received it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,22 +15,28 @@
 //! # }
 //! ```
 
+mod auth;
 mod client;
+mod cluster;
 mod endpoints;
 mod error;
 mod kv;
 mod lease;
+mod maintenance;
 mod options;
 mod task;
 mod txn;
 mod watch;
 
+pub use auth::{Auth, Permission};
 pub use client::Client;
+pub use cluster::Cluster;
 pub use error::{Error, ErrorKind, Result};
 pub use kv::{
     prefix_end, DeleteOptions, GetOptions, KeyRange, Kv, PutOptions, SortBy, SortOrderBy,
 };
 pub use lease::{KeeperState, Lease, LeaseKeeper};
+pub use maintenance::{Maintenance, SnapshotStream};
 pub use options::{ConnectOptions, Credentials};
 pub use txn::{Compare, CompareOp, Txn, TxnOp};
 pub use watch::{Watch, WatchOptions, WatchStream};
