@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use oxcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, ErrorKind, GetOptions, KeeperState, PutOptions, Txn,
-    TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, DeleteOptions, Election, ErrorKind, GetOptions, KeeperState, Mutex,
+    PutOptions, Session, SortBy, SortOrderBy, Txn, TxnOp, WatchOptions, WatchStream,
 };
 
 use crate::harness::Server;
@@ -266,4 +266,157 @@ async fn writes_wait_for_a_restarting_server_when_never_sent() {
         .await
         .unwrap();
     assert_eq!(got.kvs[0].value, b"2");
+}
+
+#[tokio::test]
+async fn mutex_hands_the_lock_over_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let client = connect(&server).await;
+    let first = Session::new(&client, 10).await.unwrap();
+    let second = Session::new(&client, 10).await.unwrap();
+    let mut held = Mutex::new(&first, "locks/job");
+    held.lock().await.unwrap();
+
+    let mut waiting = Mutex::new(&second, "locks/job");
+    let (acquired_tx, mut acquired) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn(async move {
+        waiting.lock().await.unwrap();
+        let _ = acquired_tx.send(());
+        waiting
+    });
+    // Once the waiter's candidate key exists, it still does not hold the lock.
+    let mut candidates = client
+        .watch()
+        .watch(
+            "locks/job/",
+            WatchOptions::new().with_prefix().with_start_revision(1),
+        )
+        .await
+        .unwrap();
+    next_events(&mut candidates, 2).await;
+    assert!(acquired.try_recv().is_err(), "lock taken while held");
+
+    held.unlock().await.unwrap();
+    let mut waiting = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("handed over")
+        .unwrap();
+    let owner = client
+        .kv()
+        .get(
+            "locks/job/",
+            GetOptions::new()
+                .with_prefix()
+                .with_sort(SortBy::CreateRevision, SortOrderBy::Ascend)
+                .with_limit(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(owner.kvs[0].key, waiting.key());
+    assert_eq!(
+        waiting.key(),
+        format!("locks/job/{:x}", second.lease_id()).as_bytes()
+    );
+    waiting.unlock().await.unwrap();
+    second.close().await.unwrap();
+    first.close().await.unwrap();
+}
+
+/// The next value an election observation yields.
+async fn next_value<S>(observed: &mut S) -> Vec<u8>
+where
+    S: futures::Stream<Item = oxcd_client::Result<oxcd_proto::mvccpb::KeyValue>> + Unpin,
+{
+    tokio::time::timeout(Duration::from_secs(10), observed.next())
+        .await
+        .expect("observed")
+        .expect("stream open")
+        .expect("no error")
+        .value
+}
+
+#[tokio::test]
+async fn election_leader_observe_and_resign() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let client = connect(&server).await;
+    let a = Session::new(&client, 10).await.unwrap();
+    let b = Session::new(&client, 10).await.unwrap();
+    let mut leader = Election::new(&a, "elect/svc");
+    leader.campaign("a1").await.unwrap();
+    let observed = Election::new(&b, "elect/svc").observe().await.unwrap();
+    let mut observed = Box::pin(observed);
+    assert_eq!(next_value(&mut observed).await, b"a1");
+    leader.proclaim("a2").await.unwrap();
+    assert_eq!(next_value(&mut observed).await, b"a2");
+
+    let mut follower = Election::new(&b, "elect/svc");
+    let campaign = tokio::spawn(async move {
+        follower.campaign("b1").await.unwrap();
+        follower
+    });
+    leader.resign().await.unwrap();
+    assert_eq!(next_value(&mut observed).await, b"b1");
+    let follower = campaign.await.unwrap();
+    assert_eq!(follower.leader().await.unwrap().value, b"b1");
+    let stale = leader.proclaim("a3").await.unwrap_err();
+    assert_eq!(stale.kind(), ErrorKind::NotLeader);
+}
+
+#[tokio::test]
+async fn a_namespace_hides_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let client = connect(&server).await;
+    let ns = client.namespaced("tenant/");
+    let mut watch = ns
+        .watch("", WatchOptions::new().with_prefix())
+        .await
+        .unwrap();
+    ns.put("a", "1", PutOptions::new()).await.unwrap();
+    client
+        .kv()
+        .put("outside", "x", PutOptions::new())
+        .await
+        .unwrap();
+    let txn = Txn::new()
+        .when([Compare::value("a", CompareOp::Equal, "1")])
+        .and_then([TxnOp::put("b", "2", PutOptions::new())]);
+    assert!(ns.txn(txn).await.unwrap().succeeded);
+
+    let all = ns.get("", GetOptions::new().with_prefix()).await.unwrap();
+    let keys: Vec<&[u8]> = all.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+    assert_eq!(keys, vec![&b"a"[..], &b"b"[..]]);
+    let raw = client
+        .kv()
+        .get("tenant/b", GetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(raw.kvs[0].value, b"2");
+
+    let mut keys = Vec::new();
+    while keys.len() < 2 {
+        let response = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("event")
+            .expect("open")
+            .unwrap();
+        keys.extend(response.events.into_iter().map(|e| e.kv.unwrap().key));
+    }
+    assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+    let deleted = ns
+        .delete("", DeleteOptions::new().with_prefix())
+        .await
+        .unwrap();
+    assert_eq!(deleted.deleted, 2);
+    assert_eq!(
+        client
+            .kv()
+            .get("outside", GetOptions::new())
+            .await
+            .unwrap()
+            .count,
+        1
+    );
 }

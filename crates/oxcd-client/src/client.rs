@@ -149,6 +149,24 @@ impl Client {
         Ok(client)
     }
 
+    /// A client that has not connected anywhere, for unit tests of request building.
+    #[cfg(test)]
+    pub(crate) fn lazy_for_tests() -> Client {
+        let options = ConnectOptions::default();
+        let endpoints = Endpoints::new(vec!["http://127.0.0.1:1".into()], options.clone())
+            .expect("a valid endpoint");
+        Client {
+            shared: Arc::new(Shared {
+                endpoints,
+                token: RwLock::new(None),
+            }),
+            call: CallOptions {
+                timeout: options.timeout,
+                require_leader: false,
+            },
+        }
+    }
+
     /// This client with another timeout for each call (retries included).
     pub fn with_timeout(&self, timeout: Duration) -> Client {
         Client {

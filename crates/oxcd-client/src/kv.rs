@@ -4,10 +4,10 @@ use oxcd_proto::etcdserverpb::kv_client::KvClient;
 use oxcd_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnResponse,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 
-use crate::client::{Client, Retry};
+use crate::client::{call, Client, Retry};
 use crate::error::Result;
 use crate::txn::Txn;
 
@@ -346,28 +346,38 @@ impl Kv {
         key: impl Into<Vec<u8>>,
         options: DeleteOptions,
     ) -> Result<DeleteRangeResponse> {
-        self.client
-            .unary(
-                Retry::OnlyIfNeverSent,
-                options.into_request(key),
-                |ch, req| async move { KvClient::new(ch).delete_range(req).await },
-            )
-            .await
+        self.delete_range(options.into_request(key)).await
+    }
+
+    /// Sends a prepared delete request. Sent again only if it surely never reached a server.
+    pub async fn delete_range(&self, request: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        call!(
+            self.client,
+            Retry::OnlyIfNeverSent,
+            request,
+            KvClient::delete_range
+        )
     }
 
     /// Runs a transaction. A read-only one is retried like a get; one that writes is sent
     /// again only if it surely never reached a server.
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        let retry = if txn.is_read_only() {
+        let read_only = txn.is_read_only();
+        self.txn_request(txn.into_request(), read_only).await
+    }
+
+    /// Sends a prepared txn request, retried like a get if `read_only`.
+    pub(crate) async fn txn_request(
+        &self,
+        request: TxnRequest,
+        read_only: bool,
+    ) -> Result<TxnResponse> {
+        let retry = if read_only {
             Retry::Safe
         } else {
             Retry::OnlyIfNeverSent
         };
-        self.client
-            .unary(retry, txn.into_request(), |ch, req| async move {
-                KvClient::new(ch).txn(req).await
-            })
-            .await
+        call!(self.client, retry, request, KvClient::txn)
     }
 
     /// Compacts the history up to `revision`; `physical` waits until the space is freed.

@@ -18,11 +18,13 @@
 mod auth;
 mod client;
 mod cluster;
+mod concurrency;
 mod endpoints;
 mod error;
 mod kv;
 mod lease;
 mod maintenance;
+mod namespace;
 mod options;
 mod task;
 mod txn;
@@ -31,12 +33,14 @@ mod watch;
 pub use auth::{Auth, Permission};
 pub use client::Client;
 pub use cluster::Cluster;
+pub use concurrency::{Election, Mutex, Session, DEFAULT_SESSION_TTL};
 pub use error::{Error, ErrorKind, Result};
 pub use kv::{
     prefix_end, DeleteOptions, GetOptions, KeyRange, Kv, PutOptions, SortBy, SortOrderBy,
 };
 pub use lease::{KeeperState, Lease, LeaseKeeper};
 pub use maintenance::{Maintenance, SnapshotStream};
+pub use namespace::Namespace;
 pub use options::{ConnectOptions, Credentials};
 pub use txn::{Compare, CompareOp, Txn, TxnOp};
 pub use watch::{Watch, WatchOptions, WatchStream};

@@ -79,6 +79,21 @@ impl WatchOptions {
         self
     }
 
+    /// The key range watched.
+    pub(crate) fn range(&self) -> &KeyRange {
+        &self.range
+    }
+
+    /// Watches exactly up to `end` (empty: the key alone), whatever range was set.
+    pub(crate) fn with_explicit_end(mut self, end: Vec<u8>) -> Self {
+        self.range = if end.is_empty() {
+            KeyRange::Single
+        } else {
+            KeyRange::End(end)
+        };
+        self
+    }
+
     fn create_request(&self, key: &[u8], start_revision: i64) -> WatchCreateRequest {
         let (key, range_end) = self.range.bounds(key.to_vec());
         let mut filters = Vec::new();
