@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use oxcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, Election, ErrorKind, GetOptions, KeeperState, Mutex,
-    PutOptions, Session, SortBy, SortOrderBy, Txn, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, DeleteOptions, Discovery, Election, ErrorKind, GetOptions,
+    KeeperState, KeyLayout, Mutex, PutOptions, RegistrationState, ServiceChange, ServiceInstance,
+    Session, SortBy, SortOrderBy, Txn, TxnOp, WatchOptions, WatchStream,
 };
 
 use crate::harness::Server;
@@ -418,5 +419,183 @@ async fn a_namespace_hides_its_prefix() {
             .unwrap()
             .count,
         1
+    );
+}
+
+/// The next change a discovery yields.
+async fn next_change(discovery: &mut Discovery) -> ServiceChange {
+    tokio::time::timeout(Duration::from_secs(20), discovery.next())
+        .await
+        .expect("a change")
+        .expect("discovery open")
+        .expect("no error")
+}
+
+#[tokio::test]
+async fn registrations_in_both_layouts_are_discovered_and_leave_on_deregister_and_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let client = connect(&server).await;
+    let mut discovery = client.discover("svc").await.unwrap();
+    assert_eq!(discovery.instances().count(), 0);
+
+    let etcd_style = client
+        .register(ServiceInstance::new("svc", "10.0.0.1:50051").with_metadata("zone", "a"))
+        .await
+        .unwrap();
+    let ServiceChange::Up(first) = next_change(&mut discovery).await else {
+        panic!("expected an instance")
+    };
+    assert_eq!(first.key, "svc/10.0.0.1:50051");
+    assert_eq!(first.address, "10.0.0.1:50051");
+    assert_eq!(first.metadata["zone"], "a");
+    // Exactly Go's naming/endpoints JSON, under the registration's lease.
+    let stored = client
+        .kv()
+        .get("svc/10.0.0.1:50051", GetOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.kvs[0].value,
+        br#"{"Op":0,"Addr":"10.0.0.1:50051","Metadata":{"zone":"a"}}"#
+    );
+    let RegistrationState::Registered { lease_id, .. } = etcd_style.state() else {
+        panic!("registered")
+    };
+    assert_eq!(stored.kvs[0].lease, lease_id);
+
+    let go_zero = client
+        .register(ServiceInstance::new("svc", "10.0.0.2:8080").with_layout(KeyLayout::GoZero))
+        .await
+        .unwrap();
+    let ServiceChange::Up(second) = next_change(&mut discovery).await else {
+        panic!("expected an instance")
+    };
+    let RegistrationState::Registered { key, lease_id } = go_zero.state() else {
+        panic!("registered")
+    };
+    assert_eq!(key, format!("svc/{lease_id}"));
+    assert_eq!(second.key, key);
+    assert_eq!(second.address, "10.0.0.2:8080");
+    assert_eq!(discovery.instances().count(), 2);
+
+    // A fresh discovery lists both at once.
+    let listed = client.discover("svc").await.unwrap();
+    let mut addresses: Vec<&str> = listed.instances().map(|i| i.address.as_str()).collect();
+    addresses.sort();
+    assert_eq!(addresses, vec!["10.0.0.1:50051", "10.0.0.2:8080"]);
+
+    etcd_style.deregister().await.unwrap();
+    assert_eq!(
+        next_change(&mut discovery).await,
+        ServiceChange::Down {
+            key: "svc/10.0.0.1:50051".into()
+        }
+    );
+    drop(go_zero);
+    assert_eq!(
+        next_change(&mut discovery).await,
+        ServiceChange::Down { key }
+    );
+    assert_eq!(discovery.instances().count(), 0);
+}
+
+#[tokio::test]
+async fn a_registration_comes_back_after_the_server_was_down_longer_than_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = ports();
+    let server = start(dir.path(), ports);
+    let client = connect(&server).await;
+    let mut registration = client
+        .register(ServiceInstance::new("api", "10.0.0.9:80").with_ttl(2))
+        .await
+        .unwrap();
+
+    server.kill9();
+    tokio::time::sleep(Duration::from_secs(4)).await; // the outage outlasts the TTL
+    let server = start(dir.path(), ports);
+    let observer = connect(&server).await;
+    let mut discovery = observer.discover("api").await.unwrap();
+    // Listed after the restart, and still listed after more than a TTL: kept alive.
+    assert_eq!(discovery.instances().count(), 1);
+    let gone = tokio::time::timeout(Duration::from_secs(5), discovery.next()).await;
+    assert!(
+        gone.is_err(),
+        "instance changed after the restart: {gone:?}"
+    );
+
+    // The lease is lost behind the registration's back: it registers again by itself.
+    let RegistrationState::Registered { lease_id, .. } = registration.state() else {
+        panic!("registered")
+    };
+    observer.lease().revoke(lease_id).await.unwrap();
+    assert_eq!(
+        next_change(&mut discovery).await,
+        ServiceChange::Down {
+            key: "api/10.0.0.9:80".into()
+        }
+    );
+    let ServiceChange::Up(back) = next_change(&mut discovery).await else {
+        panic!("expected the instance back")
+    };
+    assert_eq!(back.address, "10.0.0.9:80");
+    let state = loop {
+        match registration.changed().await {
+            RegistrationState::Reregistering => continue,
+            state => break state,
+        }
+    };
+    let RegistrationState::Registered {
+        lease_id: new_lease,
+        ..
+    } = state
+    else {
+        panic!("registered again, not {state:?}")
+    };
+    assert_ne!(new_lease, lease_id);
+}
+
+#[tokio::test]
+async fn a_balanced_channel_spreads_calls_over_discovered_instances() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = start(dirs[0].path(), ports());
+    let b = start(dirs[1].path(), ports());
+    let registry = connect(&a).await;
+    // Both oxcd servers register as instances of "kv"; calls through the balanced
+    // channel are KV puts, so each server's keys show which one served them.
+    let _ra = registry
+        .register(ServiceInstance::new("kv", format!("127.0.0.1:{}", a.port)))
+        .await
+        .unwrap();
+    let _rb = registry
+        .register(ServiceInstance::new("kv", format!("127.0.0.1:{}", b.port)))
+        .await
+        .unwrap();
+    let channel = registry.balanced_channel("kv").await.unwrap();
+    let mut kv = oxcd_proto::etcdserverpb::kv_client::KvClient::new(channel);
+    for i in 0..40 {
+        kv.put(oxcd_proto::etcdserverpb::PutRequest {
+            key: format!("spread/{i}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("put through the balanced channel");
+    }
+    let mut counts = Vec::new();
+    for server in [&a, &b] {
+        let count = connect(server)
+            .await
+            .kv()
+            .get("spread/", GetOptions::new().with_prefix().with_count_only())
+            .await
+            .unwrap()
+            .count;
+        counts.push(count);
+    }
+    assert_eq!(counts.iter().sum::<i64>(), 40);
+    assert!(
+        counts.iter().all(|c| *c > 0),
+        "one instance got every call: {counts:?}"
     );
 }

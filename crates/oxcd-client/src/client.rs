@@ -295,6 +295,11 @@ impl Client {
         Ok(request)
     }
 
+    /// The timeout of each call, if any.
+    pub(crate) fn call_timeout(&self) -> Option<Duration> {
+        self.call.timeout
+    }
+
     /// The current endpoint and its channel, for streams that reconnect by themselves.
     pub(crate) fn channel(&self) -> Result<(String, Channel)> {
         self.shared.endpoints.current()

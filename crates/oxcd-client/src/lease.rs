@@ -80,6 +80,15 @@ impl Lease {
 
     /// Renews lease `id` once; fails with [`ErrorKind::LeaseNotFound`] if it is gone.
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        match self.client.call_timeout() {
+            Some(limit) => tokio::time::timeout(limit, self.renew_once(id))
+                .await
+                .map_err(|_| Error::Timeout(limit))?,
+            None => self.renew_once(id).await,
+        }
+    }
+
+    async fn renew_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
         let (endpoint, channel) = self.client.channel()?;
         let request = self
             .client

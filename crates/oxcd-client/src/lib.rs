@@ -26,6 +26,7 @@ mod lease;
 mod maintenance;
 mod namespace;
 mod options;
+mod registry;
 mod task;
 mod txn;
 mod watch;
@@ -42,6 +43,10 @@ pub use lease::{KeeperState, Lease, LeaseKeeper};
 pub use maintenance::{Maintenance, SnapshotStream};
 pub use namespace::Namespace;
 pub use options::{ConnectOptions, Credentials};
+pub use registry::{
+    balance, Discovery, Instance, KeyLayout, Registration, RegistrationState, ServiceChange,
+    ServiceInstance, DEFAULT_REGISTRATION_TTL,
+};
 pub use txn::{Compare, CompareOp, Txn, TxnOp};
 pub use watch::{Watch, WatchOptions, WatchStream};
 
