@@ -1,8 +1,48 @@
-//! oxcd-client: an async Rust client for oxcd and etcd v3 clusters.
+//! oxcd-client's one job: let async Rust programs use an etcd v3 cluster (oxcd or etcd) —
+//! keys, leases, watches, locks, and above all registering and finding services — without
+//! handling connections, retries, tokens or reconnects themselves.
 //!
-//! One [`Client`] holds the connections to a cluster: it fails over between endpoints,
-//! retries the calls that are safe to send twice, authenticates (and re-authenticates) by
-//! itself, and hands out the services: [`Kv`], [`Lease`], [`Watch`].
+//! Registering a service is four lines; the instance stays listed while the process lives
+//! (its lease is kept alive, and re-created if lost) and leaves when `registration` is dropped:
+//!
+//! ```no_run
+//! # async fn demo() -> oxcd_client::Result<()> {
+//! use oxcd_client::{Client, ServiceInstance};
+//! let client = Client::connect(["127.0.0.1:2379"]).await?;
+//! let registration = client.register(ServiceInstance::new("greeter", "10.0.0.7:50051")).await?;
+//! # drop(registration); Ok(())
+//! # }
+//! ```
+//!
+//! Finding it, from Rust ([`Client::discover`], or [`Client::balanced_channel`] for a tonic
+//! channel over every instance) or from Go (etcd's `naming/endpoints` resolver, or go-zero's
+//! discovery with [`KeyLayout::GoZero`]):
+//!
+//! ```no_run
+//! # async fn demo(client: oxcd_client::Client) -> oxcd_client::Result<()> {
+//! let greeters = client.discover("greeter").await?;
+//! for instance in greeters.instances() {
+//!     println!("{} at {}", instance.key, instance.address);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The rest of the API follows etcd's Go client:
+//!
+//! * [`Client`]: connects to several endpoints and fails over between them, retries the
+//!   calls that are safe to send twice (reads, keep-alives; a write only when it surely
+//!   never left), applies per-call timeouts ([`Client::with_timeout`]) and etcd's
+//!   `hasleader` requirement ([`Client::with_require_leader`]), logs in with a user and
+//!   password and logs in again when the token expires or the auth store changes
+//!   ([`ConnectOptions`]), and can follow the member list ([`Client::sync_endpoints`]).
+//! * [`Kv`] with [`GetOptions`], [`PutOptions`], [`DeleteOptions`] and [`Txn`];
+//!   [`Lease`] with a reconnecting keep-alive ([`LeaseKeeper`]); [`Watch`], whose
+//!   [`WatchStream`] resumes after a reconnect without losing or repeating events;
+//!   [`Cluster`], [`Maintenance`], [`Auth`].
+//! * [`Session`], [`Mutex`] and [`Election`] as Go's `concurrency` package (same keys);
+//!   [`Namespace`], a key-prefixed view.
+//! * Errors keep etcd's kinds ([`ErrorKind`]), decoded from the gRPC code and text.
 //!
 //! ```no_run
 //! # async fn demo() -> oxcd_client::Result<()> {
@@ -14,6 +54,9 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! TLS (`https://` endpoints) is not supported yet: such endpoints are refused with
+//! [`Error::InvalidArgument`].
 
 mod auth;
 mod client;
