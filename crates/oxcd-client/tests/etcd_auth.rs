@@ -3,8 +3,8 @@
 //!
 //! Uses ports 24280-24281. Without an etcd binary the test says so and passes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -12,68 +12,9 @@ use oxcd_client::{
     Client, ConnectOptions, ErrorKind, GetOptions, Permission, PutOptions, WatchOptions,
 };
 
+use common::{etcd_binary, start_etcd};
+
 const CLIENT_PORT: u16 = 24280;
-const PEER_PORT: u16 = 24281;
-
-/// A running etcd, killed on drop.
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn etcd_binary() -> Option<String> {
-    if let Ok(bin) = std::env::var("ETCD_BIN") {
-        return Some(bin);
-    }
-    let found = Command::new("etcd").arg("--version").output().ok()?;
-    found.status.success().then(|| "etcd".to_string())
-}
-
-/// Starts etcd with JWT auth tokens that live 2 seconds (JWTs carry the auth store's
-/// revision, so a changed store makes them "old") and waits for its "ready" log line.
-fn start_etcd(bin: &str, dir: &std::path::Path) -> Etcd {
-    let secret = dir.join("jwt-secret");
-    std::fs::write(&secret, "a test secret for HS256").expect("write jwt secret");
-    let client = format!("http://127.0.0.1:{CLIENT_PORT}");
-    let peer = format!("http://127.0.0.1:{PEER_PORT}");
-    let mut child = Command::new(bin)
-        .arg("--name=auth")
-        .arg(format!("--data-dir={}", dir.join("data").display()))
-        .arg(format!("--listen-client-urls={client}"))
-        .arg(format!("--advertise-client-urls={client}"))
-        .arg(format!("--listen-peer-urls={peer}"))
-        .arg(format!("--initial-advertise-peer-urls={peer}"))
-        .arg(format!("--initial-cluster=auth={peer}"))
-        .arg(format!(
-            "--auth-token=jwt,priv-key={},sign-method=HS256,ttl=2s",
-            secret.display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn etcd");
-    let stderr = child.stderr.take().expect("stderr");
-    let etcd = Etcd(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("etcd exited; log:\n{}", seen.join("\n")))
-            .expect("read etcd log");
-        if line.contains("ready to serve client requests") {
-            break;
-        }
-        seen.push(line);
-    }
-    // Keep draining the log so etcd never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    etcd
-}
 
 #[tokio::test]
 async fn re_authenticates_on_expired_tokens_and_old_auth_revisions() {
@@ -82,8 +23,16 @@ async fn re_authenticates_on_expired_tokens_and_old_auth_revisions() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let _etcd = start_etcd(&bin, dir.path());
-    let endpoint = format!("127.0.0.1:{CLIENT_PORT}");
+    // JWTs carry the auth store's revision, so a changed store makes them "old"; they live
+    // 2 seconds here.
+    let secret = dir.path().join("jwt-secret");
+    std::fs::write(&secret, "a test secret for HS256").unwrap();
+    let token = format!(
+        "--auth-token=jwt,priv-key={},sign-method=HS256,ttl=2s",
+        secret.display()
+    );
+    let etcd = start_etcd(&bin, dir.path(), CLIENT_PORT, &[token]);
+    let endpoint = etcd.endpoint.clone();
 
     let admin = Client::connect([&endpoint]).await.unwrap();
     let auth = admin.auth();
