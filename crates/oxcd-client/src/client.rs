@@ -112,7 +112,7 @@ impl Client {
     {
         let urls: Vec<String> = endpoints
             .into_iter()
-            .map(|e| normalize_url(e.as_ref()))
+            .map(|e| normalize_url(e.as_ref(), options.tls_by_default()))
             .collect();
         let endpoints = Endpoints::new(urls.clone(), options.clone())?;
         let mut last_failure = None;
@@ -401,13 +401,16 @@ async fn auto_sync(shared: Weak<Shared>, interval: Duration) {
     }
 }
 
-/// An error and its causes on one line.
+/// An error and its causes on one line, each text once.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
         source = cause.source();
     }
     text

@@ -2,7 +2,7 @@
 //!
 //! Calls go to the current endpoint; a transport failure moves the current endpoint to the
 //! next one in the list (failover), and the failed channel reconnects by itself when it is
-//! used again. TLS plugs in at [`endpoint_for`]: a `tls_config` on the tonic `Endpoint`.
+//! used again. `https://` endpoints get TLS in [`endpoint_for`] (cargo feature `tls`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,12 +27,13 @@ struct State {
     channels: HashMap<String, Channel>,
 }
 
-/// `host:port` becomes `http://host:port`; URLs with a scheme stay as they are.
-pub(crate) fn normalize_url(url: &str) -> String {
-    if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
+/// `host:port` becomes `http://host:port` (`https://` if `tls`); URLs with a scheme stay
+/// as they are.
+pub(crate) fn normalize_url(url: &str, tls: bool) -> String {
+    match (url.contains("://"), tls) {
+        (true, _) => url.to_string(),
+        (false, false) => format!("http://{url}"),
+        (false, true) => format!("https://{url}"),
     }
 }
 
@@ -42,11 +43,11 @@ pub(crate) fn endpoint_for(url: &str, options: &ConnectOptions) -> Result<Endpoi
         .map_err(|e| Error::InvalidArgument(format!("invalid endpoint {url:?}: {e}")))?
         .connect_timeout(options.dial_timeout)
         .tcp_nodelay(true);
-    if url.starts_with("https://") {
-        return Err(Error::InvalidArgument(format!(
-            "{url}: TLS is not supported by this build of oxcd-client"
-        )));
-    }
+    let endpoint = if url.starts_with("https://") {
+        secure(url, endpoint, options)?
+    } else {
+        endpoint
+    };
     Ok(match options.keep_alive_interval {
         Some(interval) => endpoint
             .http2_keep_alive_interval(interval)
@@ -54,6 +55,18 @@ pub(crate) fn endpoint_for(url: &str, options: &ConnectOptions) -> Result<Endpoi
             .keep_alive_while_idle(true),
         None => endpoint,
     })
+}
+
+#[cfg(feature = "tls")]
+fn secure(_url: &str, endpoint: Endpoint, options: &ConnectOptions) -> Result<Endpoint> {
+    options.tls.clone().unwrap_or_default().apply(endpoint)
+}
+
+#[cfg(not(feature = "tls"))]
+fn secure(url: &str, _endpoint: Endpoint, _options: &ConnectOptions) -> Result<Endpoint> {
+    Err(Error::InvalidArgument(format!(
+        "{url}: TLS needs oxcd-client's cargo feature \"tls\""
+    )))
 }
 
 impl Endpoints {
@@ -144,7 +157,7 @@ mod tests {
     use super::*;
 
     fn endpoints(urls: &[&str]) -> Endpoints {
-        let urls = urls.iter().map(|u| normalize_url(u)).collect();
+        let urls = urls.iter().map(|u| normalize_url(u, false)).collect();
         Endpoints::new(urls, ConnectOptions::default()).unwrap()
     }
 
@@ -178,7 +191,14 @@ mod tests {
         assert!(Endpoints::new(vec![], ConnectOptions::default()).is_err());
         let bad = Endpoints::new(vec!["http://a b".into()], ConnectOptions::default());
         assert!(matches!(bad, Err(Error::InvalidArgument(_))));
-        assert_eq!(normalize_url("127.0.0.1:2379"), "http://127.0.0.1:2379");
-        assert_eq!(normalize_url("http://x:1"), "http://x:1");
+        assert_eq!(
+            normalize_url("127.0.0.1:2379", false),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_url("127.0.0.1:2379", true),
+            "https://127.0.0.1:2379"
+        );
+        assert_eq!(normalize_url("http://x:1", true), "http://x:1");
     }
 }

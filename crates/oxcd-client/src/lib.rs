@@ -55,8 +55,9 @@
 //! # }
 //! ```
 //!
-//! TLS (`https://` endpoints) is not supported yet: such endpoints are refused with
-//! [`Error::InvalidArgument`].
+//! TLS: with the cargo feature `tls`, `https://` endpoints are secured with rustls
+//! (`ConnectOptions::with_tls` sets the CA, a client certificate, the server name, or
+//! skips verification); without it they are refused with [`Error::InvalidArgument`].
 
 mod auth;
 mod client;
@@ -71,6 +72,8 @@ mod namespace;
 mod options;
 mod registry;
 mod task;
+#[cfg(feature = "tls")]
+mod tls;
 mod txn;
 mod watch;
 
@@ -90,6 +93,8 @@ pub use registry::{
     balance, Discovery, Instance, KeyLayout, Registration, RegistrationState, ServiceChange,
     ServiceInstance, DEFAULT_REGISTRATION_TTL,
 };
+#[cfg(feature = "tls")]
+pub use tls::TlsOptions;
 pub use txn::{Compare, CompareOp, Txn, TxnOp};
 pub use watch::{Watch, WatchOptions, WatchStream};
 

@@ -34,6 +34,9 @@ pub struct ConnectOptions {
     /// Refresh the endpoint list from the cluster's member list this often; `None` = never
     /// (call [`Client::sync_endpoints`](crate::Client::sync_endpoints) by hand).
     pub auto_sync_interval: Option<Duration>,
+    /// TLS for `https://` endpoints; when set, endpoints without a scheme use TLS too.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsOptions>,
 }
 
 /// A user name and password for etcd's auth.
@@ -64,6 +67,8 @@ impl Default for ConnectOptions {
             keep_alive_interval: Some(Duration::from_secs(10)),
             keep_alive_timeout: Duration::from_secs(5),
             auto_sync_interval: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -107,6 +112,21 @@ impl ConnectOptions {
         self.keep_alive_interval = Some(interval);
         self.keep_alive_timeout = timeout;
         self
+    }
+
+    /// Secure the connections with TLS (cargo feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, tls: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether endpoints without a scheme use TLS.
+    pub(crate) fn tls_by_default(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        return false;
     }
 
     /// Refresh the endpoint list from the member list every `interval`.

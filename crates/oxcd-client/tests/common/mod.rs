@@ -1,4 +1,6 @@
 //! Spawning a real etcd 3.4 for the tests that check compatibility with etcd itself.
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -30,7 +32,18 @@ pub fn etcd_binary() -> Option<String> {
 /// Starts etcd in `dir` on `client_port` and `client_port + 1` with `extra` flags, and waits
 /// for its "ready" log line.
 pub fn start_etcd(bin: &str, dir: &Path, client_port: u16, extra: &[String]) -> Etcd {
-    let client = format!("http://127.0.0.1:{client_port}");
+    start_etcd_with_scheme(bin, dir, "http", client_port, extra)
+}
+
+/// [`start_etcd`] with clients served over `scheme` (`http` or `https`).
+pub fn start_etcd_with_scheme(
+    bin: &str,
+    dir: &Path,
+    scheme: &str,
+    client_port: u16,
+    extra: &[String],
+) -> Etcd {
+    let client = format!("{scheme}://127.0.0.1:{client_port}");
     let peer = format!("http://127.0.0.1:{}", client_port + 1);
     let mut child = Command::new(bin)
         .arg("--name=test")
@@ -48,7 +61,11 @@ pub fn start_etcd(bin: &str, dir: &Path, client_port: u16, extra: &[String]) -> 
     let stderr = child.stderr.take().expect("stderr");
     let etcd = Etcd {
         child,
-        endpoint: format!("127.0.0.1:{client_port}"),
+        endpoint: if scheme == "http" {
+            format!("127.0.0.1:{client_port}")
+        } else {
+            client.clone()
+        },
     };
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();
