@@ -176,24 +176,58 @@ async fn watch_resumes_after_a_restart_without_gaps_or_duplicates() {
 #[tokio::test]
 async fn watch_says_so_when_its_resume_revision_was_compacted() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), ports());
-    let kv = connect(&server).await.kv();
+    let ports = ports();
+    let server = start(dir.path(), ports);
+    let client = connect(&server).await;
+    let kv = client.kv();
     kv.put("c", "1", PutOptions::new()).await.unwrap();
     let last = kv.put("c", "2", PutOptions::new()).await.unwrap();
     let revision = last.header.unwrap().revision;
     kv.compact(revision, true).await.unwrap();
-    let mut watch = connect(&server)
-        .await
+
+    // A watch from a compacted revision is created, then canceled with the compaction.
+    let mut refused = client
         .watch()
         .watch("c", WatchOptions::new().with_start_revision(1))
         .await
         .unwrap();
-    let error = watch.next().await.expect("an answer").unwrap_err();
+    let error = refused.next().await.expect("an answer").unwrap_err();
+    assert!(
+        matches!(error, oxcd_client::Error::WatchCompacted { compact_revision } if compact_revision == revision),
+        "{error:?}"
+    );
+    assert!(refused.next().await.is_none(), "the watch ends");
+
+    // A running watch whose resume point is compacted while it is cut off says so.
+    let mut watch = client
+        .watch()
+        .watch("c", WatchOptions::new())
+        .await
+        .unwrap();
+    kv.put("c", "3", PutOptions::new()).await.unwrap();
+    next_events(&mut watch, 1).await;
+    server.kill9();
+    // Meanwhile the server runs on other ports, out of the watch's reach: more writes, and a
+    // compaction past the revision the watch would resume from.
+    let elsewhere = start(dir.path(), self::ports());
+    let other = connect(&elsewhere).await.kv();
+    other.put("c", "4", PutOptions::new()).await.unwrap();
+    let newest = other.put("c", "5", PutOptions::new()).await.unwrap();
+    let compacted_to = newest.header.unwrap().revision;
+    other.compact(compacted_to, true).await.unwrap();
+    elsewhere.kill9();
+    let _back = start(dir.path(), ports);
+    let error = tokio::time::timeout(Duration::from_secs(30), watch.next())
+        .await
+        .expect("an answer after the restart")
+        .expect("an error, not the end")
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Compacted);
     assert!(
-        matches!(error, oxcd_client::Error::WatchCompacted { compact_revision } if compact_revision == revision)
+        matches!(error, oxcd_client::Error::WatchCompacted { compact_revision } if compact_revision == compacted_to),
+        "{error:?}"
     );
-    assert!(watch.next().await.is_none(), "the watch ends");
+    assert!(watch.next().await.is_none(), "the resumed watch ends too");
 }
 
 #[tokio::test]
@@ -206,6 +240,7 @@ async fn keep_alive_continues_across_a_restart() {
     let id = lease.grant(2, 0).await.unwrap().id;
     let mut keeper = lease.keep_alive(id).await.unwrap();
     assert_eq!(keeper.state(), KeeperState::Alive { ttl: 2 });
+    assert_eq!(keeper.next_renewal().await.unwrap(), 2);
 
     server.kill9();
     let server = start(dir.path(), ports);
@@ -226,6 +261,10 @@ async fn keep_alive_continues_across_a_restart() {
         .await
         .expect("loss reported");
     assert_eq!(lost.kind(), ErrorKind::LeaseLost);
+    assert_eq!(
+        keeper.next_renewal().await.unwrap_err().kind(),
+        ErrorKind::LeaseLost
+    );
 
     let unknown = lease.keep_alive(id).await.unwrap_err();
     assert_eq!(unknown.kind(), ErrorKind::LeaseNotFound);
@@ -598,4 +637,20 @@ async fn a_balanced_channel_spreads_calls_over_discovered_instances() {
         counts.iter().all(|c| *c > 0),
         "one instance got every call: {counts:?}"
     );
+}
+
+#[tokio::test]
+async fn maintenance_status_alarms_defragment_and_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let maintenance = connect(&server).await.maintenance();
+    let status = maintenance.status().await.unwrap();
+    assert!(!status.version.is_empty());
+    assert_ne!(status.leader, 0);
+    assert!(maintenance.alarm_list().await.unwrap().alarms.is_empty());
+    maintenance.defragment().await.unwrap();
+    // What the server does not implement keeps gRPC's code.
+    if let Err(e) = maintenance.hash_kv(0).await {
+        assert_eq!(e.kind(), ErrorKind::Unimplemented, "{e}");
+    }
 }

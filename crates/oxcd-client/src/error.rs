@@ -488,6 +488,19 @@ impl Error {
         }
     }
 
+    /// etcd's error with this exact text, if it is one of etcd's (a watch's cancel reason
+    /// carries such a text without a status).
+    pub(crate) fn from_etcd_text(text: &str) -> Option<Error> {
+        ETCD_ERRORS
+            .iter()
+            .find(|(_, _, known)| *known == text)
+            .map(|(kind, code, text)| Error::Server {
+                kind: *kind,
+                code: *code,
+                message: (*text).to_string(),
+            })
+    }
+
     /// An error from a status the server (or the transport) gave.
     pub(crate) fn from_status(status: Status, endpoint: &str) -> Error {
         if is_transport_failure(&status) {

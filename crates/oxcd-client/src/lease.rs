@@ -176,6 +176,17 @@ impl LeaseKeeper {
         *self.state.borrow()
     }
 
+    /// Waits for the next renewal and returns the TTL the server granted with it (etcdctl's
+    /// `lease keep-alive` prints these); [`Error::LeaseLost`] once the lease is gone.
+    pub async fn next_renewal(&mut self) -> Result<i64> {
+        // The sender lives as long as the task, which only ends after reporting `Lost`.
+        let _ = self.state.changed().await;
+        match *self.state.borrow_and_update() {
+            KeeperState::Alive { ttl } => Ok(ttl),
+            KeeperState::Lost => Err(Error::LeaseLost { lease_id: self.id }),
+        }
+    }
+
     /// Waits until the lease is lost; returns [`Error::LeaseLost`].
     pub async fn lost(&mut self) -> Error {
         // The sender lives as long as the task, which only ends after reporting `Lost`.

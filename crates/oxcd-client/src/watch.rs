@@ -134,8 +134,10 @@ impl Client {
 impl Watch {
     /// Watches `key` (or a range, per `options`).
     ///
-    /// The stream yields the server's responses that carry events or progress (the
-    /// `created` answers stay inside). When a connection breaks, the watch is created again
+    /// Returns once the server confirmed the watch: every later write is seen. The stream
+    /// yields the server's responses that carry events or progress (the `created` answers
+    /// stay inside). A start revision that is compacted shows as [`Error::WatchCompacted`]
+    /// on the stream, as etcd cancels such a watch after creating it. When a connection breaks, the watch is created again
     /// on the next reachable endpoint from the revision after the last one delivered, so
     /// events are neither lost nor repeated; if that revision was compacted meanwhile the
     /// stream yields [`Error::WatchCompacted`] and ends. Dropping the stream cancels the watch.
@@ -149,7 +151,9 @@ impl Watch {
         let mut resume = ResumePoint::new(options.start_revision);
         // The first creation runs here so that an unreachable cluster is an error at once and
         // the watch is in place when this returns.
-        let session = open(&self.client, &key, &options, &mut resume).await?;
+        let session = open(&self.client, &key, &options, &mut resume)
+            .await
+            .map_err(OpenFailure::into_error)?;
         let task = TaskGuard::spawn(watch_loop(
             self.client.clone(),
             key,
@@ -219,9 +223,9 @@ impl ResumePoint {
                     compact_revision: response.compact_revision,
                 }
             } else {
-                Error::WatchCanceled {
+                Error::from_etcd_text(&response.cancel_reason).unwrap_or(Error::WatchCanceled {
                     reason: response.cancel_reason,
-                }
+                })
             });
         }
         if response.created {
@@ -265,31 +269,91 @@ struct Session {
     responses: tonic::Streaming<WatchResponse>,
 }
 
-/// Opens a watch stream on the current endpoint and creates the watch at the resume point.
+/// Why a watch could not be (re)created.
+enum OpenFailure {
+    /// The connection failed; try again later (maybe elsewhere).
+    Retry(Error),
+    /// The server refused the watch (compacted start, permission...): the watch is over.
+    Final(Error),
+}
+
+impl OpenFailure {
+    fn into_error(self) -> Error {
+        match self {
+            OpenFailure::Retry(e) | OpenFailure::Final(e) => e,
+        }
+    }
+}
+
+/// How long a (re)created watch may take to be confirmed before the attempt counts as failed.
+const CREATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens a watch stream on the current endpoint, creates the watch at the resume point and
+/// waits for the server to confirm it, so no write after this returns can be missed.
 async fn open(
     client: &Client,
     key: &[u8],
     options: &WatchOptions,
     resume: &mut ResumePoint,
-) -> Result<Session> {
-    let (endpoint, channel) = client.channel()?;
+) -> Result<Session, OpenFailure> {
+    let limit = client.call_timeout().unwrap_or(CREATE_TIMEOUT);
+    match tokio::time::timeout(limit, create(client, key, options, resume)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(OpenFailure::Retry(Error::Timeout(limit))),
+    }
+}
+
+async fn create(
+    client: &Client,
+    key: &[u8],
+    options: &WatchOptions,
+    resume: &mut ResumePoint,
+) -> Result<Session, OpenFailure> {
+    let (endpoint, channel) = client.channel().map_err(OpenFailure::Final)?;
     let (requests, requests_rx) = mpsc::channel(1);
     let create = WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(
             options.create_request(key, resume.start_revision()),
         )),
     };
-    requests.send(create).await.map_err(|_| Error::Closed)?;
-    let request = client.request(ReceiverStream::new(requests_rx)).await?;
-    match WatchClient::new(channel).watch(request).await {
-        Ok(responses) => Ok(Session {
-            endpoint,
-            _requests: requests,
-            responses: responses.into_inner(),
-        }),
+    requests
+        .send(create)
+        .await
+        .map_err(|_| OpenFailure::Final(Error::Closed))?;
+    let request = client
+        .request(ReceiverStream::new(requests_rx))
+        .await
+        .map_err(OpenFailure::Retry)?;
+    let broken = |status: tonic::Status| OpenFailure::Retry(Error::from_status(status, &endpoint));
+    let mut responses = match WatchClient::new(channel).watch(request).await {
+        Ok(responses) => responses.into_inner(),
         Err(status) => {
             note_stream_failure(client, &endpoint, &status).await;
-            Err(Error::from_status(status, &endpoint))
+            return Err(broken(status));
+        }
+    };
+    match responses.next().await {
+        Some(Ok(first)) => match resume.judge(first) {
+            Verdict::Skip => Ok(Session {
+                endpoint,
+                _requests: requests,
+                responses,
+            }),
+            Verdict::End(error) => Err(OpenFailure::Final(error)),
+            Verdict::Deliver(_) => Err(OpenFailure::Retry(Error::WatchCanceled {
+                reason: "the server sent events before confirming the watch".into(),
+            })),
+        },
+        Some(Err(status)) => {
+            note_stream_failure(client, &endpoint, &status).await;
+            Err(broken(status))
+        }
+        None => {
+            client.endpoint_failed(&endpoint);
+            Err(OpenFailure::Retry(Error::Unreachable {
+                endpoint: endpoint.clone(),
+                cause: "watch stream closed".into(),
+            }))
         }
     }
 }
@@ -311,9 +375,16 @@ async fn watch_loop(
             Some(current) => current,
             None => match open(&client, &key, &options, &mut resume).await {
                 Ok(current) => current,
-                Err(_) => {
+                Err(OpenFailure::Retry(_)) => {
+                    if out.is_closed() {
+                        return;
+                    }
                     backoff.wait().await;
                     continue;
+                }
+                Err(OpenFailure::Final(error)) => {
+                    let _ = out.send(Err(error)).await;
+                    return;
                 }
             },
         };
