@@ -232,6 +232,7 @@ impl Client {
             attempts += 1;
             let (endpoint, channel) = self.shared.endpoints.current()?;
             let mut request = self.request(message.clone()).await?;
+            let token_used = token_of(&request);
             if let Some(deadline) = deadline {
                 request.set_timeout(deadline.saturating_duration_since(Instant::now()));
             }
@@ -251,7 +252,7 @@ impl Client {
             let kind = ErrorKind::from_status(&status);
             if self.needs_reauthentication(kind) && reauthentications < MAX_REAUTHENTICATIONS {
                 reauthentications += 1;
-                *self.shared.token.write().await = None;
+                self.forget_token(token_used.as_deref()).await;
                 continue;
             }
             if is_transport_failure(&status) {
@@ -319,14 +320,21 @@ impl Client {
             )
     }
 
-    /// Forgets the token after a stream failed with `kind`, if a new token would help;
+    /// Forgets `token_used` after a stream failed with `kind`, if a new token would help;
     /// the next request authenticates again.
-    pub(crate) async fn reauthenticate_if_needed(&self, kind: ErrorKind) -> bool {
+    pub(crate) async fn reauthenticate_if_needed(&self, kind: ErrorKind, token_used: Option<&str>) {
         if self.needs_reauthentication(kind) {
-            *self.shared.token.write().await = None;
-            return true;
+            self.forget_token(token_used).await;
         }
-        false
+    }
+
+    /// Forgets the current token if it is the one a refused call used (another call may
+    /// have logged in again meanwhile; its token stays).
+    async fn forget_token(&self, token_used: Option<&str>) {
+        let mut token = self.shared.token.write().await;
+        if token.as_deref() == token_used {
+            *token = None;
+        }
     }
 
     /// The auth token to send, authenticating first when there is none yet.
@@ -379,6 +387,15 @@ impl Client {
         }
         Err(last_error)
     }
+}
+
+/// The auth token a request carries.
+pub(crate) fn token_of<M>(request: &Request<M>) -> Option<String> {
+    request
+        .metadata()
+        .get(TOKEN_KEY)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Syncs the endpoint list every `interval` while the client lives.

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-use crate::client::{Client, Retry};
+use crate::client::{token_of, Client, Retry};
 use crate::error::{is_transport_failure, Error, ErrorKind, Result};
 use crate::task::{Backoff, TaskGuard};
 
@@ -234,10 +234,11 @@ async fn keep_alive_stream(
     let Ok(request) = client.request(ReceiverStream::new(requests_rx)).await else {
         return StreamEnd::Broken;
     };
+    let token_used = token_of(&request);
     let mut answers = match LeaseClient::new(channel).lease_keep_alive(request).await {
         Ok(answers) => answers.into_inner(),
         Err(status) => {
-            note_stream_failure(client, &endpoint, &status).await;
+            note_stream_failure(client, &endpoint, token_used.as_deref(), &status).await;
             return StreamEnd::Broken;
         }
     };
@@ -256,7 +257,7 @@ async fn keep_alive_stream(
                 if ErrorKind::from_status(&status) == ErrorKind::LeaseNotFound {
                     return StreamEnd::LeaseLost;
                 }
-                note_stream_failure(client, &endpoint, &status).await;
+                note_stream_failure(client, &endpoint, token_used.as_deref(), &status).await;
                 return StreamEnd::Broken;
             }
             Ok(None) | Err(_) => {
@@ -268,13 +269,19 @@ async fn keep_alive_stream(
     }
 }
 
-/// Lets the client fail over or re-authenticate after a stream broke with `status`.
-pub(crate) async fn note_stream_failure(client: &Client, endpoint: &str, status: &tonic::Status) {
+/// Lets the client fail over or re-authenticate after a stream opened with `token_used`
+/// broke with `status`.
+pub(crate) async fn note_stream_failure(
+    client: &Client,
+    endpoint: &str,
+    token_used: Option<&str>,
+    status: &tonic::Status,
+) {
     if is_transport_failure(status) {
         client.endpoint_failed(endpoint);
     }
     client
-        .reauthenticate_if_needed(ErrorKind::from_status(status))
+        .reauthenticate_if_needed(ErrorKind::from_status(status), token_used)
         .await;
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-use crate::client::Client;
+use crate::client::{token_of, Client};
 use crate::error::{Error, Result};
 use crate::kv::KeyRange;
 use crate::lease::note_stream_failure;
@@ -265,6 +265,7 @@ impl ResumePoint {
 /// One watch gRPC stream: requests in, responses out.
 struct Session {
     endpoint: String,
+    token_used: Option<String>,
     _requests: mpsc::Sender<WatchRequest>,
     responses: tonic::Streaming<WatchResponse>,
 }
@@ -324,11 +325,12 @@ async fn create(
         .request(ReceiverStream::new(requests_rx))
         .await
         .map_err(OpenFailure::Retry)?;
+    let token_used = token_of(&request);
     let broken = |status: tonic::Status| OpenFailure::Retry(Error::from_status(status, &endpoint));
     let mut responses = match WatchClient::new(channel).watch(request).await {
         Ok(responses) => responses.into_inner(),
         Err(status) => {
-            note_stream_failure(client, &endpoint, &status).await;
+            note_stream_failure(client, &endpoint, token_used.as_deref(), &status).await;
             return Err(broken(status));
         }
     };
@@ -336,6 +338,7 @@ async fn create(
         Some(Ok(first)) => match resume.judge(first) {
             Verdict::Skip => Ok(Session {
                 endpoint,
+                token_used,
                 _requests: requests,
                 responses,
             }),
@@ -345,7 +348,7 @@ async fn create(
             })),
         },
         Some(Err(status)) => {
-            note_stream_failure(client, &endpoint, &status).await;
+            note_stream_failure(client, &endpoint, token_used.as_deref(), &status).await;
             Err(broken(status))
         }
         None => {
@@ -406,7 +409,8 @@ async fn watch_loop(
                     }
                 }
                 Some(Err(status)) => {
-                    note_stream_failure(&client, &current.endpoint, &status).await;
+                    let token_used = current.token_used.as_deref();
+                    note_stream_failure(&client, &current.endpoint, token_used, &status).await;
                     break;
                 }
                 None => {
