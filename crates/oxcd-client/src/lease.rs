@@ -231,21 +231,32 @@ async fn keep_alive_stream(
         return StreamEnd::Broken;
     };
     let (requests, requests_rx) = mpsc::channel(1);
+    // The first renewal is queued before the stream opens: gRPC-Go servers (etcd) send the
+    // response headers that complete the opening only with their first answer.
+    if requests.try_send(LeaseKeepAliveRequest { id }).is_err() {
+        return StreamEnd::Broken;
+    }
     let Ok(request) = client.request(ReceiverStream::new(requests_rx)).await else {
         return StreamEnd::Broken;
     };
     let token_used = token_of(&request);
-    let mut answers = match LeaseClient::new(channel).lease_keep_alive(request).await {
-        Ok(answers) => answers.into_inner(),
-        Err(status) => {
+    let opened = tokio::time::timeout(
+        KEEP_ALIVE_ANSWER_TIMEOUT,
+        LeaseClient::new(channel).lease_keep_alive(request),
+    )
+    .await;
+    let mut answers = match opened {
+        Ok(Ok(answers)) => answers.into_inner(),
+        Ok(Err(status)) => {
             note_stream_failure(client, &endpoint, token_used.as_deref(), &status).await;
+            return StreamEnd::Broken;
+        }
+        Err(_) => {
+            client.endpoint_failed(&endpoint);
             return StreamEnd::Broken;
         }
     };
     loop {
-        if requests.send(LeaseKeepAliveRequest { id }).await.is_err() {
-            return StreamEnd::Broken;
-        }
         match tokio::time::timeout(KEEP_ALIVE_ANSWER_TIMEOUT, answers.next()).await {
             Ok(Some(Ok(answer))) if answer.ttl <= 0 => return StreamEnd::LeaseLost,
             Ok(Some(Ok(answer))) => {
@@ -266,6 +277,9 @@ async fn keep_alive_stream(
             }
         }
         tokio::time::sleep(*interval).await;
+        if requests.send(LeaseKeepAliveRequest { id }).await.is_err() {
+            return StreamEnd::Broken;
+        }
     }
 }
 

@@ -46,6 +46,11 @@ async fn etcd_answers_as_the_builders_say() {
     assert_eq!(keys, vec![&b"s/a"[..], &b"s/b"[..]]);
     assert!(sorted.more && sorted.kvs.iter().all(|kv| kv.value.is_empty()));
 
+    // Keep-alive streams work with gRPC-Go servers, which answer the opening of a stream
+    // only with the first response.
+    let mut keeper = client.lease().keep_alive(lease).await.unwrap();
+    assert_eq!(keeper.next_renewal().await.unwrap(), 60);
+
     let ttl = client.lease().time_to_live(lease, true).await.unwrap();
     assert_eq!(ttl.keys.len(), 3);
     assert_eq!(client.lease().leases().await.unwrap().leases.len(), 1);

@@ -43,16 +43,71 @@ pub fn start_etcd_with_scheme(
     client_port: u16,
     extra: &[String],
 ) -> Etcd {
-    let client = format!("{scheme}://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{}", client_port + 1);
+    let member = Member {
+        name: "test".into(),
+        client_port,
+        peer_port: client_port + 1,
+    };
+    let cluster = member.initial_cluster_entry();
+    let (etcd, log) = spawn_member(bin, dir, scheme, &member, &cluster, extra);
+    wait_ready(log);
+    etcd
+}
+
+/// One member of a test cluster.
+pub struct Member {
+    /// `--name`.
+    pub name: String,
+    /// Client port.
+    pub client_port: u16,
+    /// Peer port.
+    pub peer_port: u16,
+}
+
+impl Member {
+    fn initial_cluster_entry(&self) -> String {
+        format!("{}=http://127.0.0.1:{}", self.name, self.peer_port)
+    }
+}
+
+/// Starts a cluster of `members` (data under `dir/<name>`) and waits until every member is
+/// ready.
+pub fn start_cluster(bin: &str, dir: &Path, members: &[Member]) -> Vec<Etcd> {
+    let cluster: Vec<String> = members.iter().map(Member::initial_cluster_entry).collect();
+    let cluster = cluster.join(",");
+    let started: Vec<(Etcd, LogLines)> = members
+        .iter()
+        .map(|m| spawn_member(bin, &dir.join(&m.name), "http", m, &cluster, &[]))
+        .collect();
+    started
+        .into_iter()
+        .map(|(etcd, log)| {
+            wait_ready(log);
+            etcd
+        })
+        .collect()
+}
+
+type LogLines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+fn spawn_member(
+    bin: &str,
+    dir: &Path,
+    scheme: &str,
+    member: &Member,
+    initial_cluster: &str,
+    extra: &[String],
+) -> (Etcd, LogLines) {
+    let client = format!("{scheme}://127.0.0.1:{}", member.client_port);
+    let peer = format!("http://127.0.0.1:{}", member.peer_port);
     let mut child = Command::new(bin)
-        .arg("--name=test")
+        .arg(format!("--name={}", member.name))
         .arg(format!("--data-dir={}", dir.join("data").display()))
         .arg(format!("--listen-client-urls={client}"))
         .arg(format!("--advertise-client-urls={client}"))
         .arg(format!("--listen-peer-urls={peer}"))
         .arg(format!("--initial-advertise-peer-urls={peer}"))
-        .arg(format!("--initial-cluster=test={peer}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -62,12 +117,17 @@ pub fn start_etcd_with_scheme(
     let etcd = Etcd {
         child,
         endpoint: if scheme == "http" {
-            format!("127.0.0.1:{client_port}")
+            format!("127.0.0.1:{}", member.client_port)
         } else {
             client.clone()
         },
     };
-    let mut lines = BufReader::new(stderr).lines();
+    (etcd, BufReader::new(stderr).lines())
+}
+
+/// Reads `log` up to etcd's "ready" line, then drains it in the background so etcd never
+/// blocks on a full pipe.
+fn wait_ready(mut lines: LogLines) {
     let mut seen = Vec::new();
     loop {
         let line = lines
@@ -79,7 +139,5 @@ pub fn start_etcd_with_scheme(
         }
         seen.push(line);
     }
-    // Keep draining the log so etcd never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines.by_ref() {});
-    etcd
 }
