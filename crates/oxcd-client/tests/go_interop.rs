@@ -1,10 +1,10 @@
 //! Rust and Go services find each other: a registration made by oxcd-client is seen by etcd's
 //! Go `naming/endpoints` Manager (a clientv3 prefix watch), and a Go service publishing in
-//! go-zero's layout is discovered by oxcd-client.
+//! go-zero's layout is discovered by oxcd-client. Rust and Go also share a lock.
 //!
 //! Needs etcd 3.4 (`etcd` on PATH, or `ETCD_BIN`; ports 24282-24283) and Go with etcd's
 //! clientv3 sources in GOPATH `/usr/share/gocode` (Debian's golang-etcd-server-dev, or
-//! `GOCODE`). Without them the test says so and passes.
+//! `GOCODE`). Without them the test says so and passes. The lock test uses ports 24292-24293.
 
 mod common;
 
@@ -15,14 +15,20 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use oxcd_client::{Client, KeyLayout, ServiceChange, ServiceInstance};
+use oxcd_client::{Client, KeyLayout, Mutex, ServiceChange, ServiceInstance, Session};
 
 use common::{etcd_binary, start_etcd};
 
 const CLIENT_PORT: u16 = 24282;
 
-/// Builds tests/go_interop/main.go (GOPATH mode); `None` without Go or clientv3.
+/// The Go program, built once per test process; `None` without Go or clientv3.
 fn build_go_program() -> Option<PathBuf> {
+    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build).clone()
+}
+
+/// Builds tests/go_interop/main.go (GOPATH mode); `None` without Go or clientv3.
+fn build() -> Option<PathBuf> {
     let gocode = std::env::var("GOCODE").unwrap_or_else(|_| "/usr/share/gocode".into());
     if !Path::new(&gocode)
         .join("src/go.etcd.io/etcd/clientv3")
@@ -157,4 +163,48 @@ async fn rust_and_go_services_find_each_other() {
         .expect("open")
         .unwrap();
     assert_eq!(change, ServiceChange::Down { key });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_waits_for_a_lock_held_by_go() {
+    let Some(etcd_bin) = etcd_binary() else {
+        eprintln!("skipped: no etcd binary (set ETCD_BIN or put etcd 3.4 on PATH)");
+        return;
+    };
+    let Some(go) = build_go_program() else {
+        eprintln!("skipped: no etcd clientv3 Go sources (set GOCODE)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = start_etcd(&etcd_bin, dir.path(), CLIENT_PORT + 10, &[]);
+    let client = Client::connect([&etcd.endpoint]).await.unwrap();
+
+    let mut holder = GoProgram::start(&go, &["lock", &etcd.endpoint, "jobs/nightly"]);
+    let locked = next_line(&mut holder).await;
+    assert!(locked.starts_with("locked jobs/nightly/"), "{locked}");
+
+    let session = Session::new(&client, 10).await.unwrap();
+    let mut mutex = Mutex::new(&session, "jobs/nightly");
+    let (acquired_tx, mut acquired) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn(async move {
+        mutex.lock().await.unwrap();
+        let _ = acquired_tx.send(());
+        mutex
+    });
+    // Go holds it: the Rust candidate waits behind Go's key.
+    let waiting = tokio::time::timeout(Duration::from_secs(2), &mut acquired).await;
+    assert!(waiting.is_err(), "Rust took a lock Go holds");
+
+    holder.close_stdin();
+    assert_eq!(next_line(&mut holder).await, "unlocked");
+    tokio::time::timeout(Duration::from_secs(10), acquired)
+        .await
+        .expect("Rust gets the lock once Go unlocks")
+        .unwrap();
+    let mut mutex = waiter.await.unwrap();
+    assert_eq!(
+        mutex.key(),
+        format!("jobs/nightly/{:x}", session.lease_id()).as_bytes()
+    );
+    mutex.unlock().await.unwrap();
 }

@@ -7,6 +7,9 @@
 //	                                          (SERVICE/<lease id> = ADDRESS under a kept-alive
 //	                                          10 s lease), prints "published KEY", and revokes
 //	                                          the lease when stdin closes
+//	interop lock ENDPOINT NAME                takes NAME with concurrency.Mutex, prints
+//	                                          "locked KEY", unlocks when stdin closes and
+//	                                          prints "unlocked"
 package main
 
 import (
@@ -20,6 +23,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
+	"go.etcd.io/etcd/clientv3/concurrency"
 	"go.etcd.io/etcd/clientv3/naming/endpoints"
 )
 
@@ -83,6 +87,16 @@ func main() {
 		_, err = cli.Revoke(ctx, lease.ID)
 		must("revoke", err)
 		say("revoked")
+	case "lock":
+		session, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+		must("session", err)
+		mutex := concurrency.NewMutex(session, os.Args[3])
+		must("lock", mutex.Lock(ctx))
+		say("locked %s", mutex.Key())
+		io.Copy(io.Discard, os.Stdin)
+		must("unlock", mutex.Unlock(ctx))
+		say("unlocked")
+		session.Close()
 	default:
 		fmt.Println("unknown mode", os.Args[1])
 		os.Exit(2)
