@@ -385,7 +385,7 @@ async fn election_leader_observe_and_resign() {
     let b = Session::new(&client, 10).await.unwrap();
     let mut leader = Election::new(&a, "elect/svc");
     leader.campaign("a1").await.unwrap();
-    let observed = Election::new(&b, "elect/svc").observe().await.unwrap();
+    let observed = Election::new(&b, "elect/svc").observe();
     let mut observed = Box::pin(observed);
     assert_eq!(next_value(&mut observed).await, b"a1");
     leader.proclaim("a2").await.unwrap();

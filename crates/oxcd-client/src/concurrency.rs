@@ -16,6 +16,7 @@ use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kv::{DeleteOptions, GetOptions, PutOptions, SortBy, SortOrderBy};
 use crate::lease::{KeeperState, LeaseKeeper};
+use crate::task::TaskGuard;
 use crate::txn::{Compare, CompareOp, Txn, TxnOp};
 use crate::watch::WatchOptions;
 
@@ -247,22 +248,44 @@ impl Election {
             .ok_or_else(no_leader)
     }
 
-    /// The leader's key-value now and after every change (new leader or new value).
-    pub async fn observe(&self) -> Result<impl Stream<Item = Result<KeyValue>> + Send + 'static> {
+    /// The leader's key-value now and after every change (new leader or new value), until
+    /// the returned stream is dropped.
+    pub fn observe(&self) -> Observation {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let client = self.client.clone();
         let prefix = self.prefix.clone();
-        tokio::spawn(async move {
+        let task = TaskGuard::spawn(async move {
             if let Err(e) = observe_loop(&client, &prefix, &tx).await {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+        Observation {
+            leaders: rx,
+            _task: task,
+        }
     }
 
     /// This session's candidate key.
     pub fn key(&self) -> &[u8] {
         &self.key
+    }
+}
+
+/// The leaders of an election as they change; see [`Election::observe`].
+#[derive(Debug)]
+pub struct Observation {
+    leaders: tokio::sync::mpsc::Receiver<Result<KeyValue>>,
+    _task: TaskGuard,
+}
+
+impl Stream for Observation {
+    type Item = Result<KeyValue>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.leaders.poll_recv(cx)
     }
 }
 

@@ -80,7 +80,7 @@ mod watch;
 pub use auth::{Auth, Permission};
 pub use client::Client;
 pub use cluster::Cluster;
-pub use concurrency::{Election, Mutex, Session, DEFAULT_SESSION_TTL};
+pub use concurrency::{Election, Mutex, Observation, Session, DEFAULT_SESSION_TTL};
 pub use error::{Error, ErrorKind, Result};
 pub use kv::{
     prefix_end, DeleteOptions, GetOptions, KeyRange, Kv, PutOptions, SortBy, SortOrderBy,

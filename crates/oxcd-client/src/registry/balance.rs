@@ -28,7 +28,8 @@ impl Client {
 /// makes for it (`None` leaves an instance out, e.g. to add TLS or timeouts, or to filter).
 ///
 /// The channel follows the discovery in a background task that ends when every clone of
-/// the channel is dropped.
+/// the channel is dropped. While the service has no instance, calls wait for one (bound
+/// them with a timeout).
 pub fn balance<F>(mut discovery: Discovery, endpoint: F) -> Result<Channel>
 where
     F: Fn(&Instance) -> Option<Endpoint> + Send + 'static,

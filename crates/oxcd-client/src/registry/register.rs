@@ -112,7 +112,9 @@ pub enum RegistrationState {
 
 /// A live registration. It keeps its lease alive, registers again by itself when the lease
 /// is lost, and deregisters (revokes the lease, deleting the key) on
-/// [`deregister`](Registration::deregister) or, in the background, on drop.
+/// [`deregister`](Registration::deregister) or, in the background, on drop. A drop just
+/// before the tokio runtime stops may not get to revoke: the key then lives out its TTL;
+/// call `deregister().await` on the way out to be sure.
 #[derive(Debug)]
 pub struct Registration {
     state: watch::Receiver<RegistrationState>,
