@@ -654,3 +654,22 @@ async fn maintenance_status_alarms_defragment_and_hash() {
         assert_eq!(e.kind(), ErrorKind::Unimplemented, "{e}");
     }
 }
+
+#[tokio::test]
+async fn responses_larger_than_tonics_4_mib_default_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let kv = connect(&server).await.kv();
+    let value = vec![b'x'; 1024 * 1024];
+    for i in 0..5 {
+        kv.put(format!("big/{i}"), value.clone(), PutOptions::new())
+            .await
+            .unwrap();
+    }
+    let all = kv
+        .get("big/", GetOptions::new().with_prefix())
+        .await
+        .expect("a 5 MiB range");
+    assert_eq!(all.kvs.len(), 5);
+    assert!(all.kvs.iter().all(|kv| kv.value.len() == value.len()));
+}

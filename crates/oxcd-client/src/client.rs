@@ -36,11 +36,16 @@ const MAX_REAUTHENTICATIONS: u32 = 2;
 
 /// Sends one unary gRPC call through [`Client::unary`]:
 /// `call!(client, Retry::Safe, request, AuthClient::user_get)`.
+/// Responses may be as large as the server makes them (etcd's client allows 2 GiB); tonic's
+/// own default is 4 MiB.
 macro_rules! call {
     ($client:expr, $retry:expr, $request:expr, $grpc:ident :: $method:ident) => {
         $client
             .unary($retry, $request, |channel, request| async move {
-                $grpc::new(channel).$method(request).await
+                $grpc::new(channel)
+                    .max_decoding_message_size(usize::MAX)
+                    .$method(request)
+                    .await
             })
             .await
     };
@@ -198,15 +203,10 @@ impl Client {
     /// Replaces the endpoint list with the client URLs of the cluster's members (learners
     /// left out), as etcd's `Client.Sync`.
     pub async fn sync_endpoints(&self) -> Result<Vec<String>> {
-        let members = self
-            .unary(
-                Retry::Safe,
-                MemberListRequest {
-                    linearizable: false,
-                },
-                |ch, req| async move { ClusterClient::new(ch).member_list(req).await },
-            )
-            .await?;
+        let request = MemberListRequest {
+            linearizable: false,
+        };
+        let members = call!(self, Retry::Safe, request, ClusterClient::member_list)?;
         let urls: Vec<String> = members
             .members
             .iter()

@@ -316,11 +316,7 @@ impl Kv {
 
     /// Sends a prepared range request. Retried on unavailability.
     pub async fn range(&self, request: RangeRequest) -> Result<RangeResponse> {
-        self.client
-            .unary(Retry::Safe, request, |ch, req| async move {
-                KvClient::new(ch).range(req).await
-            })
-            .await
+        call!(self.client, Retry::Safe, request, KvClient::range)
     }
 
     /// Writes `value` at `key`. Sent again only if it surely never reached a server.
@@ -330,13 +326,8 @@ impl Kv {
         value: impl Into<Vec<u8>>,
         options: PutOptions,
     ) -> Result<PutResponse> {
-        self.client
-            .unary(
-                Retry::OnlyIfNeverSent,
-                options.into_request(key, value),
-                |ch, req| async move { KvClient::new(ch).put(req).await },
-            )
-            .await
+        let request = options.into_request(key, value);
+        call!(self.client, Retry::OnlyIfNeverSent, request, KvClient::put)
     }
 
     /// Deletes `key` (or a range, per `options`). Sent again only if it surely never
@@ -383,11 +374,12 @@ impl Kv {
     /// Compacts the history up to `revision`; `physical` waits until the space is freed.
     pub async fn compact(&self, revision: i64, physical: bool) -> Result<CompactionResponse> {
         let request = CompactionRequest { revision, physical };
-        self.client
-            .unary(Retry::OnlyIfNeverSent, request, |ch, req| async move {
-                KvClient::new(ch).compact(req).await
-            })
-            .await
+        call!(
+            self.client,
+            Retry::OnlyIfNeverSent,
+            request,
+            KvClient::compact
+        )
     }
 }
 

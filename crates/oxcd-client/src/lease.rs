@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-use crate::client::{token_of, Client, Retry};
+use crate::client::{call, token_of, Client, Retry};
 use crate::error::{is_transport_failure, Error, ErrorKind, Result};
 use crate::task::{Backoff, TaskGuard};
 
@@ -40,42 +40,40 @@ impl Lease {
     /// Grants a lease of `ttl` seconds; `id` 0 lets the server choose the id.
     pub async fn grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse> {
         let request = LeaseGrantRequest { ttl, id };
-        self.client
-            .unary(Retry::OnlyIfNeverSent, request, |ch, req| async move {
-                LeaseClient::new(ch).lease_grant(req).await
-            })
-            .await
+        call!(
+            self.client,
+            Retry::OnlyIfNeverSent,
+            request,
+            LeaseClient::lease_grant
+        )
     }
 
     /// Revokes lease `id`, deleting its keys. Retried on unavailability (revoking twice is
     /// harmless).
     pub async fn revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
-        self.client
-            .unary(
-                Retry::Safe,
-                LeaseRevokeRequest { id },
-                |ch, req| async move { LeaseClient::new(ch).lease_revoke(req).await },
-            )
-            .await
+        let request = LeaseRevokeRequest { id };
+        call!(self.client, Retry::Safe, request, LeaseClient::lease_revoke)
     }
 
     /// The remaining TTL of lease `id`, and its keys if `keys`.
     pub async fn time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
         let request = LeaseTimeToLiveRequest { id, keys };
-        self.client
-            .unary(Retry::Safe, request, |ch, req| async move {
-                LeaseClient::new(ch).lease_time_to_live(req).await
-            })
-            .await
+        call!(
+            self.client,
+            Retry::Safe,
+            request,
+            LeaseClient::lease_time_to_live
+        )
     }
 
     /// All leases.
     pub async fn leases(&self) -> Result<LeaseLeasesResponse> {
-        self.client
-            .unary(Retry::Safe, LeaseLeasesRequest {}, |ch, req| async move {
-                LeaseClient::new(ch).lease_leases(req).await
-            })
-            .await
+        call!(
+            self.client,
+            Retry::Safe,
+            LeaseLeasesRequest {},
+            LeaseClient::lease_leases
+        )
     }
 
     /// Renews lease `id` once; fails with [`ErrorKind::LeaseNotFound`] if it is gone.
@@ -95,6 +93,7 @@ impl Lease {
             .request(tokio_stream::once(LeaseKeepAliveRequest { id }))
             .await?;
         let mut answers = LeaseClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
             .lease_keep_alive(request)
             .await
             .map_err(|s| Error::from_status(s, &endpoint))?

@@ -327,7 +327,11 @@ async fn create(
         .map_err(OpenFailure::Retry)?;
     let token_used = token_of(&request);
     let broken = |status: tonic::Status| OpenFailure::Retry(Error::from_status(status, &endpoint));
-    let mut responses = match WatchClient::new(channel).watch(request).await {
+    let mut responses = match WatchClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .watch(request)
+        .await
+    {
         Ok(responses) => responses.into_inner(),
         Err(status) => {
             note_stream_failure(client, &endpoint, token_used.as_deref(), &status).await;
