@@ -108,6 +108,22 @@ async fn unreachable_endpoints_fail_over_to_a_live_one() {
         .expect("connect skips the dead endpoint");
     client.kv().put("k", "v", PutOptions::new()).await.unwrap();
     assert_eq!(client.endpoints().len(), 2);
+
+    let member = client.pinned_to(&server.endpoint()).unwrap();
+    assert_eq!(member.endpoints(), vec![server.endpoint()]);
+    member
+        .maintenance()
+        .status()
+        .await
+        .expect("status of that member");
+    let dead_member = client.pinned_to(&format!("127.0.0.1:{dead}")).unwrap();
+    let error = dead_member
+        .with_timeout(Duration::from_millis(300))
+        .maintenance()
+        .status()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
 }
 
 #[tokio::test]

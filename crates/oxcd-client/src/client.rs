@@ -172,6 +172,21 @@ impl Client {
         }
     }
 
+    /// A client for `endpoint` alone, with this client's options (credentials, TLS,
+    /// timeouts), for calls about one member (status, defragment, hash). It connects on
+    /// first use.
+    pub fn pinned_to(&self, endpoint: &str) -> Result<Client> {
+        let options = self.shared.endpoints.options().clone();
+        let url = normalize_url(endpoint, options.tls_by_default());
+        Ok(Client {
+            shared: Arc::new(Shared {
+                endpoints: Endpoints::new(vec![url], options)?,
+                token: RwLock::new(None),
+            }),
+            call: self.call,
+        })
+    }
+
     /// This client with another timeout for each call (retries included).
     pub fn with_timeout(&self, timeout: Duration) -> Client {
         Client {
