@@ -689,3 +689,100 @@ async fn responses_larger_than_tonics_4_mib_default_are_read() {
     assert_eq!(all.kvs.len(), 5);
     assert!(all.kvs.iter().all(|kv| kv.value.len() == value.len()));
 }
+
+/// A TCP relay from a port of ours to a server, which can cut every connection and refuse
+/// new ones for a while: a network cut between client and server.
+struct Relay {
+    port: u16,
+    target: u16,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(port: u16, target: u16) -> Relay {
+        let mut relay = Relay {
+            port,
+            target,
+            running: None,
+        };
+        relay.restore().await;
+        relay
+    }
+
+    /// Drops every relayed connection and stops listening.
+    fn cut(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.abort();
+        }
+    }
+
+    /// Listens again.
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("relay port");
+        let target = self.target;
+        self.running = Some(tokio::spawn(async move {
+            // Dropping the set (when this task is aborted) aborts every relayed connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+#[tokio::test]
+async fn a_registration_comes_back_after_a_network_cut_longer_than_its_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), ports());
+    let (relay_port, _) = ports();
+    let mut relay = Relay::start(relay_port, server.port).await;
+    let through_relay = Client::connect([format!("127.0.0.1:{relay_port}")])
+        .await
+        .unwrap();
+    let mut registration = through_relay
+        .register(ServiceInstance::new("cut", "10.0.0.5:80").with_ttl(2))
+        .await
+        .unwrap();
+    let RegistrationState::Registered { lease_id, .. } = registration.state() else {
+        panic!("registered")
+    };
+    let observer = connect(&server).await;
+    let mut discovery = observer.discover("cut").await.unwrap();
+    assert_eq!(discovery.instances().count(), 1);
+
+    relay.cut();
+    // The server expires the lease it no longer hears about.
+    assert_eq!(
+        next_change(&mut discovery).await,
+        ServiceChange::Down {
+            key: "cut/10.0.0.5:80".into()
+        }
+    );
+    relay.restore().await;
+    let ServiceChange::Up(back) = next_change(&mut discovery).await else {
+        panic!("expected the instance back")
+    };
+    assert_eq!(back.address, "10.0.0.5:80");
+    let state = loop {
+        match registration.changed().await {
+            RegistrationState::Reregistering => continue,
+            state => break state,
+        }
+    };
+    let RegistrationState::Registered {
+        lease_id: new_lease,
+        ..
+    } = state
+    else {
+        panic!("registered again, not {state:?}")
+    };
+    assert_ne!(new_lease, lease_id);
+}
