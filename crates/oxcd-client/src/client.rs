@@ -216,7 +216,8 @@ impl Client {
     }
 
     /// Replaces the endpoint list with the client URLs of the cluster's members (learners
-    /// left out), as etcd's `Client.Sync`.
+    /// and URLs this client cannot use left out), as etcd's `Client.Sync`; returns the
+    /// members' URLs.
     pub async fn sync_endpoints(&self) -> Result<Vec<String>> {
         let request = MemberListRequest {
             linearizable: false,

@@ -131,8 +131,13 @@ impl Endpoints {
     }
 
     /// Replaces the endpoint list (member list sync), keeping the current endpoint and the
-    /// channels of endpoints that stay. An empty list is ignored.
+    /// channels of endpoints that stay. URLs this client cannot use (`https://` without the
+    /// `tls` feature, malformed ones) are left out; a list left empty is ignored.
     pub(crate) fn replace(&self, urls: Vec<String>) {
+        let urls: Vec<String> = urls
+            .into_iter()
+            .filter(|url| endpoint_for(url, &self.options).is_ok())
+            .collect();
         if urls.is_empty() {
             return;
         }
@@ -182,7 +187,8 @@ mod tests {
         assert_eq!(e.current().unwrap().0, "http://b:2");
         e.replace(vec![]);
         assert_eq!(e.urls(), vec!["http://c:3", "http://b:2"]);
-        e.replace(vec!["http://d:4".into()]);
+        e.replace(vec!["http://d:4".into(), "http://bad url".into()]);
+        assert_eq!(e.urls(), vec!["http://d:4"]);
         assert_eq!(e.current().unwrap().0, "http://d:4");
     }
 
