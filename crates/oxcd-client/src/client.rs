@@ -31,6 +31,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Attempts of a retried call that has no timeout.
 const MAX_ATTEMPTS_WITHOUT_TIMEOUT: u32 = 20;
+/// How long logging in may take when calls have no timeout.
+const AUTHENTICATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many times one call may re-authenticate.
 const MAX_REAUTHENTICATIONS: u32 = 2;
 
@@ -83,8 +85,8 @@ struct CallOptions {
 /// What all clones of a [`Client`] share.
 pub(crate) struct Shared {
     pub(crate) endpoints: Endpoints,
-    /// The current auth token; `None` before authenticating (or without auth).
-    token: RwLock<Option<String>>,
+    /// Where logging in stands (only used with credentials).
+    login: RwLock<Login>,
 }
 
 impl std::fmt::Debug for Client {
@@ -137,7 +139,7 @@ impl Client {
         let client = Client {
             shared: Arc::new(Shared {
                 endpoints,
-                token: RwLock::new(None),
+                login: RwLock::new(Login::Unknown),
             }),
             call: CallOptions {
                 timeout: options.timeout,
@@ -163,7 +165,7 @@ impl Client {
         Client {
             shared: Arc::new(Shared {
                 endpoints,
-                token: RwLock::new(None),
+                login: RwLock::new(Login::Unknown),
             }),
             call: CallOptions {
                 timeout: options.timeout,
@@ -181,7 +183,7 @@ impl Client {
         Ok(Client {
             shared: Arc::new(Shared {
                 endpoints: Endpoints::new(vec![url], options)?,
-                token: RwLock::new(None),
+                login: RwLock::new(Login::Unknown),
             }),
             call: self.call,
         })
@@ -344,55 +346,59 @@ impl Client {
         }
     }
 
-    /// Forgets the current token if it is the one a refused call used (another call may
-    /// have logged in again meanwhile; its token stays).
+    /// Forgets the login a refused call used, so that the next call logs in again (unless
+    /// another call has logged in anew meanwhile: its token stays).
     async fn forget_token(&self, token_used: Option<&str>) {
-        let mut token = self.shared.token.write().await;
-        if token.as_deref() == token_used {
-            *token = None;
+        let mut login = self.shared.login.write().await;
+        if login.token().as_deref() == token_used {
+            *login = Login::Unknown;
         }
     }
 
-    /// The auth token to send, authenticating first when there is none yet.
+    /// The auth token to send, logging in first when needed.
     async fn token(&self) -> Result<Option<String>> {
         if self.shared.endpoints.options().credentials.is_none() {
             return Ok(None);
         }
-        if let Some(token) = self.shared.token.read().await.clone() {
-            return Ok(Some(token));
+        match &*self.shared.login.read().await {
+            Login::Token(token) => return Ok(Some(token.clone())),
+            Login::AuthDisabled => return Ok(None),
+            Login::Unknown => {}
         }
         self.authenticate().await
     }
 
-    /// Gets a new token with the client's credentials, trying each endpoint once.
-    /// Auth being off on the server is not an error: calls then go without a token.
+    /// Logs in with the client's credentials, trying each endpoint once. Auth being off on
+    /// the server is not an error: calls then go without a token.
     async fn authenticate(&self) -> Result<Option<String>> {
         let Some(credentials) = self.shared.endpoints.options().credentials.clone() else {
             return Ok(None);
         };
-        let mut token = self.shared.token.write().await;
-        if token.is_some() {
-            return Ok(token.clone());
+        let mut login = self.shared.login.write().await;
+        if *login != Login::Unknown {
+            return Ok(login.token());
         }
         let request = AuthenticateRequest {
             name: credentials.user,
             password: credentials.password,
         };
+        let limit = self.call.timeout.unwrap_or(AUTHENTICATE_TIMEOUT);
         let mut last_error = Error::Closed;
         for _ in 0..self.shared.endpoints.urls().len() {
             let (endpoint, channel) = self.shared.endpoints.current()?;
-            let mut auth = AuthClient::new(channel);
             let mut call = Request::new(request.clone());
-            if let Some(timeout) = self.call.timeout {
-                call.set_timeout(timeout);
-            }
-            match auth.authenticate(call).await {
+            call.set_timeout(limit);
+            let answer = tokio::time::timeout(limit, AuthClient::new(channel).authenticate(call))
+                .await
+                .map_err(|_| Error::Timeout(limit))?;
+            match answer {
                 Ok(response) => {
-                    *token = Some(response.into_inner().token);
-                    return Ok(token.clone());
+                    *login = Login::Token(response.into_inner().token);
+                    return Ok(login.token());
                 }
                 Err(status) if ErrorKind::from_status(&status) == ErrorKind::AuthNotEnabled => {
-                    return Ok(None)
+                    *login = Login::AuthDisabled;
+                    return Ok(None);
                 }
                 Err(status) if is_transport_failure(&status) => {
                     self.shared.endpoints.failed(&endpoint);
@@ -412,6 +418,27 @@ pub(crate) fn token_of<M>(request: &Request<M>) -> Option<String> {
         .get(TOKEN_KEY)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string)
+}
+
+/// Where a client with credentials stands with the server's auth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Login {
+    /// Not logged in yet, or the last token was refused.
+    Unknown,
+    /// Logged in; calls carry this token.
+    Token(String),
+    /// The server said auth is not enabled: calls go without a token until one is refused
+    /// for lack of a user ("user name is empty").
+    AuthDisabled,
+}
+
+impl Login {
+    fn token(&self) -> Option<String> {
+        match self {
+            Login::Token(token) => Some(token.clone()),
+            Login::Unknown | Login::AuthDisabled => None,
+        }
+    }
 }
 
 /// Syncs the endpoint list every `interval` while the client lives.

@@ -1,4 +1,4 @@
-//! The client's call policy against a scripted fake server (ports 24260-24269): which
+//! The client's call policy against a scripted fake server (ports 24260-24266): which
 //! failures are retried, what metadata goes out, when the client logs in again.
 
 use std::collections::VecDeque;
@@ -24,6 +24,10 @@ struct Script {
     logins: u32,
     /// Tokens the KV service refuses as invalid.
     revoked_tokens: Vec<String>,
+    /// Authenticate answers "authentication is not enabled".
+    auth_disabled: bool,
+    /// The KV service refuses calls without a token ("user name is empty").
+    token_required: bool,
 }
 
 #[derive(Clone, Default)]
@@ -43,6 +47,12 @@ impl Fake {
         script
             .calls
             .push((method, metadata("hasleader"), token.clone()));
+        if script.token_required && token.is_none() {
+            return Err(Status::new(
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ));
+        }
         if token.is_some_and(|t| script.revoked_tokens.contains(&t)) {
             return Err(Status::new(
                 Code::Unauthenticated,
@@ -83,6 +93,12 @@ impl Auth for Fake {
         _request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
         let mut script = self.0.lock().unwrap();
+        if script.auth_disabled {
+            return Err(Status::new(
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ));
+        }
         script.logins += 1;
         Ok(Response::new(AuthenticateResponse {
             header: None,
@@ -219,6 +235,31 @@ async fn an_invalid_token_means_logging_in_again_once() {
         tokens,
         vec![Some("token-1"), Some("token-1"), Some("token-2")]
     );
+}
+
+#[tokio::test]
+async fn credentials_with_auth_off_ask_once_then_log_in_when_auth_is_turned_on() {
+    let fake = Fake::default();
+    fake.0.lock().unwrap().auth_disabled = true;
+    let endpoint = serve(fake.clone(), 24266).await;
+    let options = ConnectOptions::new().with_user("u", "p");
+    let client = Client::connect_with([endpoint], options).await.unwrap();
+    for _ in 0..3 {
+        client.kv().get("k", GetOptions::new()).await.unwrap();
+    }
+    // Asked once at connect; calls since went without a token and without asking again.
+    assert_eq!(fake.0.lock().unwrap().logins, 0);
+    assert!(fake.0.lock().unwrap().calls.iter().all(|c| c.2.is_none()));
+
+    {
+        let mut script = fake.0.lock().unwrap();
+        script.auth_disabled = false;
+        script.token_required = true;
+    }
+    client.kv().get("k", GetOptions::new()).await.unwrap();
+    let script = fake.0.lock().unwrap();
+    assert_eq!(script.logins, 1);
+    assert_eq!(script.calls.last().unwrap().2.as_deref(), Some("token-1"));
 }
 
 #[tokio::test]
