@@ -531,7 +531,9 @@ pub(crate) fn is_transport_failure(status: &Status) -> bool {
 pub(crate) fn never_sent(status: &Status) -> bool {
     is_transport_failure(status) && {
         let cause = transport_cause(status);
-        cause.contains("tcp connect error") || cause.contains("Connection refused")
+        ["tcp connect error", "dns error", "Connection refused"]
+            .iter()
+            .any(|sign| cause.contains(sign))
     }
 }
 
@@ -580,6 +582,18 @@ mod tests {
         );
         let other = Status::new(Code::Internal, "boom");
         assert_eq!(ErrorKind::from_status(&other), ErrorKind::Other);
+    }
+
+    #[test]
+    fn only_failures_to_connect_count_as_never_sent() {
+        for cause in ["tcp connect error", "dns error: no such host"] {
+            assert!(
+                never_sent(&Status::new(Code::Unavailable, cause)),
+                "{cause}"
+            );
+        }
+        let broken = Status::new(Code::Unavailable, "connection reset by peer");
+        assert!(is_transport_failure(&broken) && !never_sent(&broken));
     }
 
     #[test]
