@@ -235,6 +235,27 @@ impl Client {
         Ok(urls)
     }
 
+    /// The channel to the current endpoint and a request carrying `message` with this
+    /// client's metadata (auth token, `hasleader`), logging in first if needed: for gRPC
+    /// calls the typed services do not cover, sent by the caller without retries.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: oxcd_client::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use oxcd_client::proto::etcdserverpb::{kv_client::KvClient, RangeRequest};
+    /// let (channel, request) = client.raw_request(RangeRequest { key: b"k".to_vec(), ..Default::default() }).await?;
+    /// let response = KvClient::new(channel).range(request).await?;
+    /// # let _ = response; Ok(())
+    /// # }
+    /// ```
+    pub async fn raw_request<M>(&self, message: M) -> Result<(Channel, Request<M>)> {
+        let (_, channel) = self.shared.endpoints.current()?;
+        let mut request = self.request(message).await?;
+        if let Some(timeout) = self.call.timeout {
+            request.set_timeout(timeout);
+        }
+        Ok((channel, request))
+    }
+
     /// Sends one unary call, retrying as `retry` allows, authenticating when needed.
     pub(crate) async fn unary<M, R, F, Fut>(&self, retry: Retry, message: M, call: F) -> Result<R>
     where

@@ -216,9 +216,23 @@ async fn require_leader_sends_etcds_hasleader_metadata() {
         .get("k", GetOptions::new())
         .await
         .unwrap();
+    let (channel, request) = client
+        .with_require_leader(true)
+        .raw_request(RangeRequest::default())
+        .await
+        .unwrap();
+    oxcd_proto::etcdserverpb::kv_client::KvClient::new(channel)
+        .range(request)
+        .await
+        .unwrap();
     let calls = fake.0.lock().unwrap().calls.clone();
     assert_eq!(calls[0].1, None);
     assert_eq!(calls[1].1.as_deref(), Some("true"));
+    assert_eq!(
+        calls[2].1.as_deref(),
+        Some("true"),
+        "raw requests carry it too"
+    );
 }
 
 #[tokio::test]
