@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod client;
 mod cluster;
 mod durability;
 mod etcd_flags;
