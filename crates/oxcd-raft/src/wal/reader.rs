@@ -229,8 +229,15 @@ fn is_torn(rest: &[u8]) -> bool {
         return true;
     }
     let stored_crc = u32::from_le_bytes([rest[5], rest[6], rest[7], rest[8]]);
+    // A record can only start where its type byte is valid: checking that byte first skips
+    // the (mostly zero) preallocated space of a 64 MiB segment without decoding at each of
+    // its offsets.
     let valid_after = (1..rest.len()).any(|j| {
-        record::decode(&rest[j..], Some(stored_crc)).is_ok() || chained_pair_at(&rest[j..])
+        let plausible = rest
+            .get(j + 4)
+            .is_some_and(|t| RecordType::from_u8(*t).is_some());
+        plausible
+            && (record::decode(&rest[j..], Some(stored_crc)).is_ok() || chained_pair_at(&rest[j..]))
     });
     !valid_after
 }
