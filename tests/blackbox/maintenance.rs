@@ -132,3 +132,64 @@ async fn defragment_after_compaction_shrinks_the_backend_and_keeps_the_data() {
     assert_eq!(&kvs[..KEYS], &before[..]);
     assert!(!dir.path().join("member/snap/db.defrag").exists());
 }
+
+#[tokio::test]
+async fn hash_kv_follows_the_key_space_and_move_leader_checks_its_target() {
+    use oxcd_proto::etcdserverpb::{HashKvRequest, MoveLeaderRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let mut m = s.maintenance().await;
+    let mut kv = s.kv().await;
+    let put = |k: &str| PutRequest {
+        key: k.as_bytes().to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    kv.put(put("a")).await.unwrap();
+    let first = m
+        .hash_kv(HashKvRequest { revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let again = m
+        .hash_kv(HashKvRequest { revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.hash, again.hash);
+    assert_eq!(first.hash_revision, 2);
+    kv.put(put("b")).await.unwrap();
+    let later = m
+        .hash_kv(HashKvRequest { revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(later.hash, first.hash);
+    let at_2 = m
+        .hash_kv(HashKvRequest { revision: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        at_2.hash, first.hash,
+        "a past revision hashes as it did then"
+    );
+    let future = m.hash_kv(HashKvRequest { revision: 99 }).await.unwrap_err();
+    assert_eq!(
+        future.message(),
+        "etcdserver: mvcc: required revision is a future revision"
+    );
+
+    let bad = m
+        .move_leader(MoveLeaderRequest { target_id: 12345 })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(bad.message(), "etcdserver: bad leader transferee");
+    let me = m.status(StatusRequest {}).await.unwrap().into_inner();
+    m.move_leader(MoveLeaderRequest {
+        target_id: me.header.unwrap().member_id,
+    })
+    .await
+    .unwrap();
+}

@@ -70,6 +70,7 @@ impl EtcdServer {
         &self,
         req: MemberListRequest,
     ) -> Result<MemberListResponse, ServerError> {
+        self.refuse_on_learner()?;
         if req.linearizable {
             self.linearizable_barrier().await?;
         }
@@ -86,6 +87,7 @@ impl EtcdServer {
         &self,
         req: MemberAddRequest,
     ) -> Result<MemberAddResponse, ServerError> {
+        self.refuse_on_learner()?;
         check_peer_urls(&req.peer_ur_ls)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -130,6 +132,7 @@ impl EtcdServer {
         &self,
         req: MemberRemoveRequest,
     ) -> Result<MemberRemoveResponse, ServerError> {
+        self.refuse_on_learner()?;
         if self.cfg.strict_reconfig_check {
             let m = self.membership.read();
             let is_learner = m.members.get(&req.id).is_some_and(|x| x.is_learner);
@@ -154,6 +157,7 @@ impl EtcdServer {
         &self,
         req: MemberPromoteRequest,
     ) -> Result<MemberPromoteResponse, ServerError> {
+        self.refuse_on_learner()?;
         let matches = self
             .raft
             .match_indexes()
@@ -187,6 +191,7 @@ impl EtcdServer {
         &self,
         req: MemberUpdateRequest,
     ) -> Result<MemberUpdateResponse, ServerError> {
+        self.refuse_on_learner()?;
         check_peer_urls(&req.peer_ur_ls)?;
         self.membership
             .read()

@@ -93,6 +93,15 @@ pub enum ServerError {
     /// MemberAdd of a second learner.
     #[error("etcdserver: too many learner members in cluster")]
     TooManyLearners,
+    /// MoveLeader to a member that is not a voter.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// MoveLeader did not complete within the request timeout.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
+    /// A learner serves only Status and serializable Range (etcd 3.4).
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     /// Corrupt data detected.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
@@ -118,10 +127,15 @@ impl ServerError {
             | MemberNotEnoughStarted
             | MemberNotLearner
             | LearnerNotReady
-            | TooManyLearners => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout | TimeoutWaitAppliedIndex => {
-                Code::Unavailable
-            }
+            | TooManyLearners
+            | BadLeaderTransferee => Code::FailedPrecondition,
+            NoLeader
+            | LeaderChanged
+            | Stopped
+            | Timeout
+            | TimeoutWaitAppliedIndex
+            | NotSupportedForLearner
+            | TimeoutLeaderTransfer => Code::Unavailable,
             Corrupt => Code::DataLoss,
             Internal(_) => Code::Internal,
         }
@@ -242,6 +256,16 @@ mod tests {
                 ServerError::LearnerNotReady,
                 Code::FailedPrecondition,
                 "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (
+                ServerError::NotSupportedForLearner,
+                Code::Unavailable,
+                "etcdserver: rpc not supported for learner",
+            ),
+            (
+                ServerError::BadLeaderTransferee,
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
             ),
             (
                 ServerError::MemberBadUrls,

@@ -12,6 +12,9 @@ use crate::validate;
 impl EtcdServer {
     /// Range: linearizable unless `serializable` (then served from this member at once).
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, ServerError> {
+        if !req.serializable {
+            self.refuse_on_learner()?;
+        }
         validate::check_range(&req)?;
         if !req.serializable {
             self.linearizable_barrier().await?;
@@ -23,6 +26,7 @@ impl EtcdServer {
 
     /// Put, through raft.
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, ServerError> {
+        self.refuse_on_learner()?;
         validate::check_put(&req)?;
         let mut resp = self.propose(req).await?;
         self.fill_header(&mut resp.header);
@@ -34,6 +38,7 @@ impl EtcdServer {
         &self,
         req: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, ServerError> {
+        self.refuse_on_learner()?;
         validate::check_delete(&req)?;
         let mut resp = self.propose(req).await?;
         self.fill_header(&mut resp.header);
@@ -43,6 +48,7 @@ impl EtcdServer {
     /// Txn: one that only reads is evaluated locally after the read barrier (as etcd
     /// does), never entering the log; any other goes through raft.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, ServerError> {
+        self.refuse_on_learner()?;
         validate::check_txn(&req, self.cfg.max_txn_ops)?;
         let mut resp = if validate::txn_is_read_only(&req) {
             if !validate::txn_is_serializable(&req) {
@@ -59,6 +65,7 @@ impl EtcdServer {
 
     /// Compaction, through raft.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse, ServerError> {
+        self.refuse_on_learner()?;
         let mut resp = self.propose(req).await?;
         self.fill_header(&mut resp.header);
         Ok(resp)

@@ -26,6 +26,7 @@ impl EtcdServer {
         &self,
         mut req: LeaseGrantRequest,
     ) -> Result<LeaseGrantResponse, ServerError> {
+        self.refuse_on_learner()?;
         if req.ttl > MAX_LEASE_TTL {
             return Err(ServerError::LeaseTtlTooLarge);
         }
@@ -42,6 +43,7 @@ impl EtcdServer {
         &self,
         req: LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, ServerError> {
+        self.refuse_on_learner()?;
         let mut resp = self.propose(req).await?;
         self.fill_header(&mut resp.header);
         Ok(resp)
@@ -53,6 +55,7 @@ impl EtcdServer {
     /// [`EtcdServer::forward_lease_renew`]; on a fresh leader whose lessor is not promoted
     /// yet it waits (briefly) for the promotion.
     pub async fn lease_renew(&self, id: i64) -> Result<i64, ServerError> {
+        self.refuse_on_learner()?;
         let deadline = tokio::time::Instant::now() + self.request_timeout();
         loop {
             match self.lease_primary(deadline).await? {
@@ -120,6 +123,7 @@ impl EtcdServer {
         &self,
         req: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, ServerError> {
+        self.refuse_on_learner()?;
         let deadline = tokio::time::Instant::now() + self.request_timeout();
         let status = match self.lease_primary(deadline).await? {
             Primary::Here => {
@@ -150,7 +154,8 @@ impl EtcdServer {
     }
 
     /// LeaseLeases: every lease this member knows.
-    pub fn lease_leases(&self) -> LeaseLeasesResponse {
+    pub fn lease_leases(&self) -> Result<LeaseLeasesResponse, ServerError> {
+        self.refuse_on_learner()?;
         let mut resp = LeaseLeasesResponse {
             header: None,
             leases: self
@@ -161,6 +166,6 @@ impl EtcdServer {
                 .collect(),
         };
         self.fill_header(&mut resp.header);
-        resp
+        Ok(resp)
     }
 }

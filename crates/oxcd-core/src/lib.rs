@@ -38,5 +38,7 @@ pub use config::{ClusterSpec, CoreConfig};
 pub use data_dir::{DataDir, DataDirLock};
 pub use error::ServerError;
 pub use membership::{cluster_id, member_id, Member, Membership};
+/// Who leads, as raft pushes it ([`EtcdServer::leadership`]).
+pub use oxcd_raft::Leadership;
 pub use server::EtcdServer;
 pub use start::{Core, StartError};

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use oxcd_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, RangeRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, HashKvRequest, HashKvResponse,
+    MoveLeaderRequest, MoveLeaderResponse, RangeRequest, StatusResponse,
 };
 
 use crate::error::ServerError;
@@ -44,11 +45,13 @@ impl EtcdServer {
     /// Alarm: every action goes through raft, as in etcd, so a GET sees every alarm
     /// raised before it. Like etcd's, the response carries no header.
     pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse, ServerError> {
+        self.refuse_on_learner()?;
         self.propose(req).await
     }
 
     /// Defragment this member's backend (writes wait for the copy; reads do not).
     pub async fn defragment(&self) -> Result<DefragmentResponse, ServerError> {
+        self.refuse_on_learner()?;
         tracing::info!("starting defragment");
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || store.defrag())
@@ -63,6 +66,89 @@ impl EtcdServer {
             Err(e) => {
                 tracing::warn!(error = %e, "failed to defragment");
                 Err(e.into())
+            }
+        }
+    }
+
+    /// HashKV: the hash of the key space up to `revision` (0: now), to compare members.
+    pub fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse, ServerError> {
+        self.refuse_on_learner()?;
+        let h = self.store.hash_kv(req.revision)?;
+        Ok(HashKvResponse {
+            header: Some(self.header(self.store.current_revision())),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
+        })
+    }
+
+    /// MoveLeader: the leader hands leadership to `target_id` (a voter) and waits until it
+    /// leads, as etcd's `MoveLeader`.
+    pub async fn move_leader(
+        &self,
+        req: MoveLeaderRequest,
+    ) -> Result<MoveLeaderResponse, ServerError> {
+        self.refuse_on_learner()?;
+        let mut leadership = self.raft.leadership();
+        if !leadership.borrow().is_leader() {
+            return Err(ServerError::NotLeader);
+        }
+        let voter = self
+            .membership
+            .read()
+            .members
+            .get(&req.target_id)
+            .is_some_and(|m| !m.is_learner);
+        if !voter {
+            return Err(ServerError::BadLeaderTransferee);
+        }
+        self.transfer_leadership_to(req.target_id, &mut leadership, self.request_timeout())
+            .await?;
+        Ok(MoveLeaderResponse { header: None })
+    }
+
+    /// Asks raft to hand leadership to `to` and waits until `to` leads.
+    pub(crate) async fn transfer_leadership_to(
+        &self,
+        to: u64,
+        leadership: &mut tokio::sync::watch::Receiver<oxcd_raft::Leadership>,
+        within: Duration,
+    ) -> Result<(), ServerError> {
+        tracing::info!(transferee = %format!("{to:x}"), "transferring leadership");
+        self.raft.transfer_leadership(to)?;
+        match tokio::time::timeout(within, leadership.wait_for(|l| l.leader_id == to)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(leader = %format!("{to:x}"), "leadership transferred");
+                Ok(())
+            }
+            Ok(Err(_)) => Err(ServerError::Stopped),
+            Err(_) => Err(ServerError::TimeoutLeaderTransfer),
+        }
+    }
+
+    /// On a graceful stop, a leader with other voters hands leadership to the one whose log
+    /// is longest first, so the cluster need not wait an election timeout (etcd's
+    /// `TransferLeadership` on stop). Best effort: failures are logged.
+    pub async fn hand_over_leadership(&self) {
+        let mut leadership = self.raft.leadership();
+        if !leadership.borrow().is_leader() {
+            return;
+        }
+        let me = self.membership.read().local_id;
+        let voters: Vec<u64> = self.membership.read().voter_ids();
+        let Ok(Some(matches)) = self.raft.match_indexes().await else {
+            return;
+        };
+        let best = voters
+            .into_iter()
+            .filter(|id| *id != me)
+            .max_by_key(|id| matches.get(id).copied().unwrap_or(0));
+        if let Some(to) = best {
+            if let Err(e) = self
+                .transfer_leadership_to(to, &mut leadership, self.request_timeout())
+                .await
+            {
+                tracing::warn!(error = %e, "could not hand leadership over before stopping");
             }
         }
     }

@@ -60,6 +60,26 @@ impl EtcdServer {
         self.raft.status()
     }
 
+    /// Whether raft knows a leader now.
+    pub fn has_leader(&self) -> bool {
+        self.raft.leadership().borrow().has_leader()
+    }
+
+    /// Raft's leadership, pushed as it changes (the Watch adapter cancels streams that
+    /// require a leader when it is lost).
+    pub fn leadership(&self) -> tokio::sync::watch::Receiver<oxcd_raft::Leadership> {
+        self.raft.leadership()
+    }
+
+    /// etcd 3.4's rule: a learner serves only Status and serializable Range; every other
+    /// request fails with "rpc not supported for learner".
+    pub fn refuse_on_learner(&self) -> Result<(), ServerError> {
+        if self.is_learner() {
+            return Err(ServerError::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
     /// The store's current revision.
     pub fn current_revision(&self) -> i64 {
         self.store.current_revision()

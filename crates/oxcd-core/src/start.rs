@@ -244,6 +244,9 @@ impl Core {
     /// durable). Returns why the member had failed, if it had.
     pub async fn shutdown(mut self) -> Result<(), StartError> {
         let unexpected = self.failed.is_some();
+        if !unexpected {
+            self.server.hand_over_leadership().await;
+        }
         let _ = self.stop_tx.send(true);
         let _ = self.lessor_loop.await;
         self.server.raft.shutdown();

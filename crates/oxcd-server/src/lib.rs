@@ -24,6 +24,7 @@ use oxcd_proto::etcdserverpb::{
 use oxcd_proto::v3electionpb::election_server::ElectionServer;
 use oxcd_proto::v3lockpb::lock_server::LockServer;
 use thiserror::Error;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::config::{url_text, Config};
 
@@ -138,23 +139,31 @@ fn core_config(cfg: &Config) -> CoreConfig {
 /// gRPC services and HTTP endpoints on one router, so both share each client port.
 fn router(server: Arc<EtcdServer>, cfg: &Config) -> axum::Router {
     let max = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-    let routes = tonic::service::Routes::new(
+    let leader = || grpc::require_leader(server.clone());
+    let routes = tonic::service::Routes::new(InterceptedService::new(
         KvServer::new(grpc::kv::KvService::new(server.clone())).max_decoding_message_size(max),
-    )
-    .add_service(ClusterServer::new(grpc::cluster::ClusterService::new(
-        server.clone(),
-    )))
-    .add_service(MaintenanceServer::new(
-        grpc::maintenance::MaintenanceService::new(server.clone()),
+        leader(),
     ))
-    .add_service(WatchServer::new(grpc::watch::WatchService::new(
-        server.clone(),
-        cfg.watch_progress_notify_interval,
-        max,
-    )))
-    .add_service(LeaseServer::new(grpc::lease::LeaseService::new(
-        server.clone(),
-    )))
+    .add_service(InterceptedService::new(
+        ClusterServer::new(grpc::cluster::ClusterService::new(server.clone())),
+        leader(),
+    ))
+    .add_service(InterceptedService::new(
+        MaintenanceServer::new(grpc::maintenance::MaintenanceService::new(server.clone())),
+        leader(),
+    ))
+    .add_service(InterceptedService::new(
+        WatchServer::new(grpc::watch::WatchService::new(
+            server.clone(),
+            cfg.watch_progress_notify_interval,
+            max,
+        )),
+        leader(),
+    ))
+    .add_service(InterceptedService::new(
+        LeaseServer::new(grpc::lease::LeaseService::new(server.clone())),
+        leader(),
+    ))
     .add_service(AuthServer::new(grpc::Unimplemented))
     .add_service(ElectionServer::new(grpc::Unimplemented))
     .add_service(LockServer::new(grpc::Unimplemented));

@@ -100,6 +100,6 @@ impl Lease for LeaseService {
         &self,
         _req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        Ok(Response::new(self.server.lease_leases()))
+        status(self.server.lease_leases())
     }
 }

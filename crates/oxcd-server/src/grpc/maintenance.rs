@@ -5,13 +5,14 @@ use std::sync::Arc;
 use oxcd_core::EtcdServer;
 use oxcd_proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
-    DefragmentResponse, StatusRequest, StatusResponse,
+    DefragmentResponse, HashKvRequest, HashKvResponse, MoveLeaderRequest, MoveLeaderResponse,
+    StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::status;
 
-/// Serves Status, Alarm and Defragment.
+/// Serves Status, Alarm, Defragment, HashKV and MoveLeader.
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
 }
@@ -41,5 +42,19 @@ impl Maintenance for MaintenanceService {
 
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         status(self.server.alarm(req.into_inner()).await)
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        status(self.server.hash_kv(req.into_inner()))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        status(self.server.move_leader(req.into_inner()).await)
     }
 }

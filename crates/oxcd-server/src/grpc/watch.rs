@@ -17,7 +17,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use oxcd_core::EtcdServer;
+use oxcd_core::{EtcdServer, ServerError};
 use oxcd_watch::{Hub, Outgoing, INVALID_WATCH_ID, STREAM_QUEUE};
 
 /// etcd's `minWatchProgressInterval`.
@@ -79,6 +79,9 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Responses>, Status> {
+        // etcd 3.4: a learner serves no streams.
+        self.server.refuse_on_learner()?;
+        let require_leader = super::requires_leader(req.metadata());
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<Outgoing>(STREAM_QUEUE);
         let sid = self.hub.open_stream(tx.clone());
@@ -134,7 +137,29 @@ impl Watch for WatchService {
             };
             futures::stream::iter(parts.into_iter().map(Ok))
         });
-        Ok(Response::new(Box::pin(out)))
+        if !require_leader {
+            return Ok(Response::new(Box::pin(out)));
+        }
+        // `WithRequireLeader`: etcd ends the stream with "no leader" once this member has
+        // been without a leader for three election timeouts.
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let grace = 3 * self.server.config().election_timeout;
+        let leader_lost = {
+            let lost = lost.clone();
+            let leadership = self.server.leadership();
+            async move {
+                super::leader_lost(leadership, grace).await;
+                lost.store(true, std::sync::atomic::Ordering::Release);
+            }
+        };
+        let end = futures::stream::once(async move {
+            lost.load(std::sync::atomic::Ordering::Acquire)
+                .then(|| Err(Status::from(ServerError::NoLeader)))
+        })
+        .filter_map(std::future::ready);
+        Ok(Response::new(Box::pin(
+            out.take_until(leader_lost).chain(end),
+        )))
     }
 }
 
