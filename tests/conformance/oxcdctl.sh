@@ -1,0 +1,318 @@
+# oxcdctl vs etcdctl 3.4, byte for byte. Sourced by ./run (after the etcdctl scenarios).
+#
+# For each server kind (etcd, then oxcd) the scenario list of scenarios.sh (without the Go
+# ones) plus the oxcdctl-only scenarios below runs twice, each time on a fresh server on the
+# SAME ports (so member and cluster ids are the same): once driven by etcdctl, once by
+# oxcdctl. The two normalized transcripts must be equal. Report lines:
+#   PASS oxcdctl/<server>/<scenario>   FAIL oxcdctl/<server>/<scenario> + diff
+#
+#   OXCDCTL_BIN        the CLI under test (default ${CARGO_TARGET_DIR:-target}/release/oxcdctl,
+#                      built with `cargo build --release -p oxcdctl` if absent)
+#   CONFORMANCE_SKIP_OXCDCTL=1  skip this part
+# Ports: client $PORT_BASE+4, peer $PORT_BASE+14.
+
+CTL_CLIENT=$((PORT_BASE + 4)) CTL_PEER=$((PORT_BASE + 14))
+
+# ctl_od ARGS...: like ctl, but stdout is recorded as `od -c` (binary protobuf output).
+ctl_od() {
+  local rc=0
+  timeout 30 "$CTL_BIN" --endpoints="$EP" "$@" >"$WORK/ctl.out" 2>"$WORK/ctl.err" || rc=$?
+  {
+    printf '$ etcdctl'; printf ' %q' "$@"; printf '\n'
+    od -An -c "$WORK/ctl.out"
+    if [ -s "$WORK/ctl.err" ]; then echo '[stderr]'; sed -e '$a\' "$WORK/ctl.err"; fi
+    echo "[exit $rc]"
+  } >>"$OUT"
+}
+
+# ------------------------------------------------- oxcdctl-only scenarios (ctlsc_<name>)
+ctlsc_formats() {
+  quiet put fmt/a "value a"
+  quiet put fmt/b 'quote " and \ backslash'
+  local f
+  for f in simple json fields; do
+    ctl get --prefix fmt/ -w "$f"
+    ctl put fmt/c 3 --prev-kv -w "$f"
+    ctl del fmt/c --prev-kv -w "$f"
+  done
+  ctl get --prefix fmt/ --hex
+  ctl get --prefix fmt/ -w table
+  ctl get --prefix fmt/ -w yaml
+  ctl_od get --prefix fmt/ -w protobuf
+  ctl_od put fmt/d 4 -w protobuf
+  ctl get fmt/a --print-value-only -w json
+  ctl get fmt/a --consistency=s
+  ctl get fmt/a --consistency=x
+  ctl get fmt/a --order=sideways
+  ctl get fmt/a --sort-by=colour
+  ctl get --prefix --from-key fmt/
+  ctl get fmt/a fmt/b --prefix
+  ctl get
+  ctl put
+  ctl put fmt/e v --lease=xyz
+  ctl put fmt/e --ignore-value v
+  ctl del
+  ctl del fmt/a --prefix --from-key
+}
+
+ctlsc_txn_more() {
+  quiet put tx/k v1
+  ctl txn -i <<'EOF2'
+value("tx/k") = "v1"
+
+put tx/k v2
+get tx/k
+
+del tx/k
+
+EOF2
+  ctl txn -w fields <<'EOF2'
+mod("tx/k") > "0"
+version("tx/k") != "7"
+
+get tx/k --prefix
+put "tx/quoted key" "a value"
+
+get tx/none
+
+EOF2
+  ctl txn -w json <<'EOF2'
+create("tx/k") < "1"
+
+EOF2
+  ctl_od txn -w protobuf <<'EOF2'
+value("tx/k") = "v2"
+
+get tx/k
+
+EOF2
+  ctl txn <<'EOF2'
+bogus
+EOF2
+  ctl txn <<'EOF2'
+value("tx/k") =
+
+EOF2
+  ctl txn <<'EOF2'
+version("tx/k") = "x"
+
+EOF2
+  ctl txn <<'EOF2'
+
+
+frobnicate tx/k
+
+EOF2
+  ctl txn <<'EOF2'
+
+
+put tx/k
+
+EOF2
+  ctl txn <<'EOF2'
+
+put tx/k v3
+EOF2
+  ctl txn extra-arg </dev/null
+}
+
+ctlsc_lease_more() {
+  local a
+  a=$(lease_grant 100 -w fields)
+  ctl lease timetolive "$a" -w fields
+  ctl lease keep-alive --once "$a" -w fields
+  ctl lease list -w fields
+  ctl_od lease grant 100 -w protobuf
+  ctl lease revoke "$a" -w fields
+  ctl lease grant
+  ctl lease grant abc
+  ctl lease revoke zz
+  ctl lease timetolive
+  ctl lease keep-alive
+  a=$(lease_grant 100)
+  quiet put lm/k v --lease="$a"
+  ctl lease timetolive "$a" --keys -w json
+  ctl lease revoke "$a"
+  local l
+  for l in $(timeout 10 "$CTL_BIN" --endpoints="$EP" lease list 2>/dev/null | tail -n +2); do
+    quiet lease revoke "$l"
+  done
+}
+
+ctlsc_cluster_more() {
+  ctl member list -w fields
+  ctl_od member list -w protobuf
+  ctl member remove
+  ctl member remove zz
+  ctl member remove 1234
+  ctl member update 1234
+  ctl member update 1234 --peer-urls=http://127.0.0.1:1
+  ctl member promote 1234
+  ctl member add
+  ctl member add a b http://x
+  ctl member add newbie
+  ctl endpoint hashkv
+  ctl endpoint hashkv -w json
+  ctl endpoint hashkv -w fields
+  ctl endpoint hashkv -w table
+  ctl endpoint hashkv --cluster
+  ctl endpoint status --cluster
+  ctl endpoint status -w fields
+  ctl endpoint status -w protobuf
+  ctl endpoint health -w fields
+  ctl endpoint health -w table
+  ctl alarm list
+  ctl alarm list -w json
+  ctl alarm disarm
+  ctl alarm list extra
+  ctl move-leader
+  ctl move-leader zz
+  ctl compaction
+  ctl compaction abc
+  ctl defrag --cluster
+  ctl version
+}
+
+ctlsc_watch_more() {
+  local r
+  r=$(rev)
+  quiet put wm/a 1
+  quiet put wm/b 2
+  quiet del wm/a
+  watch_bg --prefix wm/ --rev=$((r + 1)) -w json
+  watch_end 3
+  watch_bg --prefix wm/ --rev=$((r + 1)) -w fields --prev-kv
+  watch_end 30
+  watch_bg wm/a --rev=$((r + 1)) --hex
+  watch_end 4
+  ctl watch wm/a wm/b --prefix
+  ctl watch wm/a --
+  ctl watch
+}
+
+ctlsc_auth() {
+  ctl user list
+  ctl role list
+  ctl role add r1
+  ctl role add r1
+  ctl role grant-permission r1 readwrite au/ --prefix
+  ctl role grant-permission r1 read au/x au/z
+  ctl role grant-permission r1 write au/only
+  ctl role grant-permission r1 read au/open --from-key
+  ctl role grant-permission r1 bogus au/
+  ctl role grant-permission r1
+  ctl role get r1
+  ctl role get r1 -w json
+  ctl role get r1 -w fields
+  ctl role list -w fields
+  ctl role list -w json
+  ctl user add u1 --new-user-password=pw1
+  ctl user add u2:pw2 -w json
+  ctl user add :pw
+  ctl user add u1 --new-user-password=pw1
+  ctl user grant-role u1 r1
+  ctl user grant-role u1 nosuch
+  ctl user get u1
+  ctl user get u1 --detail
+  ctl user get u1 -w json
+  ctl user list
+  ctl user list -w json
+  ctl role revoke-permission r1 au/ --prefix
+  ctl role revoke-permission r1 au/x au/z
+  ctl role revoke-permission r1 au/only
+  ctl role revoke-permission r1 au/open --from-key
+  ctl role revoke-permission r1 au/missing
+  ctl user revoke-role u1 r1
+  ctl user revoke-role u1 r1
+  ctl user get nosuch
+  ctl user delete u2
+  ctl user delete u1
+  ctl role delete r1
+  ctl role delete r1
+  ctl user add root --new-user-password=rootpw
+  ctl auth enable
+  ctl get au/k
+  ctl --user=root:wrong get au/k
+  ctl --user=root:rootpw put au/k v
+  ctl --user=root --password=rootpw get au/k
+  ctl --user=root:rootpw auth disable
+  ctl user delete root
+  ctl role delete root
+}
+
+ctlsc_lock_elect() {
+  quiet put le/seed x
+  ctl lock
+  ctl lock le/lock sh -c 'echo "got $ETCD_LOCK_KEY" | sed -E "s/[0-9a-f]+$/<lease>/"'
+  ctl lock le/lock false
+  ctl elect
+  ctl elect e1
+  ctl elect -l e1 proposal
+}
+
+ctlsc_errors() {
+  ctl get foo --bogus-flag
+  ctl bogus-command
+  ctl -w yaml get foo
+  ctl --cacert= get foo
+  ctl --endpoints=127.0.0.1:1 --dial-timeout=1s --command-timeout=2s get foo
+}
+
+# ----------------------------------------------------------------------- the run
+oxcdctl_scenarios() { # the scenario functions, in order
+  local s
+  for s in "${SCENARIOS[@]}"; do
+    case $s in go_*) continue ;; esac
+    selected "$s" && echo "sc_$s"
+  done
+  sed -nE 's/^ctlsc_([A-Za-z0-9_]+)\(\).*/\1/p' "$HERE/oxcdctl.sh" | while read -r s; do
+    selected "$s" && echo "ctlsc_$s"
+  done
+}
+
+# oxcdctl_pass KIND SERVER_BIN CLI: a fresh server, every scenario driven by CLI.
+oxcdctl_pass() {
+  local kind=$1 bin=$2 cli=$3 label="ctl-$1-$(basename "$3")" f
+  if ! start_server "$label" "$bin" $CTL_CLIENT $CTL_PEER; then
+    log "oxcdctl: $kind did not start"; return 1
+  fi
+  learn_ids "$label" $CTL_CLIENT
+  mkdir -p "$WORK/$label"
+  for f in $(oxcdctl_scenarios); do
+    CTL_BIN=$cli EP=127.0.0.1:$CTL_CLIENT OUT=$WORK/$label/$f.raw
+    : >"$OUT"
+    "$f" </dev/null
+    normalize "$label" $CTL_CLIENT $CTL_PEER "$OUT.leases" <"$OUT" >"$WORK/$label/$f.norm"
+  done
+  CTL_BIN=etcdctl
+  stop_server "$label"
+}
+
+run_oxcdctl() {
+  if [ "${CONFORMANCE_SKIP_OXCDCTL:-0}" = 1 ]; then log "skipping oxcdctl (CONFORMANCE_SKIP_OXCDCTL=1)"; return 0; fi
+  if [ -z "${OXCDCTL_BIN:-}" ]; then
+    local target=${CARGO_TARGET_DIR:-target}
+    case $target in /*) ;; *) target=$REPO/$target ;; esac
+    OXCDCTL_BIN=$target/release/oxcdctl
+    if [ ! -x "$OXCDCTL_BIN" ]; then
+      log "building oxcdctl (cargo build --release -p oxcdctl)"
+      (cd "$REPO" && cargo build --release -p oxcdctl) >&2
+    fi
+  fi
+  local kind bin f name started=$SECONDS
+  for kind in etcd oxcd; do
+    if [ $kind = etcd ]; then bin=$ETCD_BIN; else bin=$OXCD_BIN; fi
+    oxcdctl_pass $kind "$bin" etcdctl || continue
+    oxcdctl_pass $kind "$bin" "$OXCDCTL_BIN" || continue
+    for f in $(oxcdctl_scenarios); do
+      name=${f#sc_}; name=${name#ctlsc_}
+      if diff -u --label "etcdctl/$kind/$name" --label "oxcdctl/$kind/$name" \
+           "$WORK/ctl-$kind-etcdctl/$f.norm" "$WORK/ctl-$kind-oxcdctl/$f.norm" >"$WORK/ctl-$kind-$name.diff"; then
+        report PASS "oxcdctl/$kind/$name"
+      else
+        report FAIL "oxcdctl/$kind/$name" "$WORK/ctl-$kind-$name.diff"
+      fi
+    done
+  done
+  log "oxcdctl comparison took $((SECONDS - started)) s"
+}
