@@ -136,7 +136,7 @@ pub enum Command {
         #[arg(long)]
         physical: bool,
         /// The revision
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_negative_numbers = true)]
         args: Vec<String>,
     },
     /// Alarm related commands
@@ -215,7 +215,6 @@ pub enum Command {
     /// etcdctl v2 habit: `set <key> <value>` is `put <key> <value>`
     Set {
         /// key and value
-        #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// etcdctl v2 habit: `ls [prefix]` is `get --prefix --keys-only <prefix>`
@@ -362,7 +361,7 @@ pub enum LeaseCommand {
     /// Creates leases
     Grant {
         /// <ttl>
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_negative_numbers = true)]
         args: Vec<String>,
     },
     /// Revokes leases

@@ -6,7 +6,6 @@
 //! and the typed client constructors.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use oxcd_proto::etcdserverpb::auth_client::AuthClient;
@@ -39,8 +38,6 @@ pub struct ConnectionConfig {
 pub struct Session {
     /// The gRPC channel.
     pub channel: Channel,
-    /// The endpoint it is connected to, as the user gave it.
-    pub endpoint: String,
     token: Option<String>,
 }
 
@@ -63,7 +60,7 @@ pub struct Connection {
     config: ConnectionConfig,
     session: OnceCell<Session>,
     client_uuid: String,
-    logged: AtomicBool,
+    passthrough: bool,
 }
 
 /// Largest message accepted from the server (etcd's client accepts any size).
@@ -86,8 +83,6 @@ use oxcd_proto::etcdserverpb::kv_client::KvClient;
 use oxcd_proto::etcdserverpb::lease_client::LeaseClient;
 use oxcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd_proto::etcdserverpb::watch_client::WatchClient;
-use oxcd_proto::v3electionpb::election_client::ElectionClient;
-use oxcd_proto::v3lockpb::lock_client::LockClient;
 
 client_ctor!(kv, KvClient<Channel>, "The KV service.");
 client_ctor!(watch, WatchClient<Channel>, "The Watch service.");
@@ -99,8 +94,6 @@ client_ctor!(
     "The Maintenance service."
 );
 client_ctor!(auth, AuthClient<Channel>, "The Auth service.");
-client_ctor!(lock, LockClient<Channel>, "The Lock service.");
-client_ctor!(election, ElectionClient<Channel>, "The Election service.");
 
 impl Connection {
     /// A connection that dials on first use.
@@ -109,7 +102,7 @@ impl Connection {
             config,
             session: OnceCell::new(),
             client_uuid: golog::random_uuid(),
-            logged: AtomicBool::new(false),
+            passthrough: false,
         }
     }
 
@@ -124,6 +117,15 @@ impl Connection {
             endpoints,
             ..self.config.clone()
         })
+    }
+
+    /// A connection to one endpoint for a maintenance call on it (clientv3's
+    /// `Status(ctx, endpoint)` and the like, which dial that endpoint directly).
+    pub fn for_endpoint(&self, endpoint: &str) -> Connection {
+        Connection {
+            passthrough: true,
+            ..self.with_endpoints(vec![endpoint.to_string()])
+        }
     }
 
     /// The session, dialing the endpoints in order on first use.
@@ -158,12 +160,8 @@ impl Connection {
             };
             match tokio::time::timeout(self.config.dial_timeout, built.connect()).await {
                 Ok(Ok(channel)) => {
-                    let token = self.authenticate(&channel, endpoint).await?;
-                    return Ok(Session {
-                        channel,
-                        endpoint: endpoint.clone(),
-                        token,
-                    });
+                    let token = self.authenticate(&channel).await?;
+                    return Ok(Session { channel, token });
                 }
                 Ok(Err(e)) => {
                     last = RpcError::Unreachable {
@@ -182,17 +180,12 @@ impl Connection {
         Err(last)
     }
 
-    async fn authenticate(
-        &self,
-        channel: &Channel,
-        endpoint: &str,
-    ) -> Result<Option<String>, RpcError> {
+    async fn authenticate(&self, channel: &Channel) -> Result<Option<String>, RpcError> {
         let Some((name, password)) = &self.config.credentials else {
             return Ok(None);
         };
         let session = Session {
             channel: channel.clone(),
-            endpoint: endpoint.to_string(),
             token: None,
         };
         let request = AuthenticateRequest {
@@ -258,13 +251,16 @@ impl Connection {
             .first()
             .map(String::as_str)
             .unwrap_or_default();
-        let target = format!(
-            "endpoint://client-{}/{}",
-            self.client_uuid,
-            strip_scheme(first)
-        );
+        let target = if self.passthrough {
+            format!("passthrough:///{first}")
+        } else {
+            format!(
+                "endpoint://client-{}/{}",
+                self.client_uuid,
+                strip_scheme(first)
+            )
+        };
         golog::warn_retrying_unary(&target, &error.grpc_text());
-        self.logged.store(true, Ordering::Relaxed);
     }
 }
 

@@ -57,6 +57,32 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// One zap `info` line on stderr: `ts` as epoch seconds (etcd's own loggers) or as ISO text
+/// (clientv3's), then the caller, the message and extra fields (already JSON-encoded values).
+pub fn info(epoch_ts: bool, caller: &str, msg: &str, fields: &[(&str, String)]) {
+    let now = SystemTime::now();
+    let ts = if epoch_ts {
+        format!(
+            "{}",
+            now.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+        )
+    } else {
+        json_string(&zap_timestamp(now))
+    };
+    let mut line = format!(
+        "{{\"level\":\"info\",\"ts\":{ts},\"caller\":{},\"msg\":{}",
+        json_string(caller),
+        json_string(msg)
+    );
+    for (k, v) in fields {
+        line.push_str(&format!(",{}:{v}", json_string(k)));
+    }
+    line.push_str("}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 /// clientv3's `retrying of unary invoker failed` warning, on stderr.
 pub fn warn_retrying_unary(target: &str, error: &str) {
     let line = format!(

@@ -4,6 +4,7 @@
 //! every output format, with etcdctl's exit codes and error texts; when a server cannot be
 //! reached it says so ("cannot reach ...") instead of "context deadline exceeded".
 
+mod bolt;
 mod cli;
 mod cmd;
 mod conn;

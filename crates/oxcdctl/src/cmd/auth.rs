@@ -30,7 +30,7 @@ pub async fn auth(ctx: &Ctx, command: AuthCommand) -> Result<(), CtlError> {
                     .await;
                 match r {
                     Ok(_) => break,
-                    Err(e) if e.to_string() == "etcdserver: root user does not exist" => {
+                    Err(e) if e.to_string() == "etcdserver: root user does not have root role" => {
                         // etcdctl creates the root role and grants it to root, then retries.
                         ctx.conn
                             .unary(t, |s| async move {

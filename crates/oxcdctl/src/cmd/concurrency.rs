@@ -405,7 +405,7 @@ async fn observe(ctx: &Ctx, prefix: &[u8]) -> Result<(), RpcError> {
     loop {
         let first = range(ctx, by_create(prefix, range_request::SortOrder::Ascend, 0)).await?;
         let (kv, header): (KeyValue, ResponseHeader) = match first.kvs.first() {
-            Some(kv) => (kv.clone(), first.header.clone().unwrap_or_default()),
+            Some(kv) => (kv.clone(), first.header.unwrap_or_default()),
             None => {
                 let from = first
                     .header
@@ -421,7 +421,7 @@ async fn observe(ctx: &Ctx, prefix: &[u8]) -> Result<(), RpcError> {
                     if let Some(e) = r.events.iter().find(|e| e.r#type == EventType::Put as i32) {
                         found = Some((
                             e.kv.clone().unwrap_or_default(),
-                            r.header.clone().unwrap_or_default(),
+                            r.header.unwrap_or_default(),
                         ));
                         break;
                     }
@@ -446,7 +446,7 @@ async fn observe(ctx: &Ctx, prefix: &[u8]) -> Result<(), RpcError> {
             };
             ctx.printer.get(&response).map(|b| emit(&b))
         };
-        let _ = print(kv.clone(), header.clone());
+        let _ = print(kv.clone(), header);
         let (_tx, mut stream) = open_watch(ctx, &kv.key, Vec::new(), header.revision + 1).await?;
         'leader: while let Some(item) = stream.next().await {
             let r = item.map_err(|s| RpcError::from_status(&s))?;
@@ -456,7 +456,7 @@ async fn observe(ctx: &Ctx, prefix: &[u8]) -> Result<(), RpcError> {
                 }
                 let _ = print(
                     e.kv.clone().unwrap_or_default(),
-                    r.header.clone().unwrap_or_default(),
+                    r.header.unwrap_or_default(),
                 );
             }
         }

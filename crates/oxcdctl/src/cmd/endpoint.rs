@@ -102,7 +102,7 @@ async fn status(ctx: &Ctx, endpoints: &[String]) -> Result<(), CtlError> {
     let mut list = Vec::new();
     let mut failed = false;
     for ep in endpoints {
-        let conn = ctx.conn.with_endpoints(vec![ep.clone()]);
+        let conn = ctx.conn.for_endpoint(ep);
         match conn
             .unary(conn.command_timeout(), |s| async move {
                 conn::maintenance(&s)
@@ -132,7 +132,7 @@ async fn hashkv(ctx: &Ctx, endpoints: &[String], revision: i64) -> Result<(), Ct
     let mut list = Vec::new();
     let mut last_error = None;
     for ep in endpoints {
-        let conn = ctx.conn.with_endpoints(vec![ep.clone()]);
+        let conn = ctx.conn.for_endpoint(ep);
         match conn
             .unary(conn.command_timeout(), |s| async move {
                 conn::maintenance(&s)

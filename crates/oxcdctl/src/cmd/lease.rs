@@ -115,6 +115,7 @@ pub struct KeepAlive {
     tx: mpsc::Sender<LeaseKeepAliveRequest>,
     responses: tonic::Streaming<oxcd_proto::etcdserverpb::LeaseKeepAliveResponse>,
     id: i64,
+    first_sent: bool,
 }
 
 impl KeepAlive {
@@ -122,19 +123,28 @@ impl KeepAlive {
     pub async fn open(ctx: &Ctx, id: i64) -> Result<KeepAlive, RpcError> {
         let session = ctx.conn.session().await?;
         let (tx, rx) = mpsc::channel(4);
+        // The first request goes with the call: the server answers the call once it has one.
+        let _ = tx.send(LeaseKeepAliveRequest { id }).await;
         let responses = conn::lease(&session)
             .lease_keep_alive(session.request(ReceiverStream::new(rx)))
             .await
             .map_err(|s| RpcError::from_status(&s))?
             .into_inner();
-        Ok(KeepAlive { tx, responses, id })
+        Ok(KeepAlive {
+            tx,
+            responses,
+            id,
+            first_sent: true,
+        })
     }
 
     /// One renewal: the answer, or `None` if the stream ended.
     pub async fn renew(
         &mut self,
     ) -> Result<Option<oxcd_proto::etcdserverpb::LeaseKeepAliveResponse>, RpcError> {
-        if self
+        if self.first_sent {
+            self.first_sent = false;
+        } else if self
             .tx
             .send(LeaseKeepAliveRequest { id: self.id })
             .await

@@ -81,7 +81,7 @@ pub async fn defrag(ctx: &Ctx, cluster: bool, data_dir: Option<String>) -> Resul
     }
     let mut failures = 0;
     for ep in super::endpoint::endpoints(ctx, cluster).await? {
-        let conn = ctx.conn.with_endpoints(vec![ep.clone()]);
+        let conn = ctx.conn.for_endpoint(&ep);
         match conn
             .unary(conn.command_timeout(), |s| async move {
                 conn::maintenance(&s)
@@ -111,7 +111,7 @@ pub async fn move_leader(ctx: &Ctx, args: &[String]) -> Result<(), CtlError> {
     let target = crate::gostr::parse_uint(&args[0], 16).map_err(CtlError::bad_args)?;
     let timeout = ctx.conn.command_timeout();
     for ep in ctx.endpoints() {
-        let conn = ctx.conn.with_endpoints(vec![ep.clone()]);
+        let conn = ctx.conn.for_endpoint(ep);
         let status = conn
             .unary(timeout, |s| async move {
                 conn::maintenance(&s)

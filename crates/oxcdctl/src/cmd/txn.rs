@@ -19,7 +19,6 @@ pub async fn run(ctx: &Ctx, interactive: bool, args: &[String]) -> Result<(), Ct
     if !args.is_empty() {
         return Err(CtlError::bad_args("txn command does not accept argument"));
     }
-    let mut input = std::io::stdin().lock();
     let prompt = |text: &str| {
         if interactive {
             emit(format!("{text}\n").as_bytes())
@@ -28,15 +27,11 @@ pub async fn run(ctx: &Ctx, interactive: bool, args: &[String]) -> Result<(), Ct
         }
     };
     prompt("compares:")?;
-    let compare = read_section(&mut input)?
-        .iter()
-        .map(|l| parse_compare(l))
-        .collect::<Result<Vec<_>, _>>()?;
+    let compare = read_section(parse_compare)?;
     prompt("success requests (get, put, del):")?;
-    let success = read_ops(&mut input)?;
+    let success = read_section(parse_request)?;
     prompt("failure requests (get, put, del):")?;
-    let failure = read_ops(&mut input)?;
-    drop(input);
+    let failure = read_section(parse_request)?;
     let request = TxnRequest {
         compare,
         success,
@@ -52,30 +47,30 @@ pub async fn run(ctx: &Ctx, interactive: bool, args: &[String]) -> Result<(), Ct
     emit(&ctx.printer.txn(&response)?)
 }
 
-/// Lines up to the first empty one; a missing newline is Go's `EOF` error.
-fn read_section(input: &mut impl BufRead) -> Result<Vec<String>, CtlError> {
-    let mut lines = Vec::new();
-    loop {
-        let mut buf = Vec::new();
-        let n = input
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| CtlError::new(ExitCode::InvalidInput, e))?;
-        if n == 0 || buf.last() != Some(&b'\n') {
-            return Err(CtlError::new(ExitCode::InvalidInput, "EOF"));
-        }
-        let line = String::from_utf8_lossy(&buf).trim().to_string();
-        if line.is_empty() {
-            return Ok(lines);
-        }
-        lines.push(line);
+/// One line of stdin; a missing newline is Go's `EOF` error.
+fn read_line(input: &mut impl BufRead) -> Result<String, CtlError> {
+    let mut buf = Vec::new();
+    let n = input
+        .read_until(b'\n', &mut buf)
+        .map_err(|e| CtlError::new(ExitCode::InvalidInput, e))?;
+    if n == 0 || buf.last() != Some(&b'\n') {
+        return Err(CtlError::new(ExitCode::InvalidInput, "EOF"));
     }
+    Ok(String::from_utf8_lossy(&buf).trim().to_string())
 }
 
-fn read_ops(input: &mut impl BufRead) -> Result<Vec<RequestOp>, CtlError> {
-    read_section(input)?
-        .iter()
-        .map(|l| parse_request(l))
-        .collect()
+/// Lines up to the first empty one, each parsed as soon as it is read (as etcdctl, which
+/// fails on a bad line before reading on). stdin is locked only while a line is read, since
+/// `put <key>` in a txn reads its value from the rest of stdin.
+fn read_section<T>(parse: impl Fn(&str) -> Result<T, CtlError>) -> Result<Vec<T>, CtlError> {
+    let mut items = Vec::new();
+    loop {
+        let line = read_line(&mut std::io::stdin().lock())?;
+        if line.is_empty() {
+            return Ok(items);
+        }
+        items.push(parse(&line)?);
+    }
 }
 
 /// The requests a txn line may hold.
@@ -350,7 +345,8 @@ mod tests {
     #[test]
     fn argify_splits_quotes_as_etcdctl() {
         assert_eq!(argify("put \"a b\" c").unwrap(), vec!["put", "a b", "c"]);
-        assert_eq!(argify("put k 'xyz'").unwrap(), vec!["put", "k", "xy"]);
+        // etcdctl cuts a single-quoted word at [1 : number of words - 1].
+        assert_eq!(argify("put k 'xyz'").unwrap(), vec!["put", "k", "x"]);
     }
 
     #[test]
@@ -372,10 +368,7 @@ mod tests {
 
     #[test]
     fn a_section_without_its_empty_line_is_eof() {
-        let mut input = std::io::Cursor::new(b"put a 1\n".to_vec());
-        assert_eq!(
-            read_section(&mut input).unwrap_err().message.unwrap(),
-            "EOF"
-        );
+        let mut input = std::io::Cursor::new(b"put a 1".to_vec());
+        assert_eq!(read_line(&mut input).unwrap_err().message.unwrap(), "EOF");
     }
 }

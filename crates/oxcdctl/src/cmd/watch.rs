@@ -156,22 +156,29 @@ fn handle(ctx: &Ctx, execs: &mut Execs, r: WatchResponse) -> Result<bool, CtlErr
         }
     }
     let reply = WatchReply {
-        header: r.header.clone().unwrap_or_default(),
+        header: r.header.unwrap_or_default(),
         events: r.events.clone(),
         compact_revision: r.compact_revision,
         canceled: r.canceled,
         created: false,
-        watch_id: r.watch_id,
     };
     if r.canceled {
         emit_err(format!("watch was canceled ({})\n", cancel_error(&r)).as_bytes());
     }
     let progress =
         r.events.is_empty() && !r.canceled && r.compact_revision == 0 && reply.header.revision != 0;
-    if progress {
-        emit(format!("progress notify: {}\n", reply.header.revision).as_bytes())?;
+    // A progress response for the whole stream (watch id -1) reaches every watcher.
+    let copies = if progress && !execs.by_id.contains_key(&r.watch_id) {
+        execs.by_id.len().max(1)
+    } else {
+        1
+    };
+    for _ in 0..copies {
+        if progress {
+            emit(format!("progress notify: {}\n", reply.header.revision).as_bytes())?;
+        }
+        emit(&ctx.printer.watch(&reply)?)?;
     }
-    emit(&ctx.printer.watch(&reply)?)?;
     if let Some(exec) = execs.by_id.get(&r.watch_id).filter(|e| !e.is_empty()) {
         for event in &r.events {
             run_exec(exec, reply.header.revision, event)?;
@@ -270,13 +277,12 @@ async fn interactive(ctx: &Ctx, env_key: &str, env_range: &str) -> Result<(), Ct
                     Some(Err(e)) => return Err(CtlError::new(ExitCode::InvalidInput, format!("Error reading watch request line: {e}"))),
                     None => return Err(CtlError::new(ExitCode::InvalidInput, "Error reading watch request line: EOF")),
                 };
-                if responses.is_none() {
+                if let Some(message) = interactive_line(&line, env_key, env_range, &mut execs)? {
+                    let _ = tx.send(message).await;
+                    // The stream is opened with its first request (the server answers then).
                     if let Some(rx) = pending_rx.take() {
                         responses = Some(open(ctx, rx).await?);
                     }
-                }
-                if let Some(message) = interactive_line(&line, env_key, env_range, &mut execs)? {
-                    let _ = tx.send(message).await;
                 }
             }
             item = next(&mut responses) => {
@@ -329,7 +335,7 @@ fn interactive_line(
             if a.args.is_empty() && a.exec.is_empty() && env_key.is_empty() {
                 return Err(CtlError::bad_args(BAD_ARGS));
             }
-            if !a.args.is_empty() && env_key.is_empty() == false && a.exec.is_empty() {
+            if !a.args.is_empty() && !env_key.is_empty() && a.exec.is_empty() {
                 return Err(CtlError::bad_args(CONFLICT_ENV));
             }
             let keys = with_env_key(a.args.clone(), env_key, env_range);

@@ -123,8 +123,6 @@ pub struct WatchReply {
     pub canceled: bool,
     /// Whether this is the creation response.
     pub created: bool,
-    /// The watch id (only in the protobuf output).
-    pub watch_id: i64,
 }
 
 /// Chooses the format and options; every command prints through one of these.

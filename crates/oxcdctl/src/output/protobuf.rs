@@ -38,7 +38,7 @@ pub fn txn(r: &pb::TxnResponse) -> Printed {
 /// One watch response, re-assembled as a `WatchResponse` (without the watch id, as etcdctl).
 pub fn watch(r: &WatchReply) -> Printed {
     encode(&pb::WatchResponse {
-        header: Some(r.header.clone()),
+        header: Some(r.header),
         events: r.events.clone(),
         compact_revision: r.compact_revision,
         canceled: r.canceled,
@@ -46,25 +46,30 @@ pub fn watch(r: &WatchReply) -> Printed {
         ..Default::default()
     })
 }
-/// `lease grant`: clientv3's struct cannot be marshalled.
-pub fn grant(_r: &pb::LeaseGrantResponse) -> Printed {
-    unmarshallable("clientv3.LeaseGrantResponse")
+/// `lease grant`: clientv3's struct embeds the header, whose `Marshal` is all that is written.
+pub fn grant(r: &pb::LeaseGrantResponse) -> Printed {
+    Ok(header_message(r.header.as_ref()))
 }
 /// `lease revoke`.
 pub fn revoke(_id: i64, _r: &pb::LeaseRevokeResponse) -> Printed {
     unmarshallable("clientv3.LeaseRevokeResponse")
 }
-/// `lease keep-alive`.
-pub fn keep_alive(_r: &pb::LeaseKeepAliveResponse) -> Printed {
-    unmarshallable("clientv3.LeaseKeepAliveResponse")
+/// `lease keep-alive`: the embedded header only, as `lease grant`.
+pub fn keep_alive(r: &pb::LeaseKeepAliveResponse) -> Printed {
+    Ok(header_message(r.header.as_ref()))
 }
-/// `lease timetolive`.
-pub fn time_to_live(_r: &pb::LeaseTimeToLiveResponse, _keys: bool) -> Printed {
-    unmarshallable("*clientv3.LeaseTimeToLiveResponse")
+/// `lease timetolive`: the embedded header only, as `lease grant`.
+pub fn time_to_live(r: &pb::LeaseTimeToLiveResponse, _keys: bool) -> Printed {
+    Ok(header_message(r.header.as_ref()))
 }
-/// `lease list`.
-pub fn leases(_r: &pb::LeaseLeasesResponse) -> Printed {
-    unmarshallable("*clientv3.LeaseLeasesResponse")
+/// `lease list`: the embedded header only, as `lease grant`.
+pub fn leases(r: &pb::LeaseLeasesResponse) -> Printed {
+    Ok(header_message(r.header.as_ref()))
+}
+
+/// A `ResponseHeader` message by itself (nothing for a missing one).
+fn header_message(h: Option<&pb::ResponseHeader>) -> Vec<u8> {
+    h.map(Message::encode_to_vec).unwrap_or_default()
 }
 /// `member add`.
 pub fn member_add(r: &pb::MemberAddResponse) -> Printed {
