@@ -241,8 +241,9 @@ ctlsc_auth() {
 
 ctlsc_lock_elect() {
   quiet put le/seed x
-  ctl lock le/lock sh -c 'echo "got $ETCD_LOCK_KEY" | sed -E "s/[0-9a-f]+$/<lease>/"'
+  ctl lock le/lock -- sh -c 'echo "got $ETCD_LOCK_KEY" | sed -E "s/[0-9a-f]+$/<lease>/"'
   ctl lock le/lock false
+  ctl lock --ttl=5 le/lock -- sh -c 'test -n "$ETCD_LOCK_REV" && echo rev-set'
   ctl elect
   ctl elect e1
   ctl elect -l e1 proposal
@@ -258,7 +259,6 @@ ctlsc_snapshot() {
   done
   ctl snapshot status "$WORK/no-such-file.db"
   ctl snapshot save
-  ctl snapshot restore "$f" --data-dir "$WORK/restored"
   rm -f "$f"
 }
 

@@ -57,6 +57,21 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// One clientv3 zap `warn` line on stderr (ISO `ts`), with extra JSON-encoded fields.
+pub fn warn(caller: &str, msg: &str, fields: &[(&str, String)]) {
+    let mut line = format!(
+        "{{\"level\":\"warn\",\"ts\":{},\"caller\":{},\"msg\":{}",
+        json_string(&zap_timestamp(SystemTime::now())),
+        json_string(caller),
+        json_string(msg)
+    );
+    for (k, v) in fields {
+        line.push_str(&format!(",{}:{v}", json_string(k)));
+    }
+    line.push_str("}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
 /// One zap `info` line on stderr: `ts` as epoch seconds (etcd's own loggers) or as ISO text
 /// (clientv3's), then the caller, the message and extra fields (already JSON-encoded values).
 pub fn info(epoch_ts: bool, caller: &str, msg: &str, fields: &[(&str, String)]) {

@@ -65,7 +65,9 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Completion { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "oxcdctl", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "oxcdctl", &mut script);
+            let _ = emit(&script);
             return Ok(());
         }
         Command::Snapshot(crate::cli::SnapshotCommand::Status { args }) => {
@@ -128,8 +130,59 @@ fn duration_flag(name: &str, value: &str) -> Result<Duration, CtlError> {
     })
 }
 
+/// Global flags that have an `ETCDCTL_*` variable.
+const ENV_FLAGS: [&str; 18] = [
+    "endpoints",
+    "debug",
+    "write-out",
+    "hex",
+    "dial-timeout",
+    "command-timeout",
+    "keepalive-time",
+    "keepalive-timeout",
+    "insecure-transport",
+    "insecure-discovery",
+    "insecure-skip-tls-verify",
+    "cert",
+    "key",
+    "cacert",
+    "user",
+    "password",
+    "discovery-srv",
+    "discovery-srv-name",
+];
+
+/// etcd's `pkg/flags` refuses a flag given both on the command line and in its `ETCDCTL_*`
+/// variable (a fatal capnslog line, exit code 1).
+fn check_env_conflicts() -> Result<(), CtlError> {
+    let args: Vec<String> = std::env::args().collect();
+    for flag in ENV_FLAGS {
+        let env = format!("ETCDCTL_{}", flag.to_uppercase().replace('-', "_"));
+        let long = format!("--{flag}");
+        let on_command_line = args
+            .iter()
+            .any(|a| a == &long || a.starts_with(&format!("{long}=")))
+            || (flag == "write-out" && args.iter().any(|a| a == "-w" || a.starts_with("-w=")));
+        if on_command_line && std::env::var_os(&env).is_some() {
+            let now = std::time::SystemTime::now();
+            let ts = crate::golog::zap_timestamp(now)
+                .replace('T', " ")
+                .replace('Z', "");
+            emit_err(
+                format!(
+                    "{ts}000 C | pkg/flags: conflicting environment variable \"{env}\" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)\n"
+                )
+                .as_bytes(),
+            );
+            return Err(CtlError::silent(ExitCode::Error));
+        }
+    }
+    Ok(())
+}
+
 /// The connection and printer from the global flags, as etcdctl's `clientConfigFromCmd`.
 fn context(global: &GlobalFlags) -> Result<Ctx, CtlError> {
+    check_env_conflicts()?;
     let dial_timeout = duration_flag("dial-timeout", &global.dial_timeout)?;
     let command_timeout = duration_flag("command-timeout", &global.command_timeout)?;
     for (name, value) in [

@@ -108,11 +108,9 @@ async fn save(ctx: &Ctx, args: &[String]) -> Result<(), CtlError> {
             &[("path", json_string(&partial))],
         );
         let session = ctx.conn.session().await?;
-        let mut stream = conn::maintenance(&session)
+        let opened = conn::maintenance(&session)
             .snapshot(session.request(SnapshotRequest {}))
-            .await
-            .map_err(|s| RpcError::from_status(&s))?
-            .into_inner();
+            .await;
         golog::info(
             false,
             "clientv3/maintenance.go:200",
@@ -125,8 +123,18 @@ async fn save(ctx: &Ctx, args: &[String]) -> Result<(), CtlError> {
             "fetching snapshot",
             &[("endpoint", json_string(&endpoint))],
         );
+        let receive_failed = |status: &tonic::Status| {
+            let error = RpcError::from_status(status);
+            golog::warn(
+                "clientv3/maintenance.go:210",
+                "failed to receive from snapshot stream; closing",
+                &[("error", json_string(&error.grpc_text()))],
+            );
+            error
+        };
+        let mut stream = opened.map_err(|s| receive_failed(&s))?.into_inner();
         while let Some(item) = stream.next().await {
-            let chunk = item.map_err(|s| RpcError::from_status(&s))?;
+            let chunk = item.map_err(|s| receive_failed(&s))?;
             size += chunk.blob.len() as u64;
             file.write_all(&chunk.blob).map_err(|e| RpcError::Status {
                 code: tonic::Code::Unknown,

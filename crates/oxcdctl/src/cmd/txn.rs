@@ -105,7 +105,16 @@ pub fn parse_request(line: &str) -> Result<RequestOp, CtlError> {
     })?;
     let request = match parsed.op {
         TxnOp::Get(a) => request_op::Request::RequestRange(get_request(&a)?),
-        TxnOp::Put(a) => request_op::Request::RequestPut(put_request(&a)?),
+        TxnOp::Put(a) => {
+            // etcdctl's stdin is already buffered by the txn reader: a value "from stdin"
+            // is never there.
+            if a.args.len() == 1 && !a.ignore_value {
+                return Err(CtlError::bad_args(
+                    "put command needs 1 argument and input from stdin or 2 arguments",
+                ));
+            }
+            request_op::Request::RequestPut(put_request(&a)?)
+        }
         TxnOp::Del(a) => request_op::Request::RequestDeleteRange(del_request(&a)?),
     };
     Ok(RequestOp {
