@@ -179,10 +179,7 @@ pub enum Command {
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
     /// Makes a mirror at the destination etcd cluster
-    MakeMirror {
-        /// destination endpoint
-        args: Vec<String>,
-    },
+    MakeMirror(MakeMirrorArgs),
     /// Acquires a named lock
     Lock {
         /// timeout for session
@@ -321,6 +318,34 @@ pub struct WatchArgs {
     /// [--] [exec-command arg1 arg2 ...]
     #[arg(last = true)]
     pub exec: Vec<String>,
+}
+
+/// `make-mirror`.
+#[derive(Debug, Args)]
+pub struct MakeMirrorArgs {
+    /// Key-value prefix to mirror
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// destination prefix to mirror a prefix to a different prefix in the destination cluster
+    #[arg(long, default_value = "")]
+    pub dest_prefix: String,
+    /// mirror key-values to the root of the destination cluster
+    #[arg(long)]
+    pub no_dest_prefix: bool,
+    /// Identify secure client using this TLS certificate file for the destination cluster
+    #[arg(long)]
+    pub dest_cert: Option<String>,
+    /// Identify secure client using this TLS key file
+    #[arg(long)]
+    pub dest_key: Option<String>,
+    /// Verify certificates of TLS enabled secure servers using this CA bundle
+    #[arg(long)]
+    pub dest_cacert: Option<String>,
+    /// Disable transport security for client connections
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true")]
+    pub dest_insecure_transport: bool,
+    /// <destination>
+    pub args: Vec<String>,
 }
 
 /// `alarm`.

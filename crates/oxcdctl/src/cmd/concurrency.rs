@@ -237,6 +237,12 @@ async fn session_lost(lost: &mut watch::Receiver<bool>) {
 
 /// `lock [--ttl N] <name> [command...]`.
 pub async fn lock(ctx: &Ctx, ttl: i64, args: &[String]) -> Result<(), CtlError> {
+    // `lock name -- cmd -flag`: the separator is not part of the command (pflag drops it).
+    let args: Vec<String> = match args.iter().position(|a| a == "--") {
+        Some(i) => args[..i].iter().chain(&args[i + 1..]).cloned().collect(),
+        None => args.to_vec(),
+    };
+    let args = &args[..];
     let Some(name) = args.first() else {
         return Err(CtlError::bad_args(
             "lock takes a lock name argument and an optional command to execute",
@@ -296,6 +302,10 @@ pub async fn lock(ctx: &Ctx, ttl: i64, args: &[String]) -> Result<(), CtlError> 
             Ok(s) => Err(CtlError::new(
                 ExitCode::Error,
                 format!("exit status {}", s.code().unwrap_or(-1)),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CtlError::new(
+                ExitCode::Error,
+                format!("exec: \"{}\": executable file not found in $PATH", args[1]),
             )),
             Err(e) => Err(CtlError::new(ExitCode::Error, e)),
         };

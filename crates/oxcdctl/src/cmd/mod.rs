@@ -8,6 +8,7 @@ mod lease;
 mod legacy;
 mod maintenance;
 mod member;
+mod mirror;
 mod service;
 mod snapshot;
 mod txn;
@@ -93,10 +94,7 @@ pub async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Lease(c) => lease::run(&ctx, c).await,
         Command::Member(c) => member::run(&ctx, c).await,
         Command::Snapshot(c) => snapshot::run(&ctx, c).await,
-        Command::MakeMirror { .. } => Err(CtlError::new(
-            ExitCode::Error,
-            "make-mirror is not supported by oxcdctl yet",
-        )),
+        Command::MakeMirror(a) => mirror::run(&ctx, &a).await,
         Command::Lock { ttl, args } => concurrency::lock(&ctx, ttl, &args).await,
         Command::Elect { listen, args } => concurrency::elect(&ctx, listen, &args).await,
         Command::Auth(c) => auth::auth(&ctx, c).await,
