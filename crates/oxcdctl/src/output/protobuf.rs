@@ -131,3 +131,35 @@ pub fn user_get(_user: &str, r: &pb::AuthUserGetResponse) -> Printed {
 pub fn user_list(r: &pb::AuthUserListResponse) -> Printed {
     encode(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_grant_writes_only_the_embedded_header() {
+        let h = pb::ResponseHeader {
+            cluster_id: 1,
+            member_id: 2,
+            revision: 3,
+            raft_term: 4,
+        };
+        let r = pb::LeaseGrantResponse {
+            header: Some(h),
+            id: 99,
+            ttl: 10,
+            error: String::new(),
+        };
+        assert_eq!(grant(&r).unwrap(), vec![0x08, 1, 0x10, 2, 0x18, 3, 0x20, 4]);
+        assert!(revoke(1, &pb::LeaseRevokeResponse::default()).is_err());
+    }
+
+    #[test]
+    fn get_is_the_wire_encoding() {
+        let r = pb::RangeResponse {
+            count: 1,
+            ..Default::default()
+        };
+        assert_eq!(get(&r).unwrap(), vec![0x20, 1]);
+    }
+}

@@ -207,6 +207,34 @@ mod tests {
     }
 
     #[test]
+    fn status_table_matches_etcdctl() {
+        let r = [EpStatus {
+            ep: "127.0.0.1:24390".into(),
+            resp: pb::StatusResponse {
+                header: Some(pb::ResponseHeader {
+                    member_id: 0x99547a5679729c41,
+                    ..Default::default()
+                }),
+                version: "3.4.23".into(),
+                db_size: 20480,
+                leader: 0x99547a5679729c41,
+                raft_index: 9,
+                raft_term: 2,
+                raft_applied_index: 9,
+                ..Default::default()
+            },
+        }];
+        let expected = "\
++-----------------+------------------+---------+---------+-----------+------------+-----------+------------+--------------------+--------+
+|    ENDPOINT     |        ID        | VERSION | DB SIZE | IS LEADER | IS LEARNER | RAFT TERM | RAFT INDEX | RAFT APPLIED INDEX | ERRORS |
++-----------------+------------------+---------+---------+-----------+------------+-----------+------------+--------------------+--------+
+| 127.0.0.1:24390 | 99547a5679729c41 |  3.4.23 |   20 kB |      true |      false |         2 |          9 |                  9 |        |
++-----------------+------------------+---------+---------+-----------+------------+-----------+------------+--------------------+--------+
+";
+        assert_eq!(String::from_utf8(endpoint_status(&r)).unwrap(), expected);
+    }
+
+    #[test]
     fn hashkv_table_matches_etcdctl() {
         let r = [EpHashKv {
             ep: "127.0.0.1:24390".into(),
