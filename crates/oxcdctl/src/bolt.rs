@@ -8,6 +8,8 @@ const PAGE_HEADER: usize = 16;
 const BRANCH_PAGE: u16 = 0x01;
 const LEAF_PAGE: u16 = 0x02;
 const BUCKET_LEAF: u32 = 0x01;
+/// Deeper B+tree than any real file has.
+const MAX_DEPTH: usize = 64;
 
 /// Why a file is not a readable bbolt database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,9 +122,10 @@ impl<'a> Db<'a> {
     }
 
     fn page(&self, id: u64) -> Result<&'a [u8], BoltError> {
-        let start = id as usize * self.page_size;
-        self.data
-            .get(start..)
+        usize::try_from(id)
+            .ok()
+            .and_then(|id| id.checked_mul(self.page_size))
+            .and_then(|start| self.data.get(start..))
             .ok_or_else(|| BoltError(format!("page {id} is beyond the end of the file")))
     }
 
@@ -132,6 +135,19 @@ impl<'a> Db<'a> {
         page: &'a [u8],
         visit: &mut dyn FnMut(&'a [u8], &'a [u8], bool) -> Result<(), BoltError>,
     ) -> Result<(), BoltError> {
+        self.walk_at(page, visit, 0)
+    }
+
+    /// [`Db::walk`] at a tree depth (a corrupt file must not recurse for ever).
+    fn walk_at(
+        &self,
+        page: &'a [u8],
+        visit: &mut dyn FnMut(&'a [u8], &'a [u8], bool) -> Result<(), BoltError>,
+        depth: usize,
+    ) -> Result<(), BoltError> {
+        if depth > MAX_DEPTH {
+            return err("page tree too deep (corrupt file?)");
+        }
         let flags = u16_at(page, 8)?;
         let count = u16_at(page, 10)? as usize;
         for i in 0..count {
@@ -139,7 +155,7 @@ impl<'a> Db<'a> {
             if flags & BRANCH_PAGE != 0 {
                 let child = u64_at(page, elem + 8)?;
                 let child_page = self.page(child)?;
-                self.walk(child_page, visit)?;
+                self.walk_at(child_page, visit, depth + 1)?;
             } else if flags & LEAF_PAGE != 0 {
                 let elem_flags = u32_at(page, elem)?;
                 let pos = u32_at(page, elem + 4)? as usize;
