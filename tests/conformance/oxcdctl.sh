@@ -250,6 +250,11 @@ ctlsc_lock_elect() {
   ctl elect
   ctl elect e1
   ctl elect -l e1 proposal
+  # Held until SIGTERM (then unlocked / resigned): the key carries the session's lease id.
+  ctl_for 2 lock le/held
+  ctl_for 2 elect le/e2 proposal-1
+  ctl_for 2 elect -l le/e3
+  ctl get --prefix le/ --keys-only
 }
 
 ctlsc_snapshot() {
@@ -304,8 +309,43 @@ normalize_ctl() {
     -e 's/^\| [0-9a-f]{1,8} \| ([0-9]+) \| ([0-9]+) \| [0-9.]+ [kMG]?B \|$/| <HASH> | \1 | \2 | <SIZE> |/' \
     -e 's/"totalSize":[0-9]+/"totalSize":<SIZE>/; s/^("Size" : )[0-9]+$/\1<SIZE>/' \
     -e 's/("size":)"[^"]*"/\1"<SIZE>"/' \
+    -e 's#^(le/(held|e2))/[0-9a-f]+$#\1/<SESSION_LEASE>#' \
     -e 's/^(\| 127\.0\.0\.1:<CLIENT_PORT> \| true \|) [^|]+ \|/\1 <DURATION> |/' \
     -e 's/^(http:\/\/127\.0\.0\.1:<CLIENT_PORT>, [^,]+, )[^,]+, [^,]+, (true|false), (true|false), [0-9]+, [0-9]+, [0-9]+, /\1<VERSION>, <SIZE>, \2, \3, <TERM>, <INDEX>, <INDEX>, /'
+}
+
+# wait_for FILE PATTERN: up to 10 s for a line matching PATTERN (extended regex) in FILE.
+wait_for() {
+  local i
+  for i in $(seq 1 100); do
+    grep -Eq "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# oxcdctl_service_check CLI: `service register` / `service list [--watch]` (oxcdctl only, no
+# etcdctl counterpart): the registration is there with etcd's endpoint JSON while the command
+# runs, a watcher sees it go, and nothing is left after Ctrl-C. Problems go to $1.check.
+oxcdctl_service_check() {
+  local cli=$1 out=$WORK/service.check reg=$WORK/service.reg watch=$WORK/service.watch pid wpid got
+  : >"$out"
+  "$cli" --endpoints="$EP" service register web 10.0.0.5:80 --ttl 5 --meta zone=a </dev/null >"$reg" 2>&1 &
+  pid=$!
+  wait_for "$reg" '^registered web/10\.0\.0\.5:80 ' || echo "no registration line: $(cat "$reg")" >>"$out"
+  got=$("$cli" --endpoints="$EP" service list web 2>&1)
+  [ "$got" = "10.0.0.5:80" ] || echo "service list: $got" >>"$out"
+  got=$(etcdctl --endpoints="$EP" get web/10.0.0.5:80 --print-value-only 2>&1)
+  [ "$got" = '{"Addr":"10.0.0.5:80","Metadata":{"zone":"a"}}' ] || echo "stored value: $got" >>"$out"
+  "$cli" --endpoints="$EP" service list web --watch </dev/null >"$watch" 2>&1 &
+  wpid=$!
+  wait_for "$watch" '^10\.0\.0\.5:80$' || echo "watch listing: $(cat "$watch")" >>"$out"
+  kill -INT "$pid"; wait "$pid" 2>/dev/null || true
+  tail -1 "$reg" | grep -qx 'deregistered web/10.0.0.5:80' || echo "register output: $(cat "$reg")" >>"$out"
+  wait_for "$watch" '^- 10\.0\.0\.5:80$' || echo "watch output: $(cat "$watch")" >>"$out"
+  kill "$wpid" 2>/dev/null; wait "$wpid" 2>/dev/null || true
+  got=$(etcdctl --endpoints="$EP" get --prefix web/ 2>&1)
+  [ -z "$got" ] || echo "left after deregistration: $got" >>"$out"
 }
 
 # oxcdctl_pass KIND SERVER_BIN CLI: a fresh server, every scenario driven by CLI.
@@ -323,6 +363,9 @@ oxcdctl_pass() {
     normalize "$label" $CTL_CLIENT $CTL_PEER "$OUT.leases" <"$OUT" | normalize_ctl >"$WORK/$label/$f.norm"
   done
   CTL_BIN=etcdctl
+  if [ "$cli" != etcdctl ] && selected service_registry; then
+    EP=127.0.0.1:$CTL_CLIENT oxcdctl_service_check "$cli"
+  fi
   stop_server "$label"
 }
 
@@ -366,6 +409,16 @@ run_oxcdctl() {
         report FAIL "oxcdctl/$kind/$name" "$top/ctl-$kind-$name.diff"
       fi
     done
+  done
+  for kind in etcd oxcd; do
+    selected service_registry || continue
+    local check=$top/ctl-$kind-work/service.check
+    if [ -f "$check" ] && [ ! -s "$check" ]; then
+      report PASS "oxcdctl/$kind/service_registry"
+    else
+      [ -f "$check" ] || echo "not run (server did not start?)" >"$check"
+      report FAIL "oxcdctl/$kind/service_registry" "$check"
+    fi
   done
   log "oxcdctl comparison took $((SECONDS - started)) s"
 }
