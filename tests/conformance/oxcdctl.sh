@@ -276,6 +276,20 @@ ctlsc_errors() {
   ctl --endpoints=127.0.0.1:1 --dial-timeout=1s --command-timeout=2s get foo
 }
 
+# Last, since it changes the membership: a learner (no vote, so the cluster stays
+# available) added, updated, refused promotion (never in sync) and removed. Its id is
+# chosen by the server: normalized like a lease id.
+ctlsc_member_learner() {
+  ctl member add learner1 --learner --peer-urls=http://127.0.0.1:1
+  local id
+  id=$(sed -nE 's/^Member +([0-9a-f]+) added to cluster.*/\1/p' "$WORK/ctl.out")
+  if [ -n "$id" ]; then echo "$id" >>"$OUT.leases"; fi
+  ctl member update "${id:-1}" --peer-urls=http://127.0.0.1:2
+  ctl member promote "${id:-1}"
+  ctl member remove "${id:-1}"
+  ctl member list
+}
+
 # ----------------------------------------------------------------------- the run
 # Differences known and explained (README.md); reported as KNOWN-DIFFERENCE, not FAIL:
 #   get_count_only: etcdctl 3.4 has no --count-only; on an unknown flag etcdctl prints
@@ -310,8 +324,19 @@ normalize_ctl() {
     -e 's/"totalSize":[0-9]+/"totalSize":<SIZE>/; s/^("Size" : )[0-9]+$/\1<SIZE>/' \
     -e 's/("size":)"[^"]*"/\1"<SIZE>"/' \
     -e 's#^(le/(held|e2))/[0-9a-f]+$#\1/<SESSION_LEASE>#' \
+    -e 's/^Member +</Member </' \
     -e 's/^(\| 127\.0\.0\.1:<CLIENT_PORT> \| true \|) [^|]+ \|/\1 <DURATION> |/' \
-    -e 's/^(http:\/\/127\.0\.0\.1:<CLIENT_PORT>, [^,]+, )[^,]+, [^,]+, (true|false), (true|false), [0-9]+, [0-9]+, [0-9]+, /\1<VERSION>, <SIZE>, \2, \3, <TERM>, <INDEX>, <INDEX>, /'
+    -e 's/^(http:\/\/127\.0\.0\.1:<CLIENT_PORT>, [^,]+, )[^,]+, [^,]+, (true|false), (true|false), [0-9]+, [0-9]+, [0-9]+, /\1<VERSION>, <SIZE>, \2, \3, <TERM>, <INDEX>, <INDEX>, /' |
+    awk '
+      # The members of ETCD_INITIAL_CLUSTER come in member id order (random ids): sort them.
+      /^ETCD_INITIAL_CLUSTER="/ {
+        v = $0; sub(/^ETCD_INITIAL_CLUSTER="/, "", v); sub(/"$/, "", v)
+        n = split(v, m, ",")
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && m[j - 1] > m[j]; j--) { t = m[j]; m[j] = m[j - 1]; m[j - 1] = t }
+        v = m[1]; for (i = 2; i <= n; i++) v = v "," m[i]
+        print "ETCD_INITIAL_CLUSTER=\"" v "\""; next
+      }
+      { print }'
 }
 
 # wait_for FILE PATTERN: up to 10 s for a line matching PATTERN (extended regex) in FILE.
