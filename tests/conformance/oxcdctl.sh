@@ -311,7 +311,8 @@ oxcdctl_scenarios() { # the scenario functions, in order
 }
 
 # What differs between two fresh servers of one kind beyond normalize(): KV hashes (lease
-# ids are in the values), raft indexes, timings and sizes in the fields/--cluster forms.
+# ids are in the values), raft indexes, timings and sizes in the fields/--cluster forms,
+# a snapshot's key count (lease records of lock/elect sessions expire on their own clock).
 normalize_ctl() {
   sed -E -e 's/("hash":|"Hash" : )[0-9]+/\1<HASH>/g' \
     -e 's/^((http:\/\/)?127\.0\.0\.1:<CLIENT_PORT>), [0-9]+$/\1, <HASH>/' \
@@ -319,9 +320,10 @@ normalize_ctl() {
     -e 's/^("(RaftIndex|RaftAppliedIndex|DBSize|RaftTerm)" : )[0-9]+$/\1<N>/' \
     -e 's/^("Took" : ).*/\1<DURATION>/' \
     -e 's/"ts":[0-9.e+]+/"ts":<TS>/; s/"took":[0-9.e-]+/"took":<DURATION>/' \
-    -e 's/^[0-9a-f]{1,8}, ([0-9]+), ([0-9]+), [0-9.]+ [kMG]?B$/<HASH>, \1, \2, <SIZE>/' \
-    -e 's/^\| [0-9a-f]{1,8} \| ([0-9]+) \| ([0-9]+) \| [0-9.]+ [kMG]?B \|$/| <HASH> | \1 | \2 | <SIZE> |/' \
+    -e 's/^[0-9a-f]{1,8}, ([0-9]+), ([0-9]+), [0-9.]+ [kMG]?B$/<HASH>, \1, <KEYS>, <SIZE>/' \
+    -e 's/^\| [0-9a-f]{1,8} \| ([0-9]+) \| ([0-9]+) \| [0-9.]+ [kMG]?B \|$/| <HASH> | \1 | <KEYS> | <SIZE> |/' \
     -e 's/"totalSize":[0-9]+/"totalSize":<SIZE>/; s/^("Size" : )[0-9]+$/\1<SIZE>/' \
+    -e 's/"totalKey":[0-9]+/"totalKey":<KEYS>/; s/^("Keys" : )[0-9]+$/\1<KEYS>/' \
     -e 's/("size":)"[^"]*"/\1"<SIZE>"/' \
     -e 's#^(le/(held|e2))/[0-9a-f]+$#\1/<SESSION_LEASE>#' \
     -e 's/^Member +</Member </' \
