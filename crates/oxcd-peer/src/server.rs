@@ -10,8 +10,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oxcd_proto::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use oxcd_raft::eraftpb::MessageType;
 use oxcd_raft::wire;
@@ -179,7 +178,9 @@ async fn receive_snapshot(
             .map_err(|e| internal("cannot write", &path, e))?;
         received += c.data.len() as u64;
         if received > total {
-            return Err(invalid(format!("snapshot larger than the {total} bytes announced")));
+            return Err(invalid(format!(
+                "snapshot larger than the {total} bytes announced"
+            )));
         }
         chunk = stream.message().await?;
     }
@@ -196,7 +197,10 @@ async fn receive_snapshot(
     let file_path = path.clone();
     tokio::task::spawn_blocking(move || {
         oxcd_fs::sync_parent(&file_path).map_err(|e| {
-            PeerError::Internal(format!("cannot sync the directory of {}: {e}", file_path.display()))
+            PeerError::Internal(format!(
+                "cannot sync the directory of {}: {e}",
+                file_path.display()
+            ))
         })?;
         h.receive_snapshot(msg, &file_path)
     })

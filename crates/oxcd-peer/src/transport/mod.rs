@@ -64,6 +64,8 @@ pub struct TransportStats {
     pub sent: u64,
     /// Messages dropped: queue full, peer unknown, or not connected.
     pub dropped: u64,
+    /// Times a peer was reported unreachable to raft.
+    pub unreachable: u64,
     /// Snapshots the peer confirmed as received.
     pub snapshots_sent: u64,
     /// Snapshot sends that failed.
@@ -74,6 +76,7 @@ pub struct TransportStats {
 struct Counters {
     sent: AtomicU64,
     dropped: AtomicU64,
+    unreachable: AtomicU64,
     snapshots_sent: AtomicU64,
     snapshots_failed: AtomicU64,
 }
@@ -110,6 +113,7 @@ impl Shared {
     }
 
     fn report_unreachable(&self, to: u64) {
+        self.counters.unreachable.fetch_add(1, Ordering::Relaxed);
         if let Some(raft) = self.raft() {
             let _ = raft.report_unreachable(to);
         }
@@ -156,7 +160,10 @@ pub struct PeerTransport {
 impl std::fmt::Debug for PeerTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerTransport")
-            .field("member", &format_args!("{:x}", self.shared.handler.member_id()))
+            .field(
+                "member",
+                &format_args!("{:x}", self.shared.handler.member_id()),
+            )
             .field("peers", &self.shared.peers.lock().len())
             .finish()
     }
@@ -205,12 +212,10 @@ impl PeerTransport {
         }
         let (urls_tx, urls_rx) = watch::channel(urls);
         let (queue, queue_rx) = mpsc::channel(self.shared.opts.queue_capacity.max(1));
-        let task = self.shared.runtime.spawn(stream::run(
-            self.shared.clone(),
-            id,
-            queue_rx,
-            urls_rx,
-        ));
+        let task =
+            self.shared
+                .runtime
+                .spawn(stream::run(self.shared.clone(), id, queue_rx, urls_rx));
         peers.insert(
             id,
             Peer {
@@ -248,6 +253,7 @@ impl PeerTransport {
         TransportStats {
             sent: c.sent.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            unreachable: c.unreachable.load(Ordering::Relaxed),
             snapshots_sent: c.snapshots_sent.load(Ordering::Relaxed),
             snapshots_failed: c.snapshots_failed.load(Ordering::Relaxed),
         }
@@ -278,7 +284,7 @@ impl PeerTransport {
                 drop(peers);
                 let dropped = self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 // One line per 1024 drops is enough to see it.
-                if dropped % 1024 == 0 {
+                if dropped.is_multiple_of(1024) {
                     tracing::warn!(
                         to = %format!("{to:x}"),
                         dropped_total = dropped + 1,

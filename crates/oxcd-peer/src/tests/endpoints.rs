@@ -1,0 +1,151 @@
+//! Identity checks, lease forwarding and etcd's peer HTTP endpoints.
+
+use std::sync::Arc;
+
+use oxcd_raft::eraftpb::{Message, MessageType};
+use oxcd_raft::Transport;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::harness::{serve, url, wait_until, TestHandler};
+use crate::{DialOptions, PeerClient, PeerError, PeerTransport, TransportOptions};
+
+fn heartbeat(from: u64, to: u64) -> Message {
+    let mut m = Message::default();
+    m.set_msg_type(MessageType::MsgHeartbeat);
+    m.from = from;
+    m.to = to;
+    m.term = 1;
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_cluster_is_refused_naming_both_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = TestHandler::new(0xaaa, 1, tmp.path());
+    let _server = serve(receiver.clone(), 24440).await;
+    let stranger = TestHandler::new(0xbbb, 2, tmp.path());
+
+    let client = PeerClient::new(stranger.clone(), DialOptions::default());
+    match client.lease_renew(&[url(24440)], 7).await {
+        Err(PeerError::Refused(msg)) => {
+            assert!(
+                msg.contains("cluster aaa") && msg.contains("cluster bbb"),
+                "{msg}"
+            )
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+
+    // Raft messages are refused too: nothing reaches the receiver, the sender reports the
+    // peer unreachable (there is no raft node here: counted only).
+    let mut transport = PeerTransport::new(stranger, TransportOptions::default()).unwrap();
+    transport.set_peer_urls(1, vec![url(24440)]);
+    transport.send(vec![heartbeat(2, 1)]);
+    wait_until("the refusal is seen", || transport.stats().unreachable > 0).await;
+    assert_eq!(
+        receiver.stepped.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert!(!*transport.removed().borrow());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_refused_and_told_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = TestHandler::new(0xaaa, 1, tmp.path());
+    receiver.removed.lock().insert(2);
+    let _server = serve(receiver.clone(), 24442).await;
+    let removed = TestHandler::new(0xaaa, 2, tmp.path());
+
+    let client = PeerClient::new(removed.clone(), DialOptions::default());
+    let err = client.lease_renew(&[url(24442)], 7).await.unwrap_err();
+    assert_eq!(err, PeerError::MemberRemoved);
+    assert_eq!(
+        err.to_string(),
+        "the member has been permanently removed from the cluster"
+    );
+
+    let mut transport = PeerTransport::new(removed, TransportOptions::default()).unwrap();
+    let mut told = transport.removed();
+    transport.set_peer_urls(1, vec![url(24442)]);
+    transport.send(vec![heartbeat(2, 1)]);
+    tokio::time::timeout(super::harness::WAIT, told.wait_for(|r| *r))
+        .await
+        .expect("never told it was removed")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_requests_are_forwarded_with_their_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let leader = TestHandler::new(0xaaa, 1, tmp.path());
+    let _server = serve(leader, 24444).await;
+    let follower = TestHandler::new(0xaaa, 2, tmp.path());
+    let client = PeerClient::new(follower, DialOptions::default());
+    // The first URL does not answer; the second does.
+    let urls = [url(24499), url(24444)];
+    assert_eq!(client.lease_renew(&urls, 7).await.unwrap(), 42);
+    assert_eq!(
+        client.lease_renew(&urls, 9).await.unwrap_err(),
+        PeerError::LeaseNotFound
+    );
+    assert_eq!(
+        client.lease_renew(&urls, 8).await.unwrap_err(),
+        PeerError::NotLeader
+    );
+    let ttl = client.lease_time_to_live(&urls, 7, true).await.unwrap();
+    assert_eq!((ttl.ttl, ttl.granted_ttl), (40, 60));
+    assert_eq!(ttl.keys, vec![b"k".to_vec()]);
+    assert_eq!(
+        client
+            .lease_time_to_live(&urls, 1, false)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "etcdserver: requested lease not found"
+    );
+}
+
+/// A plain HTTP/1.1 GET; returns the raw response.
+async fn http_get(port: u16, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_and_version_answer_as_etcd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h: Arc<TestHandler> = TestHandler::new(0xcdd5f0b2c5a2e4b1, 1, tmp.path());
+    let _server = serve(h, 24446).await;
+
+    let members = http_get(24446, "/members").await;
+    let lower = members.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{members}");
+    assert!(
+        lower.contains("x-etcd-cluster-id: cdd5f0b2c5a2e4b1"),
+        "{members}"
+    );
+    assert!(
+        lower.contains("content-type: application/json"),
+        "{members}"
+    );
+    // etcd's membership.Member JSON: the id is a number, empty fields are left out,
+    // sorted by id, a newline after.
+    let body = members.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(
+        body,
+        "[{\"id\":2,\"peerURLs\":[\"http://127.0.0.1:22380\"],\"isLearner\":true},\
+         {\"id\":10276657743932975437,\"peerURLs\":[\"http://127.0.0.1:2380\"],\
+         \"name\":\"infra1\",\"clientURLs\":[\"http://127.0.0.1:2379\"]}]\n"
+    );
+
+    let version = http_get(24446, "/version").await;
+    let body = version.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(body, "{\"etcdserver\":\"3.5.0\",\"etcdcluster\":\"3.5.0\"}");
+}
