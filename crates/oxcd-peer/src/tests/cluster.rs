@@ -35,13 +35,10 @@ async fn three_members_elect_a_leader_and_replicate() {
             .collect();
         members.push(
             Member::start(MemberSpec {
-                dir: tmp.path(),
-                cluster_id: CLUSTER,
-                id,
                 voters: vec![1, 2, 3],
-                port: ports[id as usize - 1],
                 peers,
                 snapshot_count: 0,
+                ..MemberSpec::new(tmp.path(), CLUSTER, id, ports[id as usize - 1])
             })
             .await,
         );
@@ -74,13 +71,10 @@ async fn a_member_behind_the_compacted_log_receives_the_snapshot_as_a_file() {
     let tmp = tempfile::tempdir().unwrap();
     let (p1, p2) = (24410, 24411);
     let m1 = Member::start(MemberSpec {
-        dir: tmp.path(),
-        cluster_id: CLUSTER,
-        id: 1,
         voters: vec![1],
-        port: p1,
         peers: vec![],
         snapshot_count: 20,
+        ..MemberSpec::new(tmp.path(), CLUSTER, 1, p1)
     })
     .await;
     propose_n(&m1.raft, "a", 100).await;
@@ -94,13 +88,10 @@ async fn a_member_behind_the_compacted_log_receives_the_snapshot_as_a_file() {
         .await
         .unwrap();
     let m2 = Member::start(MemberSpec {
-        dir: tmp.path(),
-        cluster_id: CLUSTER,
-        id: 2,
         voters: vec![],
-        port: p2,
         peers: vec![(1, p1)],
         snapshot_count: 0,
+        ..MemberSpec::new(tmp.path(), CLUSTER, 2, p2)
     })
     .await;
     m1.transport.set_peer_urls(2, vec![super::harness::url(p2)]);
@@ -152,13 +143,10 @@ async fn a_cut_link_is_reported_unreachable_and_recovers() {
             .collect();
         members.push(
             Member::start(MemberSpec {
-                dir: tmp.path(),
-                cluster_id: CLUSTER,
-                id,
                 voters: vec![1, 2, 3],
-                port: ports[id as usize - 1],
                 peers,
                 snapshot_count: 0,
+                ..MemberSpec::new(tmp.path(), CLUSTER, id, ports[id as usize - 1])
             })
             .await,
         );
@@ -196,4 +184,81 @@ async fn a_cut_link_is_reported_unreachable_and_recovers() {
     })
     .await;
     assert_eq!(members[f as usize - 1].state().payloads, l.state().payloads);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_snapshot_does_not_hold_up_heartbeats_or_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = [24412, 24413, 24414];
+    // Exports take half a second and hold 128 MiB, sent in 64 KiB chunks: the transfer
+    // lasts longer than an election timeout (200-400 ms).
+    let big = |id: u64| MemberSpec {
+        voters: vec![1, 2],
+        snapshot_count: 20,
+        snapshot_padding: 128 << 20,
+        export_delay: std::time::Duration::from_millis(500),
+        snapshot_chunk_bytes: 64 << 10,
+        peers: vec![(3 - id, ports[(2 - id) as usize])],
+        ..MemberSpec::new(tmp.path(), CLUSTER, id, ports[id as usize - 1])
+    };
+    let voters = [Member::start(big(1)).await, Member::start(big(2)).await];
+    let leader = leader_of(&[&voters[0], &voters[1]]).await;
+    let (l, f) = if leader == 1 {
+        (&voters[0], &voters[1])
+    } else {
+        (&voters[1], &voters[0])
+    };
+    propose_n(&l.raft, "a", 100).await;
+    wait_until("the leader compacts its log", || {
+        l.raft.status().log_first_index > 1 && f.payloads() == 100
+    })
+    .await;
+    let term = l.raft.status().term;
+
+    l.raft
+        .propose_conf_change(conf_change(&[(AddLearnerNode, 3)], b"m3".to_vec()))
+        .await
+        .unwrap();
+    let m3 = Member::start(MemberSpec {
+        peers: vec![(1, ports[0]), (2, ports[1])],
+        ..MemberSpec::new(tmp.path(), CLUSTER, 3, ports[2])
+    })
+    .await;
+    for v in &voters {
+        v.transport
+            .set_peer_urls(3, vec![super::harness::url(ports[2])]);
+    }
+    wait_until("the leader starts sending the snapshot", || {
+        std::fs::read_dir(&l.handler.snap_dir).is_ok_and(|mut d| d.next().is_some())
+    })
+    .await;
+
+    // While it is exported and sent, entries commit with the follower.
+    let started = std::time::Instant::now();
+    let proposals = (0..20).map(|i| l.raft.propose(format!("b{i}").into_bytes()));
+    for r in futures::future::join_all(proposals).await {
+        r.unwrap();
+    }
+    wait_until("the follower applies during the transfer", || {
+        f.payloads() == 120
+    })
+    .await;
+    assert!(
+        m3.handler.received_files.lock().is_empty(),
+        "the snapshot arrived before the entries committed"
+    );
+    wait_until("the learner installs the snapshot", || m3.payloads() >= 100).await;
+    let took = started.elapsed();
+    wait_until("the learner catches up", || m3.payloads() == 120).await;
+    let size = m3.handler.received_files.lock()[0].1;
+    eprintln!(
+        "snapshot of {} MiB exported (0.5 s) and sent in {took:?} (from the proposals)",
+        size >> 20
+    );
+    assert!(size > 128 << 20);
+    // Nobody missed heartbeats: no election happened.
+    for m in [&voters[0], &voters[1], &m3] {
+        let s = m.raft.status();
+        assert_eq!((s.term, s.leader_id), (term, leader), "member {}", m.id);
+    }
 }

@@ -86,12 +86,24 @@ pub(super) struct TestHandler {
     pub(super) received_files: Mutex<Vec<(PathBuf, u64)>>,
     /// Zero bytes added to exported snapshots.
     pub(super) snapshot_padding: usize,
+    /// How long an export takes at least (a large backend).
+    pub(super) export_delay: Duration,
     /// Messages stepped.
     pub(super) stepped: std::sync::atomic::AtomicU64,
 }
 
 impl TestHandler {
     pub(super) fn new(cluster_id: u64, member_id: u64, dir: &Path) -> Arc<TestHandler> {
+        Self::with_snapshots(cluster_id, member_id, dir, 3 << 20, Duration::ZERO)
+    }
+
+    pub(super) fn with_snapshots(
+        cluster_id: u64,
+        member_id: u64,
+        dir: &Path,
+        snapshot_padding: usize,
+        export_delay: Duration,
+    ) -> Arc<TestHandler> {
         Arc::new(TestHandler {
             cluster_id,
             member_id,
@@ -101,7 +113,8 @@ impl TestHandler {
             state: Arc::default(),
             pending: Mutex::new(None),
             received_files: Mutex::default(),
-            snapshot_padding: 3 << 20,
+            snapshot_padding,
+            export_delay,
             stepped: 0.into(),
         })
     }
@@ -159,6 +172,7 @@ impl PeerHandler for TestHandler {
     }
 
     fn export_snapshot(&self, dest: &Path) -> Result<u64, PeerError> {
+        std::thread::sleep(self.export_delay);
         let bytes = self.state.lock().encode(self.snapshot_padding);
         std::fs::write(dest, &bytes).map_err(|e| PeerError::Internal(e.to_string()))?;
         Ok(bytes.len() as u64)
@@ -230,7 +244,7 @@ pub(super) struct Member {
     pub(super) raft: RaftHandle,
     /// `(kind, index)` of every entry delivered, in order.
     pub(super) delivered: Arc<Mutex<Vec<(EntryKind, u64)>>>,
-    _server: JoinHandle<()>,
+    server: JoinHandle<()>,
 }
 
 /// How to start a member.
@@ -245,14 +259,46 @@ pub(super) struct MemberSpec<'a> {
     /// `(id, port)` of the peers (the port dialled: a proxy's or the member's).
     pub(super) peers: Vec<(u64, u16)>,
     pub(super) snapshot_count: u64,
+    /// Zero bytes added to the snapshots this member exports.
+    pub(super) snapshot_padding: usize,
+    /// How long its exports take at least.
+    pub(super) export_delay: Duration,
+    /// Size of the chunks it sends snapshots in.
+    pub(super) snapshot_chunk_bytes: usize,
+}
+
+impl<'a> MemberSpec<'a> {
+    /// Member `id` of cluster `cluster_id` listening on `port`, joining (no voters), no
+    /// log compaction, 3 MiB snapshots exported at once.
+    pub(super) fn new(dir: &'a Path, cluster_id: u64, id: u64, port: u16) -> Self {
+        Self {
+            dir,
+            cluster_id,
+            id,
+            voters: vec![],
+            port,
+            peers: vec![],
+            snapshot_count: 0,
+            snapshot_padding: 3 << 20,
+            export_delay: Duration::ZERO,
+            snapshot_chunk_bytes: TransportOptions::default().snapshot_chunk_bytes,
+        }
+    }
 }
 
 impl Member {
     pub(super) async fn start(spec: MemberSpec<'_>) -> Member {
-        let handler = TestHandler::new(spec.cluster_id, spec.id, spec.dir);
+        let handler = TestHandler::with_snapshots(
+            spec.cluster_id,
+            spec.id,
+            spec.dir,
+            spec.snapshot_padding,
+            spec.export_delay,
+        );
         let server = serve(handler.clone(), spec.port).await;
         let opts = TransportOptions {
             dial: DialOptions::default(),
+            snapshot_chunk_bytes: spec.snapshot_chunk_bytes,
             ..TransportOptions::default()
         };
         let transport = PeerTransport::new(handler.clone(), opts).unwrap();
@@ -284,7 +330,7 @@ impl Member {
             transport,
             raft,
             delivered,
-            _server: server,
+            server,
         }
     }
 
@@ -300,7 +346,7 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.raft.shutdown();
-        self._server.abort();
+        self.server.abort();
     }
 }
 
