@@ -87,12 +87,7 @@ impl RaftPeer for PeerService {
         while let Some(batch) = stream.message().await? {
             for bytes in batch.messages {
                 let msg = wire::decode_message(bytes).map_err(invalid)?;
-                if msg.from != from {
-                    return Err(invalid(format!(
-                        "a message from {:x} on the stream of member {from:x}",
-                        msg.from
-                    )));
-                }
+                check_addressing(&*self.handler, from, msg.from, msg.to)?;
                 self.handler.step(msg)?;
             }
         }
@@ -135,6 +130,24 @@ impl RaftPeer for PeerService {
     }
 }
 
+/// Refuses a message not from the member whose stream carries it, or not for this member
+/// (a peer URL now served by another member: stepping it here would be wrong).
+fn check_addressing(
+    handler: &dyn PeerHandler,
+    stream_from: u64,
+    from: u64,
+    to: u64,
+) -> Result<(), Status> {
+    let local = handler.member_id();
+    if from != stream_from || to != local {
+        return Err(invalid(format!(
+            "a message from {from:x} to {to:x} on the stream from member {stream_from:x} \
+             to member {local:x}"
+        )));
+    }
+    Ok(())
+}
+
 /// Writes a snapshot stream to a file in the snapshot directory, fsyncs it and hands it
 /// to the handler; returns the bytes received.
 async fn receive_snapshot(
@@ -148,13 +161,13 @@ async fn receive_snapshot(
         .await?
         .ok_or_else(|| invalid("empty snapshot stream"))?;
     let msg = wire::decode_message(first.message.clone()).map_err(invalid)?;
-    if msg.get_msg_type() != MessageType::MsgSnapshot || msg.from != from {
+    if msg.get_msg_type() != MessageType::MsgSnapshot {
         return Err(invalid(format!(
-            "the snapshot stream of member {from:x} starts with a {:?} from {:x}",
-            msg.get_msg_type(),
-            msg.from
+            "the snapshot stream of member {from:x} starts with a {:?}",
+            msg.get_msg_type()
         )));
     }
+    check_addressing(&**handler, from, msg.from, msg.to)?;
     let index = msg.get_snapshot().get_metadata().index;
     let total = first.total_bytes;
     let dir = handler.snapshot_dir();

@@ -94,6 +94,13 @@ async fn a_member_behind_the_compacted_log_receives_the_snapshot_as_a_file() {
         ..MemberSpec::new(tmp.path(), CLUSTER, 2, p2)
     })
     .await;
+    // First a URL nobody serves: unreachable; then the right one, replacing it.
+    m1.transport
+        .set_peer_urls(2, vec![super::harness::url(24498)]);
+    wait_until("member 2 is reported unreachable", || {
+        m1.transport.stats().unreachable > 0
+    })
+    .await;
     m1.transport.set_peer_urls(2, vec![super::harness::url(p2)]);
 
     wait_until("member 2 installs the snapshot", || m2.payloads() == 100).await;

@@ -149,3 +149,53 @@ async fn members_and_version_answer_as_etcd() {
     let body = version.split("\r\n\r\n").nth(1).unwrap();
     assert_eq!(body, "{\"etcdserver\":\"3.5.0\",\"etcdcluster\":\"3.5.0\"}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_that_cannot_be_delivered_are_dropped_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = TestHandler::new(0xaaa, 1, tmp.path());
+    let opts = TransportOptions {
+        queue_capacity: 4,
+        ..TransportOptions::default()
+    };
+    let mut transport = PeerTransport::new(h, opts).unwrap();
+    // Nobody listens there.
+    transport.set_peer_urls(2, vec![url(24497)]);
+    transport.set_peer_urls(1, vec![url(24496)]);
+    assert_eq!(transport.peer_ids(), vec![2], "its own id is no peer");
+    // Into a queue of 4 that is not drained while connecting: most are dropped at once.
+    transport.send((0..100).map(|_| heartbeat(1, 2)).collect());
+    assert!(transport.stats().dropped >= 96, "{:?}", transport.stats());
+    // To an unknown member: dropped.
+    transport.send(vec![heartbeat(1, 3)]);
+    // The rest are dropped while the transport waits to reconnect.
+    wait_until("every message is dropped", || {
+        transport.stats().dropped == 101
+    })
+    .await;
+    let stats = transport.stats();
+    assert_eq!(stats.sent, 0);
+    assert!(stats.unreachable > 0);
+    transport.remove_peer(2);
+    assert!(transport.peer_ids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_another_member_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = TestHandler::new(0xaaa, 1, tmp.path());
+    let _server = serve(receiver.clone(), 24448).await;
+    let sender = TestHandler::new(0xaaa, 2, tmp.path());
+    let mut transport = PeerTransport::new(sender, TransportOptions::default()).unwrap();
+    // The URL of member 3 is served by member 1 (say, after a replacement).
+    transport.set_peer_urls(3, vec![url(24448)]);
+    transport.send(vec![heartbeat(2, 3)]);
+    wait_until("the stream is refused", || {
+        transport.stats().unreachable > 0
+    })
+    .await;
+    assert_eq!(
+        receiver.stepped.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
