@@ -76,11 +76,13 @@ pub trait PeerHandler: Send + Sync + 'static {
     /// snapshot's index or later. Runs on a blocking thread.
     fn export_snapshot(&self, dest: &Path) -> Result<u64, PeerError>;
 
-    /// A snapshot arrived: `file` (in [`PeerHandler::snapshot_dir`], fsynced, now owned by
-    /// the handler) holds the sender's backend and `msg` is the `MsgSnapshot` describing
-    /// it. The handler keeps the file where its applier will find it (the snapshot's
-    /// data names it) and steps `msg`; on error the transport removes the file and the
-    /// sender reports the snapshot failed. Runs on a blocking thread.
+    /// A snapshot arrived: `file` (in [`PeerHandler::snapshot_dir`], fsynced) holds the
+    /// sender's backend and `msg` is the `MsgSnapshot` describing it. On success the file
+    /// is the handler's: it must **rename** it (durably) to a name of its own where its
+    /// applier will find it (the snapshot's data names it), since files under the
+    /// transport's names are removed by [`crate::remove_partial_snapshots`], then step
+    /// `msg`. On error the transport removes the file and the sender reports the snapshot
+    /// failed. Runs on a blocking thread.
     fn receive_snapshot(&self, msg: Message, file: &Path) -> Result<(), PeerError>;
 
     /// A follower forwarded a lease keep-alive: renew lease `id` if this member leads and

@@ -23,7 +23,8 @@
 //! outcome with `report_snapshot(to, Finish | Failure)`. The receiver writes it to a
 //! temporary file in its snapshot directory, fsyncs file and directory, and hands file
 //! and message to [`PeerHandler::receive_snapshot`] (which keeps the file for its applier,
-//! i.e. `oxcd_mvcc::Store::replace_with`, and steps the message).
+//! i.e. `oxcd_mvcc::Store::replace_with`, and steps the message). Temporary files a crash
+//! leaves are removed by [`remove_partial_snapshots`] at start-up.
 //!
 //! # Receiving: [`router`]
 //!
@@ -59,6 +60,7 @@
 mod client;
 mod dial;
 mod error;
+mod files;
 mod handler;
 mod identity;
 mod proto;
@@ -71,6 +73,7 @@ mod tests;
 pub use client::PeerClient;
 pub use dial::{DialOptions, PeerTls, DIAL_OVERRIDE_ENV};
 pub use error::{PeerError, LEASE_NOT_FOUND, MEMBER_REMOVED};
+pub use files::remove_partial_snapshots;
 pub use handler::{MemberInfo, PeerHandler, Versions};
 pub use identity::{CLUSTER_ID_KEY, MEMBER_ID_KEY};
 pub use server::router;

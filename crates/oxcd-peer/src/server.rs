@@ -177,7 +177,7 @@ async fn receive_snapshot(
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| internal("cannot create", &dir, e))?;
-    let path = dir.join(format!("{index:016x}-from-{from:x}.snap.db.receiving"));
+    let path = crate::files::receiving(&dir, index, from);
     let mut cleanup = RemoveOnDrop(Some(path.clone()));
     tracing::info!(peer = %format!("{from:x}"), index, total_bytes = total, "receiving a snapshot");
     let mut file = tokio::fs::File::create(&path)

@@ -198,7 +198,7 @@ async fn a_large_snapshot_does_not_hold_up_heartbeats_or_appends() {
     let tmp = tempfile::tempdir().unwrap();
     let ports = [24412, 24413, 24414];
     // Exports take half a second and hold 128 MiB, sent in 64 KiB chunks: the transfer
-    // lasts longer than an election timeout (200-400 ms).
+    // lasts longer than an election timeout (0.5-1 s) in a debug build.
     let big = |id: u64| MemberSpec {
         voters: vec![1, 2],
         snapshot_count: 20,

@@ -199,3 +199,34 @@ async fn a_message_for_another_member_is_refused() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_peer_urls_move_an_open_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = TestHandler::new(0xaaa, 1, tmp.path());
+    let new = TestHandler::new(0xaaa, 1, tmp.path());
+    let _old_server = serve(old.clone(), 24450).await;
+    let _new_server = serve(new.clone(), 24451).await;
+    let sender = TestHandler::new(0xaaa, 2, tmp.path());
+    let mut transport = PeerTransport::new(sender, TransportOptions::default()).unwrap();
+    let stepped = |h: &TestHandler| h.stepped.load(std::sync::atomic::Ordering::Relaxed);
+
+    transport.set_peer_urls(1, vec![url(24450)]);
+    let deadline = tokio::time::Instant::now() + super::harness::WAIT;
+    while stepped(&old) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        transport.send(vec![heartbeat(2, 1)]);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    transport.set_peer_urls(1, vec![url(24451)]);
+    while stepped(&new) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never delivered to the new URL"
+        );
+        transport.send(vec![heartbeat(2, 1)]);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Moving is no failure.
+    assert_eq!(transport.stats().unreachable, 0);
+}

@@ -85,7 +85,7 @@ async fn send(shared: &Arc<Shared>, msg: Message, urls: &[String]) -> Result<u64
     let dir = shared.handler.snapshot_dir();
     std::fs::create_dir_all(&dir)
         .map_err(|e| PeerError::Internal(format!("cannot create {}: {e}", dir.display())))?;
-    let path = dir.join(format!("{index:016x}-to-{to:x}.snap.db.sending"));
+    let path = crate::files::sending(&dir, index, to);
     let _cleanup = RemoveOnDrop(Some(path.clone()));
     let handler = shared.handler.clone();
     let export_path = path.clone();
