@@ -29,12 +29,20 @@ pub struct ExportInfo {
 }
 
 impl Store {
-    /// Copies the committed backend into a new database file at `dest` (replacing any file
-    /// there), fsynced with its directory. The copy is of one point in time, the last
-    /// commit when it starts (writes still in the open batch are not in it); the store
-    /// keeps serving reads and writes meanwhile. On error `dest` is removed.
+    /// Copies the backend into a new database file at `dest` (replacing any file there),
+    /// fsynced with its directory. The copy is of one point in time holding everything
+    /// applied when it starts: the open write batch is committed first (not durably: the
+    /// copy is), so a raft snapshot at any index the applier has reported applied is
+    /// covered. The store keeps serving reads and writes while the tables are copied. On
+    /// error `dest` is removed.
     pub fn export_snapshot(&self, dest: &Path) -> Result<ExportInfo, MvccError> {
-        let snap = self.begin_read()?;
+        let snap = {
+            let mut w = self.writer.lock();
+            w.check()?;
+            let r = self.commit_locked(&mut w, false);
+            poison(&mut w, r)?;
+            self.begin_read()?
+        };
         let (consistent_index, revision) = {
             let meta = snap.open_table(META_TABLE)?;
             (
@@ -198,27 +206,31 @@ mod tests {
     }
 
     #[test]
-    fn export_copies_the_committed_state_only() {
+    fn export_copies_everything_applied() {
         let dir = tempfile::tempdir().unwrap();
         let s = filled(&dir.path().join("db"), "k", 20);
         s.aux_put("members", b"1", b"m1").unwrap();
         s.commit(false).unwrap();
-        // Applied but not committed: not in the export.
+        // Applied but not committed yet: in the export all the same.
         put(&s, "pending", "p", 21);
 
         let dest = dir.path().join("snap.db");
         let info = s.export_snapshot(&dest).unwrap();
-        assert_eq!(info.consistent_index, 20);
-        assert_eq!(info.revision, 21);
+        assert_eq!(info.consistent_index, 21);
+        assert_eq!(info.revision, 22);
         assert_eq!(info.size, std::fs::metadata(&dest).unwrap().len());
+        assert_eq!(s.committed_index(), 21);
 
         let copy = Store::open(&dest).unwrap();
-        assert_eq!(copy.consistent_index(), 20);
-        assert_eq!(copy.current_revision(), 21);
+        assert_eq!(copy.consistent_index(), 21);
+        assert_eq!(copy.current_revision(), 22);
         assert_eq!(all(&copy), all(&s));
-        assert_eq!(all(&copy).len(), 20);
+        assert_eq!(all(&copy).len(), 21);
+        // Later writes are not in it.
+        put(&s, "later", "l", 22);
         s.commit(false).unwrap();
-        assert_eq!(all(&s).len(), 21);
+        assert_eq!(all(&s).len(), 22);
+        assert_eq!(all(&copy).len(), 21);
         assert_eq!(
             copy.aux_scan("members").unwrap(),
             vec![(b"1".to_vec(), b"m1".to_vec())]
