@@ -151,6 +151,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_override_is_read_from_the_environment() {
+        // No other test reads this variable.
+        std::env::set_var(DIAL_OVERRIDE_ENV, "http://10.0.0.1:2380=127.0.0.1:9009");
+        let opts = DialOptions::from_env();
+        std::env::set_var(DIAL_OVERRIDE_ENV, "nonsense");
+        let bad = DialOptions::from_env();
+        std::env::remove_var(DIAL_OVERRIDE_ENV);
+        assert_eq!(
+            opts.unwrap().dial_override["http://10.0.0.1:2380"],
+            "127.0.0.1:9009"
+        );
+        assert!(matches!(bad, Err(PeerError::Config(_))));
+        assert!(DialOptions::from_env().unwrap().dial_override.is_empty());
+    }
+
+    #[test]
     fn the_override_maps_peer_urls_to_proxy_addresses() {
         let map = parse_override(
             "http://127.0.0.1:2380/=127.0.0.1:9001, http://10.0.0.2:2380=127.0.0.1:9002",
@@ -171,6 +187,7 @@ mod tests {
             "http://127.0.0.1:2390/"
         );
         assert!(parse_override("http://a:1").is_err());
+        assert!(parse_override("http://a:1=h:1/x").is_err());
         assert!(parse_override("a=b").is_err());
         assert!(matches!(
             opts.endpoint("https://127.0.0.1:2380"),

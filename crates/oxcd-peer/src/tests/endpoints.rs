@@ -178,6 +178,14 @@ async fn messages_that_cannot_be_delivered_are_dropped_and_counted() {
     assert!(stats.unreachable > 0);
     transport.remove_peer(2);
     assert!(transport.peer_ids().is_empty());
+
+    // After shutdown no peer is added and everything is dropped.
+    transport.set_peer_urls(4, vec![url(24497)]);
+    transport.shutdown();
+    transport.set_peer_urls(5, vec![url(24497)]);
+    assert!(transport.peer_ids().is_empty());
+    transport.send(vec![heartbeat(1, 5)]);
+    assert_eq!(transport.stats().dropped, 102);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -349,6 +349,7 @@ impl Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
+        self.transport.shutdown();
         self.raft.shutdown();
         self.server.abort();
     }

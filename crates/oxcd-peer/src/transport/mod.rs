@@ -105,6 +105,8 @@ struct Shared {
     peers: Mutex<HashMap<u64, Peer>>,
     removed: watch::Sender<bool>,
     counters: Counters,
+    /// Set by [`PeerTransport::shutdown`]: no peer is added any more.
+    stopped: AtomicBool,
 }
 
 impl Shared {
@@ -151,7 +153,8 @@ impl Shared {
 /// initial peers with [`PeerTransport::set_peer_urls`], start the raft node with a clone,
 /// then hand it the node's handle with [`PeerTransport::set_raft`] (until then nothing is
 /// reported to raft). Peers come and go with membership changes through
-/// [`PeerTransport::set_peer_urls`] / [`PeerTransport::remove_peer`].
+/// [`PeerTransport::set_peer_urls`] / [`PeerTransport::remove_peer`]. Stop it with
+/// [`PeerTransport::shutdown`] (its tasks hold it, and it holds the raft handle).
 #[derive(Clone)]
 pub struct PeerTransport {
     shared: Arc<Shared>,
@@ -185,6 +188,7 @@ impl PeerTransport {
                 peers: Mutex::new(HashMap::new()),
                 removed: watch::channel(false).0,
                 counters: Counters::default(),
+                stopped: AtomicBool::new(false),
             }),
         })
     }
@@ -202,6 +206,9 @@ impl PeerTransport {
             return;
         }
         let mut peers = self.shared.peers.lock();
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(p) = peers.get(&id) {
             p.urls.send_if_modified(|cur| {
                 let changed = *cur != urls;
@@ -231,6 +238,20 @@ impl PeerTransport {
     /// are dropped.
     pub fn remove_peer(&self, id: u64) {
         self.shared.peers.lock().remove(&id);
+    }
+
+    /// Stops every peer task (their streams close, queued messages are dropped) and lets
+    /// go of the raft handle; later messages are dropped. Call it when the member stops:
+    /// the tasks and the handle otherwise live as long as the runtime. Snapshot sends
+    /// under way finish or fail on their own.
+    pub fn shutdown(&self) {
+        let peers = {
+            let mut p = self.shared.peers.lock();
+            self.shared.stopped.store(true, Ordering::Release);
+            std::mem::take(&mut *p)
+        };
+        drop(peers);
+        *self.shared.raft.write() = None;
     }
 
     /// The ids of the peers known.
