@@ -238,3 +238,40 @@ async fn new_peer_urls_move_an_open_stream() {
     // Moving is no failure.
     assert_eq!(transport.stats().unreachable, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_link_is_noticed_by_keepalive_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = TestHandler::new(0xaaa, 1, tmp.path());
+    let _server = serve(receiver.clone(), 24452).await;
+    let proxy = super::harness::Proxy::start(24453, 24452).await;
+    let sender = TestHandler::new(0xaaa, 2, tmp.path());
+    let mut transport = PeerTransport::new(sender, TransportOptions::default()).unwrap();
+    transport.set_peer_urls(1, vec![url(24453)]);
+    let stepped = || receiver.stepped.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Heartbeats every 20 ms, as raft would send them.
+    let deadline = tokio::time::Instant::now() + super::harness::WAIT;
+    let tick = async |t: &mut PeerTransport| {
+        assert!(tokio::time::Instant::now() < deadline, "timed out");
+        t.send(vec![heartbeat(2, 1)]);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    while stepped() == 0 {
+        tick(&mut transport).await;
+    }
+    proxy.blackhole(true);
+    let started = std::time::Instant::now();
+    while transport.stats().unreachable == 0 {
+        tick(&mut transport).await;
+    }
+    let noticed = started.elapsed();
+    // Keepalive: a ping every second, two seconds to answer.
+    assert!(noticed < std::time::Duration::from_secs(5), "{noticed:?}");
+    proxy.blackhole(false);
+    let before = stepped();
+    while stepped() == before {
+        tick(&mut transport).await;
+    }
+    eprintln!("black hole noticed after {noticed:?}");
+}

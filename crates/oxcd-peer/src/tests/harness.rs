@@ -398,6 +398,8 @@ fn spawn_applier(
 /// reset, new ones refused) and restore.
 pub(super) struct Proxy {
     cut: Arc<AtomicBool>,
+    /// Bytes are read and thrown away, connections stay open.
+    blackhole: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -406,26 +408,40 @@ impl Proxy {
     pub(super) async fn start(port: u16, target: u16) -> Proxy {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let cut = Arc::new(AtomicBool::new(false));
+        let blackhole = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (cut2, conns2) = (cut.clone(), conns.clone());
+        let (cut2, conns2, hole) = (cut.clone(), conns.clone(), blackhole.clone());
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 if cut2.load(Ordering::Acquire) {
                     drop(inbound);
                     continue;
                 }
+                let hole = hole.clone();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut out) = TcpStream::connect(("127.0.0.1", target)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    if let Ok(out) = TcpStream::connect(("127.0.0.1", target)).await {
+                        let (in_r, in_w) = inbound.into_split();
+                        let (out_r, out_w) = out.into_split();
+                        tokio::join!(pipe(in_r, out_w, hole.clone()), pipe(out_r, in_w, hole));
                     }
                 });
                 conns2.lock().push(task);
             }
         });
-        Proxy { cut, conns, accept }
+        Proxy {
+            cut,
+            blackhole,
+            conns,
+            accept,
+        }
+    }
+
+    /// Swallows every byte from now on, without closing anything.
+    pub(super) fn blackhole(&self, on: bool) {
+        self.blackhole.store(on, Ordering::Release);
     }
 
     /// Breaks the link: open connections are dropped, new ones refused.
@@ -438,6 +454,25 @@ impl Proxy {
 
     pub(super) fn restore(&self) {
         self.cut.store(false, Ordering::Release);
+    }
+}
+
+/// Copies `from` to `to`, discarding while `hole` is set.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    hole: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !hole.load(Ordering::Acquire) && to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 
