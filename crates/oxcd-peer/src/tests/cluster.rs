@@ -269,3 +269,62 @@ async fn a_large_snapshot_does_not_hold_up_heartbeats_or_appends() {
         assert_eq!((s.term, s.leader_id), (term, leader), "member {}", m.id);
     }
 }
+
+/// Replication throughput through the transport (three members, 64 concurrent
+/// proposers, WAL fsyncs included): `cargo test --release -p oxcd-peer -- --ignored
+/// --nocapture throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a check"]
+async fn throughput() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = [24403, 24404, 24405];
+    let mut members = Vec::new();
+    for id in 1..=3u64 {
+        let peers = (1..=3u64)
+            .filter(|p| *p != id)
+            .map(|p| (p, ports[p as usize - 1]))
+            .collect();
+        members.push(
+            Member::start(MemberSpec {
+                voters: vec![1, 2, 3],
+                peers,
+                ..MemberSpec::new(tmp.path(), CLUSTER, id, ports[id as usize - 1])
+            })
+            .await,
+        );
+    }
+    let refs: Vec<&Member> = members.iter().collect();
+    let leader = leader_of(&refs).await;
+    let raft = members[leader as usize - 1].raft.clone();
+    let (proposers, each) = (64, 500);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..proposers)
+        .map(|p| {
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                for i in 0..each {
+                    raft.propose(format!("p{p}-{i}").into_bytes())
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = proposers * each;
+    wait_until("all apply", || {
+        members.iter().all(|m| m.payloads() == total)
+    })
+    .await;
+    let took = started.elapsed();
+    let stats = members[leader as usize - 1].transport.stats();
+    eprintln!(
+        "{total} proposals replicated to 3 members in {took:?}: {:.0}/s; leader sent {} \
+         messages, dropped {}",
+        total as f64 / took.as_secs_f64(),
+        stats.sent,
+        stats.dropped
+    );
+}
