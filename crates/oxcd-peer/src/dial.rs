@@ -71,24 +71,24 @@ impl DialOptions {
         Ok(opts)
     }
 
+    /// The URL actually dialled for peer URL `url` (the override applied).
+    pub(crate) fn dial_url(&self, url: &str) -> Result<String, PeerError> {
+        let key = url.trim_end_matches('/');
+        match self.dial_override.get(key) {
+            Some(addr) => Ok(format!("http://{addr}")),
+            None if key.starts_with("http://") => Ok(key.to_string()),
+            None if key.starts_with("https://") => Err(PeerError::Config(format!(
+                "peer URL {url}: peer TLS is not supported yet"
+            ))),
+            None => Err(PeerError::Config(format!(
+                "peer URL {url} must start with http://"
+            ))),
+        }
+    }
+
     /// An endpoint for `url`, with the override applied.
     pub(crate) fn endpoint(&self, url: &str) -> Result<Endpoint, PeerError> {
-        let key = url.trim_end_matches('/');
-        let target = match self.dial_override.get(key) {
-            Some(addr) => format!("http://{addr}"),
-            None if key.starts_with("http://") => key.to_string(),
-            None if key.starts_with("https://") => {
-                return Err(PeerError::Config(format!(
-                    "peer URL {url}: peer TLS is not supported yet"
-                )))
-            }
-            None => {
-                return Err(PeerError::Config(format!(
-                    "peer URL {url} must start with http://"
-                )))
-            }
-        };
-        let ep = Endpoint::from_shared(target)
+        let ep = Endpoint::from_shared(self.dial_url(url)?)
             .map_err(|e| PeerError::Config(format!("peer URL {url}: {e}")))?;
         Ok(ep
             .connect_timeout(self.connect_timeout)

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 use oxcd_proto::etcdserverpb::LeaseTimeToLiveResponse;
 use oxcd_raft::eraftpb::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::PeerError;
 
 /// A member as etcd's peer endpoint `GET /members` shows it (etcd's `membership.Member`
 /// JSON: the id as a number, `isLearner`, `name` and `clientURLs` left out when empty).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MemberInfo {
     /// Member id.
     pub id: u64,
@@ -31,7 +32,7 @@ pub struct MemberInfo {
 }
 
 /// Versions for `GET /version` (etcd's `{"etcdserver":..,"etcdcluster":..}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versions {
     /// The etcd server version this member answers as.
     #[serde(rename = "etcdserver")]

@@ -44,7 +44,9 @@
 //! # Forwarding: [`PeerClient`]
 //!
 //! A follower forwards lease keep-alives and TimeToLive to the leader's peer URLs
-//! ([`PeerClient::lease_renew`], [`PeerClient::lease_time_to_live`]).
+//! ([`PeerClient::lease_renew`], [`PeerClient::lease_time_to_live`]); a member joining
+//! an existing cluster reads it from a peer ([`PeerClient::members`],
+//! [`PeerClient::versions`]).
 //!
 //! # Seams
 //!
@@ -70,7 +72,7 @@ mod transport;
 #[cfg(test)]
 mod tests;
 
-pub use client::PeerClient;
+pub use client::{PeerClient, RemoteCluster};
 pub use dial::{DialOptions, PeerTls, DIAL_OVERRIDE_ENV};
 pub use error::{PeerError, LEASE_NOT_FOUND, MEMBER_REMOVED};
 pub use files::remove_partial_snapshots;

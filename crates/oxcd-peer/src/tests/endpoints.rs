@@ -7,7 +7,7 @@ use oxcd_raft::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::harness::{serve, url, wait_until, TestHandler};
-use crate::{DialOptions, PeerClient, PeerError, PeerTransport, TransportOptions};
+use crate::{DialOptions, PeerClient, PeerError, PeerHandler, PeerTransport, TransportOptions};
 
 fn heartbeat(from: u64, to: u64) -> Message {
     let mut m = Message::default();
@@ -148,6 +148,21 @@ async fn members_and_version_answer_as_etcd() {
     let version = http_get(24446, "/version").await;
     let body = version.split("\r\n\r\n").nth(1).unwrap();
     assert_eq!(body, "{\"etcdserver\":\"3.5.0\",\"etcdcluster\":\"3.5.0\"}");
+
+    // A joining member reads them back (the first URL does not answer).
+    let joining = TestHandler::new(0, 9, tmp.path());
+    let client = PeerClient::new(joining.clone(), DialOptions::default());
+    let cluster = client.members(&[url(24495), url(24446)]).await.unwrap();
+    assert_eq!(cluster.cluster_id, 0xcdd5f0b2c5a2e4b1);
+    let mut want = joining.members();
+    want.sort_by_key(|m| m.id);
+    assert_eq!(cluster.members, want);
+    let v = client.versions(&url(24446)).await.unwrap();
+    assert_eq!((v.server.as_str(), v.cluster.as_str()), ("3.5.0", "3.5.0"));
+    assert!(matches!(
+        client.members(&[url(24495)]).await,
+        Err(PeerError::Unreachable(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
