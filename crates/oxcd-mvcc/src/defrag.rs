@@ -75,7 +75,12 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
 /// Copies every table of `src` into the empty `dst` in one durable transaction. Tables are
 /// copied in key order, so redb fills each page before starting the next.
 fn copy_tables(src: &Database, dst: &Database) -> Result<u64, MvccError> {
-    let rtxn = src.begin_read()?;
+    copy_tables_from(&src.begin_read()?, dst)
+}
+
+/// [`copy_tables`] from a read transaction the caller already holds (so it can read the
+/// meta table of the same point in time).
+pub(crate) fn copy_tables_from(rtxn: &ReadTransaction, dst: &Database) -> Result<u64, MvccError> {
     if rtxn.list_multimap_tables()?.next().is_some() {
         return Err(MvccError::backend(
             "cannot defragment: the database holds a multimap table this version does not know",
@@ -86,15 +91,11 @@ fn copy_tables(src: &Database, dst: &Database) -> Result<u64, MvccError> {
     for handle in rtxn.list_tables()? {
         let name = handle.name().to_string();
         rows += if name == META_TABLE.name() {
-            copy_table(&rtxn, &mut wtxn, META_TABLE)?
+            copy_table(rtxn, &mut wtxn, META_TABLE)?
         } else {
             // The revision table and the auxiliary tables are all bytes -> bytes; anything
             // else fails to open (type mismatch) and the defragmentation with it.
-            copy_table(
-                &rtxn,
-                &mut wtxn,
-                TableDefinition::<&[u8], &[u8]>::new(&name),
-            )?
+            copy_table(rtxn, &mut wtxn, TableDefinition::<&[u8], &[u8]>::new(&name))?
         };
     }
     wtxn.set_durability(Durability::Immediate)?;

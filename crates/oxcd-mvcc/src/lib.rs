@@ -5,7 +5,8 @@
 //! in-memory index of key generations), [`backend`] (redb tables), `kv_ops`
 //! (request semantics: range/put/delete/txn), `compact` (compaction), `history`
 //! (watchers' reads of past events), `aux` (generic auxiliary tables written in the
-//! same batch), `defrag` (rewriting the backend file without its free pages) and
+//! same batch), `defrag` (rewriting the backend file without its free pages), `snapshot` (exporting
+//! the backend for a peer and replacing it with one received) and
 //! [`Store`] (the public entry point).
 
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ pub mod key_index;
 mod key_range;
 mod kv_ops;
 pub mod revision;
+mod snapshot;
 mod store;
 
 pub use aux::AuxEntry;
@@ -30,6 +32,7 @@ pub use hash::KvHash;
 pub use history::{History, HistoryRequest};
 pub use key_range::{key_bounds, KeyRange};
 pub use revision::Revision;
+pub use snapshot::ExportInfo;
 pub use store::{LeaseAttachment, Store, DEFAULT_CACHE_BYTES};
 
 #[cfg(test)]

@@ -101,46 +101,32 @@ pub struct Store {
     pub(crate) path: PathBuf,
     pub(crate) cache_bytes: usize,
     /// Lease attachments found while opening, until taken or a key is written.
-    open_leases: Mutex<Option<Vec<LeaseAttachment>>>,
+    pub(crate) open_leases: Mutex<Option<Vec<LeaseAttachment>>>,
     /// The last figure [`Store::db_size_in_use`] computed.
     in_use: AtomicU64,
     pub(crate) state: RwLock<State>,
     pub(crate) writer: Mutex<Writer>,
-    applied_rev: AtomicI64,
-    applied_index: AtomicU64,
-    committed_index: AtomicU64,
+    pub(crate) applied_rev: AtomicI64,
+    pub(crate) applied_index: AtomicU64,
+    pub(crate) committed_index: AtomicU64,
 }
 
-/// Outcome of a poisoning-aware backend call.
-pub(crate) fn poison<T>(w: &mut Writer, r: Result<T, MvccError>) -> Result<T, MvccError> {
-    if let Err(e @ (MvccError::Backend(_) | MvccError::Corrupt { .. })) = &r {
-        w.failed = Some(e.to_string());
-        w.txn = None; // abort: the batch is lost; reopen recovers the committed state
-    }
-    r
+/// What opening a database file finds in it: the key index and the positions the store
+/// starts from ([`Store::open_with_cache`], and [`Store::replace_with`] for a new file).
+pub(crate) struct Loaded {
+    pub(crate) index: TreeIndex,
+    pub(crate) open_leases: Vec<LeaseAttachment>,
+    pub(crate) compact_rev: i64,
+    /// Current revision.
+    pub(crate) current: i64,
+    pub(crate) consistent_index: u64,
+    /// A compaction scheduled but not finished, to resume.
+    pub(crate) scheduled: Option<i64>,
 }
 
-impl Store {
-    /// Opens (creating if missing) the store at `path` with the default cache size
-    /// ([`DEFAULT_CACHE_BYTES`]); see [`Store::open_with_cache`].
-    pub fn open(path: &Path) -> Result<Store, MvccError> {
-        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
-    }
-
-    /// Opens (creating if missing) the store at `path` with a redb page cache of
-    /// `cache_bytes`, rebuilds the key index from the revision table and finishes an
-    /// interrupted compaction. A leftover of an interrupted [`Store::defrag`] is removed.
-    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, MvccError> {
-        crate::defrag::remove_leftover(path);
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(path)?;
-        {
-            let txn = db.begin_write()?;
-            txn.open_table(KV_TABLE)?;
-            txn.open_table(META_TABLE)?;
-            txn.commit()?;
-        }
+impl Loaded {
+    /// Rebuilds the key index from the revision table of `db` and reads its meta table.
+    pub(crate) fn read(db: &Database) -> Result<Loaded, MvccError> {
         let rtxn = db.begin_read()?;
         let meta = rtxn.open_table(META_TABLE)?;
         let consistent_index = meta_get_u64(&meta, META_CONSISTENT_INDEX)?.unwrap_or(0);
@@ -186,6 +172,56 @@ impl Store {
             keys = index.len(),
             "mvcc store opened"
         );
+        Ok(Loaded {
+            index,
+            open_leases,
+            compact_rev,
+            current,
+            consistent_index,
+            scheduled,
+        })
+    }
+}
+
+/// Outcome of a poisoning-aware backend call.
+pub(crate) fn poison<T>(w: &mut Writer, r: Result<T, MvccError>) -> Result<T, MvccError> {
+    if let Err(e @ (MvccError::Backend(_) | MvccError::Corrupt { .. })) = &r {
+        w.failed = Some(e.to_string());
+        w.txn = None; // abort: the batch is lost; reopen recovers the committed state
+    }
+    r
+}
+
+impl Store {
+    /// Opens (creating if missing) the store at `path` with the default cache size
+    /// ([`DEFAULT_CACHE_BYTES`]); see [`Store::open_with_cache`].
+    pub fn open(path: &Path) -> Result<Store, MvccError> {
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (creating if missing) the store at `path` with a redb page cache of
+    /// `cache_bytes`, rebuilds the key index from the revision table and finishes an
+    /// interrupted compaction. A leftover of an interrupted [`Store::defrag`] is removed.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, MvccError> {
+        crate::defrag::remove_leftover(path);
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
+        {
+            let txn = db.begin_write()?;
+            txn.open_table(KV_TABLE)?;
+            txn.open_table(META_TABLE)?;
+            txn.commit()?;
+        }
+        let loaded = Loaded::read(&db)?;
+        let Loaded {
+            index,
+            open_leases,
+            compact_rev,
+            current,
+            consistent_index,
+            scheduled,
+        } = loaded;
         let store = Store {
             db: RwLock::new(Arc::new(db)),
             path: path.to_path_buf(),
@@ -707,7 +743,7 @@ impl Store {
         Ok(())
     }
 
-    fn resume_compaction(&self, rev: i64) -> Result<(), MvccError> {
+    pub(crate) fn resume_compaction(&self, rev: i64) -> Result<(), MvccError> {
         let mut w = self.writer.lock();
         self.state.write().compact_rev = rev;
         let r = crate::compact::run(self, &mut w, rev, None);

@@ -1,0 +1,304 @@
+//! Backend snapshots for peers: [`Store::export_snapshot`] copies the committed backend
+//! into a new file (the leader sends it to a member too far behind), and
+//! [`Store::replace_with`] swaps a received file in (the member's applier installs it).
+//!
+//! Both reuse the defragmentation's machinery: the export is its table copy, made under one
+//! read transaction so it is a point-in-time copy while the store keeps serving; the
+//! replacement is its swap (the file is renamed over the database and the directory
+//! fsynced, reads begun before go on in the old file).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use crate::backend::{
+    meta_get_i64, meta_get_u64, META_CONSISTENT_INDEX, META_CURRENT_REV, META_TABLE,
+};
+use crate::defrag::copy_tables_from;
+use crate::store::{poison, Loaded, Store};
+use crate::MvccError;
+
+/// What a [`Store::export_snapshot`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportInfo {
+    /// Raft index the copy holds (its consistent index).
+    pub consistent_index: u64,
+    /// The revision the copy holds (the newest committed one when it was taken).
+    pub revision: i64,
+    /// Size of the file written, in bytes.
+    pub size: u64,
+}
+
+impl Store {
+    /// Copies the backend into a new database file at `dest` (replacing any file there),
+    /// fsynced with its directory. The copy is of one point in time holding everything
+    /// applied when it starts: the open write batch is committed first (not durably: the
+    /// copy is), so a raft snapshot at any index the applier has reported applied is
+    /// covered. The store keeps serving reads and writes while the tables are copied. On
+    /// error `dest` is removed.
+    pub fn export_snapshot(&self, dest: &Path) -> Result<ExportInfo, MvccError> {
+        let snap = {
+            let mut w = self.writer.lock();
+            w.check()?;
+            let r = self.commit_locked(&mut w, false);
+            poison(&mut w, r)?;
+            self.begin_read()?
+        };
+        let (consistent_index, revision) = {
+            let meta = snap.open_table(META_TABLE)?;
+            (
+                meta_get_u64(&meta, META_CONSISTENT_INDEX)?.unwrap_or(0),
+                meta_get_i64(&meta, META_CURRENT_REV)?.unwrap_or(1),
+            )
+        };
+        let _ = std::fs::remove_file(dest);
+        let written = (|| {
+            let db = redb::Builder::new()
+                .set_cache_size(self.cache_bytes)
+                .create(dest)?;
+            copy_tables_from(&snap, &db)?;
+            drop(db);
+            oxcd_fs::sync_parent(dest).map_err(|e| {
+                MvccError::backend(format!(
+                    "cannot sync the directory of {}: {e}",
+                    dest.display()
+                ))
+            })?;
+            std::fs::metadata(dest)
+                .map(|m| m.len())
+                .map_err(|e| MvccError::backend(format!("cannot stat {}: {e}", dest.display())))
+        })();
+        match written {
+            Ok(size) => Ok(ExportInfo {
+                consistent_index,
+                revision,
+                size,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(dest);
+                Err(e)
+            }
+        }
+    }
+
+    /// Replaces the store's state with the database file `src` (one written by
+    /// [`Store::export_snapshot`], usually on another member): opens it and rebuilds the key
+    /// index from it, renames it over the store's file durably, and continues on it. `src`
+    /// must be on the file system of the store's file (e.g. in the same directory); it is
+    /// gone afterwards.
+    ///
+    /// Writes applied but not committed are discarded: the snapshot holds a newer state.
+    /// Reads begun before go on in the old file, which is closed when the last of them
+    /// ends. If `src` cannot be opened or read, nothing changes. If the rename cannot be
+    /// made durable, the store refuses further writes (like any backend failure).
+    pub fn replace_with(&self, src: &Path) -> Result<(), MvccError> {
+        let mut w = self.writer.lock();
+        w.check()?;
+        let new_db = redb::Builder::new()
+            .set_cache_size(self.cache_bytes)
+            .open(src)?;
+        // Check that the file is a backend (and build its index) before it replaces ours.
+        let loaded = Loaded::read(&new_db)?;
+        // Drops (aborts) the open batch.
+        w.txn = None;
+        w.nondurable = false;
+        std::fs::rename(src, &self.path).map_err(|e| {
+            MvccError::backend(format!(
+                "cannot rename {} to {}: {e}",
+                src.display(),
+                self.path.display()
+            ))
+        })?;
+        // From here on the path names the new file: the store must use it.
+        let old = self.swap_db(new_db);
+        let Loaded {
+            index,
+            open_leases,
+            compact_rev,
+            current,
+            consistent_index,
+            scheduled,
+        } = loaded;
+        {
+            let mut state = self.state.write();
+            state.index = index;
+            state.committed_rev = current;
+            state.compact_rev = compact_rev;
+        }
+        w.rev = current;
+        w.index = consistent_index;
+        self.applied_rev.store(current, Ordering::Release);
+        self.applied_index
+            .store(consistent_index, Ordering::Release);
+        self.committed_index
+            .store(consistent_index, Ordering::Release);
+        *self.open_leases.lock() = Some(open_leases);
+        let synced = oxcd_fs::sync_parent(&self.path).map_err(|e| {
+            MvccError::backend(format!(
+                "cannot sync the directory of {} after replacing it: {e}",
+                self.path.display()
+            ))
+        });
+        poison(&mut w, synced)?;
+        drop(w);
+        tracing::info!(
+            path = %self.path.display(),
+            revision = current,
+            consistent_index,
+            old_file_closed = std::sync::Arc::try_unwrap(old).map(drop).is_ok(),
+            "replaced the backend with a snapshot"
+        );
+        match scheduled {
+            Some(s) if s > compact_rev => {
+                tracing::info!(rev = s, "resuming the snapshot's interrupted compaction");
+                self.resume_compaction(s)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oxcd_proto::etcdserverpb::{PutRequest, RangeRequest};
+    use redb::ReadableTableMetadata;
+
+    use super::*;
+    use crate::backend::KV_TABLE;
+
+    fn put(s: &Store, key: &str, value: &str, idx: u64) {
+        let req = PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            lease: 0,
+            ..Default::default()
+        };
+        s.put(&req, idx, &|_| true).unwrap();
+    }
+
+    fn all(s: &Store) -> Vec<(String, String, i64)> {
+        let r = s
+            .range(&RangeRequest {
+                key: vec![0],
+                range_end: vec![0],
+                ..Default::default()
+            })
+            .unwrap();
+        r.kvs
+            .into_iter()
+            .map(|kv| {
+                (
+                    String::from_utf8(kv.key).unwrap(),
+                    String::from_utf8(kv.value).unwrap(),
+                    kv.mod_revision,
+                )
+            })
+            .collect()
+    }
+
+    /// A store with `n` keys written at indexes 1..=n, committed.
+    fn filled(path: &Path, prefix: &str, n: u64) -> Store {
+        let s = Store::open(path).unwrap();
+        for i in 1..=n {
+            put(&s, &format!("{prefix}{i:03}"), &format!("v{i}"), i);
+        }
+        s.commit(true).unwrap();
+        s
+    }
+
+    #[test]
+    fn export_copies_everything_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = filled(&dir.path().join("db"), "k", 20);
+        s.aux_put("members", b"1", b"m1").unwrap();
+        s.commit(false).unwrap();
+        // Applied but not committed yet: in the export all the same.
+        put(&s, "pending", "p", 21);
+
+        let dest = dir.path().join("snap.db");
+        let info = s.export_snapshot(&dest).unwrap();
+        assert_eq!(info.consistent_index, 21);
+        assert_eq!(info.revision, 22);
+        assert_eq!(info.size, std::fs::metadata(&dest).unwrap().len());
+        assert_eq!(s.committed_index(), 21);
+
+        let copy = Store::open(&dest).unwrap();
+        assert_eq!(copy.consistent_index(), 21);
+        assert_eq!(copy.current_revision(), 22);
+        assert_eq!(all(&copy), all(&s));
+        assert_eq!(all(&copy).len(), 21);
+        // Later writes are not in it.
+        put(&s, "later", "l", 22);
+        s.commit(false).unwrap();
+        assert_eq!(all(&s).len(), 22);
+        assert_eq!(all(&copy).len(), 21);
+        assert_eq!(
+            copy.aux_scan("members").unwrap(),
+            vec![(b"1".to_vec(), b"m1".to_vec())]
+        );
+    }
+
+    #[test]
+    fn replace_installs_the_other_state_and_writes_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = filled(&dir.path().join("leader.db"), "a", 50);
+        let path = dir.path().join("db");
+        let follower = filled(&path, "b", 5);
+        put(&follower, "uncommitted", "u", 6);
+
+        let received = dir.path().join("received.db");
+        leader.export_snapshot(&received).unwrap();
+        follower.replace_with(&received).unwrap();
+        assert!(
+            !received.exists(),
+            "the received file is renamed, not copied"
+        );
+        assert_eq!(all(&follower), all(&leader));
+        assert_eq!(follower.consistent_index(), 50);
+        assert_eq!(follower.committed_index(), 50);
+        assert_eq!(follower.current_revision(), leader.current_revision());
+        assert_eq!(follower.committed_revision(), leader.committed_revision());
+
+        // The same entries applied on both keep them equal.
+        put(&leader, "after", "x", 51);
+        put(&follower, "after", "x", 51);
+        leader.commit(true).unwrap();
+        follower.commit(true).unwrap();
+        assert_eq!(all(&follower), all(&leader));
+        drop(follower);
+
+        // Reopened after a restart, the store is the new file.
+        let reopened = Store::open(&path).unwrap();
+        assert_eq!(reopened.consistent_index(), 51);
+        assert_eq!(all(&reopened), all(&leader));
+    }
+
+    #[test]
+    fn reads_begun_before_the_replacement_finish_in_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = filled(&dir.path().join("leader.db"), "a", 30);
+        let follower = filled(&dir.path().join("db"), "b", 7);
+        let received = dir.path().join("received.db");
+        leader.export_snapshot(&received).unwrap();
+
+        let old = follower.begin_read().unwrap();
+        follower.replace_with(&received).unwrap();
+        assert_eq!(old.open_table(KV_TABLE).unwrap().len().unwrap(), 7);
+        drop(old);
+        assert_eq!(all(&follower).len(), 30);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_backend_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = filled(&path, "k", 3);
+        let bad = dir.path().join("received.db");
+        std::fs::write(&bad, vec![7u8; 8192]).unwrap();
+        assert!(s.replace_with(&bad).is_err());
+        assert_eq!(all(&s).len(), 3);
+        put(&s, "k004", "v4", 4);
+        s.commit(true).unwrap();
+        drop(s);
+        assert_eq!(all(&Store::open(&path).unwrap()).len(), 4);
+    }
+}

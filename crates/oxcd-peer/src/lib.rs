@@ -1,0 +1,82 @@
+//! oxcd-peer: the peer transport of an oxcd cluster, served and dialled on
+//! `--listen-peer-urls` / the members' peer URLs.
+//!
+//! Its one job is moving raft traffic and a few forwarded requests between members; it
+//! knows nothing of keys, leases or membership beyond what [`PeerHandler`] (implemented by
+//! oxcd-core) tells it.
+//!
+//! # Sending: [`PeerTransport`]
+//!
+//! The raft node's [`oxcd_raft::Transport`]. `send` never blocks: messages go to a bounded
+//! queue per destination (full: dropped and counted, raft retries); a task per peer keeps
+//! **one long-lived client stream** (`oxcdpeer.RaftPeer/Raft`, gRPC over HTTP/2) and
+//! sends what is queued in **batches** (as TiKV's raft client). A broken or refused
+//! connection calls `RaftHandle::report_unreachable(to)` and is retried with backoff
+//! (50 ms doubling to 1 s); peer URLs are replaced at run time with
+//! [`PeerTransport::set_peer_urls`] / [`PeerTransport::remove_peer`].
+//!
+//! **Snapshots** travel on a stream of their own (`RaftPeer/Snapshot`), so heartbeats and
+//! appends keep flowing meanwhile: for a `MsgSnapshot`, the handler exports the backend
+//! into a file in its snapshot directory ([`PeerHandler::export_snapshot`], i.e.
+//! `oxcd_mvcc::Store::export_snapshot`), the file is streamed in 1 MiB chunks with the
+//! message in the first one (progress logged with bytes and rate), and raft is told the
+//! outcome with `report_snapshot(to, Finish | Failure)`. The receiver writes it to a
+//! temporary file in its snapshot directory, fsyncs file and directory, and hands file
+//! and message to [`PeerHandler::receive_snapshot`] (which keeps the file for its applier,
+//! i.e. `oxcd_mvcc::Store::replace_with`, and steps the message). Temporary files a crash
+//! leaves are removed by [`remove_partial_snapshots`] at start-up.
+//!
+//! # Receiving: [`router`]
+//!
+//! An axum router with the `oxcdpeer.RaftPeer` service (raft stream, snapshot stream,
+//! forwarded `LeaseRenew` / `LeaseTimeToLive`) and etcd's peer HTTP endpoints used by
+//! tools and joining members: `GET /members` (etcd 3.4's JSON, `X-Etcd-Cluster-ID`
+//! header) and `GET /version`.
+//!
+//! # Identity
+//!
+//! Every call carries the sender's cluster id and member id in its metadata. A receiver of
+//! another cluster refuses it naming both cluster ids ([`PeerError::ClusterIdMismatch`]);
+//! a receiver that knows the sender as removed refuses it with etcd's "the member has
+//! been permanently removed from the cluster", and the sender's
+//! [`PeerTransport::removed`] turns `true` so the member can stop itself.
+//!
+//! # Forwarding: [`PeerClient`]
+//!
+//! A follower forwards lease keep-alives and TimeToLive to the leader's peer URLs
+//! ([`PeerClient::lease_renew`], [`PeerClient::lease_time_to_live`]); a member joining
+//! an existing cluster reads it from a peer ([`PeerClient::members`],
+//! [`PeerClient::versions`]).
+//!
+//! # Seams
+//!
+//! Peer TLS is not implemented: [`PeerTls`] in [`DialOptions`] is the connector's option
+//! (only `Plain` today), and the acceptor wraps the listener the [`router`] is served on.
+//! For fault-injection tests only, [`DIAL_OVERRIDE_ENV`] (`OXCD_PEER_DIAL_OVERRIDE`)
+//! maps peer URLs to the addresses actually dialled, so a harness can route each
+//! directed link through a proxy.
+//!
+//! The wire protocol is `proto/oxcdpeer/peer.proto`; raft messages in it are bytes
+//! encoded by [`oxcd_raft::wire`], the only decoder of peer bytes.
+
+mod client;
+mod dial;
+mod error;
+mod files;
+mod handler;
+mod identity;
+mod proto;
+mod server;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::{PeerClient, RemoteCluster};
+pub use dial::{DialOptions, PeerTls, DIAL_OVERRIDE_ENV};
+pub use error::{PeerError, LEASE_NOT_FOUND, MEMBER_REMOVED};
+pub use files::remove_partial_snapshots;
+pub use handler::{MemberInfo, PeerHandler, Versions};
+pub use identity::{CLUSTER_ID_KEY, MEMBER_ID_KEY};
+pub use server::router;
+pub use transport::{PeerTransport, TransportOptions, TransportStats};

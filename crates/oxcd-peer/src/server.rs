@@ -1,0 +1,233 @@
+//! The receiving side: [`router`] serves the peer gRPC service and etcd's peer HTTP
+//! endpoints (`GET /members`, `GET /version`) on the peer URLs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use oxcd_proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use oxcd_raft::eraftpb::MessageType;
+use oxcd_raft::wire;
+use tokio::io::AsyncWriteExt;
+use tonic::{Request, Status, Streaming};
+
+use crate::proto::raft_peer_server::{RaftPeer, RaftPeerServer};
+use crate::proto::{RaftBatch, RaftStreamEnd, SnapshotChunk, SnapshotReceived};
+use crate::transport::RemoveOnDrop;
+use crate::{identity, PeerError, PeerHandler};
+
+/// Largest gRPC message accepted from a peer: a batch of raft messages (the sender closes
+/// a batch at 4 MiB, but one message with large entries may exceed it).
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// The peer port's routes: the `oxcdpeer.RaftPeer` gRPC service and etcd's `GET /members`
+/// and `GET /version`. Serve it on each `--listen-peer-urls` listener (plain HTTP/2
+/// today; peer TLS will wrap the listener, the router stays as it is).
+pub fn router(handler: Arc<dyn PeerHandler>) -> axum::Router {
+    let grpc = RaftPeerServer::new(PeerService {
+        handler: handler.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::service::Routes::new(grpc).into_axum_router().merge(
+        axum::Router::new()
+            .route("/members", get(members))
+            .route("/version", get(version))
+            .with_state(handler),
+    )
+}
+
+/// etcd's `GET /members`: the members sorted by id, as etcd's JSON, with the cluster id
+/// in `X-Etcd-Cluster-ID`.
+async fn members(State(handler): State<Arc<dyn PeerHandler>>) -> Response {
+    let mut ms = handler.members();
+    ms.sort_by_key(|m| m.id);
+    // Serializing plain strings and numbers cannot fail.
+    let mut body = serde_json::to_string(&ms).unwrap_or_else(|_| "[]".into());
+    body.push('\n');
+    (
+        [
+            ("X-Etcd-Cluster-ID", format!("{:x}", handler.cluster_id())),
+            (CONTENT_TYPE.as_str(), "application/json".to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// etcd's `GET /version`.
+async fn version(State(handler): State<Arc<dyn PeerHandler>>) -> Response {
+    let body = serde_json::to_string(&handler.versions()).unwrap_or_default();
+    ([(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The gRPC service.
+struct PeerService {
+    handler: Arc<dyn PeerHandler>,
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::from(PeerError::InvalidRequest(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn raft(
+        &self,
+        req: Request<Streaming<RaftBatch>>,
+    ) -> Result<tonic::Response<RaftStreamEnd>, Status> {
+        let from = identity::check(req.metadata(), &*self.handler)?;
+        tracing::debug!(peer = %format!("{from:x}"), "peer stream opened");
+        let mut stream = req.into_inner();
+        while let Some(batch) = stream.message().await? {
+            for bytes in batch.messages {
+                let msg = wire::decode_message(bytes).map_err(invalid)?;
+                check_addressing(&*self.handler, from, msg.from, msg.to)?;
+                self.handler.step(msg)?;
+            }
+        }
+        Ok(tonic::Response::new(RaftStreamEnd {}))
+    }
+
+    async fn snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<tonic::Response<SnapshotReceived>, Status> {
+        let from = identity::check(req.metadata(), &*self.handler)?;
+        let received = receive_snapshot(&self.handler, from, req.into_inner()).await?;
+        Ok(tonic::Response::new(SnapshotReceived {
+            received_bytes: received,
+        }))
+    }
+
+    async fn lease_renew(
+        &self,
+        req: Request<LeaseKeepAliveRequest>,
+    ) -> Result<tonic::Response<LeaseKeepAliveResponse>, Status> {
+        identity::check(req.metadata(), &*self.handler)?;
+        let id = req.into_inner().id;
+        let ttl = self.handler.lease_renew(id).await?;
+        Ok(tonic::Response::new(LeaseKeepAliveResponse {
+            header: None,
+            id,
+            ttl,
+        }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<tonic::Response<LeaseTimeToLiveResponse>, Status> {
+        identity::check(req.metadata(), &*self.handler)?;
+        let r = req.into_inner();
+        let resp = self.handler.lease_time_to_live(r.id, r.keys).await?;
+        Ok(tonic::Response::new(resp))
+    }
+}
+
+/// Refuses a message not from the member whose stream carries it, or not for this member
+/// (a peer URL now served by another member: stepping it here would be wrong).
+fn check_addressing(
+    handler: &dyn PeerHandler,
+    stream_from: u64,
+    from: u64,
+    to: u64,
+) -> Result<(), Status> {
+    let local = handler.member_id();
+    if from != stream_from || to != local {
+        return Err(invalid(format!(
+            "a message from {from:x} to {to:x} on the stream from member {stream_from:x} \
+             to member {local:x}"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes a snapshot stream to a file in the snapshot directory, fsyncs it and hands it
+/// to the handler; returns the bytes received.
+async fn receive_snapshot(
+    handler: &Arc<dyn PeerHandler>,
+    from: u64,
+    mut stream: Streaming<SnapshotChunk>,
+) -> Result<u64, Status> {
+    let started = Instant::now();
+    let first = stream
+        .message()
+        .await?
+        .ok_or_else(|| invalid("empty snapshot stream"))?;
+    let msg = wire::decode_message(first.message.clone()).map_err(invalid)?;
+    if msg.get_msg_type() != MessageType::MsgSnapshot {
+        return Err(invalid(format!(
+            "the snapshot stream of member {from:x} starts with a {:?}",
+            msg.get_msg_type()
+        )));
+    }
+    check_addressing(&**handler, from, msg.from, msg.to)?;
+    let index = msg.get_snapshot().get_metadata().index;
+    let total = first.total_bytes;
+    let dir = handler.snapshot_dir();
+    let internal = |what: &str, p: &PathBuf, e: std::io::Error| {
+        Status::from(PeerError::Internal(format!("{what} {}: {e}", p.display())))
+    };
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| internal("cannot create", &dir, e))?;
+    let path = crate::files::receiving(&dir, index, from);
+    let mut cleanup = RemoveOnDrop(Some(path.clone()));
+    tracing::info!(peer = %format!("{from:x}"), index, total_bytes = total, "receiving a snapshot");
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| internal("cannot create", &path, e))?;
+    let mut received = 0u64;
+    let mut chunk = Some(first);
+    while let Some(c) = chunk.take() {
+        file.write_all(&c.data)
+            .await
+            .map_err(|e| internal("cannot write", &path, e))?;
+        received += c.data.len() as u64;
+        if received > total {
+            return Err(invalid(format!(
+                "snapshot larger than the {total} bytes announced"
+            )));
+        }
+        chunk = stream.message().await?;
+    }
+    if received != total {
+        return Err(invalid(format!(
+            "snapshot stream ended after {received} of {total} bytes"
+        )));
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| internal("cannot sync", &path, e))?;
+    drop(file);
+    let h = handler.clone();
+    let file_path = path.clone();
+    tokio::task::spawn_blocking(move || {
+        oxcd_fs::sync_parent(&file_path).map_err(|e| {
+            PeerError::Internal(format!(
+                "cannot sync the directory of {}: {e}",
+                file_path.display()
+            ))
+        })?;
+        h.receive_snapshot(msg, &file_path)
+    })
+    .await
+    .map_err(|e| Status::internal(format!("snapshot handler panicked: {e}")))??;
+    // The handler owns the file now.
+    cleanup.0 = None;
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    tracing::info!(
+        peer = %format!("{from:x}"),
+        index,
+        bytes = received,
+        rate_mib_per_s = format!("{:.1}", received as f64 / secs / (1 << 20) as f64),
+        "received a snapshot"
+    );
+    Ok(received)
+}

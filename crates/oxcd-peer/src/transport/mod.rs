@@ -1,0 +1,330 @@
+//! [`PeerTransport`]: the raft node's [`Transport`] over the network.
+//!
+//! `send` runs on the raft thread and never blocks: each message goes into the bounded
+//! queue of its destination (a full queue drops it and counts it; raft retries), and a
+//! task per peer keeps one long-lived client stream to it, sending what is queued in
+//! batches ([`stream`]). A `MsgSnapshot` instead starts a snapshot send on a stream of its
+//! own ([`snapshot`]), so heartbeats keep flowing while a large backend is sent.
+
+mod snapshot;
+pub(crate) use snapshot::RemoveOnDrop;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxcd_raft::eraftpb::{Message, MessageType};
+use oxcd_raft::{RaftHandle, SnapshotStatus, Transport};
+use parking_lot::{Mutex, RwLock};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::{DialOptions, PeerClient, PeerError, PeerHandler};
+
+/// Tunables of a [`PeerTransport`].
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// How to reach peers.
+    pub dial: DialOptions,
+    /// Messages queued per peer before further ones are dropped (TiKV: 8192).
+    pub queue_capacity: usize,
+    /// At most this many messages go in one batch.
+    pub max_batch_messages: usize,
+    /// A batch is closed once its encoded messages reach this many bytes.
+    pub max_batch_bytes: usize,
+    /// Size of the pieces a snapshot is sent in (1 MiB).
+    pub snapshot_chunk_bytes: usize,
+    /// First wait before reconnecting to a peer; doubles per failure.
+    pub backoff_min: Duration,
+    /// Longest wait before reconnecting.
+    pub backoff_max: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        Self {
+            dial: DialOptions::default(),
+            queue_capacity: 4096,
+            max_batch_messages: 512,
+            max_batch_bytes: 4 << 20,
+            snapshot_chunk_bytes: 1 << 20,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters of a [`PeerTransport`], for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Messages handed to a peer stream.
+    pub sent: u64,
+    /// Messages dropped: queue full, peer unknown, or not connected.
+    pub dropped: u64,
+    /// Times a peer was reported unreachable to raft.
+    pub unreachable: u64,
+    /// Snapshots the peer confirmed as received.
+    pub snapshots_sent: u64,
+    /// Snapshot sends that failed.
+    pub snapshots_failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    unreachable: AtomicU64,
+    snapshots_sent: AtomicU64,
+    snapshots_failed: AtomicU64,
+}
+
+/// A peer: its URLs (watched by its task), its queue and its task.
+struct Peer {
+    urls: watch::Sender<Vec<String>>,
+    queue: mpsc::Sender<Message>,
+    task: JoinHandle<()>,
+    /// A snapshot send to this peer is running.
+    snapshot_busy: Arc<AtomicBool>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// State shared by the transport's handle and its tasks.
+struct Shared {
+    handler: Arc<dyn PeerHandler>,
+    opts: TransportOptions,
+    runtime: Handle,
+    raft: RwLock<Option<RaftHandle>>,
+    peers: Mutex<HashMap<u64, Peer>>,
+    removed: watch::Sender<bool>,
+    counters: Counters,
+    /// Set by [`PeerTransport::shutdown`]: no peer is added any more.
+    stopped: AtomicBool,
+}
+
+impl Shared {
+    fn raft(&self) -> Option<RaftHandle> {
+        self.raft.read().clone()
+    }
+
+    fn report_unreachable(&self, to: u64) {
+        self.counters.unreachable.fetch_add(1, Ordering::Relaxed);
+        if let Some(raft) = self.raft() {
+            let _ = raft.report_unreachable(to);
+        }
+    }
+
+    fn report_snapshot(&self, to: u64, status: SnapshotStatus) {
+        let c = match status {
+            SnapshotStatus::Finish => &self.counters.snapshots_sent,
+            SnapshotStatus::Failure => &self.counters.snapshots_failed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        if let Some(raft) = self.raft() {
+            let _ = raft.report_snapshot(to, status);
+        }
+    }
+
+    fn count_dropped(&self, n: u64) {
+        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A peer said this member was removed: tell whoever watches (core stops the member).
+    fn mark_removed(&self) {
+        if !self.removed.send_replace(true) {
+            tracing::error!(
+                member = %format!("{:x}", self.handler.member_id()),
+                "{}", crate::MEMBER_REMOVED
+            );
+        }
+    }
+}
+
+/// The peer transport: implements [`Transport`] for the raft node; clones share it.
+///
+/// Lifecycle: create it inside a tokio runtime with [`PeerTransport::new`], add the
+/// initial peers with [`PeerTransport::set_peer_urls`], start the raft node with a clone,
+/// then hand it the node's handle with [`PeerTransport::set_raft`] (until then nothing is
+/// reported to raft). Peers come and go with membership changes through
+/// [`PeerTransport::set_peer_urls`] / [`PeerTransport::remove_peer`]. Stop it with
+/// [`PeerTransport::shutdown`] (its tasks hold it, and it holds the raft handle).
+#[derive(Clone)]
+pub struct PeerTransport {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PeerTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerTransport")
+            .field(
+                "member",
+                &format_args!("{:x}", self.shared.handler.member_id()),
+            )
+            .field("peers", &self.shared.peers.lock().len())
+            .finish()
+    }
+}
+
+impl PeerTransport {
+    /// A transport for the member `handler` serves, with no peers yet. Must be called
+    /// within a tokio runtime (its tasks run there).
+    pub fn new(handler: Arc<dyn PeerHandler>, opts: TransportOptions) -> Result<Self, PeerError> {
+        let runtime = Handle::try_current().map_err(|_| {
+            PeerError::Config("the peer transport must be created within a tokio runtime".into())
+        })?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                handler,
+                opts,
+                runtime,
+                raft: RwLock::new(None),
+                peers: Mutex::new(HashMap::new()),
+                removed: watch::channel(false).0,
+                counters: Counters::default(),
+                stopped: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Gives the transport the raft node's handle, for `report_unreachable` and
+    /// `report_snapshot`.
+    pub fn set_raft(&self, raft: RaftHandle) {
+        *self.shared.raft.write() = Some(raft);
+    }
+
+    /// Adds peer `id` or replaces its URLs (a reconnection to the new URLs follows at
+    /// once). Ignored for this member's own id.
+    pub fn set_peer_urls(&self, id: u64, urls: Vec<String>) {
+        if id == self.shared.handler.member_id() {
+            return;
+        }
+        let mut peers = self.shared.peers.lock();
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(p) = peers.get(&id) {
+            p.urls.send_if_modified(|cur| {
+                let changed = *cur != urls;
+                *cur = urls.clone();
+                changed
+            });
+            return;
+        }
+        let (urls_tx, urls_rx) = watch::channel(urls);
+        let (queue, queue_rx) = mpsc::channel(self.shared.opts.queue_capacity.max(1));
+        let task =
+            self.shared
+                .runtime
+                .spawn(stream::run(self.shared.clone(), id, queue_rx, urls_rx));
+        peers.insert(
+            id,
+            Peer {
+                urls: urls_tx,
+                queue,
+                task,
+                snapshot_busy: Arc::new(AtomicBool::new(false)),
+            },
+        );
+    }
+
+    /// Forgets peer `id` (removed from the cluster): its stream closes, queued messages
+    /// are dropped.
+    pub fn remove_peer(&self, id: u64) {
+        self.shared.peers.lock().remove(&id);
+    }
+
+    /// Stops every peer task (their streams close, queued messages are dropped) and lets
+    /// go of the raft handle; later messages are dropped. Call it when the member stops:
+    /// the tasks and the handle otherwise live as long as the runtime. Snapshot sends
+    /// under way finish or fail on their own.
+    pub fn shutdown(&self) {
+        let peers = {
+            let mut p = self.shared.peers.lock();
+            self.shared.stopped.store(true, Ordering::Release);
+            std::mem::take(&mut *p)
+        };
+        drop(peers);
+        *self.shared.raft.write() = None;
+    }
+
+    /// The ids of the peers known.
+    pub fn peer_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.shared.peers.lock().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Becomes `true` when a peer refused this member as removed from the cluster: the
+    /// member should stop (etcd logs "the member has been permanently removed from the
+    /// cluster" and exits).
+    pub fn removed(&self) -> watch::Receiver<bool> {
+        self.shared.removed.subscribe()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> TransportStats {
+        let c = &self.shared.counters;
+        TransportStats {
+            sent: c.sent.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            unreachable: c.unreachable.load(Ordering::Relaxed),
+            snapshots_sent: c.snapshots_sent.load(Ordering::Relaxed),
+            snapshots_failed: c.snapshots_failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A client for the peer requests that are not raft messages (lease forwarding),
+    /// dialling as this transport does.
+    pub fn client(&self) -> PeerClient {
+        PeerClient::new(self.shared.handler.clone(), self.shared.opts.dial.clone())
+    }
+
+    fn send_one(&self, msg: Message) {
+        if msg.get_msg_type() == MessageType::MsgSnapshot {
+            snapshot::start(&self.shared, msg);
+            return;
+        }
+        let to = msg.to;
+        let peers = self.shared.peers.lock();
+        let Some(peer) = peers.get(&to) else {
+            drop(peers);
+            self.shared.count_dropped(1);
+            tracing::debug!(to = %format!("{to:x}"), "dropped a message to an unknown peer");
+            return;
+        };
+        match peer.queue.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                drop(peers);
+                let dropped = self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                // One line per 1024 drops is enough to see it.
+                if dropped.is_multiple_of(1024) {
+                    tracing::warn!(
+                        to = %format!("{to:x}"),
+                        dropped_total = dropped + 1,
+                        "peer queue full: dropping raft messages"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                drop(peers);
+                self.shared.count_dropped(1);
+            }
+        }
+    }
+}
+
+impl Transport for PeerTransport {
+    fn send(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            self.send_one(m);
+        }
+    }
+}
