@@ -44,6 +44,13 @@ impl AlarmSet {
         })
     }
 
+    /// Replaces the alarms with those `store` holds (its backend was replaced).
+    pub fn reload(&self, store: &Store) -> Result<(), MvccError> {
+        let fresh = AlarmSet::load(store)?;
+        *self.active.write() = fresh.active.into_inner();
+        Ok(())
+    }
+
     /// Whether any member has `alarm` active.
     pub fn is_active(&self, alarm: AlarmType) -> bool {
         self.active.read().iter().any(|(_, a)| *a == alarm as i32)

@@ -54,4 +54,7 @@ pub struct ClusterSpec {
     pub initial_advertise_peer_urls: Vec<String>,
     /// `--advertise-client-urls`.
     pub advertise_client_urls: Vec<String>,
+    /// `--initial-cluster-state existing`: a new data dir joins a running cluster (learning
+    /// the membership from its peers) instead of bootstrapping a new one.
+    pub join_existing: bool,
 }

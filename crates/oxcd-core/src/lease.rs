@@ -109,13 +109,14 @@ impl EtcdServer {
         }
     }
 
-    /// Hook for multi-member clusters: a follower sends the renewal of `id` to `leader`
-    /// (etcd forwards over the peer port's `/leases` endpoint) and returns the leader's
-    /// answer. With one member this member is always the leader, so it is never reached
-    /// with a live leader; the cluster issue implements the forwarding.
+    /// A follower sends the renewal of `id` to `leader` over the peer port (etcd forwards to
+    /// the leader's `/leases` endpoint) and returns the leader's answer.
     async fn forward_lease_renew(&self, leader: u64, id: i64) -> Result<i64, ServerError> {
-        tracing::debug!(leader = %format!("{leader:x}"), lease = id, "lease renewal needs forwarding to the leader");
-        Err(ServerError::NotLeader)
+        let urls = self.peer_urls_of(leader);
+        self.peer_client
+            .lease_renew(&urls, id)
+            .await
+            .map_err(crate::peer::from_peer_error)
     }
 
     /// LeaseTimeToLive from the leader's lessor; an unknown lease answers TTL -1, as etcd.
@@ -130,8 +131,17 @@ impl EtcdServer {
                 self.wait_applied_index().await?;
                 self.lessor.time_to_live(req.id, req.keys)
             }
-            // The cluster work forwards this to the leader, like renewals.
-            Primary::At(_) => return Err(ServerError::NotLeader),
+            // A follower asks the leader over the peer port, like renewals.
+            Primary::At(leader) => {
+                let urls = self.peer_urls_of(leader);
+                let mut resp = self
+                    .peer_client
+                    .lease_time_to_live(&urls, req.id, req.keys)
+                    .await
+                    .map_err(crate::peer::from_peer_error)?;
+                self.fill_header(&mut resp.header);
+                return Ok(resp);
+            }
         };
         let mut resp = match status {
             Some(st) => LeaseTimeToLiveResponse {

@@ -27,6 +27,7 @@ mod lease;
 mod lessor_loop;
 mod maintenance;
 mod membership;
+mod peer;
 pub mod proposal;
 mod server;
 mod start;

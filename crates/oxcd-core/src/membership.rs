@@ -129,6 +129,37 @@ impl Membership {
         }
     }
 
+    /// The membership of a member joining a running cluster (`--initial-cluster-state
+    /// existing`), as its peers list it: this member must be among them (added with
+    /// MemberAdd first), found by its advertised peer URLs.
+    pub fn joined(
+        cluster_id: u64,
+        members: Vec<Member>,
+        spec: &ClusterSpec,
+    ) -> Result<Membership, String> {
+        let mut mine = spec.initial_advertise_peer_urls.clone();
+        mine.sort();
+        let local = members.iter().find(|m| {
+            let mut urls = m.peer_urls.clone();
+            urls.sort();
+            urls == mine
+        });
+        let Some(local) = local else {
+            return Err(format!(
+                "this member's peer URLs {mine:?} are not in the cluster's member list; add it \
+                 first (etcdctl member add <name> --peer-urls={}) and start it with the \
+                 --initial-cluster that command prints",
+                mine.join(",")
+            ));
+        };
+        Ok(Membership {
+            cluster_id,
+            local_id: local.id,
+            members: members.iter().map(|m| (m.id, m.clone())).collect(),
+            removed: BTreeSet::new(),
+        })
+    }
+
     /// Reads the membership from the backend; `None` in a new data dir.
     pub fn load(store: &Store) -> Result<Option<Membership>, MvccError> {
         let mut cluster = None;
@@ -182,8 +213,7 @@ impl Membership {
     pub fn open(
         store: &Store,
         dir: &DataDir,
-        name: &str,
-        spec: &ClusterSpec,
+        fresh: impl FnOnce() -> Membership,
     ) -> Result<Membership, MembershipError> {
         let legacy = dir.legacy_membership();
         let m = match Membership::load(store)? {
@@ -198,9 +228,7 @@ impl Membership {
                         ))
                     })?
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Membership::bootstrap(name, spec)
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => fresh(),
                 Err(e) => {
                     return Err(MembershipError::Legacy(format!(
                         "cannot read {}: {e}",
@@ -412,6 +440,7 @@ mod tests {
             initial_cluster_token: token.into(),
             initial_advertise_peer_urls: urls,
             advertise_client_urls: vec!["http://localhost:2379".into()],
+            join_existing: false,
         }
     }
 
@@ -424,7 +453,10 @@ mod tests {
         let old = Membership::bootstrap("default", &spec("old"));
         std::fs::write(dir.legacy_membership(), serde_json::to_vec(&old).unwrap()).unwrap();
         let store = Store::open(&dir.backend()).unwrap();
-        let m = Membership::open(&store, &dir, "renamed", &spec("new")).unwrap();
+        let m = Membership::open(&store, &dir, || {
+            Membership::bootstrap("renamed", &spec("new"))
+        })
+        .unwrap();
         assert_eq!(
             m.cluster_id, old.cluster_id,
             "the stored cluster wins over the flags"
@@ -435,7 +467,8 @@ mod tests {
         // Reopened: read back from the backend, flags ignored.
         let store = Store::open(&dir.backend()).unwrap();
         assert_eq!(Membership::load(&store).unwrap().unwrap(), m);
-        let again = Membership::open(&store, &dir, "renamed", &spec("other")).unwrap();
+        let again =
+            Membership::open(&store, &dir, || Membership::bootstrap("x", &spec("other"))).unwrap();
         assert_eq!(again, m);
     }
 

@@ -42,6 +42,8 @@ pub struct EtcdServer {
     pub(crate) hub: Arc<Hub>,
     pub(crate) alarms: Arc<AlarmSet>,
     pub(crate) ids: IdGenerator,
+    /// Forwards lease renewals and TimeToLive to the leader over the peer port.
+    pub(crate) peer_client: oxcd_peer::PeerClient,
 }
 
 impl EtcdServer {

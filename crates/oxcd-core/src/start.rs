@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use oxcd_lease::Lessor;
 use oxcd_mvcc::Store;
-use oxcd_raft::{RaftConfig, RaftNode};
+use oxcd_peer::{DialOptions, PeerTransport, TransportOptions};
+use oxcd_raft::{RaftConfig, RaftNode, StartOptions};
 use oxcd_watch::Hub;
 use parking_lot::RwLock;
 use thiserror::Error;
@@ -14,10 +15,11 @@ use tokio::sync::watch;
 
 use crate::alarm::AlarmSet;
 use crate::apply::chain::{AlarmGate, BackendApplier};
-use crate::apply::{Applier, ApplyObserver, FatalApplyError};
+use crate::apply::{Applier, ApplyObserver, FatalApplyError, SnapshotInstall};
 use crate::config::CoreConfig;
 use crate::data_dir::DataDir;
 use crate::membership::Membership;
+use crate::peer::{BackendSnapshots, PeerGlue, PeerObserver, RECEIVED_SNAPSHOT};
 use crate::proposal::{IdGenerator, Waiters};
 use crate::server::EtcdServer;
 use crate::version::OXCD_VERSION;
@@ -64,13 +66,15 @@ pub struct Core {
     failed: Option<AppliedJoin>,
     /// Turns true once this member's attributes are published through raft.
     published: watch::Receiver<bool>,
+    transport: PeerTransport,
+    glue: Arc<PeerGlue>,
 }
 
 impl Core {
     /// Opens the backend in `dir` (which the caller has created and locked), takes or
     /// bootstraps the membership, and starts raft, the applier, the watch hub and the
     /// lessor loop. Must be called within a tokio runtime.
-    pub fn start(cfg: CoreConfig, dir: &DataDir) -> Result<Core, StartError> {
+    pub async fn start(cfg: CoreConfig, dir: &DataDir) -> Result<Core, StartError> {
         let db_path = dir.backend();
         let store_err = |reason: String| StartError::Store {
             path: db_path.clone(),
@@ -78,8 +82,22 @@ impl Core {
         };
         let started = std::time::Instant::now();
         let store = Arc::new(Store::open(&db_path).map_err(|e| store_err(e.to_string()))?);
-        let membership = Membership::open(&store, dir, &cfg.name, &cfg.cluster)
-            .map_err(|e| store_err(e.to_string()))?;
+        let new_data_dir = Membership::load(&store)
+            .map_err(|e| store_err(e.to_string()))?
+            .is_none()
+            && !dir.legacy_membership().exists();
+        let joined = if new_data_dir && cfg.cluster.join_existing {
+            Some(join_existing(&cfg).await?)
+        } else {
+            None
+        };
+        let membership = Membership::open(&store, dir, || {
+            joined.unwrap_or_else(|| Membership::bootstrap(&cfg.name, &cfg.cluster))
+        })
+        .map_err(|e| store_err(e.to_string()))?;
+        if new_data_dir && cfg.cluster.join_existing {
+            tracing::info!("joined an existing cluster: raft learns the log from its leader");
+        }
         tracing::info!(
             name = %cfg.name,
             member_id = %format!("{:x}", membership.local_id),
@@ -102,30 +120,65 @@ impl Core {
         let alarms = Arc::new(AlarmSet::load(&store).map_err(|e| store_err(e.to_string()))?);
 
         let local_id = membership.local_id;
-        let (raft, committed) = RaftNode::start(RaftConfig {
-            id: local_id,
-            peers: membership.voter_ids(),
-            wal_dir: dir.wal().to_path_buf(),
-            tick: cfg.heartbeat_interval,
-            election_ticks: cfg.election_ticks(),
-            heartbeat_ticks: 1,
-            snapshot_count: cfg.snapshot_count,
-            applied: store.consistent_index(),
-        })
+        let membership = Arc::new(RwLock::new(membership));
+        if let Err(e) = oxcd_peer::remove_partial_snapshots(&dir.snap()) {
+            tracing::warn!(error = %e, "cannot remove partial snapshots");
+        }
+        let glue = Arc::new(PeerGlue {
+            membership: membership.clone(),
+            store: store.clone(),
+            snap_dir: dir.snap(),
+            raft: std::sync::OnceLock::new(),
+            server: std::sync::OnceLock::new(),
+        });
+        let dial = DialOptions::from_env().map_err(|e| StartError::Raft(e.to_string()))?;
+        let transport = PeerTransport::new(
+            glue.clone(),
+            TransportOptions {
+                dial,
+                ..Default::default()
+            },
+        )
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        let voters = if new_data_dir && cfg.cluster.join_existing {
+            Vec::new() // learned from the leader
+        } else {
+            membership.read().voter_ids()
+        };
+        let (raft, committed) = RaftNode::start_with(
+            RaftConfig {
+                id: local_id,
+                peers: voters,
+                wal_dir: dir.wal().to_path_buf(),
+                tick: cfg.heartbeat_interval,
+                election_ticks: cfg.election_ticks(),
+                heartbeat_ticks: 1,
+                snapshot_count: cfg.snapshot_count,
+                applied: store.consistent_index(),
+            },
+            transport.clone(),
+            StartOptions {
+                snapshot_source: Some(Box::new(BackendSnapshots)),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        transport.set_raft(raft.clone());
+        let _ = glue.raft.set(raft.clone());
+        let peers = Arc::new(PeerObserver::new(transport.clone(), local_id));
+        peers.on_membership(&membership.read());
 
         let waiters = Arc::new(Waiters::default());
         let hub = Hub::new(store.clone());
         hub.spawn_sync();
         let (applied_tx, applied_rx) = watch::channel(store.consistent_index());
-        let membership = Arc::new(RwLock::new(membership));
         let backend = BackendApplier {
             store: store.clone(),
             lessor: lessor.clone(),
             alarms: alarms.clone(),
             membership: membership.clone(),
         };
-        let observers: Vec<Arc<dyn ApplyObserver>> = vec![lessor.clone(), hub.clone()];
+        let observers: Vec<Arc<dyn ApplyObserver>> = vec![lessor.clone(), hub.clone(), peers];
         let applier = Applier {
             store: store.clone(),
             raft: raft.clone(),
@@ -134,6 +187,12 @@ impl Core {
             chain: Box::new(AlarmGate::new(alarms.clone(), backend)),
             observers,
             membership: membership.clone(),
+            snapshots: SnapshotInstall {
+                received: dir.snap().join(RECEIVED_SNAPSHOT),
+                lessor: lessor.clone(),
+                alarms: alarms.clone(),
+                hub: hub.clone(),
+            },
         };
         // The applier blocks on the backend, so it gets a thread of its own.
         let applier_thread = std::thread::Builder::new()
@@ -161,7 +220,9 @@ impl Core {
             hub,
             alarms,
             ids,
+            peer_client: transport.client(),
         });
+        let _ = glue.server.set(Arc::downgrade(&server));
         // A member that is leader already (a sole member is, once raft has started) promotes
         // its lessor before serving: a lease granted before the promotion would get the
         // election-timeout extension, as in etcd, and expire that much late. Later leadership
@@ -187,7 +248,15 @@ impl Core {
             applier_done: Some(applier_done),
             failed: None,
             published,
+            transport,
+            glue,
         })
+    }
+
+    /// What the peer listeners serve (`oxcd_peer::router` over it: raft streams,
+    /// snapshots, lease forwarding, `/members`, `/version`).
+    pub fn peer_handler(&self) -> Arc<dyn oxcd_peer::PeerHandler> {
+        self.glue.clone()
     }
 
     /// Completes once this member has joined the cluster's log: its name and client URLs
@@ -230,13 +299,18 @@ impl Core {
     /// Completes only if the member fails on its own: raft or the applier stopped (a WAL
     /// or backend failure). A member that can no longer write must not linger.
     pub async fn failure(&mut self) {
-        match self.applier_done.as_mut() {
-            Some(done) => {
-                let joined = done.await;
+        let mut removed = self.transport.removed();
+        let Some(done) = self.applier_done.as_mut() else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            joined = done => {
                 self.applier_done = None;
                 self.failed = Some(joined);
             }
-            None => std::future::pending().await,
+            Ok(_) = removed.wait_for(|r| *r) => {
+                tracing::error!("the member has been permanently removed from the cluster; stopping");
+            }
         }
     }
 
@@ -250,6 +324,7 @@ impl Core {
         let _ = self.stop_tx.send(true);
         let _ = self.lessor_loop.await;
         self.server.raft.shutdown();
+        self.transport.shutdown();
         let joined = match (self.failed.take(), self.applier_done.take()) {
             (Some(j), _) => j,
             (None, Some(done)) => done.await,
@@ -264,4 +339,46 @@ impl Core {
             Ok(Err(_)) | Err(_) => Err(StartError::Apply("applier thread panicked".into())),
         }
     }
+}
+
+/// Learns the cluster this new member joins from the peers in `--initial-cluster` (etcd's
+/// `GetClusterFromRemotePeers`), trying each until one answers.
+async fn join_existing(cfg: &CoreConfig) -> Result<Membership, StartError> {
+    let mine = &cfg.cluster.initial_advertise_peer_urls;
+    let urls: Vec<String> = cfg
+        .cluster
+        .initial_cluster
+        .values()
+        .flatten()
+        .filter(|u| !mine.contains(u))
+        .cloned()
+        .collect();
+    if urls.is_empty() {
+        return Err(StartError::Raft(
+            "--initial-cluster-state existing needs the other members' peer URLs in \
+             --initial-cluster"
+                .into(),
+        ));
+    }
+    let dial = DialOptions::from_env().map_err(|e| StartError::Raft(e.to_string()))?;
+    let probe = Arc::new(crate::peer::Joining);
+    let client = oxcd_peer::PeerClient::new(probe, dial);
+    let remote = client.members(&urls).await.map_err(|e| {
+        StartError::Raft(format!(
+            "cannot learn the cluster from its members {urls:?}: {e}; check that they run and \
+             that --initial-cluster lists their peer URLs"
+        ))
+    })?;
+    let members = remote
+        .members
+        .into_iter()
+        .map(|m| crate::membership::Member {
+            id: m.id,
+            name: m.name,
+            peer_urls: m.peer_urls,
+            client_urls: m.client_urls,
+            is_learner: m.is_learner,
+        })
+        .collect();
+    Membership::joined(remote.cluster_id, members, &cfg.cluster).map_err(StartError::Raft)
 }

@@ -273,6 +273,17 @@ impl Lessor {
         Ok(lessor)
     }
 
+    /// Replaces every lease and attachment with what `store` holds (its backend was just
+    /// replaced by a snapshot from the leader). The lessor comes out demoted: a member
+    /// receiving a snapshot follows, and the lessor loop promotes it again if it leads.
+    pub fn reload(&self, store: &Store) -> Result<(), MvccError> {
+        let fresh = Lessor::recover(store, self.min_ttl, self.checkpoint_interval)?;
+        let fresh_inner = std::mem::take(&mut *fresh.inner.lock());
+        *self.inner.lock() = fresh_inner;
+        self.primary_tx.send_replace(false);
+        Ok(())
+    }
+
     /// Whether lease `id` exists (a put may attach keys to it).
     pub fn exists(&self, id: i64) -> bool {
         self.inner.lock().leases.contains_key(&id)

@@ -302,3 +302,21 @@ fn promotion_and_demotion_are_pushed() {
     lessor.demote();
     assert!(!*primary.borrow_and_update());
 }
+
+#[test]
+fn reload_takes_the_leases_of_a_replaced_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let lessor = Lessor::new(2, INTERVAL);
+    grant(&store, &lessor, 7, 60, 1);
+    put(&store, &lessor, "a", 7, 2);
+    store.commit(false).unwrap();
+    // A lessor that never saw those writes (another member's) catches up by reloading.
+    let other = Lessor::new(2, INTERVAL);
+    other.promote(Duration::ZERO);
+    assert!(!other.exists(7));
+    other.reload(&store).unwrap();
+    assert!(other.exists(7));
+    assert_eq!(other.keys(7).unwrap(), vec![b"a".to_vec()]);
+    assert!(!other.is_primary(), "reloaded lessors start demoted");
+}

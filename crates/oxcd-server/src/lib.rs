@@ -46,7 +46,7 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
         /// What to do about it.
-        hint: &'static str,
+        hint: String,
     },
 }
 
@@ -68,8 +68,24 @@ pub async fn run_until(
     data_dir.create()?;
     let _lock = data_dir.lock()?;
     // Bind before touching raft so "port in use" fails fast and changes nothing.
-    let listeners = net::bind_client_listeners(&cfg).await?;
-    let mut core = Core::start(core_config(&cfg), &data_dir)?;
+    let listeners =
+        net::bind_listeners(&cfg.listen_client_urls, "--listen-client-urls", 2379).await?;
+    let peer_listeners =
+        net::bind_listeners(&cfg.listen_peer_urls, "--listen-peer-urls", 2380).await?;
+    let mut core = Core::start(core_config(&cfg), &data_dir).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut serving = Vec::new();
+    // Peers are served at once: the cluster needs this member before it can serve clients.
+    let peer_app = oxcd_peer::router(core.peer_handler());
+    for (url, listener) in peer_listeners {
+        tracing::info!(address = %url, "serving peer traffic");
+        serving.push(tokio::spawn(net::serve(
+            listener,
+            peer_app.clone(),
+            stop_rx.clone(),
+            net::Http2Limits::of(&cfg),
+        )));
+    }
     let app = router(core.server().clone(), &cfg);
     // Like etcd, clients are served once this member has joined the cluster's log.
     let mut shutdown = std::pin::pin!(shutdown);
@@ -80,11 +96,10 @@ pub async fn run_until(
         _ = core.failure() => false,
     };
     if !serve {
+        let _ = stop_tx.send(true);
         return Ok(core.shutdown().await?);
     }
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut serving = Vec::new();
     for (url, listener) in listeners {
         tracing::info!(address = %url, "ready to serve client requests");
         serving.push(tokio::spawn(net::serve(
@@ -132,6 +147,7 @@ fn core_config(cfg: &Config) -> CoreConfig {
             initial_cluster_token: cfg.initial_cluster_token.clone(),
             initial_advertise_peer_urls: urls(&cfg.initial_advertise_peer_urls),
             advertise_client_urls: urls(&cfg.advertise_client_urls),
+            join_existing: cfg.initial_cluster_state == config::ClusterState::Existing,
         },
     }
 }

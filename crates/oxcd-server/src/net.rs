@@ -34,7 +34,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{url_text, Config};
+use crate::config::url_text;
+
 use crate::StartError;
 
 /// HTTP/2 stream flow-control window: the protocol's default, and grpc-go's (etcd's) initial
@@ -122,20 +123,25 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-/// Binds every `--listen-client-urls` address (a host name may give several).
-pub async fn bind_client_listeners(cfg: &Config) -> Result<Vec<(String, TcpListener)>, StartError> {
+/// Binds every address of `urls`, the value of `flag` (`--listen-client-urls` or
+/// `--listen-peer-urls`); a host name may give several.
+pub async fn bind_listeners(
+    urls: &[url::Url],
+    flag: &str,
+    default_port: u16,
+) -> Result<Vec<(String, TcpListener)>, StartError> {
     let mut out = Vec::new();
-    for url in &cfg.listen_client_urls {
+    for url in urls {
         let text = url_text(url);
         let host = url.host_str().unwrap_or("localhost");
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = url.port().unwrap_or(2379);
+        let port = url.port().unwrap_or(default_port);
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
             .map_err(|source| StartError::Listen {
                 url: text.clone(),
                 source,
-                hint: "use an IP address or a resolvable host name in --listen-client-urls",
+                hint: format!("use an IP address or a resolvable host name in {flag}"),
             })?
             .collect();
         let mut bound_any = false;
@@ -150,7 +156,7 @@ pub async fn bind_client_listeners(cfg: &Config) -> Result<Vec<(String, TcpListe
                     return Err(StartError::Listen {
                         url: text,
                         source: e,
-                        hint: "another process (an etcd or oxcd?) uses this port; stop it or pass a free port in --listen-client-urls",
+                        hint: format!("another process (an etcd or oxcd?) uses this port; stop it or pass a free port in {flag}"),
                     });
                 }
                 // `localhost` may resolve to ::1 on hosts without IPv6: one address is enough.
@@ -161,7 +167,7 @@ pub async fn bind_client_listeners(cfg: &Config) -> Result<Vec<(String, TcpListe
             return Err(StartError::Listen {
                 url: text,
                 source: last_err.unwrap_or_else(|| std::io::Error::other("no address")),
-                hint: "check that the address belongs to this machine",
+                hint: "check that the address belongs to this machine".into(),
             });
         }
     }

@@ -324,6 +324,28 @@ impl Hub {
         }
     }
 
+    /// The backend was replaced by a newer one (a snapshot from the leader): every synced
+    /// watcher is moved to catching up from the revision it has not been sent yet, so it
+    /// reads the revisions it missed from the new backend's history — none lost, none
+    /// repeated — or, if the new backend no longer has them (compacted), is cancelled
+    /// with the compact revision, as etcd's `watchableStore.Restore` does.
+    pub fn restore(&self) {
+        self.staged.lock().clear();
+        let mut st = self.state.lock();
+        let synced: Vec<(Gid, i64)> = st
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.synced)
+            .map(|(g, w)| (*g, w.next_rev))
+            .collect();
+        for (gid, next_rev) in synced {
+            st.set_unsynced(gid, next_rev);
+        }
+        st.rev = self.store.committed_revision();
+        drop(st);
+        self.wake.notify_one();
+    }
+
     /// Registers a stream whose responses go to `tx`; returns its id.
     pub fn open_stream(&self, tx: mpsc::Sender<Outgoing>) -> u64 {
         let sid = self.next_stream.fetch_add(1, Ordering::Relaxed);

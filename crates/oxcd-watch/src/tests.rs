@@ -33,6 +33,9 @@ enum Op {
     /// Stage the following writes without publishing them (until `Defer(false)` or a
     /// drain), as the applier publishes a batch of revisions after one backend commit.
     Defer(bool),
+    /// A put the hub never sees, then `Hub::restore`: the backend moved ahead by a
+    /// snapshot from the leader. Watchers must still get it, once.
+    Unseen(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         3 => (0usize..4).prop_map(Op::Drain),
         2 => any::<bool>().prop_map(Op::Defer),
+        1 => (0u8..6, any::<u8>()).prop_map(|(k, v)| Op::Unseen(k, v)),
     ]
 }
 
@@ -167,6 +171,18 @@ fn run(ops: Vec<Op>) {
                     got: Vec::new(),
                     compacted: false,
                 });
+            }
+            Op::Unseen(k, v) => {
+                hub.publish();
+                let req = PutRequest {
+                    key: key(k),
+                    value: vec![v],
+                    ..Default::default()
+                };
+                let (_, evs) = store.put(&req, index, &|_| false).unwrap();
+                store.commit(false).unwrap();
+                history.extend(evs);
+                hub.restore();
             }
             Op::Defer(on) => {
                 deferred.set(on);

@@ -78,6 +78,20 @@ pub struct Applier {
     pub observers: Vec<Arc<dyn ApplyObserver>>,
     /// The cluster's members (membership changes are applied here, not in the chain).
     pub membership: Arc<RwLock<Membership>>,
+    /// What a snapshot from the leader replaces.
+    pub snapshots: SnapshotInstall,
+}
+
+/// Where a received backend snapshot waits, and the state rebuilt from it.
+pub struct SnapshotInstall {
+    /// The received backend file (kept under this name by the peer handler).
+    pub received: std::path::PathBuf,
+    /// Rebuilt from the new backend.
+    pub lessor: Arc<oxcd_lease::Lessor>,
+    /// Rebuilt from the new backend.
+    pub alarms: Arc<crate::alarm::AlarmSet>,
+    /// Its watchers catch up from the new backend's history.
+    pub hub: Arc<oxcd_watch::Hub>,
 }
 
 fn decode_conf_change(entry: &CommittedEntry) -> Result<ConfChangeV2, FatalApplyError> {
@@ -165,12 +179,11 @@ impl Applier {
                         result
                     }
                     EntryKind::Snapshot => {
-                        return Err(FatalApplyError(format!(
-                            "a snapshot from the leader arrived (index {}), and this oxcd \
-                             build cannot install one yet; restart the member with an \
-                             empty data dir after removing and re-adding it",
-                            entry.index
-                        )))
+                        self.install_snapshot(entry)?;
+                        // Entries the new backend already holds are skipped like replays.
+                        last_applied = self.store.consistent_index().max(entry.index);
+                        undurable_entries += 1;
+                        continue;
                     }
                 };
                 if let Some(r) = result {
@@ -215,6 +228,54 @@ impl Applier {
             .commit(true)
             .map_err(|e| FatalApplyError(e.to_string()))?;
         self.raft.set_durable_applied(applied);
+        Ok(())
+    }
+
+    /// Swaps in the backend a leader sent (etcd's `applySnapshot`): the store, then what
+    /// is derived from it (leases, alarms, membership), then the watchers, which read the
+    /// revisions they missed from the new backend's history.
+    fn install_snapshot(&self, entry: &CommittedEntry) -> Result<(), FatalApplyError> {
+        let fatal = |what: &str, e: &dyn std::fmt::Display| {
+            FatalApplyError(format!(
+                "installing the leader's snapshot at index {} failed ({what}: {e}); restart \
+                 the member to receive it again",
+                entry.index
+            ))
+        };
+        let started = Instant::now();
+        let s = &self.snapshots;
+        self.store
+            .replace_with(&s.received)
+            .map_err(|e| fatal("backend", &e))?;
+        s.lessor
+            .reload(&self.store)
+            .map_err(|e| fatal("leases", &e))?;
+        s.alarms
+            .reload(&self.store)
+            .map_err(|e| fatal("alarms", &e))?;
+        let membership = Membership::load(&self.store)
+            .map_err(|e| fatal("membership", &e))?
+            .ok_or_else(|| fatal("membership", &"the snapshot has none"))?;
+        {
+            let mut m = self.membership.write();
+            // The sender's record names the sender as local: this member keeps its own id.
+            let local_id = m.local_id;
+            *m = membership;
+            m.local_id = local_id;
+            m.save(&self.store).map_err(|e| fatal("membership", &e))?;
+            for o in &self.observers {
+                o.on_membership(&m);
+            }
+        }
+        self.store.commit(true).map_err(|e| fatal("commit", &e))?;
+        s.hub.restore();
+        tracing::info!(
+            index = entry.index,
+            consistent_index = self.store.consistent_index(),
+            revision = self.store.current_revision(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "installed the backend snapshot from the leader"
+        );
         Ok(())
     }
 

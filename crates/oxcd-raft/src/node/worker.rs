@@ -295,11 +295,15 @@ impl<T: Transport> Worker<T> {
         })
     }
 
+    /// Proposes `data`: on the leader it is appended, on a follower that knows the leader
+    /// raft forwards it there (as etcd's followers do); without a leader it fails at once.
     fn propose(&mut self, data: Vec<u8>) -> Result<(), RaftError> {
         if data.is_empty() {
             return Err(RaftError::EmptyProposal);
         }
-        self.check_leader()?;
+        if self.raw.raft.leader_id == 0 {
+            return Err(RaftError::NoLeader);
+        }
         match self.raw.propose(Vec::new(), data) {
             Ok(()) => Ok(()),
             Err(raft::Error::ProposalDropped) => Err(RaftError::ProposalDropped),
