@@ -408,16 +408,30 @@ impl Cluster {
                     status,
                 })?;
         }
-        cluster
-            .member_add(MemberAddRequest {
-                peer_ur_ls: vec![peer_url],
+        // etcd refuses MemberAdd ("unhealthy cluster") until the members have been connected
+        // to a quorum for a while (5 s); keep asking until the ready timeout.
+        let start = Instant::now();
+        loop {
+            let add = MemberAddRequest {
+                peer_ur_ls: vec![peer_url.clone()],
                 is_learner: false,
-            })
-            .await
-            .map_err(|status| HarnessError::Rpc {
-                what: "MemberAdd",
-                status,
-            })?;
+            };
+            match cluster.member_add(add).await {
+                Ok(_) => break,
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable
+                        && start.elapsed() < self.cfg.ready_timeout =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(status) => {
+                    return Err(HarnessError::Rpc {
+                        what: "MemberAdd",
+                        status,
+                    })
+                }
+            }
+        }
         let m = &mut self.members[i];
         m.initial_state = "existing";
         self.start_member(i)
@@ -455,10 +469,21 @@ impl Cluster {
 
     /// [`Cluster::wait_ready`] with an explicit limit.
     pub async fn wait_ready_within(&mut self, timeout: Duration) -> Result<usize, HarnessError> {
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        self.wait_leader_among(&all, timeout).await
+    }
+
+    /// Waits until the running members among `members` answer Status naming one leader
+    /// that is itself one of them (e.g. the majority side of a partition).
+    pub async fn wait_leader_among(
+        &mut self,
+        members: &[usize],
+        timeout: Duration,
+    ) -> Result<usize, HarnessError> {
         let start = Instant::now();
         loop {
             self.reap_exited();
-            let detail = match self.poll_leader().await {
+            let detail = match self.poll_leader(members).await {
                 Ok(leader) => return Ok(leader),
                 Err(d) => d,
             };
@@ -474,14 +499,16 @@ impl Cluster {
 
     /// The current leader's index if every running member names the same one.
     pub async fn leader(&mut self) -> Option<usize> {
-        self.poll_leader().await.ok()
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        self.poll_leader(&all).await.ok()
     }
 
-    async fn poll_leader(&self) -> Result<usize, String> {
+    async fn poll_leader(&self, among: &[usize]) -> Result<usize, String> {
         let mut leader_id = None;
         let mut leader_index = None;
         let mut any = false;
-        for (i, m) in self.members.iter().enumerate() {
+        for &i in among {
+            let m = &self.members[i];
             if m.state != MemberState::Running {
                 continue;
             }
@@ -506,7 +533,7 @@ impl Cluster {
         if !any {
             return Err("no member running".into());
         }
-        leader_index.ok_or_else(|| "the leader is not a running member".into())
+        leader_index.ok_or_else(|| "the leader is not among the running members asked".into())
     }
 
     /// Marks members whose process has exited as down (their log says why).
