@@ -627,7 +627,8 @@ fn route_peers(
     Ok(())
 }
 
-fn channel_to(url: &str) -> Channel {
+/// A lazily connecting channel to `url` (connect timeout 1 s).
+pub(crate) fn channel_to(url: &str) -> Channel {
     match Endpoint::from_shared(url.to_string()) {
         Ok(e) => e.connect_timeout(Duration::from_secs(1)).connect_lazy(),
         // Our own URLs always parse; a lazy channel to nowhere reports errors per request.

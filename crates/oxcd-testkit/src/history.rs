@@ -8,7 +8,7 @@ use std::time::Duration;
 pub type Rev = i64;
 
 /// A key-value pair as etcd returns it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Kv {
     /// The key.
     pub key: Vec<u8>,

@@ -13,6 +13,7 @@ pub mod model;
 pub mod net;
 pub mod ports;
 pub mod proxy;
+pub mod robustness;
 pub mod watch_check;
 
 pub use cluster::{Cluster, ClusterConfig, Flavor, HarnessError, Member, MemberState};
