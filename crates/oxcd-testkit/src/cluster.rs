@@ -602,9 +602,11 @@ fn route_peers(
                         overrides.push(format!("{}={proxy}", members[to].peer_url));
                     }
                 }
-                members[from]
-                    .env
-                    .push(("OXCD_PEER_DIAL_OVERRIDE".into(), overrides.join(",")));
+                if !overrides.is_empty() {
+                    members[from]
+                        .env
+                        .push(("OXCD_PEER_DIAL_OVERRIDE".into(), overrides.join(",")));
+                }
             }
         }
         Flavor::Etcd => {

@@ -4,7 +4,8 @@
 //! - [`cluster`]: N server processes on loopback with crash, pause, restart, replace, full disk;
 //! - [`history`], [`linearizability`], [`watch_check`]: histories of etcd KV operations and
 //!   checkers for them;
-//! - [`robustness`]: seeded random traffic under random faults, then every check.
+//! - [`robustness`]: seeded random traffic under random faults, then every check;
+//! - [`scenarios`]: cluster scenarios run against etcd first, then oxcd.
 
 pub mod cluster;
 pub mod history;
@@ -14,6 +15,7 @@ pub mod net;
 pub mod ports;
 pub mod proxy;
 pub mod robustness;
+pub mod scenarios;
 pub mod watch_check;
 
 pub use cluster::{Cluster, ClusterConfig, Flavor, HarnessError, Member, MemberState};

@@ -110,12 +110,25 @@ pub fn check(history: &[Operation], log: &Log) -> Result<Report, Vec<Violation>>
     };
     let mut positions: Vec<Option<Position>> = vec![None; history.len()];
     let mut explained: BTreeMap<Rev, usize> = BTreeMap::new();
-    for (i, op) in history.iter().enumerate() {
+    // A revoke's answer does not say whether it deleted the lease's keys or found them
+    // already deleted at that revision, so revokes claim a revision only after every
+    // unambiguous operation has.
+    let revokes_last = history
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| !matches!(op.request, Request::LeaseRevoke { .. }))
+        .chain(
+            history
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| matches!(op.request, Request::LeaseRevoke { .. })),
+        );
+    for (i, op) in revokes_last {
         match &op.outcome {
             Outcome::Ok(resp) => {
                 report.acknowledged += 1;
                 let rev = resp.revision();
-                match place_acknowledged(&store, log, &op.request, resp) {
+                match place_acknowledged(&store, log, &explained, &op.request, resp) {
                     Ok(write) => {
                         positions[i] = Some(Position { rev, write });
                         if write {
@@ -182,6 +195,7 @@ pub fn check(history: &[Operation], log: &Log) -> Result<Report, Vec<Violation>>
 fn place_acknowledged(
     store: &Store,
     log: &Log,
+    explained: &BTreeMap<Rev, usize>,
     req: &Request,
     resp: &Response,
 ) -> Result<bool, String> {
@@ -271,7 +285,10 @@ fn place_acknowledged(
         (Request::LeaseRevoke { id }, Response::LeaseRevoke { .. }) => {
             let attached = store.keys_with_lease(*id, rev - 1);
             let deletes: Vec<_> = attached.iter().map(|k| deletion(k, rev)).collect();
-            if !attached.is_empty() && same_changes(&deletes, logged) {
+            if !attached.is_empty()
+                && !explained.contains_key(&rev)
+                && same_changes(&deletes, logged)
+            {
                 Ok(true)
             } else if store.keys_with_lease(*id, rev).is_empty() {
                 Ok(false)

@@ -2,6 +2,9 @@
 //! reject each kind of anomaly: stale read, lost acknowledged write, reordered revisions,
 //! phantom write, duplicated / missing / reordered watch events.
 
+// A test binary: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use oxcd_testkit::history::{
@@ -334,6 +337,47 @@ fn lease_expiry_may_delete_exactly_the_lease_keys() {
     let mut other = expired;
     other.revisions.insert(5, vec![del_ev("z", 5)]);
     assert!(check(&h, &other).is_err());
+}
+
+#[test]
+fn a_revoke_answered_at_the_revision_of_a_delete_of_its_key_is_a_read() {
+    let leased = Kv {
+        lease: 7,
+        ..kv("x", "v", 2, 2, 1)
+    };
+    let log = Log::from_events([put_ev(leased), del_ev("x", 3)]);
+    let h = vec![
+        op(
+            0,
+            0,
+            5,
+            Request::Put {
+                key: "x".into(),
+                value: "v".into(),
+                lease: 7,
+            },
+            Outcome::Ok(Response::Put { revision: 2 }),
+        ),
+        // The revoke (listed first) found the key already deleted by the concurrent delete.
+        op(
+            1,
+            10,
+            20,
+            Request::LeaseRevoke { id: 7 },
+            Outcome::Ok(Response::LeaseRevoke { revision: 3 }),
+        ),
+        op(
+            0,
+            10,
+            15,
+            Request::Delete(KeyRange::single("x")),
+            Outcome::Ok(Response::Delete {
+                revision: 3,
+                deleted: 1,
+            }),
+        ),
+    ];
+    check(&h, &log).unwrap();
 }
 
 fn watch_of(log: &Log, reached: Rev) -> WatchRecord {

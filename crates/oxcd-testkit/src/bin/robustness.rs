@@ -16,7 +16,10 @@ use oxcd_testkit::{Cluster, ClusterConfig, Flavor, PortSource};
 
 /// Command line of `oxcd-robustness`.
 #[derive(Debug, Parser)]
-#[command(name = "oxcd-robustness", about = "Random traffic under random faults, then linearizability, watch and member checks")]
+#[command(
+    name = "oxcd-robustness",
+    about = "Random traffic under random faults, then linearizability, watch and member checks"
+)]
 struct Cli {
     /// Which server `--bin` is.
     #[arg(long, value_enum, default_value = "oxcd")]
@@ -54,6 +57,9 @@ struct Cli {
     /// First port of a range to take ports from (default: ports the OS picks).
     #[arg(long)]
     base_port: Option<u16>,
+    /// Write each run's history and log into this directory (`<dir>/seed-N/`).
+    #[arg(long)]
+    dump: Option<PathBuf>,
     /// Extra server flags, e.g. `--extra=--snapshot-count=100` (repeatable).
     #[arg(long, allow_hyphen_values = true)]
     extra: Vec<String>,
@@ -85,6 +91,10 @@ async fn main() -> ExitCode {
         rc.watchers = cli.watchers;
         rc.keys = cli.keys;
         rc.fault_interval = Duration::from_millis(cli.fault_interval_ms);
+        rc.dump_to = cli
+            .dump
+            .as_ref()
+            .map(|d| d.join(format!("seed-{}", rc.seed)));
         if !cli.faults.is_empty() {
             rc.faults = cli.faults.clone();
         }

@@ -7,8 +7,7 @@ use oxcd_proto::etcdserverpb::{
 use oxcd_proto::mvccpb::{self, KeyValue};
 
 use crate::history::{
-    Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, Kv, Response, TxnOp,
-    TxnOpResult,
+    Compare, CompareOp, CompareTarget, Event, EventKind, KeyRange, Kv, Response, TxnOp, TxnOpResult,
 };
 
 /// A history key-value from etcd's.
@@ -105,7 +104,9 @@ fn compare(c: &Compare) -> PbCompare {
 
 fn request_op(op: &TxnOp) -> RequestOp {
     let request = match op {
-        TxnOp::Put { key, value, lease } => request_op::Request::RequestPut(put(key, value, *lease)),
+        TxnOp::Put { key, value, lease } => {
+            request_op::Request::RequestPut(put(key, value, *lease))
+        }
         TxnOp::Get(r) => request_op::Request::RequestRange(range(r)),
         TxnOp::Delete(r) => request_op::Request::RequestDeleteRange(delete(r)),
     };

@@ -53,7 +53,10 @@ impl FaultKind {
 
     /// Whether the kind aims at the leader.
     pub fn targets_leader(self) -> bool {
-        matches!(self, FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::IsolateLeader)
+        matches!(
+            self,
+            FaultKind::KillLeader | FaultKind::PauseLeader | FaultKind::IsolateLeader
+        )
     }
 
     /// The kind's name on the command line.
@@ -131,9 +134,15 @@ pub(crate) fn strike(cluster: &mut Cluster, kind: FaultKind, member: usize, jitt
 }
 
 /// Undoes what [`strike`] did.
-pub(crate) fn undo(cluster: &mut Cluster, kind: FaultKind, member: usize) -> Result<(), HarnessError> {
+pub(crate) fn undo(
+    cluster: &mut Cluster,
+    kind: FaultKind,
+    member: usize,
+) -> Result<(), HarnessError> {
     match kind {
-        FaultKind::Kill | FaultKind::KillLeader | FaultKind::Restart => cluster.start_member(member),
+        FaultKind::Kill | FaultKind::KillLeader | FaultKind::Restart => {
+            cluster.start_member(member)
+        }
         FaultKind::Pause | FaultKind::PauseLeader => {
             cluster.resume(member);
             Ok(())

@@ -49,6 +49,8 @@ pub struct RobustnessConfig {
     pub fault_hold: (Duration, Duration),
     /// Kinds to choose from (those needing peer links are skipped without a fault network).
     pub faults: Vec<FaultKind>,
+    /// Where to write the history and the log (`history.txt`, `log.txt`), if anywhere.
+    pub dump_to: Option<std::path::PathBuf>,
 }
 
 impl RobustnessConfig {
@@ -64,6 +66,7 @@ impl RobustnessConfig {
             fault_interval: Duration::from_millis(1500),
             fault_hold: (Duration::from_millis(300), Duration::from_millis(2500)),
             faults: FaultKind::ALL.to_vec(),
+            dump_to: None,
         }
     }
 }
@@ -106,7 +109,13 @@ impl RunReport {
 
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "seed {} on {} member(s): {}", self.seed, self.members, if self.passed() { "PASS" } else { "FAIL" })?;
+        writeln!(
+            f,
+            "seed {} on {} member(s): {}",
+            self.seed,
+            self.members,
+            if self.passed() { "PASS" } else { "FAIL" }
+        )?;
         writeln!(
             f,
             "operations {} (acknowledged {}, failed {}, lost answers {} applied / {} not), lease expiries {}, final revision {}",
@@ -118,7 +127,11 @@ impl fmt::Display for RunReport {
             self.lease_expiries,
             self.final_revision
         )?;
-        writeln!(f, "watches {} delivered {} events", self.watches.0, self.watches.1)?;
+        writeln!(
+            f,
+            "watches {} delivered {} events",
+            self.watches.0, self.watches.1
+        )?;
         let kinds: Vec<String> = self
             .faults
             .iter()
@@ -162,7 +175,13 @@ pub async fn run(cluster: &mut Cluster, cfg: &RobustnessConfig) -> RunReport {
     let watchers: Vec<_> = (0..cfg.watchers)
         .map(|w| {
             let from = 1 + 5 * w as Rev;
-            tokio::spawn(watchers::run_watcher(w, endpoints.clone(), KeyRange::prefix(PREFIX), from, target_rx.clone()))
+            tokio::spawn(watchers::run_watcher(
+                w,
+                endpoints.clone(),
+                KeyRange::prefix(PREFIX),
+                from,
+                target_rx.clone(),
+            ))
         })
         .collect();
 
@@ -177,7 +196,9 @@ pub async fn run(cluster: &mut Cluster, cfg: &RobustnessConfig) -> RunReport {
         }
     }
     let Some(sentinel) = write_sentinel(cluster, &plan, &mut history).await else {
-        report.problems.push("the final sentinel write never succeeded".into());
+        report
+            .problems
+            .push("the final sentinel write never succeeded".into());
         return report;
     };
     report.final_revision = sentinel;
@@ -205,19 +226,74 @@ pub async fn run(cluster: &mut Cluster, cfg: &RobustnessConfig) -> RunReport {
         }
         Err(violations) => {
             report.operations = history.len();
-            report.problems.push(format!("history NOT linearizable ({} violations)", violations.len()));
-            report.problems.extend(violations.iter().take(SHOWN).map(|v| v.to_string()));
+            report.acknowledged = history
+                .iter()
+                .filter(|o| matches!(o.outcome, Outcome::Ok(_)))
+                .count();
+            report.problems.push(format!(
+                "history NOT linearizable ({} violations)",
+                violations.len()
+            ));
+            for v in violations.iter().take(SHOWN) {
+                report.problems.push(v.to_string());
+                for i in involved(v) {
+                    if let Some(op) = history.get(i) {
+                        report.problems.push(format!("  op {i}: {op:?}"));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(dir) = &cfg.dump_to {
+        if let Err(e) = dump(dir, &history, &log) {
+            report
+                .problems
+                .push(format!("dump to {}: {e}", dir.display()));
         }
     }
     if let Err(violations) = crate::watch_check::check_watches(&records, &log) {
-        report.problems.push(format!("watches wrong ({} violations)", violations.len()));
-        report.problems.extend(violations.iter().take(SHOWN).map(|v| v.to_string()));
+        report
+            .problems
+            .push(format!("watches wrong ({} violations)", violations.len()));
+        report
+            .problems
+            .extend(violations.iter().take(SHOWN).map(|v| v.to_string()));
     }
     report
 }
 
+/// The history indexes a violation names.
+fn involved(v: &crate::linearizability::Violation) -> Vec<usize> {
+    use crate::linearizability::Violation as V;
+    match v {
+        V::WrongAnswer { op, .. } => vec![*op],
+        V::DuplicateRevision { first, second, .. } => vec![*first, *second],
+        V::RealTime { earlier, later, .. } => vec![*earlier, *later],
+        V::BadLog(_) | V::Phantom { .. } => Vec::new(),
+    }
+}
+
+/// Writes the history and the log, one item a line, for a post-mortem.
+fn dump(dir: &std::path::Path, history: &[Operation], log: &Log) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut h = std::io::BufWriter::new(std::fs::File::create(dir.join("history.txt"))?);
+    for (i, op) in history.iter().enumerate() {
+        writeln!(h, "{i} {op:?}")?;
+    }
+    let mut l = std::io::BufWriter::new(std::fs::File::create(dir.join("log.txt"))?);
+    for (rev, events) in &log.revisions {
+        writeln!(l, "{rev} {events:?}")?;
+    }
+    Ok(())
+}
+
 /// Strikes faults one at a time until the run's duration is over.
-async fn strike_faults(cluster: &mut Cluster, cfg: &RobustnessConfig, start: Instant) -> Vec<FaultRecord> {
+async fn strike_faults(
+    cluster: &mut Cluster,
+    cfg: &RobustnessConfig,
+    start: Instant,
+) -> Vec<FaultRecord> {
     let mut rng = Rng::new(cfg.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xFA17);
     let size = cluster.members().len();
     let kinds: Vec<FaultKind> = cfg
@@ -253,7 +329,12 @@ async fn strike_faults(cluster: &mut Cluster, cfg: &RobustnessConfig, start: Ins
         if let Err(e) = faults::undo(cluster, kind, member) {
             eprintln!("robustness: undoing {} on m{member}: {e}", kind.name());
         }
-        records.push(FaultRecord { at, kind, member, held: hold });
+        records.push(FaultRecord {
+            at,
+            kind,
+            member,
+            held: hold,
+        });
         // One fault at a time: let the cluster recover before the next.
         let _ = cluster.wait_ready_within(Duration::from_secs(10)).await;
     }
@@ -276,37 +357,62 @@ async fn settle(cluster: &mut Cluster, report: &mut RunReport) {
         }
     }
     if let Err(e) = cluster.wait_ready_within(SETTLE).await {
-        report.problems.push(format!("cluster did not settle after the faults: {e}"));
+        report
+            .problems
+            .push(format!("cluster did not settle after the faults: {e}"));
     }
 }
 
 /// Writes the sentinel key (recorded in the history) until it is acknowledged.
-async fn write_sentinel(cluster: &mut Cluster, plan: &TrafficPlan, history: &mut Vec<Operation>) -> Option<Rev> {
+async fn write_sentinel(
+    cluster: &mut Cluster,
+    plan: &TrafficPlan,
+    history: &mut Vec<Operation>,
+) -> Option<Rev> {
     let key = format!("{PREFIX}~sentinel").into_bytes();
     let deadline = Instant::now() + SETTLE;
     let client = history.iter().map(|o| o.client + 1).max().unwrap_or(0);
     let mut attempt = 0;
     while Instant::now() < deadline {
         attempt += 1;
-        let target = cluster.leader().await.unwrap_or(attempt % plan.endpoints.len());
+        let target = cluster
+            .leader()
+            .await
+            .unwrap_or(attempt % plan.endpoints.len());
         let request = Request::Put {
             key: key.clone(),
             value: format!("sentinel-{attempt}").into_bytes(),
             lease: 0,
         };
         let call = plan.start.elapsed();
-        let mut req = tonic::Request::new(convert::put(&key, format!("sentinel-{attempt}").as_bytes(), 0));
+        let mut req = tonic::Request::new(convert::put(
+            &key,
+            format!("sentinel-{attempt}").as_bytes(),
+            0,
+        ));
         req.set_timeout(plan.timeout);
         let result = cluster.kv(target).put(req).await;
         let ret = plan.start.elapsed();
         match result {
             Ok(resp) => {
                 let revision = resp.into_inner().header.map(|h| h.revision).unwrap_or(0);
-                history.push(Operation { client, call, ret, request, outcome: Outcome::Ok(Response::Put { revision }) });
+                history.push(Operation {
+                    client,
+                    call,
+                    ret,
+                    request,
+                    outcome: Outcome::Ok(Response::Put { revision }),
+                });
                 return Some(revision);
             }
             Err(status) => {
-                history.push(Operation { client, call, ret, request, outcome: Outcome::Unknown(status.message().to_string()) });
+                history.push(Operation {
+                    client,
+                    call,
+                    ret,
+                    request,
+                    outcome: Outcome::Unknown(status.message().to_string()),
+                });
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -330,7 +436,9 @@ async fn compare_members(endpoints: &[String], until: Rev, report: &mut RunRepor
     let first = logs.first()?.clone();
     for (i, log) in logs.iter().enumerate().skip(1) {
         if let Some(rev) = first_difference(&first, log) {
-            report.problems.push(format!("m{i}'s log differs from m0's at revision {rev}"));
+            report
+                .problems
+                .push(format!("m{i}'s log differs from m0's at revision {rev}"));
         }
     }
     let mut ranges: Vec<Vec<Kv>> = Vec::new();
@@ -338,25 +446,44 @@ async fn compare_members(endpoints: &[String], until: Rev, report: &mut RunRepor
     for e in endpoints {
         ranges.push(range_at(e, until).await.unwrap_or_default());
         let mut m = MaintenanceClient::new(channel_to(e));
-        hashes.push(m.hash_kv(HashKvRequest { revision: until }).await.map(|r| r.into_inner().hash));
+        hashes.push(
+            m.hash_kv(HashKvRequest { revision: until })
+                .await
+                .map(|r| r.into_inner().hash),
+        );
     }
     if ranges.iter().any(|r| r != &ranges[0]) {
-        report.problems.push(format!("members' keys at revision {until} differ"));
+        report
+            .problems
+            .push(format!("members' keys at revision {until} differ"));
     }
     let hash_note = if hashes.iter().all(Result::is_ok) {
-        let values: Vec<u32> = hashes.iter().filter_map(|h| h.as_ref().ok().copied()).collect();
+        let values: Vec<u32> = hashes
+            .iter()
+            .filter_map(|h| h.as_ref().ok().copied())
+            .collect();
         if values.iter().any(|h| *h != values[0]) {
-            report.problems.push(format!("HashKV at revision {until} differs: {values:08x?}"));
+            report
+                .problems
+                .push(format!("HashKV at revision {until} differs: {values:08x?}"));
         }
         format!("HashKV at revision {until} {values:08x?}")
     } else {
-        let why = hashes.iter().find_map(|h| h.as_ref().err()).map(|s| format!("{:?}", s.code())).unwrap_or_default();
+        let why = hashes
+            .iter()
+            .find_map(|h| h.as_ref().err())
+            .map(|s| format!("{:?}", s.code()))
+            .unwrap_or_default();
         format!("HashKV unavailable ({why}); compared full ranges at the revision instead")
     };
     report.member_comparison = format!(
         "{} logs through revision {until} {}, {} keys each; {hash_note}",
         logs.len(),
-        if report.problems.is_empty() { "equal" } else { "compared" },
+        if report.problems.is_empty() {
+            "equal"
+        } else {
+            "compared"
+        },
         ranges[0].len()
     );
     Some(first)
@@ -364,11 +491,17 @@ async fn compare_members(endpoints: &[String], until: Rev, report: &mut RunRepor
 
 /// The first revision at which two logs differ.
 fn first_difference(a: &Log, b: &Log) -> Option<Rev> {
-    let revs: std::collections::BTreeSet<Rev> = a.revisions.keys().chain(b.revisions.keys()).copied().collect();
-    revs.into_iter().find(|r| match (a.revisions.get(r), b.revisions.get(r)) {
-        (Some(x), Some(y)) => !same_changes(x, y),
-        _ => true,
-    })
+    let revs: std::collections::BTreeSet<Rev> = a
+        .revisions
+        .keys()
+        .chain(b.revisions.keys())
+        .copied()
+        .collect();
+    revs.into_iter()
+        .find(|r| match (a.revisions.get(r), b.revisions.get(r)) {
+            (Some(x), Some(y)) => !same_changes(x, y),
+            _ => true,
+        })
 }
 
 /// Every key at `rev`, from the member's own data (serializable).
@@ -381,5 +514,12 @@ async fn range_at(endpoint: &str, rev: Rev) -> Result<Vec<Kv>, tonic::Status> {
         serializable: true,
         ..Default::default()
     };
-    Ok(kv.range(req).await?.into_inner().kvs.into_iter().map(convert::kv).collect())
+    Ok(kv
+        .range(req)
+        .await?
+        .into_inner()
+        .kvs
+        .into_iter()
+        .map(convert::kv)
+        .collect())
 }

@@ -36,6 +36,14 @@ pub(crate) struct TrafficPlan {
 /// The key prefix all generated traffic lives under.
 pub(crate) const PREFIX: &str = "k/";
 
+/// Pause after a failed operation, so a client does not spin against a dead member.
+const ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Whether the request never left the client (no connection could be made).
+fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().contains("tcp connect error")
+}
+
 /// gRPC codes etcd answers before a request can take effect.
 fn definitely_refused(code: tonic::Code) -> bool {
     use tonic::Code::*;
@@ -89,8 +97,13 @@ pub(crate) async fn run_client(
         let call = c.plan.start.elapsed();
         let outcome = c.execute(&request).await;
         let ret = c.plan.start.elapsed();
-        if let Outcome::Unknown(_) = outcome {
-            c.switch_endpoint();
+        match &outcome {
+            Outcome::Ok(_) => {}
+            Outcome::Unknown(_) => {
+                c.switch_endpoint();
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+            Outcome::Failed(_) => tokio::time::sleep(ERROR_BACKOFF).await,
         }
         ops.push(Operation {
             client: id,
@@ -121,7 +134,11 @@ impl Client {
         let roll = self.rng.below(100);
         let value = self.unique_value();
         match roll {
-            0..30 => Request::Put { key, value, lease: 0 },
+            0..30 => Request::Put {
+                key,
+                value,
+                lease: 0,
+            },
             30..45 => Request::Range(KeyRange::single(key)),
             45..55 => Request::Range(KeyRange::prefix(PREFIX)),
             55..65 => Request::Delete(KeyRange::single(key)),
@@ -133,7 +150,11 @@ impl Client {
                         op: CompareOp::Equal,
                         target: CompareTarget::ModRevision(expected),
                     }],
-                    success: vec![TxnOp::Put { key: key.clone(), value, lease: 0 }],
+                    success: vec![TxnOp::Put {
+                        key: key.clone(),
+                        value,
+                        lease: 0,
+                    }],
                     failure: vec![TxnOp::Get(KeyRange::single(key))],
                 }
             }
@@ -146,7 +167,9 @@ impl Client {
             }
             95..100 if !self.leases.is_empty() => {
                 let i = self.rng.below(self.leases.len() as u64) as usize;
-                Request::LeaseRevoke { id: self.leases.swap_remove(i) }
+                Request::LeaseRevoke {
+                    id: self.leases.swap_remove(i),
+                }
             }
             _ => Request::Range(KeyRange::single(key)),
         }
@@ -160,10 +183,16 @@ impl Client {
                 self.remember(request, &resp);
                 Outcome::Ok(resp)
             }
-            Ok(Err(status)) if definitely_refused(status.code()) || !request.may_write() => {
+            Ok(Err(status))
+                if definitely_refused(status.code())
+                    || never_sent(&status)
+                    || !request.may_write() =>
+            {
                 Outcome::Failed(format!("{:?}: {}", status.code(), status.message()))
             }
-            Ok(Err(status)) => Outcome::Unknown(format!("{:?}: {}", status.code(), status.message())),
+            Ok(Err(status)) => {
+                Outcome::Unknown(format!("{:?}: {}", status.code(), status.message()))
+            }
             Err(_) if !request.may_write() => Outcome::Failed("timed out".into()),
             Err(_) => Outcome::Unknown("timed out".into()),
         }
@@ -171,35 +200,73 @@ impl Client {
 
     async fn send(&mut self, request: &Request) -> Result<Response, tonic::Status> {
         let timeout = self.plan.timeout;
-        let rev = |h: Option<oxcd_proto::etcdserverpb::ResponseHeader>| h.map(|h| h.revision).unwrap_or(0);
+        let rev = |h: Option<oxcd_proto::etcdserverpb::ResponseHeader>| {
+            h.map(|h| h.revision).unwrap_or(0)
+        };
         Ok(match request {
             Request::Put { key, value, lease } => {
-                let r = self.kv.put(timed(timeout, convert::put(key, value, *lease))).await?.into_inner();
-                Response::Put { revision: rev(r.header) }
+                let r = self
+                    .kv
+                    .put(timed(timeout, convert::put(key, value, *lease)))
+                    .await?
+                    .into_inner();
+                Response::Put {
+                    revision: rev(r.header),
+                }
             }
             Request::Range(range) => {
-                let r = self.kv.range(timed(timeout, convert::range(range))).await?.into_inner();
+                let r = self
+                    .kv
+                    .range(timed(timeout, convert::range(range)))
+                    .await?
+                    .into_inner();
                 Response::Range {
                     revision: rev(r.header),
                     kvs: r.kvs.into_iter().map(convert::kv).collect(),
                 }
             }
             Request::Delete(range) => {
-                let r = self.kv.delete_range(timed(timeout, convert::delete(range))).await?.into_inner();
-                Response::Delete { revision: rev(r.header), deleted: r.deleted }
+                let r = self
+                    .kv
+                    .delete_range(timed(timeout, convert::delete(range)))
+                    .await?
+                    .into_inner();
+                Response::Delete {
+                    revision: rev(r.header),
+                    deleted: r.deleted,
+                }
             }
-            Request::Txn { compare, success, failure } => {
-                let r = self.kv.txn(timed(timeout, convert::txn(compare, success, failure))).await?;
+            Request::Txn {
+                compare,
+                success,
+                failure,
+            } => {
+                let r = self
+                    .kv
+                    .txn(timed(timeout, convert::txn(compare, success, failure)))
+                    .await?;
                 convert::txn_response(r.into_inner())
             }
             Request::LeaseGrant { ttl } => {
                 let req = LeaseGrantRequest { ttl: *ttl, id: 0 };
-                let r = self.lease.lease_grant(timed(timeout, req)).await?.into_inner();
-                Response::LeaseGrant { revision: rev(r.header), id: r.id }
+                let r = self
+                    .lease
+                    .lease_grant(timed(timeout, req))
+                    .await?
+                    .into_inner();
+                Response::LeaseGrant {
+                    revision: rev(r.header),
+                    id: r.id,
+                }
             }
             Request::LeaseRevoke { id } => {
-                let r = self.lease.lease_revoke(timed(timeout, LeaseRevokeRequest { id: *id })).await?;
-                Response::LeaseRevoke { revision: rev(r.into_inner().header) }
+                let r = self
+                    .lease
+                    .lease_revoke(timed(timeout, LeaseRevokeRequest { id: *id }))
+                    .await?;
+                Response::LeaseRevoke {
+                    revision: rev(r.into_inner().header),
+                }
             }
         })
     }

@@ -85,7 +85,11 @@ pub(crate) async fn run_watcher(
 
 /// All events of one member from revision 1 through `until` (its own data: the member
 /// answers watches from its local store).
-pub(crate) async fn member_events(endpoint: &str, until: Rev, limit: Duration) -> Result<Vec<Event>, String> {
+pub(crate) async fn member_events(
+    endpoint: &str,
+    until: Rev,
+    limit: Duration,
+) -> Result<Vec<Event>, String> {
     let all = KeyRange {
         key: vec![0],
         range_end: vec![0],
@@ -118,16 +122,22 @@ fn seen_up_to(record: &WatchRecord) -> Rev {
 type WatchStream = tonic::Streaming<oxcd_proto::etcdserverpb::WatchResponse>;
 
 /// Opens a watch stream on `endpoint` for `range` from `start_revision`.
-async fn open(endpoint: &str, range: &KeyRange, start_revision: Rev) -> Result<WatchStream, String> {
+async fn open(
+    endpoint: &str,
+    range: &KeyRange,
+    start_revision: Rev,
+) -> Result<WatchStream, String> {
     let mut client = WatchClient::new(crate::cluster::channel_to(endpoint));
     let (tx, rx) = mpsc::channel(1);
     let create = WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: range.key.clone(),
-            range_end: range.range_end.clone(),
-            start_revision,
-            ..Default::default()
-        })),
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: range.key.clone(),
+                range_end: range.range_end.clone(),
+                start_revision,
+                ..Default::default()
+            },
+        )),
     };
     tx.send(create).await.map_err(|e| e.to_string())?;
     // Keep the request side open for the life of the stream.
