@@ -57,6 +57,10 @@ struct Cli {
     /// First port of a range to take ports from (default: ports the OS picks).
     #[arg(long)]
     base_port: Option<u16>,
+    /// Send ranges as serializable (not linearizable: a run should then FAIL under partitions;
+    /// this shows the checker catches stale reads).
+    #[arg(long)]
+    serializable_reads: bool,
     /// Write each run's history and log into this directory (`<dir>/seed-N/`).
     #[arg(long)]
     dump: Option<PathBuf>,
@@ -91,6 +95,7 @@ async fn main() -> ExitCode {
         rc.watchers = cli.watchers;
         rc.keys = cli.keys;
         rc.fault_interval = Duration::from_millis(cli.fault_interval_ms);
+        rc.serializable_reads = cli.serializable_reads;
         rc.dump_to = cli
             .dump
             .as_ref()

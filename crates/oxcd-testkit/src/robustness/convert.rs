@@ -51,11 +51,12 @@ pub(crate) fn put(key: &[u8], value: &[u8], lease: i64) -> PutRequest {
     }
 }
 
-/// A linearizable range request.
-pub(crate) fn range(r: &KeyRange) -> RangeRequest {
+/// A range request (linearizable unless `serializable`).
+pub(crate) fn range(r: &KeyRange, serializable: bool) -> RangeRequest {
     RangeRequest {
         key: r.key.clone(),
         range_end: r.range_end.clone(),
+        serializable,
         ..Default::default()
     }
 }
@@ -107,7 +108,7 @@ fn request_op(op: &TxnOp) -> RequestOp {
         TxnOp::Put { key, value, lease } => {
             request_op::Request::RequestPut(put(key, value, *lease))
         }
-        TxnOp::Get(r) => request_op::Request::RequestRange(range(r)),
+        TxnOp::Get(r) => request_op::Request::RequestRange(range(r, false)),
         TxnOp::Delete(r) => request_op::Request::RequestDeleteRange(delete(r)),
     };
     RequestOp {

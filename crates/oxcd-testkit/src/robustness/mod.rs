@@ -49,6 +49,9 @@ pub struct RobustnessConfig {
     pub fault_hold: (Duration, Duration),
     /// Kinds to choose from (those needing peer links are skipped without a fault network).
     pub faults: Vec<FaultKind>,
+    /// Send ranges as serializable: served from the member's own data, so not linearizable
+    /// under faults. Only for showing that a run catches stale reads.
+    pub serializable_reads: bool,
     /// Where to write the history and the log (`history.txt`, `log.txt`), if anywhere.
     pub dump_to: Option<std::path::PathBuf>,
 }
@@ -66,6 +69,7 @@ impl RobustnessConfig {
             fault_interval: Duration::from_millis(1500),
             fault_hold: (Duration::from_millis(300), Duration::from_millis(2500)),
             faults: FaultKind::ALL.to_vec(),
+            serializable_reads: false,
             dump_to: None,
         }
     }
@@ -168,6 +172,7 @@ pub async fn run(cluster: &mut Cluster, cfg: &RobustnessConfig) -> RunReport {
         timeout: cfg.request_timeout,
         seed: cfg.seed,
         start,
+        serializable_reads: cfg.serializable_reads,
     };
     let clients: Vec<_> = (0..cfg.clients)
         .map(|id| tokio::spawn(traffic::run_client(id, plan.clone(), stop_rx.clone())))
@@ -238,7 +243,9 @@ pub async fn run(cluster: &mut Cluster, cfg: &RobustnessConfig) -> RunReport {
                 report.problems.push(v.to_string());
                 for i in involved(v) {
                     if let Some(op) = history.get(i) {
-                        report.problems.push(format!("  op {i}: {op:?}"));
+                        report
+                            .problems
+                            .push(format!("  op {i}: {}", describe_op(op)));
                     }
                 }
             }
@@ -271,6 +278,43 @@ fn involved(v: &crate::linearizability::Violation) -> Vec<usize> {
         V::RealTime { earlier, later, .. } => vec![*earlier, *later],
         V::BadLog(_) | V::Phantom { .. } => Vec::new(),
     }
+}
+
+/// One operation in a line: client, times, request and outcome, keys and values as text.
+fn describe_op(op: &Operation) -> String {
+    use crate::model::show;
+    let request = match &op.request {
+        Request::Put { key, value, lease } => {
+            format!("put {}={} lease {lease:x}", show(key), show(value))
+        }
+        Request::Range(r) => format!("range {}..{}", show(&r.key), show(&r.range_end)),
+        Request::Delete(r) => format!("delete {}..{}", show(&r.key), show(&r.range_end)),
+        Request::Txn { compare, .. } => {
+            let keys: Vec<String> = compare
+                .iter()
+                .map(|c| format!("{} {:?} {:?}", show(&c.key), c.op, c.target))
+                .collect();
+            format!("txn if {}", keys.join(" and "))
+        }
+        Request::LeaseGrant { ttl } => format!("lease grant ttl {ttl}"),
+        Request::LeaseRevoke { id } => format!("lease revoke {id:x}"),
+    };
+    let outcome = match &op.outcome {
+        Outcome::Ok(Response::Range { revision, kvs }) => {
+            let kvs: Vec<String> = kvs
+                .iter()
+                .map(|kv| format!("{}={}@{}", show(&kv.key), show(&kv.value), kv.mod_revision))
+                .collect();
+            format!("ok at revision {revision}: [{}]", kvs.join(", "))
+        }
+        Outcome::Ok(resp) => format!("ok at revision {}", resp.revision()),
+        Outcome::Failed(why) => format!("failed: {why}"),
+        Outcome::Unknown(why) => format!("answer lost: {why}"),
+    };
+    format!(
+        "client {} {:?}..{:?} {request} -> {outcome}",
+        op.client, op.call, op.ret
+    )
 }
 
 /// Writes the history and the log, one item a line, for a post-mortem.

@@ -31,6 +31,8 @@ pub(crate) struct TrafficPlan {
     pub(crate) seed: u64,
     /// Time zero of the history.
     pub(crate) start: Instant,
+    /// Send ranges as serializable (see [`super::RobustnessConfig::serializable_reads`]).
+    pub(crate) serializable_reads: bool,
 }
 
 /// The key prefix all generated traffic lives under.
@@ -217,7 +219,10 @@ impl Client {
             Request::Range(range) => {
                 let r = self
                     .kv
-                    .range(timed(timeout, convert::range(range)))
+                    .range(timed(
+                        timeout,
+                        convert::range(range, self.plan.serializable_reads),
+                    ))
                     .await?
                     .into_inner();
                 Response::Range {
