@@ -1,8 +1,8 @@
 //! oxcd under faults, through crates/oxcd-testkit: the same scenarios the testkit's own tests
 //! run against a 3-member etcd 3.4 (`cargo test -p oxcd-testkit`), here against `oxcd`.
 //!
-//! The 3-member tests wait for the peer transport (issue 11): run them with
-//! `cargo test -p oxcd-server --test cluster -- --include-ignored`.
+//! Each 3-member test starts real `oxcd` processes whose peer links each go through a fault
+//! proxy of the testkit; `cargo test -p oxcd-server --test cluster` runs them (about 30 s).
 
 // A test binary: a panic is a failed test, and its helpers are not an API.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -25,25 +25,21 @@ async fn single_member_robustness_under_kill_and_pause() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the peer transport (issue 11)"]
 async fn three_members_kill_leader_restart_and_pause() {
     scenarios::kill_leader_restart_and_pause(oxcd(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the peer transport (issue 11)"]
 async fn three_members_partitioned_leader_loses_leadership() {
     scenarios::partitioned_leader_loses_leadership(oxcd(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the peer transport (issue 11)"]
 async fn three_members_delayed_and_dropped_links() {
     scenarios::delayed_and_dropped_links(oxcd(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the peer transport and membership changes (issue 11)"]
 async fn three_members_replaced_member_and_full_disk() {
     let mut cfg = oxcd(3);
     cfg.tmpfs_mb = vec![(2, 64)];
@@ -51,7 +47,6 @@ async fn three_members_replaced_member_and_full_disk() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the peer transport (issue 11)"]
 async fn three_members_robustness_under_random_faults() {
     let report = scenarios::robustness(oxcd(3), &RobustnessConfig::ci(1)).await;
     assert!(report.acknowledged > 1000, "too little traffic: {report}");

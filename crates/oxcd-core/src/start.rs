@@ -166,7 +166,8 @@ impl Core {
         transport.set_raft(raft.clone());
         let _ = glue.raft.set(raft.clone());
         let peers = Arc::new(PeerObserver::new(transport.clone(), local_id));
-        peers.on_membership(&membership.read());
+        let initial = membership.read().clone();
+        peers.on_membership(&initial);
 
         let waiters = Arc::new(Waiters::default());
         let hub = Hub::new(store.clone());

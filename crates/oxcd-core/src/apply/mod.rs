@@ -231,6 +231,14 @@ impl Applier {
         Ok(())
     }
 
+    /// Tells the observers the membership changed. Called without holding the membership
+    /// lock: observers (the peer transport) read it themselves.
+    fn notify_membership(&self, m: &Membership) {
+        for o in &self.observers {
+            o.on_membership(m);
+        }
+    }
+
     /// Swaps in the backend a leader sent (etcd's `applySnapshot`): the store, then what
     /// is derived from it (leases, alarms, membership), then the watchers, which read the
     /// revisions they missed from the new backend's history.
@@ -256,17 +264,16 @@ impl Applier {
         let membership = Membership::load(&self.store)
             .map_err(|e| fatal("membership", &e))?
             .ok_or_else(|| fatal("membership", &"the snapshot has none"))?;
-        {
+        let installed = {
             let mut m = self.membership.write();
             // The sender's record names the sender as local: this member keeps its own id.
             let local_id = m.local_id;
             *m = membership;
             m.local_id = local_id;
             m.save(&self.store).map_err(|e| fatal("membership", &e))?;
-            for o in &self.observers {
-                o.on_membership(&m);
-            }
-        }
+            m.clone()
+        };
+        self.notify_membership(&installed);
         self.store.commit(true).map_err(|e| fatal("commit", &e))?;
         s.hub.restore();
         tracing::info!(
@@ -328,19 +335,17 @@ impl Applier {
             .apply_conf_change(entry.index, cc)
             .await
             .map_err(|e| fatal(&e))?;
-        let (members, removed_self) = {
+        let changed = {
             let mut m = self.membership.write();
             m.apply_change(kind, &member);
             m.save(&self.store).map_err(|e| fatal(&e))?;
             self.store.set_consistent_index(entry.index);
-            for o in &self.observers {
-                o.on_membership(&m);
-            }
-            (
-                m.to_proto(),
-                kind == ChangeKind::Remove && node_id == m.local_id,
-            )
+            m.clone()
         };
+        // Observers run without the lock: the peer transport reads the membership too.
+        self.notify_membership(&changed);
+        let members = changed.to_proto();
+        let removed_self = kind == ChangeKind::Remove && node_id == changed.local_id;
         tracing::info!(index = entry.index, member = %format!("{node_id:x}"), ?kind, "membership changed");
         Ok((answer(Ok(ApplyResponse::Members(members))), removed_self))
     }
@@ -382,10 +387,8 @@ impl Applier {
                 if let ApplyResponse::MemberUpdate(_) | ApplyResponse::MemberAttributes(_) =
                     response
                 {
-                    let m = self.membership.read();
-                    for o in &self.observers {
-                        o.on_membership(&m);
-                    }
+                    let m = self.membership.read().clone();
+                    self.notify_membership(&m);
                 }
                 if !events.is_empty() {
                     let events = Arc::new(events);

@@ -285,16 +285,6 @@ impl<T: Transport> Worker<T> {
         Ok(true)
     }
 
-    fn check_leader(&self) -> Result<(), RaftError> {
-        if self.raw.raft.state == StateRole::Leader {
-            return Ok(());
-        }
-        Err(match self.raw.raft.leader_id {
-            0 => RaftError::NoLeader,
-            leader_id => RaftError::NotLeader { leader_id },
-        })
-    }
-
     /// Proposes `data`: on the leader it is appended, on a follower that knows the leader
     /// raft forwards it there (as etcd's followers do); without a leader it fails at once.
     fn propose(&mut self, data: Vec<u8>) -> Result<(), RaftError> {

@@ -12,9 +12,13 @@ use crate::node::{CommittedEntry, EntryKind, RaftError, Transport};
 
 impl<T: Transport> Worker<T> {
     /// Checks here what raft-rs would otherwise answer by silently turning
-    /// the change into an empty entry.
+    /// the change into an empty entry. A follower forwards the change to the leader (as
+    /// etcd's do); one the leader then turns into an empty entry (another change was
+    /// pending there) is never applied, and its proposer times out.
     pub(super) fn propose_conf_change(&mut self, cc: ConfChangeV2) -> Result<(), RaftError> {
-        self.check_leader()?;
+        if self.raw.raft.leader_id == 0 {
+            return Err(RaftError::NoLeader);
+        }
         if !self.unapplied_conf_changes.is_empty() || self.raw.raft.has_pending_conf() {
             return Err(RaftError::ConfChangePending);
         }
