@@ -8,6 +8,7 @@
 //! on SIGINT/SIGTERM.
 
 pub mod config;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod net;
@@ -158,7 +159,15 @@ fn router(server: Arc<EtcdServer>, cfg: &Config) -> axum::Router {
     .add_service(AuthServer::new(grpc::Unimplemented))
     .add_service(ElectionServer::new(grpc::Unimplemented))
     .add_service(LockServer::new(grpc::Unimplemented));
-    routes.into_axum_router().merge(http::router(server))
+    let gateway = gateway::Gateway::new(
+        server.clone(),
+        grpc::watch::WatchService::new(server.clone(), cfg.watch_progress_notify_interval, max),
+        max,
+    );
+    routes
+        .into_axum_router()
+        .merge(http::router(server))
+        .merge(gateway::router(gateway))
 }
 
 async fn shutdown_signal() {

@@ -71,7 +71,8 @@ impl Drop for StreamGuard {
     }
 }
 
-type Responses = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+/// The responses of one watch stream.
+pub type Responses = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Watch for WatchService {
@@ -79,7 +80,17 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Responses>, Status> {
-        let mut inbound = req.into_inner();
+        Ok(Response::new(self.open(req.into_inner())))
+    }
+}
+
+impl WatchService {
+    /// Runs one watch stream over `inbound` (gRPC's request stream, or the gateway's
+    /// decoded JSON objects) and returns its responses.
+    pub fn open<S>(&self, mut inbound: S) -> Responses
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+    {
         let (tx, rx) = mpsc::channel::<Outgoing>(STREAM_QUEUE);
         let sid = self.hub.open_stream(tx.clone());
         let guard = StreamGuard {
@@ -102,15 +113,15 @@ impl Watch for WatchService {
             let mut reading = true;
             loop {
                 tokio::select! {
-                    msg = inbound.message(), if reading => match msg {
-                        Ok(Some(req)) => {
+                    msg = inbound.next(), if reading => match msg {
+                        Some(Ok(req)) => {
                             if !handle(&hub, sid, &tx, req).await {
                                 break;
                             }
                         }
                         // The client closed its side: keep sending, as etcd does.
-                        Ok(None) => reading = false,
-                        Err(_) => {
+                        None => reading = false,
+                        Some(Err(_)) => {
                             hub.close_stream(sid);
                             break;
                         }
@@ -134,7 +145,7 @@ impl Watch for WatchService {
             };
             futures::stream::iter(parts.into_iter().map(Ok))
         });
-        Ok(Response::new(Box::pin(out)))
+        Box::pin(out)
     }
 }
 
