@@ -19,6 +19,7 @@
 mod alarm;
 pub mod apply;
 mod cluster;
+mod concurrency;
 mod config;
 mod data_dir;
 mod error;

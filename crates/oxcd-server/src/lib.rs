@@ -157,8 +157,12 @@ fn router(server: Arc<EtcdServer>, cfg: &Config) -> axum::Router {
         server.clone(),
     )))
     .add_service(AuthServer::new(grpc::Unimplemented))
-    .add_service(ElectionServer::new(grpc::Unimplemented))
-    .add_service(LockServer::new(grpc::Unimplemented));
+    .add_service(ElectionServer::new(grpc::election::ElectionService::new(
+        server.clone(),
+    )))
+    .add_service(LockServer::new(grpc::lock::LockService::new(
+        server.clone(),
+    )));
     let gateway = gateway::Gateway::new(
         server.clone(),
         grpc::watch::WatchService::new(server.clone(), cfg.watch_progress_notify_interval, max),

@@ -22,6 +22,8 @@ use axum::routing::{any, post, MethodRouter};
 use axum::Router;
 use oxcd_core::{EtcdServer, ServerError};
 use oxcd_proto::etcdserverpb as pb;
+use oxcd_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
+use oxcd_proto::v3lockpb::{LockRequest, UnlockRequest};
 use tonic::{Code, Status};
 
 use crate::grpc::watch::WatchService;
@@ -142,6 +144,34 @@ fn routes() -> Vec<(&'static str, Route)> {
         (
             "/maintenance/defragment",
             unary(|g, _: pb::DefragmentRequest| async move { g.server.defragment().await }),
+        ),
+        (
+            "/lock/lock",
+            unary(|g, r: LockRequest| async move { g.server.lock(r).await }),
+        ),
+        (
+            "/lock/unlock",
+            unary(|g, r: UnlockRequest| async move { g.server.unlock(r).await }),
+        ),
+        (
+            "/election/campaign",
+            unary(|g, r: CampaignRequest| async move { g.server.campaign(r).await }),
+        ),
+        (
+            "/election/proclaim",
+            unary(|g, r: ProclaimRequest| async move { g.server.proclaim(r).await }),
+        ),
+        (
+            "/election/leader",
+            unary(|g, r: LeaderRequest| async move { g.server.election_leader(r).await }),
+        ),
+        (
+            "/election/observe",
+            post(stream::observe).fallback(method_not_allowed),
+        ),
+        (
+            "/election/resign",
+            unary(|g, r: ResignRequest| async move { g.server.resign(r).await }),
         ),
         ("/maintenance/hash", unimplemented("Hash")),
         ("/maintenance/snapshot", unimplemented("Snapshot")),

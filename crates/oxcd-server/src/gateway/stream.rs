@@ -9,6 +9,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use oxcd_proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
+use oxcd_proto::v3electionpb::LeaderRequest;
 use tonic::Status;
 
 use super::json::{self, Named};
@@ -27,6 +28,18 @@ pub async fn keep_alive(State(gateway): State<Gateway>, body: Body) -> Response 
         gateway.server.clone(),
         Box::pin(requests),
     ))
+}
+
+/// `POST /v3/election/observe`: the leaders of an election as they change.
+pub async fn observe(State(gateway): State<Gateway>, body: Body) -> Response {
+    let bytes = match super::read_body(body, gateway.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(status) => return super::error_response(&status),
+    };
+    match json::from_json::<LeaderRequest>(&bytes) {
+        Ok(req) => respond(crate::grpc::election::observe(&gateway.server, req)),
+        Err(e) => super::error_response(&Status::invalid_argument(e.to_string())),
+    }
 }
 
 /// The requests in `body`, decoded as each complete JSON value arrives. A value that is
