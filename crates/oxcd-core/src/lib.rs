@@ -28,6 +28,7 @@ mod lease;
 mod lessor_loop;
 mod maintenance;
 mod membership;
+mod probe;
 pub mod proposal;
 mod server;
 mod start;
