@@ -101,6 +101,31 @@ async fn health_probes_answer_as_etcd_35() {
 }
 
 #[tokio::test]
+async fn metrics_carry_etcds_families() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let mut kv = s.kv().await;
+    kv.put(oxcd_proto::etcdserverpb::PutRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (code, body) = http(s.port, "GET", "/metrics", "").await;
+    assert_eq!(code, 200);
+    for line in [
+        "etcd_server_has_leader 1",
+        "etcd_server_leader_changes_seen_total 1",
+        "# TYPE etcd_server_proposals_committed_total gauge",
+        "# TYPE etcd_disk_wal_fsync_duration_seconds histogram",
+        r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
+        r#"grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 0"#,
+    ] {
+        assert!(body.contains(line), "{line} missing from\n{body}");
+    }
+}
+
+#[tokio::test]
 async fn a_second_lock_waits_for_the_first_unlock() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());

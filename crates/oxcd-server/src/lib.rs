@@ -11,6 +11,7 @@ pub mod config;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod net;
 
 pub use oxcd_core::version;
@@ -38,6 +39,9 @@ pub enum StartError {
     /// The core (data dir, backend, raft, applier) failed.
     #[error(transparent)]
     Core(#[from] oxcd_core::StartError),
+    /// The metrics registry could not be built.
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
     /// A listener could not be bound.
     #[error("cannot listen on {url}: {source}; {hint}")]
     Listen {
@@ -69,8 +73,16 @@ pub async fn run_until(
     let _lock = data_dir.lock()?;
     // Bind before touching raft so "port in use" fails fast and changes nothing.
     let listeners = net::bind_client_listeners(&cfg).await?;
+    let metrics_listeners = net::bind_metrics_listeners(&cfg).await?;
     let mut core = Core::start(core_config(&cfg), &data_dir)?;
-    let app = router(core.server().clone(), &cfg);
+    let level = if cfg.metrics_extensive {
+        metrics::Level::Extensive
+    } else {
+        metrics::Level::Basic
+    };
+    let metrics = metrics::Metrics::new(core.server().clone(), level)
+        .map_err(|e| StartError::Metrics(e.to_string()))?;
+    let app = router(core.server().clone(), &cfg, &metrics);
     // Like etcd, clients are served once this member has joined the cluster's log.
     let mut shutdown = std::pin::pin!(shutdown);
     let ready = core.ready();
@@ -84,7 +96,18 @@ pub async fn run_until(
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(metrics.clone().run_leader_sampler(stop_rx.clone()));
     let mut serving = Vec::new();
+    let metrics_app = metrics_router(core.server().clone(), &metrics);
+    for (url, listener) in metrics_listeners {
+        tracing::info!(address = %url, "serving /metrics and /health");
+        serving.push(tokio::spawn(net::serve(
+            listener,
+            metrics_app.clone(),
+            stop_rx.clone(),
+            net::Http2Limits::of(&cfg),
+        )));
+    }
     for (url, listener) in listeners {
         tracing::info!(address = %url, "ready to serve client requests");
         serving.push(tokio::spawn(net::serve(
@@ -136,8 +159,33 @@ fn core_config(cfg: &Config) -> CoreConfig {
     }
 }
 
+/// `/metrics` alone.
+fn metrics_route(metrics: &Arc<metrics::Metrics>) -> axum::Router {
+    let metrics = metrics.clone();
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
+/// What `--listen-metrics-urls` serve: `/metrics` and the health probes.
+fn metrics_router(server: Arc<EtcdServer>, metrics: &Arc<metrics::Metrics>) -> axum::Router {
+    metrics_route(metrics).merge(http::router(server))
+}
+
 /// gRPC services and HTTP endpoints on one router, so both share each client port.
-fn router(server: Arc<EtcdServer>, cfg: &Config) -> axum::Router {
+fn router(server: Arc<EtcdServer>, cfg: &Config, metrics: &Arc<metrics::Metrics>) -> axum::Router {
     let max = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let routes = tonic::service::Routes::new(
         KvServer::new(grpc::kv::KvService::new(server.clone())).max_decoding_message_size(max),
@@ -163,15 +211,22 @@ fn router(server: Arc<EtcdServer>, cfg: &Config) -> axum::Router {
     .add_service(LockServer::new(grpc::lock::LockService::new(
         server.clone(),
     )));
-    let gateway = gateway::Gateway::new(
-        server.clone(),
-        grpc::watch::WatchService::new(server.clone(), cfg.watch_progress_notify_interval, max),
-        max,
-    );
-    routes
+    let grpc = routes
         .into_axum_router()
-        .merge(http::router(server))
-        .merge(gateway::router(gateway))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.grpc.clone(),
+            metrics::grpc::record,
+        ));
+    let mut app = grpc.merge(metrics_router(server.clone(), metrics));
+    if cfg.enable_grpc_gateway {
+        let gateway = gateway::Gateway::new(
+            server.clone(),
+            grpc::watch::WatchService::new(server, cfg.watch_progress_notify_interval, max),
+            max,
+        );
+        app = app.merge(gateway::router(gateway));
+    }
+    app
 }
 
 async fn shutdown_signal() {

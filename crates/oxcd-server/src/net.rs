@@ -124,8 +124,20 @@ pub async fn serve(
 
 /// Binds every `--listen-client-urls` address (a host name may give several).
 pub async fn bind_client_listeners(cfg: &Config) -> Result<Vec<(String, TcpListener)>, StartError> {
+    bind_listeners(&cfg.listen_client_urls).await
+}
+
+/// Binds every `--listen-metrics-urls` address.
+pub async fn bind_metrics_listeners(
+    cfg: &Config,
+) -> Result<Vec<(String, TcpListener)>, StartError> {
+    bind_listeners(&cfg.listen_metrics_urls).await
+}
+
+/// Binds every address of `urls` (a host name may give several).
+async fn bind_listeners(urls: &[url::Url]) -> Result<Vec<(String, TcpListener)>, StartError> {
     let mut out = Vec::new();
-    for url in &cfg.listen_client_urls {
+    for url in urls {
         let text = url_text(url);
         let host = url.host_str().unwrap_or("localhost");
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -135,7 +147,7 @@ pub async fn bind_client_listeners(cfg: &Config) -> Result<Vec<(String, TcpListe
             .map_err(|source| StartError::Listen {
                 url: text.clone(),
                 source,
-                hint: "use an IP address or a resolvable host name in --listen-client-urls",
+                hint: "use an IP address or a resolvable host name in the listen URLs",
             })?
             .collect();
         let mut bound_any = false;
@@ -150,7 +162,7 @@ pub async fn bind_client_listeners(cfg: &Config) -> Result<Vec<(String, TcpListe
                     return Err(StartError::Listen {
                         url: text,
                         source: e,
-                        hint: "another process (an etcd or oxcd?) uses this port; stop it or pass a free port in --listen-client-urls",
+                        hint: "another process (an etcd or oxcd?) uses this port; stop it or pass a free port in the listen URLs",
                     });
                 }
                 // `localhost` may resolve to ::1 on hosts without IPv6: one address is enough.
