@@ -98,6 +98,27 @@ async fn health_probes_answer_as_etcd_35() {
         "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\nreadyz check passed\n"
     );
     assert_eq!(http(s.port, "POST", "/health", "").await.0, 405);
+
+    let channel = tonic::transport::Channel::from_shared(s.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    // SERVING once the member has found its leader (its own, here).
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let status = watch.message().await.unwrap().unwrap().status;
+        if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            break;
+        }
+    }
 }
 
 #[tokio::test]

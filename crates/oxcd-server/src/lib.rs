@@ -82,7 +82,20 @@ pub async fn run_until(
     };
     let metrics = metrics::Metrics::new(core.server().clone(), level)
         .map_err(|e| StartError::Metrics(e.to_string()))?;
-    let app = router(core.server().clone(), &cfg, &metrics);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // Not serving until the member has a leader (the follower task below decides).
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    // A route of its own: a second tonic router could not be merged (both have fallbacks).
+    let app = router(core.server().clone(), &cfg, &metrics).merge(
+        axum::Router::new()
+            .route_service("/grpc.health.v1.Health/{*method}", health_service)
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.grpc.clone(),
+                metrics::grpc::record,
+            )),
+    );
     // Like etcd, clients are served once this member has joined the cluster's log.
     let mut shutdown = std::pin::pin!(shutdown);
     let ready = core.ready();
@@ -97,6 +110,11 @@ pub async fn run_until(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(metrics.clone().run_leader_sampler(stop_rx.clone()));
+    tokio::spawn(grpc::health::follow_leader(
+        health_reporter,
+        core.server().clone(),
+        stop_rx.clone(),
+    ));
     let mut serving = Vec::new();
     let metrics_app = metrics_router(core.server().clone(), &metrics);
     for (url, listener) in metrics_listeners {
