@@ -144,6 +144,12 @@ async fn metrics_carry_etcds_families() {
     ] {
         assert!(body.contains(line), "{line} missing from\n{body}");
     }
+    // The put's WAL fsync was observed.
+    let fsyncs = body
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd_disk_wal_fsync_duration_seconds_count "))
+        .unwrap();
+    assert_ne!(fsyncs, "0", "{body}");
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@
 mod alarm;
 pub mod apply;
 mod cluster;
+mod commit_observer;
 mod concurrency;
 mod config;
 mod data_dir;
@@ -36,9 +37,12 @@ pub mod validate;
 pub mod version;
 
 pub use alarm::AlarmSet;
+pub use commit_observer::set_backend_commit_observer;
 pub use config::{ClusterSpec, CoreConfig};
 pub use data_dir::{DataDir, DataDirLock};
 pub use error::ServerError;
 pub use membership::{cluster_id, member_id, Member, Membership};
+/// Sets the observer of every WAL fdatasync's duration (oxcd-raft's hook, for metrics).
+pub use oxcd_raft::set_fsync_observer as set_wal_fsync_observer;
 pub use server::EtcdServer;
 pub use start::{Core, StartError};

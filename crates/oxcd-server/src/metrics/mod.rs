@@ -47,9 +47,9 @@ struct ServerGauges {
     quota_backend_bytes: Gauge,
     db_total_size: Gauge,
     db_in_use_size: Gauge,
-    /// Registered with etcd's buckets; recorded once oxcd-raft reports its fsyncs.
+    /// Every WAL fdatasync (oxcd-raft's fsync observer).
     wal_fsync: Histogram,
-    /// Registered with etcd's buckets; recorded once the applier reports its commits.
+    /// Every durable backend commit (oxcd-core's commit observer).
     backend_commit: Histogram,
 }
 
@@ -199,6 +199,13 @@ impl Metrics {
             last_leader: AtomicU64::new(0),
         });
         metrics.sample_leader();
+        // Process-wide hooks: the first server of the process records into them.
+        let fsync = metrics.gauges.wal_fsync.clone();
+        oxcd_core::set_wal_fsync_observer(Box::new(move |took| fsync.observe(took.as_secs_f64())));
+        let commit = metrics.gauges.backend_commit.clone();
+        oxcd_core::set_backend_commit_observer(Box::new(move |took| {
+            commit.observe(took.as_secs_f64())
+        }));
         Ok(metrics)
     }
 
