@@ -35,7 +35,6 @@ fn misleading_etcd_flags_stop_the_server_with_one_line() {
             ],
             "compaction",
         ),
-        (&["--listen-metrics-urls=http://127.0.0.1:2381"], "metrics"),
         (
             &[
                 "--cert-file=/etc/etcd/pki/server.crt",
@@ -124,12 +123,11 @@ async fn etcd_34_deployment_command_line_serves_with_one_warning_per_ignored_fla
         .iter()
         .filter(|l| l.contains("has no effect in oxcd"))
         .collect();
-    assert_eq!(warned.len(), 4, "{log:#?}");
+    assert_eq!(warned.len(), 3, "{log:#?}");
     for flag in [
         "--logger=zap",
         "--grpc-keepalive-min-time=10s",
         "--enable-pprof",
-        "--metrics=extensive",
     ] {
         assert!(warned.iter().any(|l| l.contains(flag)), "{flag}: {log:#?}");
     }

@@ -215,7 +215,7 @@ async fn status_and_http_endpoints() {
 
     let body = http_get(s.port, "/health").await;
     assert!(body.contains("200 OK"), "{body}");
-    assert!(body.contains(r#"{"health":"true"}"#), "{body}");
+    assert!(body.contains(r#"{"health":"true","reason":""}"#), "{body}");
     let body = http_get(s.port, "/version").await;
     assert!(body.contains("\"etcdserver\""), "{body}");
 }

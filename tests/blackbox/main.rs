@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod durability;
 mod etcd_flags;
+mod gateway;
 mod kv;
 mod lease;
 mod maintenance;

@@ -105,6 +105,15 @@ pub enum ServerError {
     /// Corrupt data detected.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    /// Election Leader/Observe: nobody campaigns (v3election; gRPC code Unknown).
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// Election Proclaim with a key that no longer leads (v3election).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Election Proclaim/Resign without a leader key (v3election).
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
     /// An unexpected internal failure (disk, encoding); the text says which.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -137,6 +146,7 @@ impl ServerError {
             | NotSupportedForLearner
             | TimeoutLeaderTransfer => Code::Unavailable,
             Corrupt => Code::DataLoss,
+            ElectionNoLeader | ElectionNotLeader | MissingLeaderKey => Code::Unknown,
             Internal(_) => Code::Internal,
         }
     }

@@ -19,6 +19,8 @@
 mod alarm;
 pub mod apply;
 mod cluster;
+mod commit_observer;
+mod concurrency;
 mod config;
 mod data_dir;
 mod error;
@@ -28,6 +30,7 @@ mod lessor_loop;
 mod maintenance;
 mod membership;
 mod peer;
+mod probe;
 pub mod proposal;
 mod server;
 mod start;
@@ -35,10 +38,13 @@ pub mod validate;
 pub mod version;
 
 pub use alarm::AlarmSet;
+pub use commit_observer::set_backend_commit_observer;
 pub use config::{ClusterSpec, CoreConfig};
 pub use data_dir::{DataDir, DataDirLock};
 pub use error::ServerError;
 pub use membership::{cluster_id, member_id, Member, Membership};
+/// Sets the observer of every WAL fdatasync's duration (oxcd-raft's hook, for metrics).
+pub use oxcd_raft::set_fsync_observer as set_wal_fsync_observer;
 /// Who leads, as raft pushes it ([`EtcdServer::leadership`]).
 pub use oxcd_raft::Leadership;
 pub use server::EtcdServer;

@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo bench -p oxcd-raft` (`-- <regex>` for a subset, `-- --test` runs each once).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // a benchmark: a failure is a crashed run
+
 use std::cell::Cell;
 use std::path::Path;
 use std::time::Duration;

@@ -12,11 +12,13 @@
 //!
 //! Payloads are opaque bytes: this crate knows nothing about keys or values.
 
+mod fsync_observer;
 mod node;
 pub mod sched;
 pub mod wal;
 pub mod wire;
 
+pub use fsync_observer::{set_fsync_observer, DurationObserver};
 pub use node::{
     conf_change, CommittedEntry, EntryKind, Leadership, NoopTransport, RaftConfig, RaftError,
     RaftHandle, RaftNode, RaftStatus, Role, SnapshotSource, SnapshotUnavailable, StartOptions,

@@ -8,8 +8,10 @@
 //! on SIGINT/SIGTERM.
 
 pub mod config;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod net;
 
 pub use oxcd_core::version;
@@ -38,6 +40,9 @@ pub enum StartError {
     /// The core (data dir, backend, raft, applier) failed.
     #[error(transparent)]
     Core(#[from] oxcd_core::StartError),
+    /// The metrics registry could not be built.
+    #[error("cannot set up metrics: {0}")]
+    Metrics(String),
     /// A listener could not be bound.
     #[error("cannot listen on {url}: {source}; {hint}")]
     Listen {
@@ -72,6 +77,8 @@ pub async fn run_until(
         net::bind_listeners(&cfg.listen_client_urls, "--listen-client-urls", 2379).await?;
     let peer_listeners =
         net::bind_listeners(&cfg.listen_peer_urls, "--listen-peer-urls", 2380).await?;
+    let metrics_listeners =
+        net::bind_listeners(&cfg.listen_metrics_urls, "--listen-metrics-urls", 2381).await?;
     let mut core = Core::start(core_config(&cfg), &data_dir).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut serving = Vec::new();
@@ -86,7 +93,27 @@ pub async fn run_until(
             net::Http2Limits::of(&cfg),
         )));
     }
-    let app = router(core.server().clone(), &cfg);
+    let level = if cfg.metrics_extensive {
+        metrics::Level::Extensive
+    } else {
+        metrics::Level::Basic
+    };
+    let metrics = metrics::Metrics::new(core.server().clone(), level)
+        .map_err(|e| StartError::Metrics(e.to_string()))?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    // Not serving until the member has a leader (the follower task below decides).
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    // A route of its own: a second tonic router could not be merged (both have fallbacks).
+    let app = router(core.server().clone(), &cfg, &metrics).merge(
+        axum::Router::new()
+            .route_service("/grpc.health.v1.Health/{*method}", health_service)
+            .layer(axum::middleware::from_fn_with_state(
+                metrics.grpc.clone(),
+                metrics::grpc::record,
+            )),
+    );
     // Like etcd, clients are served once this member has joined the cluster's log.
     let mut shutdown = std::pin::pin!(shutdown);
     let ready = core.ready();
@@ -100,6 +127,22 @@ pub async fn run_until(
         return Ok(core.shutdown().await?);
     }
 
+    tokio::spawn(metrics.clone().run_leader_sampler(stop_rx.clone()));
+    tokio::spawn(grpc::health::follow_leader(
+        health_reporter,
+        core.server().clone(),
+        stop_rx.clone(),
+    ));
+    let metrics_app = metrics_router(core.server().clone(), &metrics);
+    for (url, listener) in metrics_listeners {
+        tracing::info!(address = %url, "serving /metrics and /health");
+        serving.push(tokio::spawn(net::serve(
+            listener,
+            metrics_app.clone(),
+            stop_rx.clone(),
+            net::Http2Limits::of(&cfg),
+        )));
+    }
     for (url, listener) in listeners {
         tracing::info!(address = %url, "ready to serve client requests");
         serving.push(tokio::spawn(net::serve(
@@ -152,8 +195,33 @@ fn core_config(cfg: &Config) -> CoreConfig {
     }
 }
 
+/// `/metrics` alone.
+fn metrics_route(metrics: &Arc<metrics::Metrics>) -> axum::Router {
+    let metrics = metrics.clone();
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}
+
+/// What `--listen-metrics-urls` serve: `/metrics` and the health probes.
+fn metrics_router(server: Arc<EtcdServer>, metrics: &Arc<metrics::Metrics>) -> axum::Router {
+    metrics_route(metrics).merge(http::router(server))
+}
+
 /// gRPC services and HTTP endpoints on one router, so both share each client port.
-fn router(server: Arc<EtcdServer>, cfg: &Config) -> axum::Router {
+fn router(server: Arc<EtcdServer>, cfg: &Config, metrics: &Arc<metrics::Metrics>) -> axum::Router {
     let max = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let leader = || grpc::require_leader(server.clone());
     let routes = tonic::service::Routes::new(InterceptedService::new(
@@ -181,9 +249,28 @@ fn router(server: Arc<EtcdServer>, cfg: &Config) -> axum::Router {
         leader(),
     ))
     .add_service(AuthServer::new(grpc::Unimplemented))
-    .add_service(ElectionServer::new(grpc::Unimplemented))
-    .add_service(LockServer::new(grpc::Unimplemented));
-    routes.into_axum_router().merge(http::router(server))
+    .add_service(ElectionServer::new(grpc::election::ElectionService::new(
+        server.clone(),
+    )))
+    .add_service(LockServer::new(grpc::lock::LockService::new(
+        server.clone(),
+    )));
+    let grpc = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.grpc.clone(),
+            metrics::grpc::record,
+        ));
+    let mut app = grpc.merge(metrics_router(server.clone(), metrics));
+    if cfg.enable_grpc_gateway {
+        let gateway = gateway::Gateway::new(
+            server.clone(),
+            grpc::watch::WatchService::new(server, cfg.watch_progress_notify_interval, max),
+            max,
+        );
+        app = app.merge(gateway::router(gateway));
+    }
+    app
 }
 
 async fn shutdown_signal() {

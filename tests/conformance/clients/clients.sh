@@ -17,8 +17,8 @@
 CLIENTS_DIR=$HERE/clients
 # Own ports (not run's 23790/23791), so a slow socket release after the etcdctl
 # scenarios cannot collide.
-C_REF=23792 C_REF_PEER=23802 C_SUT=23793 C_SUT_PEER=23803
-CLIENT_NAMES=(python-etcd3 node-etcd3 rust-etcd-client)
+C_REF=$((PORT_BASE + 2)) C_REF_PEER=$((PORT_BASE + 12)) C_SUT=$((PORT_BASE + 3)) C_SUT_PEER=$((PORT_BASE + 13))
+CLIENT_NAMES=(python-etcd3 python-etcd3gw node-etcd3 rust-etcd-client)
 declare -A CLIENT_CMD=() RESULT=()
 NYS=0 NYS_NAMES=()
 
@@ -42,6 +42,19 @@ setup_python-etcd3() {
     echo "$key" >"$venv/.conformance-key"
   fi
   CLIENT_CMD[python-etcd3]="$venv/bin/python $CLIENTS_DIR/python/suite.py"
+}
+
+setup_python-etcd3gw() {
+  local req=$CLIENTS_DIR/etcd3gw/requirements.txt venv=$CACHE/venv-etcd3gw key
+  key=$( { cat "$req"; python3 --version; } | sha256sum | cut -c1-16)
+  if [ "$(cat "$venv/.conformance-key" 2>/dev/null)" != "$key" ]; then
+    log "python-etcd3gw: creating $venv (pip install -r $req)"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 || return 1
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2 || return 1
+    echo "$key" >"$venv/.conformance-key"
+  fi
+  CLIENT_CMD[python-etcd3gw]="$venv/bin/python $CLIENTS_DIR/etcd3gw/suite.py"
 }
 
 setup_node-etcd3() {

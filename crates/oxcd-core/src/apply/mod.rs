@@ -224,9 +224,11 @@ impl Applier {
     }
 
     fn commit_durable(&self, applied: u64) -> Result<(), FatalApplyError> {
+        let started = std::time::Instant::now();
         self.store
             .commit(true)
             .map_err(|e| FatalApplyError(e.to_string()))?;
+        crate::commit_observer::observe(started.elapsed());
         self.raft.set_durable_applied(applied);
         Ok(())
     }

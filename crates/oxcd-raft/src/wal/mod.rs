@@ -326,10 +326,12 @@ impl Wal {
             return Ok(());
         }
         // Positional writes: the file extends past the data into preallocated space.
-        let res = self
-            .file
-            .write_all_at(buf, self.seg_len)
-            .and_then(|()| self.file.sync_data());
+        let res = self.file.write_all_at(buf, self.seg_len).and_then(|()| {
+            let started = std::time::Instant::now();
+            let synced = self.file.sync_data();
+            crate::fsync_observer::observe(started.elapsed());
+            synced
+        });
         if let Err(e) = res {
             self.poisoned = true;
             return Err(WalError::io(&self.current_path(), e));

@@ -175,6 +175,12 @@ pub struct Config {
     /// `--strict-reconfig-check`: refuse membership changes that would lose the quorum of
     /// started members.
     pub strict_reconfig_check: bool,
+    /// `--listen-metrics-urls`: more listeners serving `/metrics` and `/health` only.
+    pub listen_metrics_urls: Vec<Url>,
+    /// `--metrics=extensive`: export the gRPC handling-time histograms too.
+    pub metrics_extensive: bool,
+    /// `--enable-grpc-gateway`: serve the HTTP/JSON gateway (`/v3/...`) on client URLs.
+    pub enable_grpc_gateway: bool,
 }
 
 impl Config {

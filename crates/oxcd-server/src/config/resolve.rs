@@ -76,6 +76,11 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
     let advertise_client_urls = urls("advertise-client-urls")?;
     let listen_peer_urls = urls("listen-peer-urls")?;
     let initial_advertise_peer_urls = urls("initial-advertise-peer-urls")?;
+    // Unlike the client and peer URLs, the metrics URLs may be none (the default).
+    let listen_metrics_urls = match settings.text("listen-metrics-urls") {
+        t if t.trim().is_empty() => Vec::new(),
+        _ => urls("listen-metrics-urls")?,
+    };
     let from_flags_or_env = |flag| {
         settings
             .get(flag)
@@ -86,7 +91,11 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
             "--advertise-client-urls is required when --listen-client-urls is set explicitly; pass the client URLs other members and clients should use".into(),
         ));
     }
-    for u in listen_client_urls.iter().chain(&listen_peer_urls) {
+    for u in listen_client_urls
+        .iter()
+        .chain(&listen_peer_urls)
+        .chain(&listen_metrics_urls)
+    {
         if u.scheme() == "https" {
             return Err(ConfigError::Invalid(format!(
                 "{u}: TLS listeners are not supported by this oxcd build yet; use an http:// URL"
@@ -180,6 +189,9 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
         grpc_keepalive_timeout: settings.duration("grpc-keepalive-timeout"),
         max_concurrent_streams,
         strict_reconfig_check: settings.bool("strict-reconfig-check"),
+        listen_metrics_urls,
+        metrics_extensive: settings.text("metrics") == "extensive",
+        enable_grpc_gateway: settings.bool("enable-grpc-gateway"),
     })
 }
 

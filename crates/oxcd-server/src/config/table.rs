@@ -206,7 +206,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     used("listen-peer-urls", Urls, B, "http://localhost:2380", "URLs to listen on for peer traffic"),
     used("listen-client-urls", Urls, B, "http://localhost:2379", "URLs to listen on for client traffic (gRPC and HTTP)"),
     refused("listen-client-http-urls", Urls, B, &[""], "oxcd serves HTTP and gRPC together on --listen-client-urls and has no separate HTTP listener"),
-    refused("listen-metrics-urls", Urls, B, &[""], "oxcd has no metrics endpoint yet"),
+    used("listen-metrics-urls", Urls, B, "", "Additional URLs to serve /metrics and /health on."),
     ignored("max-snapshots", Uint, B, &["5"], "oxcd keeps only the snapshot files it needs"),
     ignored("max-wals", Uint, B, &["5"], "oxcd removes WAL files once the log is compacted past them"),
     refused("quota-backend-bytes", Int, B, &["0"], "oxcd does not enforce a backend quota (no NOSPACE alarm) yet"),
@@ -290,7 +290,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     used("version", Bool, B, "false", "Print the version and exit").file(FileKey::None),
     // Profiling and metrics.
     ignored("enable-pprof", Bool, B, &["false"], "oxcd is not a Go program; profile it with perf"),
-    ignored("metrics", Choice(&["basic", "extensive"]), B, &["basic"], "oxcd has no Prometheus metrics yet"),
+    used("metrics", Choice(&["basic", "extensive"]), B, "basic", "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics."),
     refused("experimental-enable-distributed-tracing", Bool, V35, &["false"], TRACING),
     ignored("experimental-distributed-tracing-address", Text, V35, &[], ONLY_TRACING),
     ignored("experimental-distributed-tracing-service-name", Text, V35, &[], ONLY_TRACING),
@@ -301,7 +301,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     ignored("bcrypt-cost", Uint, B, &["10"], "only used by authentication, which oxcd does not have yet"),
     ignored("auth-token-ttl", Uint, B, &["300"], "only used by authentication, which oxcd does not have yet"),
     // Gateway.
-    ignored("enable-grpc-gateway", Bool, B, &["true"], "oxcd always serves its HTTP endpoints (/health, /version) on the client port"),
+    used("enable-grpc-gateway", Bool, B, "true", "Enable GRPC gateway."),
     // Experimental.
     refused("experimental-initial-corrupt-check", Bool, B, &["false"], CORRUPTION),
     refused("experimental-corrupt-check-time", Duration, B, &["0s"], CORRUPTION),

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use oxcd_proto::etcdserverpb::{
     lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
     LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
@@ -30,7 +30,9 @@ impl LeaseService {
     }
 }
 
-type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+/// The responses of one keep-alive stream.
+pub type KeepAliveStream =
+    Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
@@ -52,41 +54,10 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        let mut inbound = req.into_inner();
-        let server = self.server.clone();
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let req = match inbound.message().await {
-                    Ok(Some(r)) => r,
-                    // Client closed its side.
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "lease keep-alive stream ended");
-                        return;
-                    }
-                };
-                // etcd fills the header before renewing.
-                let header = Some(server.header(server.current_revision()));
-                let ttl = match server.lease_renew(req.id).await {
-                    Ok(ttl) => ttl,
-                    Err(ServerError::LeaseNotFound) => 0,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
-                };
-                let resp = LeaseKeepAliveResponse {
-                    header,
-                    id: req.id,
-                    ttl,
-                };
-                if tx.send(Ok(resp)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(keep_alive(
+            self.server.clone(),
+            req.into_inner(),
+        )))
     }
 
     async fn lease_time_to_live(
@@ -102,4 +73,45 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         status(self.server.lease_leases())
     }
+}
+
+/// Runs one keep-alive stream over `inbound` (gRPC's request stream, or the gateway's
+/// decoded JSON objects): each request is answered in order with `{header, ID, TTL}`.
+pub fn keep_alive<S>(server: Arc<EtcdServer>, mut inbound: S) -> KeepAliveStream
+where
+    S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let req = match inbound.next().await {
+                Some(Ok(r)) => r,
+                // Client closed its side.
+                None => return,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "lease keep-alive stream ended");
+                    return;
+                }
+            };
+            // etcd fills the header before renewing.
+            let header = Some(server.header(server.current_revision()));
+            let ttl = match server.lease_renew(req.id).await {
+                Ok(ttl) => ttl,
+                Err(ServerError::LeaseNotFound) => 0,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            let resp = LeaseKeepAliveResponse {
+                header,
+                id: req.id,
+                ttl,
+            };
+            if tx.send(Ok(resp)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }

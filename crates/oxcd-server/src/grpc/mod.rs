@@ -2,15 +2,16 @@
 //! validates, runs the operation and fills the header.
 
 pub mod cluster;
+pub mod election;
+pub mod health;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
 
 use oxcd_core::ServerError;
 use oxcd_proto::etcdserverpb::auth_server::Auth;
-use oxcd_proto::v3electionpb::election_server::Election;
-use oxcd_proto::v3lockpb::lock_server::Lock;
 use tonic::{Response, Status};
 
 /// Whether a call carries clientv3's `WithRequireLeader` metadata (`hasleader: true`).
@@ -57,5 +58,3 @@ fn status<T>(result: Result<T, ServerError>) -> Result<Response<T>, Status> {
 pub struct Unimplemented;
 
 impl Auth for Unimplemented {}
-impl Election for Unimplemented {}
-impl Lock for Unimplemented {}

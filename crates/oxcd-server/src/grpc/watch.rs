@@ -71,7 +71,8 @@ impl Drop for StreamGuard {
     }
 }
 
-type Responses = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+/// The responses of one watch stream.
+pub type Responses = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Watch for WatchService {
@@ -82,7 +83,19 @@ impl Watch for WatchService {
         // etcd 3.4: a learner serves no streams.
         self.server.refuse_on_learner()?;
         let require_leader = super::requires_leader(req.metadata());
-        let mut inbound = req.into_inner();
+        Ok(Response::new(self.open(req.into_inner(), require_leader)))
+    }
+}
+
+impl WatchService {
+    /// Runs one watch stream over `inbound` (gRPC's request stream, or the gateway's
+    /// decoded JSON objects) and returns its responses. With `require_leader`
+    /// (clientv3's `WithRequireLeader`), the stream ends with "no leader" once this member
+    /// has been without a leader for three election timeouts, as etcd's.
+    pub fn open<S>(&self, mut inbound: S, require_leader: bool) -> Responses
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+    {
         let (tx, rx) = mpsc::channel::<Outgoing>(STREAM_QUEUE);
         let sid = self.hub.open_stream(tx.clone());
         let guard = StreamGuard {
@@ -105,15 +118,15 @@ impl Watch for WatchService {
             let mut reading = true;
             loop {
                 tokio::select! {
-                    msg = inbound.message(), if reading => match msg {
-                        Ok(Some(req)) => {
+                    msg = inbound.next(), if reading => match msg {
+                        Some(Ok(req)) => {
                             if !handle(&hub, sid, &tx, req).await {
                                 break;
                             }
                         }
                         // The client closed its side: keep sending, as etcd does.
-                        Ok(None) => reading = false,
-                        Err(_) => {
+                        None => reading = false,
+                        Some(Err(_)) => {
                             hub.close_stream(sid);
                             break;
                         }
@@ -138,7 +151,7 @@ impl Watch for WatchService {
             futures::stream::iter(parts.into_iter().map(Ok))
         });
         if !require_leader {
-            return Ok(Response::new(Box::pin(out)));
+            return Box::pin(out);
         }
         // `WithRequireLeader`: etcd ends the stream with "no leader" once this member has
         // been without a leader for three election timeouts.
@@ -157,9 +170,7 @@ impl Watch for WatchService {
                 .then(|| Err(Status::from(ServerError::NoLeader)))
         })
         .filter_map(std::future::ready);
-        Ok(Response::new(Box::pin(
-            out.take_until(leader_lost).chain(end),
-        )))
+        Box::pin(out.take_until(leader_lost).chain(end))
     }
 }
 

@@ -1,0 +1,170 @@
+//! The gateway's streams: a request body of concatenated JSON objects (read as they arrive)
+//! becomes the request stream of a gRPC streaming method, and its responses go back as
+//! newline-terminated `{"result":...}` lines, or one `{"error":...}` line that ends the
+//! stream, as grpc-gateway writes them.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use oxcd_proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
+use oxcd_proto::v3electionpb::LeaderRequest;
+use tonic::Status;
+
+use super::json::{self, Named};
+use super::{http_status, Gateway};
+
+/// `POST /v3/watch`: a watch stream.
+pub async fn watch(State(gateway): State<Gateway>, body: Body) -> Response {
+    let requests = requests::<WatchRequest>(body, gateway.max_body_bytes);
+    respond(gateway.watch.open(Box::pin(requests), false))
+}
+
+/// `POST /v3/lease/keepalive`: a keep-alive stream.
+pub async fn keep_alive(State(gateway): State<Gateway>, body: Body) -> Response {
+    let requests = requests::<LeaseKeepAliveRequest>(body, gateway.max_body_bytes);
+    respond(crate::grpc::lease::keep_alive(
+        gateway.server.clone(),
+        Box::pin(requests),
+    ))
+}
+
+/// `POST /v3/election/observe`: the leaders of an election as they change.
+pub async fn observe(State(gateway): State<Gateway>, body: Body) -> Response {
+    let bytes = match super::read_body(body, gateway.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(status) => return super::error_response(&status),
+    };
+    match json::from_json::<LeaderRequest>(&bytes) {
+        Ok(req) => respond(crate::grpc::election::observe(&gateway.server, req)),
+        Err(e) => super::error_response(&Status::invalid_argument(e.to_string())),
+    }
+}
+
+/// The requests in `body`, decoded as each complete JSON value arrives. A value that is
+/// not a `T`, or a body that ends inside a value, ends the stream with an error.
+pub fn requests<T: Named + Send + 'static>(
+    body: Body,
+    max_value_bytes: usize,
+) -> impl Stream<Item = Result<T, Status>> + Send + 'static {
+    let frames = body.into_data_stream();
+    futures::stream::unfold(
+        Some((
+            frames,
+            Vec::<u8>::new(),
+            std::collections::VecDeque::<Result<T, Status>>::new(),
+        )),
+        move |state| async move {
+            let (mut frames, mut buf, mut ready) = state?;
+            loop {
+                if let Some(item) = ready.pop_front() {
+                    let stop = item.is_err();
+                    let next = if stop {
+                        None
+                    } else {
+                        Some((frames, buf, ready))
+                    };
+                    return Some((item, next));
+                }
+                match frames.next().await {
+                    Some(Ok(chunk)) => {
+                        buf.extend_from_slice(&chunk);
+                        split_values::<T>(&mut buf, &mut ready);
+                        if buf.len() > max_value_bytes {
+                            ready.push_back(Err(Status::resource_exhausted(
+                                "grpc: received message larger than max",
+                            )));
+                        }
+                    }
+                    Some(Err(_)) | None => {
+                        if buf.trim_ascii().is_empty() {
+                            return None;
+                        }
+                        let e = json::JsonError::Eof;
+                        return Some((Err(Status::invalid_argument(e.to_string())), None));
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Moves every complete JSON value at the front of `buf` into `ready` (decoded as `T`),
+/// leaving an unfinished value in `buf`.
+fn split_values<T: Named>(
+    buf: &mut Vec<u8>,
+    ready: &mut std::collections::VecDeque<Result<T, Status>>,
+) {
+    let mut values = serde_json::Deserializer::from_slice(buf).into_iter::<serde_json::Value>();
+    let mut consumed = 0;
+    loop {
+        match values.next() {
+            Some(Ok(value)) => {
+                consumed = values.byte_offset();
+                ready.push_back(
+                    json::from_value::<T>(value)
+                        .map_err(|e| Status::invalid_argument(e.to_string())),
+                );
+            }
+            Some(Err(e)) if e.is_eof() => break,
+            Some(Err(e)) => {
+                ready.push_back(Err(Status::invalid_argument(e.to_string())));
+                consumed = buf.len();
+                break;
+            }
+            None => {
+                consumed = buf.len();
+                break;
+            }
+        }
+    }
+    buf.drain(..consumed);
+}
+
+/// One stream line: `{"result":<message>}` or grpc-gateway's `{"error":{...}}`.
+pub fn line<T: Named>(item: &Result<T, Status>) -> Bytes {
+    let mut out = match item {
+        Ok(msg) => {
+            let mut out = b"{\"result\":".to_vec();
+            out.extend_from_slice(&json::to_json(msg));
+            out.push(b'}');
+            out
+        }
+        Err(status) => {
+            let http = http_status(status.code());
+            let message = serde_json::Value::from(status.message()).to_string();
+            format!(
+                "{{\"error\":{{\"grpc_code\":{},\"http_code\":{},\"message\":{message},\"http_status\":{}}}}}",
+                status.code() as i32,
+                http.as_u16(),
+                serde_json::Value::from(http.canonical_reason().unwrap_or("")),
+            )
+            .into_bytes()
+        }
+    };
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+/// A streaming answer: 200 with one line per response; an error is the last line.
+pub fn respond<T, S>(responses: S) -> Response
+where
+    T: Named + Send + 'static,
+    S: Stream<Item = Result<T, Status>> + Send + 'static,
+{
+    let lines = responses.scan(false, |ended, item| {
+        let out = if *ended {
+            None
+        } else {
+            *ended = item.is_err();
+            Some(Ok::<_, std::convert::Infallible>(line(&item)))
+        };
+        futures::future::ready(out)
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(lines),
+    )
+        .into_response()
+}

@@ -1,0 +1,38 @@
+//! The v3lock `Lock` service: a thin adapter over [`EtcdServer::lock`] and
+//! [`EtcdServer::unlock`].
+
+use std::sync::Arc;
+
+use oxcd_core::EtcdServer;
+use oxcd_proto::v3lockpb::{
+    lock_server::Lock, LockRequest, LockResponse, UnlockRequest, UnlockResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::status;
+
+/// Serves Lock and Unlock.
+pub struct LockService {
+    server: Arc<EtcdServer>,
+}
+
+impl LockService {
+    /// A Lock service over `server`.
+    pub fn new(server: Arc<EtcdServer>) -> LockService {
+        LockService { server }
+    }
+}
+
+#[tonic::async_trait]
+impl Lock for LockService {
+    async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        status(self.server.lock(req.into_inner()).await)
+    }
+
+    async fn unlock(
+        &self,
+        req: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
+        status(self.server.unlock(req.into_inner()).await)
+    }
+}

@@ -1,0 +1,232 @@
+//! The JSON gateway, the health probes and the lock and election services, over the wire.
+
+use oxcd_proto::etcdserverpb::LeaseGrantRequest;
+use oxcd_proto::v3electionpb::{election_client::ElectionClient, CampaignRequest, LeaderRequest};
+use oxcd_proto::v3lockpb::{lock_client::LockClient, LockRequest, UnlockRequest};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::Server;
+
+/// A minimal HTTP/1.1 request; returns the status code and the body.
+async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let (_, rest) = out.split_once("\r\n\r\n").unwrap();
+    (status, rest.to_string())
+}
+
+/// The JSON of a body, with identity fields (which vary per run) removed.
+fn json(body: &str) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    if let Some(h) = v.get_mut("header").and_then(|h| h.as_object_mut()) {
+        h.remove("cluster_id");
+        h.remove("member_id");
+        h.remove("raft_term");
+    }
+    v
+}
+
+#[tokio::test]
+async fn gateway_speaks_etcds_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let (code, body) = http(
+        s.port,
+        "POST",
+        "/v3/kv/put",
+        r#"{"key":"Zm9v","value":"YmFy"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let rev = json(&body)["header"]["revision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, body) = http(s.port, "POST", "/v3beta/kv/range", r#"{"key":"Zm9v"}"#).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        json(&body),
+        serde_json::json!({
+            "header": {"revision": rev},
+            "kvs": [{"key": "Zm9v", "create_revision": rev, "mod_revision": rev,
+                     "version": "1", "value": "YmFy"}],
+            "count": "1"
+        })
+    );
+    let (code, body) = http(s.port, "POST", "/v3/kv/put", r#"{"key":""}"#).await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        body,
+        r#"{"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3}"#
+    );
+    let (code, _) = http(s.port, "GET", "/v3/kv/range", "").await;
+    assert_eq!(code, 405);
+    let (code, body) = http(s.port, "POST", "/v3/lease/timetolive", r#"{"ID":"42"}"#).await;
+    assert_eq!(code, 200);
+    // An unknown lease has TTL -1 and no granted TTL: no "grantedTTL":"0" is written.
+    assert_eq!(json(&body)["TTL"], "-1");
+    assert!(!body.contains("grantedTTL"), "{body}");
+}
+
+#[tokio::test]
+async fn health_probes_answer_as_etcd_35() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    assert_eq!(
+        http(s.port, "GET", "/health?serializable=true", "").await,
+        (200, r#"{"health":"true","reason":""}"#.to_string())
+    );
+    assert_eq!(
+        http(s.port, "GET", "/livez", "").await,
+        (200, "ok".to_string())
+    );
+    let (code, body) = http(s.port, "GET", "/readyz?verbose", "").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\nreadyz check passed\n"
+    );
+    assert_eq!(http(s.port, "POST", "/health", "").await.0, 405);
+
+    let channel = tonic::transport::Channel::from_shared(s.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    // SERVING once the member has found its leader (its own, here).
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let status = watch.message().await.unwrap().unwrap().status;
+        if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_carry_etcds_families() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let mut kv = s.kv().await;
+    kv.put(oxcd_proto::etcdserverpb::PutRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (code, body) = http(s.port, "GET", "/metrics", "").await;
+    assert_eq!(code, 200);
+    for line in [
+        "etcd_server_has_leader 1",
+        "etcd_server_leader_changes_seen_total 1",
+        "# TYPE etcd_server_proposals_committed_total gauge",
+        "# TYPE etcd_disk_wal_fsync_duration_seconds histogram",
+        r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
+        r#"grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 0"#,
+    ] {
+        assert!(body.contains(line), "{line} missing from\n{body}");
+    }
+    // The put's WAL fsync was observed.
+    let fsyncs = body
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd_disk_wal_fsync_duration_seconds_count "))
+        .unwrap();
+    assert_ne!(fsyncs, "0", "{body}");
+}
+
+#[tokio::test]
+async fn a_second_lock_waits_for_the_first_unlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let mut leases = s.lease().await;
+    let grant = || LeaseGrantRequest { ttl: 30, id: 0 };
+    let l1 = leases.lease_grant(grant()).await.unwrap().into_inner().id;
+    let l2 = leases.lease_grant(grant()).await.unwrap().into_inner().id;
+    let channel = tonic::transport::Channel::from_shared(s.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut locks = LockClient::new(channel.clone());
+    let first = locks
+        .lock(LockRequest {
+            name: b"l".to_vec(),
+            lease: l1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.key, format!("l/{l1:x}").into_bytes());
+    let mut other = LockClient::new(channel.clone());
+    let second = tokio::spawn(async move {
+        other
+            .lock(LockRequest {
+                name: b"l".to_vec(),
+                lease: l2,
+            })
+            .await
+    });
+    // The second caller is still waiting while the first holds the lock (nothing to await
+    // for "has not happened": give it time to go wrong).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished());
+    locks
+        .unlock(UnlockRequest { key: first.key })
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.key, format!("l/{l2:x}").into_bytes());
+
+    let mut election = ElectionClient::new(channel);
+    let leader = election
+        .campaign(CampaignRequest {
+            name: b"e".to_vec(),
+            lease: l1,
+            value: b"v1".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leader
+        .unwrap();
+    let now = election
+        .leader(LeaderRequest {
+            name: b"e".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(now.kv.unwrap().key, leader.key);
+    let mut observe = election
+        .observe(LeaderRequest {
+            name: b"e".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = observe.message().await.unwrap().unwrap();
+    assert_eq!(seen.kv.unwrap().value, b"v1");
+}
