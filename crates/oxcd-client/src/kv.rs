@@ -100,21 +100,7 @@ impl GetOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Every key with the given key as prefix.
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-    /// The key and every key after it.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-    /// Keys from the given key up to, not including, `end`.
-    pub fn with_range(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
+    key_range_builders!();
     /// At most `limit` keys (0 = no limit).
     pub fn with_limit(mut self, limit: i64) -> Self {
         self.limit = limit;
@@ -262,21 +248,7 @@ impl DeleteOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Every key with the given key as prefix.
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-    /// The key and every key after it.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-    /// Keys from the given key up to, not including, `end`.
-    pub fn with_range(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
+    key_range_builders!();
     /// Return the deleted key-values.
     pub fn with_prev_kv(mut self) -> Self {
         self.prev_kv = true;

@@ -59,6 +59,28 @@
 //! (`ConnectOptions::with_tls` sets the CA, a client certificate, the server name, or
 //! skips verification); without it they are refused with [`Error::InvalidArgument`].
 
+/// The builders shared by every option type that names a key space (get, delete, watch):
+/// one place for how `with_prefix`, `with_from_key` and `with_range` set its `range`.
+macro_rules! key_range_builders {
+    () => {
+        /// Every key with the given key as prefix.
+        pub fn with_prefix(mut self) -> Self {
+            self.range = KeyRange::Prefix;
+            self
+        }
+        /// The key and every key after it.
+        pub fn with_from_key(mut self) -> Self {
+            self.range = KeyRange::FromKey;
+            self
+        }
+        /// Keys from the given key up to, not including, `end`.
+        pub fn with_range(mut self, end: impl Into<Vec<u8>>) -> Self {
+            self.range = KeyRange::End(end.into());
+            self
+        }
+    };
+}
+
 mod auth;
 mod client;
 mod cluster;

@@ -38,21 +38,7 @@ impl WatchOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Every key with the given key as prefix.
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-    /// The key and every key after it.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-    /// Keys from the given key up to, not including, `end`.
-    pub fn with_range(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
+    key_range_builders!();
     /// Start at `revision` (inclusive) instead of now.
     pub fn with_start_revision(mut self, revision: i64) -> Self {
         self.start_revision = revision;
