@@ -18,6 +18,14 @@ use crate::membership::Membership;
 use crate::server::EtcdServer;
 use crate::version::{ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION};
 
+/// What `GET /version` on the peer port reports, joining or not.
+fn versions() -> Versions {
+    Versions {
+        server: ETCD_SERVER_VERSION.into(),
+        cluster: ETCD_CLUSTER_VERSION.into(),
+    }
+}
+
 /// The name a received backend snapshot is kept under until the applier installs it.
 pub(crate) const RECEIVED_SNAPSHOT: &str = "db.received";
 
@@ -89,10 +97,7 @@ impl PeerHandler for PeerGlue {
     }
 
     fn versions(&self) -> Versions {
-        Versions {
-            server: ETCD_SERVER_VERSION.into(),
-            cluster: ETCD_CLUSTER_VERSION.into(),
-        }
+        versions()
     }
 
     fn snapshot_dir(&self) -> PathBuf {
@@ -219,10 +224,7 @@ impl PeerHandler for Joining {
         Vec::new()
     }
     fn versions(&self) -> Versions {
-        Versions {
-            server: ETCD_SERVER_VERSION.into(),
-            cluster: ETCD_CLUSTER_VERSION.into(),
-        }
+        versions()
     }
     fn snapshot_dir(&self) -> PathBuf {
         std::env::temp_dir()
