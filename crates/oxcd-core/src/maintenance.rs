@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use oxcd_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, HashKvRequest, HashKvResponse,
-    MoveLeaderRequest, MoveLeaderResponse, RangeRequest, StatusResponse,
+    MoveLeaderRequest, MoveLeaderResponse, StatusResponse,
 };
 
 use crate::error::ServerError;
@@ -150,27 +150,6 @@ impl EtcdServer {
             {
                 tracing::warn!(error = %e, "could not hand leadership over before stopping");
             }
-        }
-    }
-
-    /// etcd's `/health` check: a leader is known, and a linearizable read succeeds within
-    /// one second. Returns why not.
-    pub async fn health(&self) -> Result<(), String> {
-        if self.raft.status().leader_id == 0 {
-            return Err(ServerError::NoLeader.to_string());
-        }
-        let read = async {
-            self.linearizable_barrier().await?;
-            self.store.range(&RangeRequest {
-                key: b"health".to_vec(),
-                ..Default::default()
-            })?;
-            Ok::<(), ServerError>(())
-        };
-        match tokio::time::timeout(Duration::from_secs(1), read).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(ServerError::Timeout.to_string()),
         }
     }
 }
