@@ -27,6 +27,8 @@ pub struct CoreConfig {
     pub strict_reconfig_check: bool,
     /// The cluster this member bootstraps or belongs to.
     pub cluster: ClusterSpec,
+    /// `--auto-compaction-mode` and `--auto-compaction-retention` (`None`: off).
+    pub auto_compaction: Option<crate::compactor::AutoCompaction>,
 }
 
 impl CoreConfig {

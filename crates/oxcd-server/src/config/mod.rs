@@ -75,7 +75,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// A flag oxcd knows from etcd but cannot honour, set to a value whose silent loss would
-    /// mislead (TLS, auth, quota, auto-compaction, ...).
+    /// mislead (TLS, auth, quota, ...).
     #[error("{setting}: {why}; remove it{}", accepted_hint(.accepted))]
     Unsupported {
         /// Where the value came from, as the user wrote it (`--cert-file=x`,
@@ -181,6 +181,8 @@ pub struct Config {
     pub metrics_extensive: bool,
     /// `--enable-grpc-gateway`: serve the HTTP/JSON gateway (`/v3/...`) on client URLs.
     pub enable_grpc_gateway: bool,
+    /// `--auto-compaction-mode` with `--auto-compaction-retention` (`None`: off).
+    pub auto_compaction: Option<oxcd_core::AutoCompaction>,
 }
 
 impl Config {

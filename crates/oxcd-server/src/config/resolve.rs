@@ -157,6 +157,16 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
             "--max-concurrent-streams must be > 0 (etcd's default is 4294967295)".into(),
         ));
     }
+    let auto_compaction = oxcd_core::AutoCompaction::parse(
+        &settings.text("auto-compaction-mode"),
+        &settings.text("auto-compaction-retention"),
+    )
+    .map_err(|e| {
+        ConfigError::Invalid(format!(
+            "--auto-compaction-retention={}: {e}",
+            settings.text("auto-compaction-retention")
+        ))
+    })?;
     let mut warnings = std::mem::take(&mut settings.notes);
     warnings.extend(verdict.warnings);
     let mut ignored = verdict.ignored;
@@ -192,6 +202,7 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
         listen_metrics_urls,
         metrics_extensive: settings.text("metrics") == "extensive",
         enable_grpc_gateway: settings.bool("enable-grpc-gateway"),
+        auto_compaction,
     })
 }
 
