@@ -13,5 +13,6 @@ mod gateway;
 mod kv;
 mod lease;
 mod maintenance;
+mod snapshot;
 mod startup;
 mod watch;

@@ -37,7 +37,7 @@ impl EtcdServer {
             db_size_in_use: self.store.db_size_in_use() as i64,
             is_learner: self.is_learner(),
             storage_version: String::new(),
-            db_size_quota: self.cfg.quota_backend_bytes as i64,
+            db_size_quota: self.cfg.quota_backend_bytes,
             downgrade_info: None,
         }
     }
