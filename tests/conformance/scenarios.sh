@@ -465,7 +465,7 @@ snap_save() {
   timeout 30 "$CTL_BIN" --endpoints="$EP" snapshot save "$f" >"$WORK/ctl.out" 2>"$WORK/ctl.err" || rc=$?
   {
     echo '$ etcdctl snapshot save <FILE>'
-    sed -e '$a\' -e "s|$f|<FILE>|g" "$WORK/ctl.out"
+    sed -e "s|$f|<FILE>|g" "$WORK/ctl.out" | sed -e '$a\'
     grep -o '"msg":"[^"]*"' "$WORK/ctl.err" || true
     echo "[exit $rc]"
     echo "sha256 trailer: $(( $(stat -c %s "$f" 2>/dev/null || echo 0) % 512 == 32 ))"

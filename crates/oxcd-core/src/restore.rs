@@ -268,7 +268,10 @@ fn build(cfg: &RestoreConfig, root: &Path, membership: &Membership) -> Result<i6
     }
     let db = snap.join("db");
     copy_checked(cfg, &db)?;
-    oxcd_mvcc::scan_file(&db, &mut |_, _, _| {}).map_err(|e| {
+    let len = std::fs::metadata(&db)
+        .map_err(|e| io_err("cannot stat", &db, e))?
+        .len();
+    oxcd_mvcc::scan_file(&db, len, &mut |_, _, _| {}).map_err(|e| {
         RestoreError::Invalid(format!(
             "{} is not a complete oxcd snapshot ({e}); was it truncated?",
             cfg.snapshot.display()

@@ -53,15 +53,53 @@ pub struct FileScan {
     pub total_keys: u64,
 }
 
-/// Reads the backend file at `path` without changing it, calling `each(table, key,
-/// value)` for every entry of every table: tables in name order, entries in key order
-/// (the meta table's keys as their UTF-8 bytes). Fails if the file is not a complete,
-/// cleanly closed backend (a truncated copy, another format).
+/// The first `len` bytes of a file, read-only: a backend followed by something else (a
+/// snapshot's SHA-256 trailer) is opened without copying it.
+#[derive(Debug)]
+struct FilePrefix {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl redb::StorageBackend for FilePrefix {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(self.len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        use std::os::unix::fs::FileExt;
+        if offset.saturating_add(out.len() as u64) > self.len {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        self.file.read_exact_at(out, offset)
+    }
+
+    fn set_len(&self, _len: u64) -> Result<(), std::io::Error> {
+        Err(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem))
+    }
+
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn write(&self, _offset: u64, _data: &[u8]) -> Result<(), std::io::Error> {
+        Err(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem))
+    }
+}
+
+/// Reads the backend held by the first `len` bytes of the file at `path` (all of it, or
+/// all but a snapshot's trailer) without changing it, calling `each(table, key, value)`
+/// for every entry of every table: tables in name order, entries in key order (the meta
+/// table's keys as their UTF-8 bytes). Fails if those bytes are not a complete, cleanly
+/// closed backend (a truncated copy, another format).
 pub fn scan_file(
     path: &Path,
+    len: u64,
     each: &mut dyn FnMut(&str, &[u8], &[u8]),
 ) -> Result<FileScan, MvccError> {
-    let db = redb::ReadOnlyDatabase::open(path)?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| MvccError::backend(format!("cannot open {}: {e}", path.display())))?;
+    let db = redb::Builder::new().open_read_only_with_backend(FilePrefix { file, len })?;
     let txn = db.begin_read()?;
     let mut names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
     names.sort();
@@ -419,8 +457,11 @@ mod tests {
         let dest = dir.path().join("snap.db");
         s.export_snapshot(&dest).unwrap();
         let mut seen = Vec::new();
-        let scan = scan_file(&dest, &mut |t, k, _| seen.push((t.to_string(), k.to_vec())))
-            .unwrap();
+        let size = std::fs::metadata(&dest).unwrap().len();
+        let scan = scan_file(&dest, size, &mut |t, k, _| {
+            seen.push((t.to_string(), k.to_vec()))
+        })
+        .unwrap();
         assert_eq!(scan.revision, 11);
         assert_eq!(scan.total_keys, seen.len() as u64);
         assert_eq!(seen.iter().filter(|(t, _)| t == "key").count(), 10);
@@ -431,7 +472,11 @@ mod tests {
         // A truncated copy is refused.
         let cut = dir.path().join("cut.db");
         std::fs::write(&cut, &head[..head.len() / 2]).unwrap();
-        assert!(scan_file(&cut, &mut |_, _, _| {}).is_err());
+        assert!(scan_file(&cut, size / 2, &mut |_, _, _| {}).is_err());
+        // A trailer after the backend is left out.
+        let trailed = dir.path().join("trailed.db");
+        std::fs::write(&trailed, [head.clone(), vec![7; 32]].concat()).unwrap();
+        assert_eq!(scan_file(&trailed, size, &mut |_, _, _| {}).unwrap(), scan);
     }
 
     #[test]

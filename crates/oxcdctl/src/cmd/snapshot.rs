@@ -69,9 +69,10 @@ fn oxcd_status(path: &std::path::Path) -> Result<DbStatus, String> {
     let size = std::fs::metadata(path)
         .map_err(|e| format!("stat {}: {e}", path.display()))?
         .len();
+    let len = if size % 512 == 32 { size - 32 } else { size };
     let mut hash = Crc32c::default();
     let mut table = String::new();
-    let scan = oxcd_mvcc::scan_file(path, &mut |t, k, v| {
+    let scan = oxcd_mvcc::scan_file(path, len, &mut |t, k, v| {
         if t != table {
             table = t.to_string();
             hash.write(t.as_bytes());
@@ -84,7 +85,7 @@ fn oxcd_status(path: &std::path::Path) -> Result<DbStatus, String> {
         hash: hash.sum(),
         revision: scan.revision,
         total_key: scan.total_keys,
-        total_size: if size % 512 == 32 { size - 32 } else { size },
+        total_size: len,
     })
 }
 
