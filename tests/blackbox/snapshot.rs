@@ -166,7 +166,11 @@ async fn snapshot_under_concurrent_writes_restores_every_key_with_its_revisions(
     assert!(restored.revision > before && restored.revision <= after);
     assert_eq!(
         entries(dir.path()),
-        vec![dir.path().join("restored"), file.clone(), dir.path().join("src")],
+        vec![
+            dir.path().join("restored"),
+            file.clone(),
+            dir.path().join("src")
+        ],
         "no temporary dir left"
     );
 
@@ -174,7 +178,10 @@ async fn snapshot_under_concurrent_writes_restores_every_key_with_its_revisions(
     let (rev, got) = all_at(&r, 0).await;
     assert_eq!(rev, restored.revision);
     let (_, want) = all_at(&s, rev).await;
-    assert_eq!(got, want, "every key at the snapshot's revision, revisions included");
+    assert_eq!(
+        got, want,
+        "every key at the snapshot's revision, revisions included"
+    );
     assert!(got.iter().any(|kv| kv.key.starts_with(b"live/")));
     // History came along too.
     assert_eq!(all_at(&r, before).await.1, all_at(&s, before).await.1);
@@ -375,7 +382,12 @@ async fn quota_raises_nospace_and_compaction_defrag_disarm_bring_writes_back() {
         .await
         .unwrap();
     m.defragment(DefragmentRequest {}).await.unwrap();
-    let size = m.status(StatusRequest {}).await.unwrap().into_inner().db_size;
+    let size = m
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .db_size;
     assert!(size < QUOTA / 2, "defragmented to {size}");
     // Still refused until disarmed.
     assert!(put(&s, "small", b"x").await.is_err());

@@ -138,7 +138,7 @@ async fn three_members_restored_from_one_snapshot() {
         assert_eq!(got.kvs, want.kvs, "member {i}");
         assert_eq!(
             got.header.unwrap().revision,
-            want.header.clone().unwrap().revision
+            want.header.unwrap().revision
         );
     }
     let rev = c

@@ -89,7 +89,14 @@ mod tests {
 
     #[test]
     fn costs_are_etcds() {
-        assert_eq!(put_cost(&PutRequest { key: b"ab".to_vec(), value: b"cde".to_vec(), ..Default::default() }), 261);
+        assert_eq!(
+            put_cost(&PutRequest {
+                key: b"ab".to_vec(),
+                value: b"cde".to_vec(),
+                ..Default::default()
+            }),
+            261
+        );
         let t = TxnRequest {
             success: vec![put("a", "b")],
             failure: vec![put("a", "b"), put("c", "dd")],

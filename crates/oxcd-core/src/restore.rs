@@ -237,9 +237,14 @@ pub fn restore(cfg: &RestoreConfig) -> Result<Restored, RestoreError> {
     };
     if let Err(e) = std::fs::rename(&tmp, &data_dir) {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(io_err("cannot rename the restored data dir to", &data_dir, e));
+        return Err(io_err(
+            "cannot rename the restored data dir to",
+            &data_dir,
+            e,
+        ));
     }
-    oxcd_fs::sync_parent(&data_dir).map_err(|e| io_err("cannot sync the parent of", &data_dir, e))?;
+    oxcd_fs::sync_parent(&data_dir)
+        .map_err(|e| io_err("cannot sync the parent of", &data_dir, e))?;
     let wal_dir = cfg
         .wal_dir
         .clone()
@@ -299,7 +304,9 @@ fn copy_checked(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
         .map_err(|e| io_err("cannot stat", src, e))?
         .len();
     let mut head = [0u8; 8];
-    let n = f.read(&mut head).map_err(|e| io_err("cannot read", src, e))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| io_err("cannot read", src, e))?;
     if !oxcd_mvcc::is_backend_file(&head[..n]) {
         let etcd = looks_like_bbolt(src);
         return Err(RestoreError::Invalid(if etcd {

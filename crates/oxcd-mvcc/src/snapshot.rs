@@ -19,8 +19,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use crate::backend::{
     meta_get_i64, meta_get_u64, META_CONSISTENT_INDEX, META_CURRENT_REV, META_TABLE,
 };
-use crate::revision::Revision;
 use crate::defrag::copy_tables_from;
+use crate::revision::Revision;
 use crate::store::{poison, Loaded, Store};
 use crate::MvccError;
 
@@ -87,6 +87,9 @@ impl redb::StorageBackend for FilePrefix {
     }
 }
 
+/// What [`scan_file`] calls for each entry: `(table, key, value)`.
+pub type EntryVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) + 'a;
+
 /// Reads the backend held by the first `len` bytes of the file at `path` (all of it, or
 /// all but a snapshot's trailer) without changing it, calling `each(table, key, value)`
 /// for every entry of every table: tables in name order, entries in key order (the meta
@@ -95,7 +98,7 @@ impl redb::StorageBackend for FilePrefix {
 pub fn scan_file(
     path: &Path,
     len: u64,
-    each: &mut dyn FnMut(&str, &[u8], &[u8]),
+    each: &mut EntryVisitor<'_>,
 ) -> Result<FileScan, MvccError> {
     let file = std::fs::File::open(path)
         .map_err(|e| MvccError::backend(format!("cannot open {}: {e}", path.display())))?;

@@ -150,8 +150,14 @@ pub(super) fn restore(a: &crate::cli::RestoreArgs) -> Result<(), CtlError> {
             paths[2].clone(),
             paths[3].clone(),
             ("revision", restored.revision.to_string()),
-            ("member-id", json_string(&format!("{:x}", restored.member_id))),
-            ("cluster-id", json_string(&format!("{:x}", restored.cluster_id))),
+            (
+                "member-id",
+                json_string(&format!("{:x}", restored.member_id)),
+            ),
+            (
+                "cluster-id",
+                json_string(&format!("{:x}", restored.cluster_id)),
+            ),
         ],
     );
     Ok(())
@@ -236,7 +242,6 @@ async fn save(ctx: &Ctx, args: &[String]) -> Result<(), CtlError> {
             error
         };
         let mut stream = opened.map_err(|s| receive_failed(&s))?.into_inner();
-        #[allow(clippy::while_let_on_iterator)]
         while let Some(item) = stream.next().await {
             let chunk = item.map_err(|s| receive_failed(&s))?;
             size += chunk.blob.len() as u64;

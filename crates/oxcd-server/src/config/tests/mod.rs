@@ -210,11 +210,20 @@ fn deployment_command_line_of_etcd_34_has_documented_outcomes() {
 
 #[test]
 fn quota_backend_bytes_as_etcd() {
-    assert_eq!(config(&["--quota-backend-bytes=1048576"]).quota_backend_bytes, 1_048_576);
-    assert_eq!(config(&["--quota-backend-bytes=-1"]).quota_backend_bytes, -1);
+    assert_eq!(
+        config(&["--quota-backend-bytes=1048576"]).quota_backend_bytes,
+        1_048_576
+    );
+    assert_eq!(
+        config(&["--quota-backend-bytes=-1"]).quota_backend_bytes,
+        -1
+    );
     let big = config(&["--quota-backend-bytes=17179869184"]);
     assert_eq!(big.quota_backend_bytes, 17_179_869_184);
-    assert!(big.warnings.iter().any(|w| w.contains("exceeds the maximum value")));
+    assert!(big
+        .warnings
+        .iter()
+        .any(|w| w.contains("exceeds the maximum value")));
 }
 
 #[test]
