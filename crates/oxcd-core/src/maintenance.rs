@@ -49,7 +49,8 @@ impl EtcdServer {
         self.propose(req).await
     }
 
-    /// Defragment this member's backend (writes wait for the copy; reads do not).
+    /// Defragment this member's backend: writes wait only for the short catch-up after the
+    /// copy (`Store::defrag`), reads never.
     pub async fn defragment(&self) -> Result<DefragmentResponse, ServerError> {
         self.refuse_on_learner()?;
         tracing::info!("starting defragment");
