@@ -1,5 +1,5 @@
 //! Maintenance.Snapshot and `snapshot restore` over the wire; the backend quota and the
-//! NOSPACE alarm.
+//! NOSPACE alarm; `--max-txn-ops` and `--max-request-bytes` set to other values.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -403,4 +403,71 @@ async fn quota_raises_nospace_and_compaction_defrag_disarm_bring_writes_back() {
     assert_eq!(disarmed.alarms.len(), 1);
     put(&s, "small", b"x").await.unwrap();
     put(&s, "big/again", &value).await.unwrap();
+}
+
+#[tokio::test]
+async fn max_txn_ops_and_max_request_bytes_as_given() {
+    use oxcd_proto::etcdserverpb::{request_op, RequestOp, TxnRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        free_port(),
+        free_port(),
+        &["--max-txn-ops=3", "--max-request-bytes=2048"],
+    );
+    let op = |i: usize| RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key: format!("t{i}").into_bytes(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })),
+    };
+    let txn = |n: usize| TxnRequest {
+        success: (0..n).map(op).collect(),
+        ..Default::default()
+    };
+    s.kv().await.txn(txn(3)).await.unwrap();
+    let e = s.kv().await.txn(txn(4)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        e.message(),
+        "etcdserver: too many operations in txn request"
+    );
+    put(&s, "fits", &[b'x'; 1500]).await.unwrap();
+    let e = put(&s, "too-big", &[b'x'; 3000]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(e.message(), "etcdserver: request is too large");
+}
+
+#[tokio::test]
+async fn the_gateway_streams_the_snapshot_as_json_lines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    for i in 0..50 {
+        put(&s, &format!("g{i}"), &[b'x'; 1000]).await.unwrap();
+    }
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    c.write_all(
+        b"POST /v3/maintenance/snapshot HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:.200}");
+    let results: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("{\"result\":"))
+        .collect();
+    assert!(results.len() >= 3, "{out:.300}");
+    assert!(results[0].contains("\"remaining_bytes\":\""));
+    // The last message: no bytes remaining (left out, proto3's default) and the sha256
+    // (32 bytes: 44 characters of base64).
+    let last = results[results.len() - 1];
+    assert!(!last.contains("remaining_bytes"), "{last}");
+    let blob = last.split("\"blob\":\"").nth(1).unwrap();
+    assert_eq!(blob.split('"').next().unwrap().len(), 44, "{last}");
 }

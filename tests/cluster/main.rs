@@ -136,10 +136,7 @@ async fn three_members_restored_from_one_snapshot() {
     for i in 0..3 {
         let got = all(&c, i, false).await;
         assert_eq!(got.kvs, want.kvs, "member {i}");
-        assert_eq!(
-            got.header.unwrap().revision,
-            want.header.unwrap().revision
-        );
+        assert_eq!(got.header.unwrap().revision, want.header.unwrap().revision);
     }
     let rev = c
         .kv(1)

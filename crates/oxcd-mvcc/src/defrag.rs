@@ -222,19 +222,20 @@ impl Store {
         }
         let copied = (|| {
             let current = self.db();
-            let (new_db, rows) = if Arc::ptr_eq(&current, &base_db)
-                && self.compact_revision() == base_compact
-            {
-                let rows = catch_up(&current.begin_read()?, &bulk_db, base_rev)?;
-                (bulk_db, bulk_rows + rows)
-            } else {
-                tracing::info!("compacted or replaced during the copy; copying again with writes paused");
-                drop(bulk_db);
-                let _ = std::fs::remove_file(&tmp);
-                let new_db = create()?;
-                let rows = copy_tables(&current, &new_db)?;
-                (new_db, rows)
-            };
+            let (new_db, rows) =
+                if Arc::ptr_eq(&current, &base_db) && self.compact_revision() == base_compact {
+                    let rows = catch_up(&current.begin_read()?, &bulk_db, base_rev)?;
+                    (bulk_db, bulk_rows + rows)
+                } else {
+                    tracing::info!(
+                        "compacted or replaced during the copy; copying again with writes paused"
+                    );
+                    drop(bulk_db);
+                    let _ = std::fs::remove_file(&tmp);
+                    let new_db = create()?;
+                    let rows = copy_tables(&current, &new_db)?;
+                    (new_db, rows)
+                };
             std::fs::rename(&tmp, &self.path).map_err(|e| {
                 MvccError::backend(format!(
                     "cannot rename {} to {}: {e}",
@@ -449,7 +450,12 @@ mod tests {
             std::thread::spawn(move || {
                 let mut n = 0u32;
                 while !done.load(std::sync::atomic::Ordering::Relaxed) || n < 10 {
-                    put(&s, format!("during/{n:06}").as_bytes(), b"d", 20_001 + u64::from(n));
+                    put(
+                        &s,
+                        format!("during/{n:06}").as_bytes(),
+                        b"d",
+                        20_001 + u64::from(n),
+                    );
                     if n == 5 {
                         s.aux_put("lease", b"1", b"new").unwrap();
                         s.aux_put("lease", b"2", b"added").unwrap();
@@ -489,7 +495,12 @@ mod tests {
         let s = std::sync::Arc::new(Store::open(&path).unwrap());
         for round in 0..2u8 {
             for i in 0..10_000 {
-                put(&s, &key(i), &[round; 300], u64::from(round) * 10_000 + u64::from(i) + 1);
+                put(
+                    &s,
+                    &key(i),
+                    &[round; 300],
+                    u64::from(round) * 10_000 + u64::from(i) + 1,
+                );
             }
             s.commit(false).unwrap();
         }
