@@ -15,5 +15,6 @@ mod import;
 mod kv;
 mod lease;
 mod maintenance;
+mod snapshot;
 mod startup;
 mod watch;

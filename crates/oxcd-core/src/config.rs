@@ -19,8 +19,9 @@ pub struct CoreConfig {
     pub max_request_bytes: u64,
     /// `--max-txn-ops`.
     pub max_txn_ops: u64,
-    /// `--quota-backend-bytes` (the effective value, never 0).
-    pub quota_backend_bytes: u64,
+    /// `--quota-backend-bytes`, the effective value: never 0 (etcd's default is filled
+    /// in); negative disables the quota, as in etcd.
+    pub quota_backend_bytes: i64,
     /// `--experimental-lease-checkpoint-interval`.
     pub lease_checkpoint_interval: Duration,
     /// `--strict-reconfig-check`.

@@ -28,6 +28,7 @@ impl EtcdServer {
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse, ServerError> {
         self.refuse_on_learner()?;
         validate::check_put(&req)?;
+        self.check_quota(crate::quota::put_cost(&req)).await?;
         let mut resp = self.propose(req).await?;
         self.fill_header(&mut resp.header);
         Ok(resp)
@@ -56,6 +57,7 @@ impl EtcdServer {
             }
             self.store.txn_read_only(&req)?
         } else {
+            self.check_quota(crate::quota::txn_cost(&req)).await?;
             self.propose(req).await?
         };
         // Nested responses keep etcd's revision-only headers.

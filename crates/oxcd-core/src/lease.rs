@@ -33,6 +33,7 @@ impl EtcdServer {
         while req.id == 0 {
             req.id = (self.next_id() & (i64::MAX as u64)) as i64;
         }
+        self.check_quota(crate::quota::LEASE_COST).await?;
         let mut resp = self.propose(req).await?;
         self.fill_header(&mut resp.header);
         Ok(resp)

@@ -34,7 +34,10 @@ mod membership;
 mod peer;
 mod probe;
 pub mod proposal;
+mod quota;
+pub mod restore;
 mod server;
+mod snapshot;
 mod start;
 pub mod validate;
 pub mod version;
@@ -51,4 +54,5 @@ pub use oxcd_raft::set_fsync_observer as set_wal_fsync_observer;
 /// Who leads, as raft pushes it ([`EtcdServer::leadership`]).
 pub use oxcd_raft::Leadership;
 pub use server::EtcdServer;
+pub use snapshot::{SnapshotChunk, SNAPSHOT_CHUNK_BYTES};
 pub use start::{Core, StartError};

@@ -37,7 +37,7 @@ impl EtcdServer {
             db_size_in_use: self.store.db_size_in_use() as i64,
             is_learner: self.is_learner(),
             storage_version: String::new(),
-            db_size_quota: self.cfg.quota_backend_bytes as i64,
+            db_size_quota: self.cfg.quota_backend_bytes,
             downgrade_info: None,
         }
     }
@@ -49,7 +49,8 @@ impl EtcdServer {
         self.propose(req).await
     }
 
-    /// Defragment this member's backend (writes wait for the copy; reads do not).
+    /// Defragment this member's backend: writes wait only for the short catch-up after the
+    /// copy (`Store::defrag`), reads never.
     pub async fn defragment(&self) -> Result<DefragmentResponse, ServerError> {
         self.refuse_on_learner()?;
         tracing::info!("starting defragment");

@@ -109,6 +109,18 @@ impl Core {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "opened backend"
         );
+        if cfg.quota_backend_bytes < 0 {
+            tracing::info!(
+                quota_size_bytes = cfg.quota_backend_bytes,
+                "disabled backend quota"
+            );
+        } else {
+            tracing::info!(
+                quota_size_bytes = cfg.quota_backend_bytes,
+                quota_size = %crate::snapshot::human_bytes(cfg.quota_backend_bytes as u64),
+                "enabled backend quota"
+            );
+        }
         let lessor = Arc::new(
             Lessor::recover(
                 &store,

@@ -2,10 +2,21 @@
 //! holds only live pages, then swap it in.
 //!
 //! Like etcd, this copies every table into a temporary file next to the database, makes it
-//! durable, and renames it over the database. Unlike etcd, readers are not stopped: a read
-//! begun before the swap goes on in the old file (still open, though unlinked), reads begun
-//! after it see the new file, and both hold the same data because writes wait. Only the
-//! writer (the applier) pauses for the copy.
+//! durable, and renames it over the database. Unlike etcd, neither readers nor the writer
+//! are stopped for the copy:
+//!
+//! 1. the bulk copy reads one point in time (a read transaction taken after a commit) while
+//!    the applier goes on writing to the old file;
+//! 2. then, with the writer paused, a short catch-up copies what changed since: the revision
+//!    table only grows above the copied revision (puts, deletes and lease revokes all
+//!    write new revisions), so its rows above it are copied, and the small tables (meta,
+//!    leases, membership, alarms) are rewritten whole; the new file is made durable,
+//!    renamed over the database, and the store swaps its handle.
+//!
+//! A compaction (which deletes old revisions) or a snapshot installed during the bulk copy
+//! invalidates it: the copy is then redone with the writer paused, as etcd does it. A read
+//! begun before the swap goes on in the old file (still open, though unlinked), reads
+//! begun after it see the new file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +27,8 @@ use redb::{
     ReadableTableMetadata, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
-use crate::backend::META_TABLE;
+use crate::backend::{KV_TABLE, META_TABLE};
+use crate::revision::Revision;
 use crate::store::{poison, Store};
 use crate::MvccError;
 
@@ -33,8 +45,10 @@ pub struct DefragStats {
     pub in_use_after: u64,
     /// Rows copied, all tables together.
     pub rows: u64,
-    /// How long the writer was paused (the whole defragmentation).
+    /// How long the whole defragmentation took.
     pub took: Duration,
+    /// How long the writer was paused (the catch-up and the swap).
+    pub paused: Duration,
 }
 
 /// The temporary file a defragmentation writes: `<db>.defrag`, next to the database so the
@@ -103,6 +117,41 @@ pub(crate) fn copy_tables_from(rtxn: &ReadTransaction, dst: &Database) -> Result
     Ok(rows)
 }
 
+/// Copies into `dst` (a copy of the database as of revision `copied_rev`) what changed in
+/// `rtxn` since: the revision table's rows above `copied_rev`, and every other table whole.
+/// Returns the rows written.
+fn catch_up(rtxn: &ReadTransaction, dst: &Database, copied_rev: i64) -> Result<u64, MvccError> {
+    let mut wtxn = dst.begin_write()?;
+    let mut rows = 0u64;
+    {
+        let from = rtxn.open_table(KV_TABLE)?;
+        let mut to = wtxn.open_table(KV_TABLE)?;
+        let start = Revision::new(copied_rev + 1, 0).to_bytes(false);
+        for entry in from.range(start.as_slice()..)? {
+            let (k, v) = entry?;
+            to.insert(k.value(), v.value())?;
+            rows += 1;
+        }
+    }
+    for handle in rtxn.list_tables()? {
+        let name = handle.name().to_string();
+        if name == KV_TABLE.name() {
+            continue;
+        }
+        rows += if name == META_TABLE.name() {
+            wtxn.delete_table(META_TABLE)?;
+            copy_table(rtxn, &mut wtxn, META_TABLE)?
+        } else {
+            let def = TableDefinition::<&[u8], &[u8]>::new(&name);
+            wtxn.delete_table(def)?;
+            copy_table(rtxn, &mut wtxn, def)?
+        };
+    }
+    wtxn.set_durability(Durability::Immediate)?;
+    wtxn.commit()?;
+    Ok(rows)
+}
+
 impl Store {
     /// Defragments the backend (etcd's `Defragment`): commits the pending write batch
     /// durably, copies every table into `<db>.defrag`, makes it durable, renames it over
@@ -110,34 +159,83 @@ impl Store {
     /// needs (after a compaction, the space of the deleted revisions is returned to the
     /// file system).
     ///
-    /// Writes wait until it is done (the writer lock is held throughout); reads do not.
-    /// If the copy fails, nothing changes and the store goes on with the old file. If the
-    /// rename cannot be made durable, the store refuses further writes (like any backend
-    /// failure): the file a crash would leave is not the one written to.
+    /// Writes go on during the bulk copy and wait only for the catch-up and the swap (see
+    /// the module doc); reads never wait. If the copy fails, nothing changes and the store
+    /// goes on with the old file. If the rename cannot be made durable, the store refuses
+    /// further writes (like any backend failure): the file a crash would leave is not the
+    /// one written to.
     pub fn defrag(&self) -> Result<DefragStats, MvccError> {
         let started = Instant::now();
-        let mut w = self.writer.lock();
-        w.check()?;
-        // Everything applied so far goes into the copy, durably: the consistent index the
-        // new file starts with is one raft may already rely on.
-        let r = self.commit_locked(&mut w, true);
-        poison(&mut w, r)?;
-        let size_before = self.db_size();
-        let in_use_before = self.in_use_locked(&w);
+        let (snap, base_db, base_rev, base_compact, size_before, in_use_before) = {
+            let mut w = self.writer.lock();
+            w.check()?;
+            // Everything applied so far goes into the copy.
+            let r = self.commit_locked(&mut w, false);
+            poison(&mut w, r)?;
+            (
+                self.begin_read()?,
+                self.db(),
+                w.rev,
+                self.compact_revision(),
+                self.db_size(),
+                self.in_use_locked(&w),
+            )
+        };
         tracing::info!(
             path = %self.path.display(),
             current_db_size_bytes = size_before,
             current_db_size_in_use_bytes = in_use_before,
             "defragmenting"
         );
-
         let tmp = tmp_path(&self.path);
         let _ = std::fs::remove_file(&tmp);
-        let copied = (|| {
-            let new_db = redb::Builder::new()
+        let create = || {
+            redb::Builder::new()
                 .set_cache_size(self.cache_bytes)
-                .create(&tmp)?;
-            let rows = copy_tables(&self.db(), &new_db)?;
+                .create(&tmp)
+                .map_err(MvccError::from)
+        };
+        let bulk = (|| {
+            let new_db = create()?;
+            let rows = copy_tables_from(&snap, &new_db)?;
+            Ok::<_, MvccError>((new_db, rows))
+        })();
+        drop(snap);
+        let (bulk_db, bulk_rows) = match bulk {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!(error = %e, "defragmentation failed; the database is unchanged");
+                return Err(e);
+            }
+        };
+
+        let mut w = self.writer.lock();
+        let paused = Instant::now();
+        w.check()?;
+        // The catch-up reads everything applied, so the open batch is committed (the new
+        // file is made durable as a whole below).
+        let r = self.commit_locked(&mut w, false);
+        if let Err(e) = poison(&mut w, r) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let copied = (|| {
+            let current = self.db();
+            let (new_db, rows) =
+                if Arc::ptr_eq(&current, &base_db) && self.compact_revision() == base_compact {
+                    let rows = catch_up(&current.begin_read()?, &bulk_db, base_rev)?;
+                    (bulk_db, bulk_rows + rows)
+                } else {
+                    tracing::info!(
+                        "compacted or replaced during the copy; copying again with writes paused"
+                    );
+                    drop(bulk_db);
+                    let _ = std::fs::remove_file(&tmp);
+                    let new_db = create()?;
+                    let rows = copy_tables(&current, &new_db)?;
+                    (new_db, rows)
+                };
             std::fs::rename(&tmp, &self.path).map_err(|e| {
                 MvccError::backend(format!(
                     "cannot rename {} to {}: {e}",
@@ -167,6 +265,7 @@ impl Store {
         let size_after = self.db_size();
         let in_use_after = self.in_use_locked(&w);
         drop(w);
+        let paused = paused.elapsed();
         let took = started.elapsed();
         // Reads still running in the old file keep it open; the last one closes it.
         let closed_now = Arc::try_unwrap(old).map(drop).is_ok();
@@ -177,6 +276,7 @@ impl Store {
             current_db_size_in_use_bytes = in_use_after,
             rows,
             took_ms = took.as_millis() as u64,
+            writes_paused_ms = paused.as_millis() as u64,
             old_file_closed = closed_now,
             "defragmented"
         );
@@ -187,6 +287,7 @@ impl Store {
             in_use_after,
             rows,
             took,
+            paused,
         })
     }
 }
@@ -327,6 +428,100 @@ mod tests {
         // A second defragmentation of an already dense file works as well.
         s.defrag().unwrap();
         assert_eq!(all(&s).len(), 100);
+    }
+
+    #[test]
+    fn writes_go_on_during_the_copy_and_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = std::sync::Arc::new(Store::open(&path).unwrap());
+        let value = vec![b'v'; 500];
+        for i in 0..20_000 {
+            put(&s, &key(i), &value, u64::from(i) + 1);
+            if i % 1000 == 0 {
+                s.commit(false).unwrap();
+            }
+        }
+        s.aux_put("lease", b"1", b"old").unwrap();
+        s.commit(true).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (s, done) = (s.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || n < 10 {
+                    put(
+                        &s,
+                        format!("during/{n:06}").as_bytes(),
+                        b"d",
+                        20_001 + u64::from(n),
+                    );
+                    if n == 5 {
+                        s.aux_put("lease", b"1", b"new").unwrap();
+                        s.aux_put("lease", b"2", b"added").unwrap();
+                    }
+                    s.commit(false).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let stats = s.defrag().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.join().unwrap();
+        assert!(stats.paused <= stats.took);
+        s.commit(true).unwrap();
+        let check = |s: &Store| {
+            let got = all(s);
+            assert_eq!(got.len(), 20_000 + written as usize);
+            assert_eq!(
+                s.aux_scan("lease").unwrap(),
+                vec![
+                    (b"1".to_vec(), b"new".to_vec()),
+                    (b"2".to_vec(), b"added".to_vec())
+                ]
+            );
+            assert_eq!(s.consistent_index(), 20_000 + u64::from(written));
+        };
+        check(&s);
+        drop(s);
+        check(&Store::open(&path).unwrap());
+    }
+
+    #[test]
+    fn a_compaction_during_the_copy_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = std::sync::Arc::new(Store::open(&path).unwrap());
+        for round in 0..2u8 {
+            for i in 0..10_000 {
+                put(
+                    &s,
+                    &key(i),
+                    &[round; 300],
+                    u64::from(round) * 10_000 + u64::from(i) + 1,
+                );
+            }
+            s.commit(false).unwrap();
+        }
+        let compactor = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let rev = s.current_revision();
+                s.compact(rev, 20_001).unwrap();
+            })
+        };
+        s.defrag().unwrap();
+        compactor.join().unwrap();
+        // Whether the compaction ran before, during or after the copy, old revisions are
+        // gone from the file and the current ones are all there.
+        assert_eq!(all(&s).len(), 10_000);
+        s.commit(true).unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(all(&s).len(), 10_000);
+        let rtxn = s.begin_read().unwrap();
+        assert_eq!(rtxn.open_table(KV_TABLE).unwrap().len().unwrap(), 10_000);
     }
 
     #[test]

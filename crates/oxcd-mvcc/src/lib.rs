@@ -34,7 +34,7 @@ pub use hash::KvHash;
 pub use history::{History, HistoryRequest};
 pub use key_range::{key_bounds, KeyRange};
 pub use revision::Revision;
-pub use snapshot::ExportInfo;
+pub use snapshot::{is_backend_file, scan_file, EntryVisitor, ExportInfo, FileScan};
 pub use store::{LeaseAttachment, Store, DEFAULT_CACHE_BYTES};
 
 #[cfg(test)]

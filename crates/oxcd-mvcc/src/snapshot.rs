@@ -6,14 +6,21 @@
 //! read transaction so it is a point-in-time copy while the store keeps serving; the
 //! replacement is its swap (the file is renamed over the database and the directory
 //! fsynced, reads begun before go on in the old file).
+//!
+//! The same export is what a client's Maintenance.Snapshot streams; [`scan_file`] reads
+//! such a file for `snapshot status`, and [`Store::reset_for_restore`] turns one into the
+//! backend of a new cluster (`snapshot restore`).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::backend::{
     meta_get_i64, meta_get_u64, META_CONSISTENT_INDEX, META_CURRENT_REV, META_TABLE,
 };
 use crate::defrag::copy_tables_from;
+use crate::revision::Revision;
 use crate::store::{poison, Loaded, Store};
 use crate::MvccError;
 
@@ -28,7 +35,149 @@ pub struct ExportInfo {
     pub size: u64,
 }
 
+/// The first bytes of every backend (redb) file.
+const REDB_MAGIC: &[u8] = b"redb";
+
+/// Whether `head` (the first bytes of a file) starts like a backend file of ours (redb's
+/// magic number), rather than, say, an etcd (bbolt) snapshot.
+pub fn is_backend_file(head: &[u8]) -> bool {
+    head.starts_with(REDB_MAGIC)
+}
+
+/// What [`scan_file`] found in a backend file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileScan {
+    /// The revision the file holds: its newest (as a store opened on it would start).
+    pub revision: i64,
+    /// Entries in all its tables (etcd's "total keys" counts every bucket's entries).
+    pub total_keys: u64,
+}
+
+/// The first `len` bytes of a file, read-only: a backend followed by something else (a
+/// snapshot's SHA-256 trailer) is opened without copying it.
+#[derive(Debug)]
+struct FilePrefix {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl redb::StorageBackend for FilePrefix {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(self.len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        use std::os::unix::fs::FileExt;
+        if offset.saturating_add(out.len() as u64) > self.len {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        self.file.read_exact_at(out, offset)
+    }
+
+    fn set_len(&self, _len: u64) -> Result<(), std::io::Error> {
+        Err(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem))
+    }
+
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn write(&self, _offset: u64, _data: &[u8]) -> Result<(), std::io::Error> {
+        Err(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem))
+    }
+}
+
+/// What [`scan_file`] calls for each entry: `(table, key, value)`.
+pub type EntryVisitor<'a> = dyn FnMut(&str, &[u8], &[u8]) + 'a;
+
+/// Reads the backend held by the first `len` bytes of the file at `path` (all of it, or
+/// all but a snapshot's trailer) without changing it, calling `each(table, key, value)`
+/// for every entry of every table: tables in name order, entries in key order (the meta
+/// table's keys as their UTF-8 bytes). Fails if those bytes are not a complete, cleanly
+/// closed backend (a truncated copy, another format).
+pub fn scan_file(
+    path: &Path,
+    len: u64,
+    each: &mut EntryVisitor<'_>,
+) -> Result<FileScan, MvccError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| MvccError::backend(format!("cannot open {}: {e}", path.display())))?;
+    let db = redb::Builder::new().open_read_only_with_backend(FilePrefix { file, len })?;
+    let txn = db.begin_read()?;
+    let mut names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
+    names.sort();
+    let mut scan = FileScan::default();
+    let mut newest_row = 1;
+    let mut stored_rev = 1;
+    for name in &names {
+        if name == META_TABLE.name() {
+            let t = txn.open_table(META_TABLE)?;
+            stored_rev = meta_get_i64(&t, META_CURRENT_REV)?.unwrap_or(1);
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                each(name, k.value().as_bytes(), v.value());
+                scan.total_keys += 1;
+            }
+        } else {
+            let t = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(name))?;
+            let is_kv = name == crate::backend::KV_TABLE.name();
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                if is_kv {
+                    newest_row = newest_row.max(Revision::from_bytes(k.value())?.0.main);
+                }
+                each(name, k.value(), v.value());
+                scan.total_keys += 1;
+            }
+        }
+    }
+    scan.revision = newest_row.max(stored_rev);
+    Ok(scan)
+}
+
 impl Store {
+    /// Makes this store (just opened on a snapshot's copy) the backend of a new cluster, as
+    /// etcd's `snapshot restore` does: the consistent index goes back to 0 (the new
+    /// cluster's raft log starts empty); `bump_revision` is added to the current revision
+    /// (etcd's `--bump-revision`, so watchers of the old cluster never see a revision
+    /// twice), and with `mark_compacted` everything below the new current revision is
+    /// compacted (etcd's `--mark-compacted`). Committed durably. Returns the current
+    /// revision.
+    pub fn reset_for_restore(
+        &self,
+        bump_revision: u64,
+        mark_compacted: bool,
+    ) -> Result<i64, MvccError> {
+        let rev = {
+            let mut w = self.writer.lock();
+            w.check()?;
+            let r = (|| {
+                self.open_txn(&mut w)?;
+                w.index = 0;
+                self.applied_index.store(0, Ordering::Release);
+                let bump = i64::try_from(bump_revision)
+                    .ok()
+                    .and_then(|b| w.rev.checked_add(b))
+                    .ok_or_else(|| {
+                        MvccError::backend(format!(
+                            "cannot bump revision {} by {bump_revision}",
+                            w.rev
+                        ))
+                    })?;
+                w.rev = bump;
+                self.applied_rev.store(bump, Ordering::Release);
+                self.commit_locked(&mut w, true)?;
+                Ok(bump)
+            })();
+            poison(&mut w, r)?
+        };
+        if mark_compacted && rev > self.compact_revision() {
+            self.compact(rev, 0)?;
+        }
+        self.commit(true)?;
+        Ok(rev)
+    }
+
     /// Copies the backend into a new database file at `dest` (replacing any file there),
     /// fsynced with its directory. The copy is of one point in time holding everything
     /// applied when it starts: the open write batch is committed first (not durably: the
@@ -300,5 +449,62 @@ mod tests {
         s.commit(true).unwrap();
         drop(s);
         assert_eq!(all(&Store::open(&path).unwrap()).len(), 4);
+    }
+
+    #[test]
+    fn scan_reads_every_table_and_the_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = filled(&dir.path().join("db"), "k", 10);
+        s.aux_put("members", b"1", b"m1").unwrap();
+        s.commit(true).unwrap();
+        let dest = dir.path().join("snap.db");
+        s.export_snapshot(&dest).unwrap();
+        let mut seen = Vec::new();
+        let size = std::fs::metadata(&dest).unwrap().len();
+        let scan = scan_file(&dest, size, &mut |t, k, _| {
+            seen.push((t.to_string(), k.to_vec()))
+        })
+        .unwrap();
+        assert_eq!(scan.revision, 11);
+        assert_eq!(scan.total_keys, seen.len() as u64);
+        assert_eq!(seen.iter().filter(|(t, _)| t == "key").count(), 10);
+        assert!(seen.iter().any(|(t, k)| t == "aux/members" && k == b"1"));
+        assert!(seen.iter().any(|(t, k)| t == "meta" && k == b"current_rev"));
+        let head = std::fs::read(&dest).unwrap();
+        assert!(is_backend_file(&head));
+        // A truncated copy is refused.
+        let cut = dir.path().join("cut.db");
+        std::fs::write(&cut, &head[..head.len() / 2]).unwrap();
+        assert!(scan_file(&cut, size / 2, &mut |_, _, _| {}).is_err());
+        // A trailer after the backend is left out.
+        let trailed = dir.path().join("trailed.db");
+        std::fs::write(&trailed, [head.clone(), vec![7; 32]].concat()).unwrap();
+        assert_eq!(scan_file(&trailed, size, &mut |_, _, _| {}).unwrap(), scan);
+    }
+
+    #[test]
+    fn reset_for_restore_zeroes_the_index_and_bumps_and_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let s = filled(&path, "k", 10);
+        put(&s, "k001", "again", 11);
+        s.commit(true).unwrap();
+        assert_eq!(s.reset_for_restore(0, false).unwrap(), 12);
+        assert_eq!(s.consistent_index(), 0);
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.consistent_index(), 0);
+        assert_eq!(s.current_revision(), 12);
+        assert_eq!(s.compact_revision(), -1);
+        assert_eq!(s.reset_for_restore(100, true).unwrap(), 112);
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.current_revision(), 112);
+        assert_eq!(s.compact_revision(), 112);
+        assert_eq!(s.consistent_index(), 0);
+        assert_eq!(all(&s).len(), 10);
+        // The next write is revision 113.
+        put(&s, "new", "n", 1);
+        assert_eq!(s.current_revision(), 113);
     }
 }

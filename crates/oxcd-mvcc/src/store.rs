@@ -306,6 +306,11 @@ impl Store {
         self.committed_index.load(Ordering::Acquire)
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Size of the database file in bytes.
     pub fn db_size(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)

@@ -166,6 +166,11 @@ impl Member {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
+
+    /// The `--initial-cluster` it starts with.
+    pub fn initial_cluster(&self) -> &str {
+        &self.initial_cluster
+    }
 }
 
 /// A running cluster; dropping it kills every member, unmounts tmpfs data dirs and, if the
@@ -190,6 +195,17 @@ impl Cluster {
 
     /// Starts every member without waiting.
     pub fn spawn(cfg: ClusterConfig) -> Result<Cluster, HarnessError> {
+        let mut c = Cluster::prepare(cfg)?;
+        for i in 0..c.members.len() {
+            c.start_member(i)?;
+        }
+        Ok(c)
+    }
+
+    /// Lays the cluster out (ports, proxies, empty data dirs) without starting any member:
+    /// the caller may fill the data dirs (e.g. restore a snapshot into each) and then
+    /// [`Cluster::start_member`] each.
+    pub fn prepare(cfg: ClusterConfig) -> Result<Cluster, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("oxcd-cluster-")
             .tempdir()
@@ -242,16 +258,12 @@ impl Cluster {
         for m in &mut members {
             m.initial_cluster = initial_cluster.clone();
         }
-        let mut c = Cluster {
+        Ok(Cluster {
             cfg,
             members,
             net,
             dir,
-        };
-        for i in 0..c.members.len() {
-            c.start_member(i)?;
-        }
-        Ok(c)
+        })
     }
 
     /// The members, by index.

@@ -459,18 +459,47 @@ pub(crate) enum SnapshotCommand {
         args: Vec<String>,
     },
     /// Restores an etcd member snapshot to an etcd directory
-    Restore {
-        /// <filename>
-        args: Vec<String>,
-        /// Path to the data directory
-        #[arg(long)]
-        data_dir: Option<String>,
-    },
+    Restore(Box<RestoreArgs>),
     /// Gets backend snapshot status of a given file
     Status {
         /// <filename>
         args: Vec<String>,
     },
+}
+
+/// `snapshot restore`: etcdctl 3.4's flags, plus etcdutl 3.5's `--bump-revision` and
+/// `--mark-compacted`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RestoreArgs {
+    /// <filename>
+    pub args: Vec<String>,
+    /// Path to the data directory
+    #[arg(long, default_value = "")]
+    pub data_dir: String,
+    /// Path to the WAL directory (use --data-dir if none given)
+    #[arg(long, default_value = "")]
+    pub wal_dir: String,
+    /// Initial cluster configuration for restore bootstrap
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// Initial cluster token for the etcd cluster during restore bootstrap
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Ignore snapshot integrity hash value (required if copied from data directory)
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub skip_hash_check: bool,
+    /// How much to increase the latest revision after restore
+    #[arg(long, default_value_t = 0)]
+    pub bump_revision: u64,
+    /// Mark the latest revision after restore as the point of scheduled compaction (required if --bump-revision > 0, disallowed otherwise)
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value = "false")]
+    pub mark_compacted: bool,
 }
 
 /// `auth`.

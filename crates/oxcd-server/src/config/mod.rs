@@ -41,7 +41,7 @@ pub use urls::url_text;
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 1_572_864;
 /// etcd's default backend quota when `--quota-backend-bytes` is 0 (2 GiB).
 pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-/// etcd refuses quotas above this (8 GiB) with a warning; we cap it the same way.
+/// etcd warns about quotas above this (8 GiB) and keeps them; oxcd does the same.
 pub const MAX_QUOTA_BACKEND_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
 /// A configuration mistake, worded for the person at the terminal: what is wrong and what to
@@ -149,8 +149,8 @@ pub struct Config {
     pub election_timeout: Duration,
     /// Request size limit.
     pub max_request_bytes: u64,
-    /// Backend quota in bytes (resolved: never 0).
-    pub quota_backend_bytes: u64,
+    /// Backend quota in bytes (resolved: never 0; negative disables it, as in etcd).
+    pub quota_backend_bytes: i64,
     /// Operations allowed per txn.
     pub max_txn_ops: u64,
     /// Interval of lease remaining-TTL checkpoints (never zero).

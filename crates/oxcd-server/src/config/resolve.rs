@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::settings::{Settings, Source};
 use super::table::Handling;
 use super::urls::{parse_initial_cluster, parse_urls, url_text};
-use super::{ClusterState, Config, ConfigError, DEFAULT_QUOTA_BACKEND_BYTES};
+use super::{
+    ClusterState, Config, ConfigError, DEFAULT_QUOTA_BACKEND_BYTES, MAX_QUOTA_BACKEND_BYTES,
+};
 
 /// What the table says about the given settings: warnings for ignored ones, or the first
 /// refusal.
@@ -136,6 +138,19 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
             "--max-txn-ops must be > 0 (etcd's default is 128)".into(),
         ));
     }
+    let quota_backend_bytes = match settings.int("quota-backend-bytes") {
+        0 => DEFAULT_QUOTA_BACKEND_BYTES as i64,
+        q => {
+            if q > MAX_QUOTA_BACKEND_BYTES as i64 {
+                // etcd's "quota exceeds the maximum value": a warning, the quota stands.
+                settings.notes.push(format!(
+                    "--quota-backend-bytes={q} exceeds the maximum value {MAX_QUOTA_BACKEND_BYTES} \
+                     (8.6 GB); a larger backend may degrade performance"
+                ));
+            }
+            q
+        }
+    };
     let log_level = match settings.text("log-level").as_str() {
         _ if settings.bool("debug") => "debug",
         "debug" => "debug",
@@ -186,8 +201,7 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
         heartbeat_interval: Duration::from_millis(heartbeat_ms),
         election_timeout: Duration::from_millis(election_ms),
         max_request_bytes,
-        // --quota-backend-bytes other than 0 is refused until the quota is enforced.
-        quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+        quota_backend_bytes,
         max_txn_ops,
         lease_checkpoint_interval,
         log_level: log_level.to_string(),

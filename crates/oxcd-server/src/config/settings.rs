@@ -113,6 +113,14 @@ impl Settings {
         }
     }
 
+    /// A signed flag's value.
+    pub(super) fn int(&self, name: &str) -> i64 {
+        match self.value(name) {
+            Some(Value::Int(v)) => v,
+            _ => 0,
+        }
+    }
+
     /// A duration flag's value.
     pub(super) fn duration(&self, name: &str) -> Duration {
         match self.value(name) {

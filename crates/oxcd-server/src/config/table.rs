@@ -4,7 +4,7 @@
 //!
 //! The rule for a flag oxcd does not implement: if ignoring it is harmless (logging, pprof,
 //! tuning of etcd's own storage), it is accepted and one warning line says it has no effect;
-//! if ignoring it would mislead (TLS, auth, quotas, metrics listeners,
+//! if ignoring it would mislead (TLS, auth, metrics listeners,
 //! discovery, corruption checks), a value other than its off/default value is refused at
 //! start with the cause and the fix.
 
@@ -209,7 +209,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     used("listen-metrics-urls", Urls, B, "", "Additional URLs to serve /metrics and /health on."),
     ignored("max-snapshots", Uint, B, &["5"], "oxcd keeps only the snapshot files it needs"),
     ignored("max-wals", Uint, B, &["5"], "oxcd removes WAL files once the log is compacted past them"),
-    refused("quota-backend-bytes", Int, B, &["0"], "oxcd does not enforce a backend quota (no NOSPACE alarm) yet"),
+    used("quota-backend-bytes", Int, B, "0", "Raise an alarm when the backend size exceeds the given quota (0 defaults to 2 GiB, negative disables)"),
     ignored("backend-bbolt-freelist-type", Text, V35, &[], BBOLT),
     ignored("experimental-backend-bbolt-freelist-type", Text, V34, &[], BBOLT),
     ignored("backend-batch-interval", Duration, B, &[], "oxcd commits its backend once per applied batch"),

@@ -88,6 +88,8 @@ named! {
     etcdserverpb::StatusResponse => "etcdserverpb.StatusResponse",
     etcdserverpb::DefragmentRequest => "etcdserverpb.DefragmentRequest",
     etcdserverpb::DefragmentResponse => "etcdserverpb.DefragmentResponse",
+    etcdserverpb::SnapshotRequest => "etcdserverpb.SnapshotRequest",
+    etcdserverpb::SnapshotResponse => "etcdserverpb.SnapshotResponse",
     v3lockpb::LockRequest => "v3lockpb.LockRequest",
     v3lockpb::LockResponse => "v3lockpb.LockResponse",
     v3lockpb::UnlockRequest => "v3lockpb.UnlockRequest",

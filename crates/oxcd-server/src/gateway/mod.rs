@@ -2,7 +2,8 @@
 //! `/v3beta/...` for the same), each a POST whose body is the request message in JSON
 //! ([`json`]) and whose answer is the response message, or etcd's error body
 //! `{"error","message","code"}` with grpc-gateway's HTTP status for the gRPC code.
-//! `/v3/watch`, `/v3/lease/keepalive`, `/v3/election/observe` answer with a stream of
+//! `/v3/watch`, `/v3/lease/keepalive`, `/v3/election/observe`, `/v3/maintenance/snapshot`
+//! answer with a stream of
 //! `{"result":...}` lines ([`stream`]).
 //!
 //! Each route calls the same [`EtcdServer`] method as its gRPC adapter; nothing here
@@ -171,7 +172,10 @@ fn routes() -> Vec<(&'static str, Route)> {
             unary(|g, r: ResignRequest| async move { g.server.resign(r).await }),
         ),
         ("/maintenance/hash", unimplemented("Hash")),
-        ("/maintenance/snapshot", unimplemented("Snapshot")),
+        (
+            "/maintenance/snapshot",
+            post(stream::snapshot).fallback(method_not_allowed),
+        ),
         (
             "/maintenance/transfer-leadership",
             unimplemented("MoveLeader"),

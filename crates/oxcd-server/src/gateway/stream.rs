@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use oxcd_proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
+use oxcd_proto::etcdserverpb::{LeaseKeepAliveRequest, SnapshotRequest, WatchRequest};
 use oxcd_proto::v3electionpb::LeaderRequest;
 use tonic::Status;
 
@@ -39,6 +39,22 @@ pub async fn observe(State(gateway): State<Gateway>, body: Body) -> Response {
     match json::from_json::<LeaderRequest>(&bytes) {
         Ok(req) => respond(crate::grpc::election::observe(&gateway.server, req)),
         Err(e) => super::error_response(&Status::invalid_argument(e.to_string())),
+    }
+}
+
+/// `POST /v3/maintenance/snapshot`: the backend snapshot, as Maintenance.Snapshot streams
+/// it (each chunk's `blob` in base64, as proto3 JSON writes bytes).
+pub async fn snapshot(State(gateway): State<Gateway>, body: Body) -> Response {
+    let bytes = match super::read_body(body, gateway.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(status) => return super::error_response(&status),
+    };
+    if let Err(e) = json::from_json::<SnapshotRequest>(&bytes) {
+        return super::error_response(&Status::invalid_argument(e.to_string()));
+    }
+    match crate::grpc::maintenance::snapshot(&gateway.server).await {
+        Ok(stream) => respond(stream),
+        Err(status) => super::error_response(&status),
     }
 }
 

@@ -1,18 +1,32 @@
 //! The etcd `Maintenance` service: a thin adapter over [`EtcdServer`].
 
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::{Stream, StreamExt};
 use oxcd_core::EtcdServer;
 use oxcd_proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
     DefragmentResponse, HashKvRequest, HashKvResponse, MoveLeaderRequest, MoveLeaderResponse,
-    StatusRequest, StatusResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::status;
 
-/// Serves Status, Alarm, Defragment, HashKV and MoveLeader.
+/// The messages of one Snapshot call.
+pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+/// Snapshot as a stream of gRPC results (the gateway serves the same stream).
+pub async fn snapshot(server: &Arc<EtcdServer>) -> Result<SnapshotStream, Status> {
+    let rx = server.snapshot().await.map_err(Status::from)?;
+    Ok(Box::pin(
+        ReceiverStream::new(rx).map(|r| r.map_err(Status::from)),
+    ))
+}
+
+/// Serves Status, Alarm, Defragment, HashKV, MoveLeader and Snapshot.
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
 }
@@ -26,6 +40,13 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        snapshot(&self.server).await.map(Response::new)
+    }
+
     async fn status(
         &self,
         _req: Request<StatusRequest>,

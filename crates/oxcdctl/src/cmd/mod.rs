@@ -75,6 +75,9 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CtlError> {
             let printer = printer_of(&global)?;
             return snapshot::status(printer, &args);
         }
+        Command::Snapshot(crate::cli::SnapshotCommand::Restore(args)) => {
+            return snapshot::restore(&args);
+        }
         _ => {}
     }
     let ctx = context(&global)?;

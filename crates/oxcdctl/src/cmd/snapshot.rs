@@ -1,5 +1,11 @@
-//! `snapshot save` (the server's backend snapshot, streamed to a file); `status` and
-//! `restore` read etcd's bbolt files, which oxcdctl cannot do yet.
+//! `snapshot save` (the server's backend snapshot, streamed to a file), `snapshot status`
+//! (of an oxcd snapshot, or of an etcd bbolt file) and `snapshot restore` (of an oxcd
+//! snapshot, into a new data dir: `oxcd_core::restore`).
+//!
+//! Restore lives here rather than in an `oxcd restore` subcommand because etcdctl 3.4 is
+//! where operators' scripts call it (`etcdctl snapshot restore` with these flags), and
+//! oxcdctl is etcdctl's drop-in; `oxcd` itself takes only etcd's server flags, as etcd
+//! does.
 
 use std::io::Write;
 
@@ -18,28 +24,28 @@ use crate::output::{DbStatus, Printer};
 pub(super) async fn run(ctx: &Ctx, command: SnapshotCommand) -> Result<(), CtlError> {
     match command {
         SnapshotCommand::Save { args } => save(ctx, &args).await,
-        SnapshotCommand::Restore { args, .. } => {
-            if args.len() != 1 {
-                return Err(CtlError::bad_args(
-                    "snapshot restore requires exactly one argument",
-                ));
-            }
-            Err(CtlError::new(
-                ExitCode::Error,
-                "snapshot restore is not supported by oxcdctl yet; use etcdctl or etcdutl",
-            ))
-        }
+        SnapshotCommand::Restore(args) => restore(&args),
         SnapshotCommand::Status { args } => status(ctx.printer, &args),
     }
 }
 
 /// `snapshot status <file>`: hash (CRC-32C over bucket names, keys and values), revision,
-/// number of keys and size of an etcd (bbolt) snapshot, as etcd's `snapshot.Status`.
+/// number of keys and size, as etcd's `snapshot.Status`, of an etcd (bbolt) snapshot or of
+/// an oxcd one (its tables for buckets: see [`oxcd_status`]).
 pub(super) fn status(printer: Printer, args: &[String]) -> Result<(), CtlError> {
     if args.len() != 1 {
         return Err(CtlError::bad_args(
             "snapshot status requires exactly one argument",
         ));
+    }
+    let path = std::path::Path::new(&args[0]);
+    let mut head = [0u8; 8];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    if oxcd_mvcc::is_backend_file(&head[..n]) {
+        let status = oxcd_status(path).map_err(|e| CtlError::new(ExitCode::Error, e))?;
+        return emit(&printer.db_status(&status)?);
     }
     let data = std::fs::read(&args[0]).map_err(|e| {
         let text = e.to_string();
@@ -52,6 +58,109 @@ pub(super) fn status(printer: Printer, args: &[String]) -> Result<(), CtlError> 
     })?;
     let status = db_status(&data).map_err(|e| CtlError::new(ExitCode::Error, e))?;
     emit(&printer.db_status(&status)?)
+}
+
+/// The status of an oxcd snapshot (a redb backend, with or without its SHA-256 trailer):
+/// the hash is CRC-32C over each table's name and then its keys and values, in table-name
+/// order (etcd's over bbolt buckets, the same way); the revision is the store's; total
+/// keys counts the entries of every table, as etcd counts every bucket's; the size is the
+/// backend's (the file less its trailer).
+fn oxcd_status(path: &std::path::Path) -> Result<DbStatus, String> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("stat {}: {e}", path.display()))?
+        .len();
+    let len = if size % 512 == 32 { size - 32 } else { size };
+    let mut hash = Crc32c::default();
+    let mut table = String::new();
+    let scan = oxcd_mvcc::scan_file(path, len, &mut |t, k, v| {
+        if t != table {
+            table = t.to_string();
+            hash.write(t.as_bytes());
+        }
+        hash.write(k);
+        hash.write(v);
+    })
+    .map_err(|e| format!("snapshot file integrity check failed: {e}"))?;
+    Ok(DbStatus {
+        hash: hash.sum(),
+        revision: scan.revision,
+        total_key: scan.total_keys,
+        total_size: len,
+    })
+}
+
+/// `snapshot restore <file>`: a new data dir from an oxcd snapshot, as etcdctl restores
+/// one (its flags, texts and log lines).
+pub(super) fn restore(a: &crate::cli::RestoreArgs) -> Result<(), CtlError> {
+    if a.args.len() != 1 {
+        return Err(CtlError::bad_args(
+            "snapshot restore requires exactly one argument",
+        ));
+    }
+    let cfg = oxcd_core::restore::RestoreConfig {
+        snapshot: a.args[0].clone().into(),
+        name: a.name.clone(),
+        initial_cluster: a.initial_cluster.clone(),
+        initial_cluster_token: a.initial_cluster_token.clone(),
+        initial_advertise_peer_urls: a
+            .initial_advertise_peer_urls
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+        data_dir: (!a.data_dir.is_empty()).then(|| a.data_dir.clone().into()),
+        wal_dir: (!a.wal_dir.is_empty()).then(|| a.wal_dir.clone().into()),
+        skip_hash_check: a.skip_hash_check,
+        bump_revision: a.bump_revision,
+        mark_compacted: a.mark_compacted,
+    };
+    oxcd_core::restore::check_revision_flags(cfg.bump_revision, cfg.mark_compacted)
+        .map_err(CtlError::bad_args)?;
+    let data_dir = cfg
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| format!("{}.etcd", cfg.name).into());
+    let wal_dir = cfg
+        .wal_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("member").join("wal"));
+    let paths = [
+        ("path", json_string(&a.args[0])),
+        ("wal-dir", json_string(&wal_dir.display().to_string())),
+        ("data-dir", json_string(&data_dir.display().to_string())),
+        (
+            "snap-dir",
+            json_string(&data_dir.join("member").join("snap").display().to_string()),
+        ),
+    ];
+    golog::info(
+        true,
+        "snapshot/v3_snapshot.go:296",
+        "restoring snapshot",
+        &paths,
+    );
+    let restored =
+        oxcd_core::restore::restore(&cfg).map_err(|e| CtlError::new(ExitCode::Error, e))?;
+    golog::info(
+        true,
+        "snapshot/v3_snapshot.go:309",
+        "restored snapshot",
+        &[
+            paths[0].clone(),
+            paths[1].clone(),
+            paths[2].clone(),
+            paths[3].clone(),
+            ("revision", restored.revision.to_string()),
+            (
+                "member-id",
+                json_string(&format!("{:x}", restored.member_id)),
+            ),
+            (
+                "cluster-id",
+                json_string(&format!("{:x}", restored.cluster_id)),
+            ),
+        ],
+    );
+    Ok(())
 }
 
 /// The status of a bbolt file's contents.
@@ -147,6 +256,13 @@ async fn save(ctx: &Ctx, args: &[String]) -> Result<(), CtlError> {
             "completed snapshot read; closing",
             &[],
         );
+        // etcd's check that the stream ended with the database's digest.
+        if size % 512 != 32 {
+            return Err(RpcError::Status {
+                code: tonic::Code::Unknown,
+                message: format!("sha256 checksum not found [bytes: {size}]"),
+            });
+        }
         file.sync_all().map_err(|e| RpcError::Status {
             code: tonic::Code::Unknown,
             message: e.to_string(),

@@ -149,7 +149,7 @@ fn every_flag_gets_its_handling() {
     // Implemented / warned / refused, for etcd 3.4 and 3.5 (retired flags count as warned).
     assert_eq!(
         counts,
-        [[29, 44, 32], [28, 61, 38]],
+        [[30, 44, 31], [29, 61, 37]],
         "update the README's figures too"
     );
 }
@@ -164,7 +164,6 @@ fn deployment_command_line_of_etcd_34_has_documented_outcomes() {
         "--peer-auto-tls",
         "--client-cert-auth=true",
         "--trusted-ca-file=/etc/etcd/ca.crt",
-        "--quota-backend-bytes=8589934592",
         "--enable-v2=true",
         "--force-new-cluster",
     ] {
@@ -208,6 +207,24 @@ fn deployment_command_line_of_etcd_34_has_documented_outcomes() {
 }
 
 #[test]
+fn quota_backend_bytes_as_etcd() {
+    assert_eq!(
+        config(&["--quota-backend-bytes=1048576"]).quota_backend_bytes,
+        1_048_576
+    );
+    assert_eq!(
+        config(&["--quota-backend-bytes=-1"]).quota_backend_bytes,
+        -1
+    );
+    let big = config(&["--quota-backend-bytes=17179869184"]);
+    assert_eq!(big.quota_backend_bytes, 17_179_869_184);
+    assert!(big
+        .warnings
+        .iter()
+        .any(|w| w.contains("exceeds the maximum value")));
+}
+
+#[test]
 fn defaults_match_etcd() {
     let c = config(&[]);
     assert_eq!(c.name, "default");
@@ -218,7 +235,7 @@ fn defaults_match_etcd() {
     assert_eq!(c.max_request_bytes, 1_572_864);
     assert_eq!(c.max_txn_ops, 128);
     assert_eq!(c.lease_checkpoint_interval, Duration::from_secs(300));
-    assert_eq!(c.quota_backend_bytes, DEFAULT_QUOTA_BACKEND_BYTES);
+    assert_eq!(c.quota_backend_bytes, DEFAULT_QUOTA_BACKEND_BYTES as i64);
     assert_eq!(c.election_ticks(), 10);
     assert_eq!(c.watch_progress_notify_interval, Duration::from_secs(600));
     assert_eq!(c.grpc_keepalive_interval, Some(Duration::from_secs(7200)));

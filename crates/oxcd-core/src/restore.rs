@@ -1,0 +1,399 @@
+//! `snapshot restore`: a new member's data dir built from a snapshot file, as etcd's
+//! `snapshot restore` builds one (etcd 3.4's etcdctl, 3.5's etcdutl), for a *new* cluster
+//! whose membership is given by the flags.
+//!
+//! Nothing is half-restored: the data dir is built under a temporary name beside the
+//! target (`<data-dir>.restoring-<pid>`), checked, made durable, and only then renamed to
+//! `--data-dir`; any failure removes the temporary dir. Steps:
+//!
+//! 1. the snapshot's SHA-256 trailer (the last 32 bytes of a file whose size is 32 past a
+//!    multiple of 512, as etcd writes it) is checked against the rest, unless
+//!    `--skip-hash-check` (a backend copied from a data dir has no trailer);
+//! 2. the copy is read in full, read-only, to prove it is a complete backend;
+//! 3. the old cluster's membership is replaced by the new one (the same IDs the new
+//!    members compute from `--initial-cluster` and `--initial-cluster-token`), the
+//!    consistent index goes back to 0 (the new cluster's raft log starts empty, and every
+//!    member restored from the same file starts from the same state), and the revision
+//!    is bumped and compacted if asked (`--bump-revision`, `--mark-compacted`). Keys,
+//!    their revisions and versions, leases and alarms are kept, as etcd keeps them.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use oxcd_mvcc::Store;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::config::ClusterSpec;
+use crate::membership::Membership;
+
+/// Size of the SHA-256 trailer.
+const SHA_LEN: u64 = 32;
+
+/// The options of `snapshot restore`, named after its flags.
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    /// The snapshot file.
+    pub snapshot: PathBuf,
+    /// `--name`.
+    pub name: String,
+    /// `--initial-cluster` (`name=url,...`).
+    pub initial_cluster: String,
+    /// `--initial-cluster-token`.
+    pub initial_cluster_token: String,
+    /// `--initial-advertise-peer-urls`.
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// `--data-dir` (default `<name>.etcd`).
+    pub data_dir: Option<PathBuf>,
+    /// `--wal-dir` (default `<data-dir>/member/wal`); must not exist.
+    pub wal_dir: Option<PathBuf>,
+    /// `--skip-hash-check`.
+    pub skip_hash_check: bool,
+    /// `--bump-revision`.
+    pub bump_revision: u64,
+    /// `--mark-compacted`.
+    pub mark_compacted: bool,
+}
+
+/// What a restore made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The new data dir.
+    pub data_dir: PathBuf,
+    /// The WAL dir the member will use.
+    pub wal_dir: PathBuf,
+    /// The snapshot dir (`<data-dir>/member/snap`).
+    pub snap_dir: PathBuf,
+    /// The revision the member starts at.
+    pub revision: i64,
+    /// This member's id.
+    pub member_id: u64,
+    /// The new cluster's id.
+    pub cluster_id: u64,
+}
+
+/// Why a restore was refused or failed; nothing is left behind.
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    /// Bad flags (etcd's texts where etcd has one).
+    #[error("{0}")]
+    Config(String),
+    /// The target exists (etcd: `data-dir "x" exists`).
+    #[error("{0}")]
+    Exists(String),
+    /// The file has no trailer and `--skip-hash-check` was not given.
+    #[error("snapshot missing hash but --skip-hash-check=false")]
+    MissingHash,
+    /// The trailer does not match the contents (etcd's text, Go's byte-slice form).
+    #[error("expected sha256 {expected}, got {got}")]
+    HashMismatch {
+        /// The trailer.
+        expected: String,
+        /// The digest of the contents.
+        got: String,
+    },
+    /// The contents are not a complete backend.
+    #[error("{0}")]
+    Invalid(String),
+    /// An I/O or backend failure.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Go's `%v` of a byte slice: `[1 2 3]`.
+fn go_bytes(b: &[u8]) -> String {
+    let parts: Vec<String> = b.iter().map(u8::to_string).collect();
+    format!("[{}]", parts.join(" "))
+}
+
+/// Parses `--initial-cluster` (`name=url,name=url`); a name may appear more than once.
+fn parse_initial_cluster(s: &str) -> Result<BTreeMap<String, Vec<String>>, RestoreError> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            return Err(RestoreError::Config(format!(
+                "invalid --initial-cluster entry {part:?}: expected name=url"
+            )));
+        };
+        map.entry(name.trim().to_string())
+            .or_default()
+            .push(url.trim().to_string());
+    }
+    if map.is_empty() {
+        return Err(RestoreError::Config(
+            "initial cluster unset and no discovery URL found".into(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for url in map.values().flatten() {
+        if !seen.insert(url) {
+            return Err(RestoreError::Config(format!(
+                "initial cluster {s} has duplicate url"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// etcd's `VerifyBootstrap` checks for a new member: it is in the cluster, with exactly the
+/// peer URLs it advertises.
+fn check_bootstrap(
+    name: &str,
+    cluster: &BTreeMap<String, Vec<String>>,
+    advertised: &[String],
+) -> Result<(), RestoreError> {
+    let Some(urls) = cluster.get(name) else {
+        return Err(RestoreError::Config(format!(
+            "couldn't find local name {name:?} in the initial cluster configuration"
+        )));
+    };
+    let mut a = advertised.to_vec();
+    a.sort();
+    let mut b = urls.clone();
+    b.sort();
+    if a == b {
+        return Ok(());
+    }
+    let missing: Vec<String> = b
+        .iter()
+        .filter(|u| !a.contains(u))
+        .map(|u| format!("{name}={u}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(RestoreError::Config(format!(
+            "--initial-cluster has {} but missing from --initial-advertise-peer-urls={}",
+            missing.join(","),
+            a.join(",")
+        )));
+    }
+    let extra: Vec<&String> = a.iter().filter(|u| !b.contains(u)).collect();
+    let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
+    let own: Vec<String> = a.iter().map(|u| format!("{name}={u}")).collect();
+    Err(RestoreError::Config(format!(
+        "--initial-advertise-peer-urls has {} but missing from --initial-cluster={}",
+        extra.join(","),
+        own.join(",")
+    )))
+}
+
+fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> RestoreError {
+    RestoreError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// etcdutl's rule for `--bump-revision` and `--mark-compacted`: both or neither.
+pub fn check_revision_flags(bump_revision: u64, mark_compacted: bool) -> Result<(), String> {
+    match (bump_revision > 0, mark_compacted) {
+        (true, false) => Err("--mark-compacted required if --bump-revision > 0".into()),
+        (false, true) => Err("--bump-revision > 0 required if --mark-compacted".into()),
+        _ => Ok(()),
+    }
+}
+
+/// Restores `cfg.snapshot` into a new data dir (see the module doc).
+pub fn restore(cfg: &RestoreConfig) -> Result<Restored, RestoreError> {
+    check_revision_flags(cfg.bump_revision, cfg.mark_compacted).map_err(RestoreError::Config)?;
+    let cluster = parse_initial_cluster(&cfg.initial_cluster)?;
+    check_bootstrap(&cfg.name, &cluster, &cfg.initial_advertise_peer_urls)?;
+    let data_dir = cfg
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", cfg.name)));
+    if data_dir.exists() {
+        return Err(RestoreError::Exists(format!(
+            "data-dir {:?} exists",
+            data_dir.display().to_string()
+        )));
+    }
+    if let Some(w) = &cfg.wal_dir {
+        if w.exists() {
+            return Err(RestoreError::Exists(format!(
+                "wal-dir {:?} exists",
+                w.display().to_string()
+            )));
+        }
+    }
+    let file_name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| RestoreError::Config(format!("invalid --data-dir {:?}", data_dir)))?;
+    let tmp = data_dir.with_file_name(format!("{file_name}.restoring-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let spec = ClusterSpec {
+        initial_cluster: cluster,
+        initial_cluster_token: cfg.initial_cluster_token.clone(),
+        initial_advertise_peer_urls: cfg.initial_advertise_peer_urls.clone(),
+        advertise_client_urls: Vec::new(),
+        join_existing: false,
+    };
+    let membership = Membership::bootstrap(&cfg.name, &spec);
+    let built = build(cfg, &tmp, &membership);
+    let revision = match built {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if let Err(e) = std::fs::rename(&tmp, &data_dir) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(io_err(
+            "cannot rename the restored data dir to",
+            &data_dir,
+            e,
+        ));
+    }
+    oxcd_fs::sync_parent(&data_dir)
+        .map_err(|e| io_err("cannot sync the parent of", &data_dir, e))?;
+    let wal_dir = cfg
+        .wal_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("member").join("wal"));
+    Ok(Restored {
+        snap_dir: data_dir.join("member").join("snap"),
+        data_dir,
+        wal_dir,
+        revision,
+        member_id: membership.local_id,
+        cluster_id: membership.cluster_id,
+    })
+}
+
+/// Builds the data dir under `root`; returns the revision restored.
+fn build(cfg: &RestoreConfig, root: &Path, membership: &Membership) -> Result<i64, RestoreError> {
+    let snap = root.join("member").join("snap");
+    for d in [root.to_path_buf(), root.join("member"), snap.clone()] {
+        std::fs::create_dir_all(&d).map_err(|e| io_err("cannot create", &d, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| io_err("cannot set the mode of", &d, e))?;
+        }
+    }
+    let db = snap.join("db");
+    copy_checked(cfg, &db)?;
+    let len = std::fs::metadata(&db)
+        .map_err(|e| io_err("cannot stat", &db, e))?
+        .len();
+    oxcd_mvcc::scan_file(&db, len, &mut |_, _, _| {}).map_err(|e| {
+        RestoreError::Invalid(format!(
+            "{} is not a complete oxcd snapshot ({e}); was it truncated?",
+            cfg.snapshot.display()
+        ))
+    })?;
+    let store = Store::open(&db).map_err(|e| io_err("cannot open the restored backend", &db, e))?;
+    let backend = |e: oxcd_mvcc::MvccError| io_err("cannot write the restored backend", &db, e);
+    membership.save(&store).map_err(backend)?;
+    let revision = store
+        .reset_for_restore(cfg.bump_revision, cfg.mark_compacted)
+        .map_err(backend)?;
+    drop(store);
+    for d in [snap, root.join("member"), root.to_path_buf()] {
+        oxcd_fs::sync_dir(&d).map_err(|e| io_err("cannot sync", &d, e))?;
+    }
+    Ok(revision)
+}
+
+/// Copies the snapshot's contents (without its trailer) to `db`, checking the trailer.
+fn copy_checked(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
+    let src = &cfg.snapshot;
+    let mut f = std::fs::File::open(src).map_err(|e| io_err("cannot open", src, e))?;
+    let size = f
+        .metadata()
+        .map_err(|e| io_err("cannot stat", src, e))?
+        .len();
+    let mut head = [0u8; 8];
+    let n = f
+        .read(&mut head)
+        .map_err(|e| io_err("cannot read", src, e))?;
+    if !oxcd_mvcc::is_backend_file(&head[..n]) {
+        let etcd = looks_like_bbolt(src);
+        return Err(RestoreError::Invalid(if etcd {
+            format!(
+                "{} is an etcd (bbolt) snapshot; oxcdctl snapshot restore takes snapshots \
+                 saved from oxcd",
+                src.display()
+            )
+        } else {
+            format!("{} is not an oxcd snapshot", src.display())
+        }));
+    }
+    // etcd's rule: a file whose size is 32 past a multiple of 512 ends with its digest.
+    let has_hash = size % 512 == SHA_LEN;
+    if !has_hash && !cfg.skip_hash_check {
+        return Err(RestoreError::MissingHash);
+    }
+    let body = if has_hash { size - SHA_LEN } else { size };
+    let mut out = std::fs::File::create(db).map_err(|e| io_err("cannot create", db, e))?;
+    out.write_all(&head[..n])
+        .map_err(|e| io_err("cannot write", db, e))?;
+    let mut hash = Sha256::new();
+    hash.update(&head[..n]);
+    let mut left = body - n as u64;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        f.read_exact(&mut buf[..want])
+            .map_err(|e| io_err("cannot read", src, e))?;
+        hash.update(&buf[..want]);
+        out.write_all(&buf[..want])
+            .map_err(|e| io_err("cannot write", db, e))?;
+        left -= want as u64;
+    }
+    if has_hash {
+        let mut trailer = [0u8; SHA_LEN as usize];
+        f.read_exact(&mut trailer)
+            .map_err(|e| io_err("cannot read", src, e))?;
+        let got = hash.finalize();
+        if !cfg.skip_hash_check && got.as_slice() != trailer {
+            return Err(RestoreError::HashMismatch {
+                expected: go_bytes(&trailer),
+                got: go_bytes(&got),
+            });
+        }
+    }
+    out.sync_all().map_err(|e| io_err("cannot sync", db, e))?;
+    Ok(())
+}
+
+/// Whether `path` holds a bbolt file (etcd's backend): its meta page magic 0xED0CDAED at
+/// offset 32 (page header 16 bytes, then the meta's magic), little-endian.
+pub(crate) fn looks_like_bbolt(path: &Path) -> bool {
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head[16..20] == 0xED0C_DAEDu32.to_le_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_parsing_and_bootstrap_checks() {
+        let c = parse_initial_cluster("a=http://1:2380,b=http://2:2380,a=http://1:2381").unwrap();
+        assert_eq!(c["a"].len(), 2);
+        assert!(parse_initial_cluster("a=http://1,b=http://1").is_err());
+        assert!(parse_initial_cluster("nonsense").is_err());
+        let urls = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_bootstrap("a", &c, &urls(&["http://1:2381", "http://1:2380"])).is_ok());
+        let e = check_bootstrap("a", &c, &urls(&["http://1:2380"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--initial-cluster has a=http://1:2381 but missing from \
+             --initial-advertise-peer-urls=http://1:2380"
+        );
+        let e = check_bootstrap("z", &c, &urls(&["http://1:2380"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "couldn't find local name \"z\" in the initial cluster configuration"
+        );
+    }
+
+    #[test]
+    fn go_byte_slices() {
+        assert_eq!(go_bytes(&[1, 255, 0]), "[1 255 0]");
+    }
+}
