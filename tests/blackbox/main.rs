@@ -14,4 +14,5 @@ mod kv;
 mod lease;
 mod maintenance;
 mod startup;
+mod tls;
 mod watch;

@@ -28,9 +28,10 @@ pub(crate) struct ConnectionConfig {
     pub command_timeout: Duration,
     /// User name and password, if `--user` was given.
     pub credentials: Option<(String, String)>,
-    /// Whether TLS was asked for (a TLS flag, an `https://` endpoint, or
-    /// `--insecure-transport=false`).
-    pub wants_tls: bool,
+    /// etcdctl's `cfg.TLS`, from `--cert`, `--key`, `--cacert`, `--insecure-transport` and
+    /// `--insecure-skip-tls-verify` (see [`crate::tls`]); `None`: plain text, except for
+    /// `https://` endpoints.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// A connected channel plus the auth token to send with each request.
@@ -134,18 +135,25 @@ impl Connection {
     }
 
     async fn dial(&self) -> Result<Session, RpcError> {
-        if self.config.wants_tls {
-            return Err(RpcError::TlsUnsupported);
-        }
         let mut last = RpcError::Unreachable {
             endpoint: String::new(),
             cause: "no endpoints".into(),
         };
         for endpoint in &self.config.endpoints {
-            let url = endpoint_url(endpoint);
-            if url.starts_with("https://") {
-                return Err(RpcError::TlsUnsupported);
-            }
+            // clientv3's processCreds: http:// is plain, https:// is TLS (the system's roots
+            // when no flag configured it), a bare host:port follows the flags.
+            let (url, tls) = if let Some(rest) = endpoint.strip_prefix("https://") {
+                let config = self
+                    .config
+                    .tls
+                    .clone()
+                    .unwrap_or_else(crate::tls::default_https_config);
+                (format!("http://{rest}"), Some(config))
+            } else if endpoint.contains("://") {
+                (endpoint.clone(), None)
+            } else {
+                (endpoint_url(endpoint), self.config.tls.clone())
+            };
             let built = match Endpoint::from_shared(url) {
                 Ok(e) => e
                     .connect_timeout(self.config.dial_timeout)
@@ -158,16 +166,38 @@ impl Connection {
                     continue;
                 }
             };
-            match tokio::time::timeout(self.config.dial_timeout, built.connect()).await {
+            let connector = match &tls {
+                None => None,
+                Some(config) => {
+                    let host = strip_scheme(endpoint).split('/').next().unwrap_or_default();
+                    match crate::tls::server_name(host) {
+                        Ok(name) => Some(crate::tls::TlsConnector {
+                            config: config.clone(),
+                            name,
+                        }),
+                        Err(cause) => {
+                            last = RpcError::Unreachable {
+                                endpoint: endpoint.clone(),
+                                cause,
+                            };
+                            continue;
+                        }
+                    }
+                }
+            };
+            let connect = async {
+                match connector {
+                    None => built.connect().await,
+                    Some(connector) => built.connect_with_connector(connector).await,
+                }
+            };
+            match tokio::time::timeout(self.config.dial_timeout, connect).await {
                 Ok(Ok(channel)) => {
                     let token = self.authenticate(&channel).await?;
                     return Ok(Session { channel, token });
                 }
                 Ok(Err(e)) => {
-                    last = RpcError::Unreachable {
-                        endpoint: endpoint.clone(),
-                        cause: cause_of(&e),
-                    };
+                    last = unreachable(endpoint, &e);
                 }
                 Err(_) => {
                     last = RpcError::Unreachable {
@@ -268,25 +298,55 @@ impl Connection {
     }
 }
 
-/// A status from the transport (the server went away) becomes "unreachable"; others keep
-/// the server's code and message.
+/// A status from the transport (the server went away) becomes "unreachable" (or a TLS
+/// failure); others keep the server's code and message.
 fn classify(status: &tonic::Status, endpoints: &[String]) -> RpcError {
     use std::error::Error as _;
     if status.code() == tonic::Code::Unavailable && status.source().is_some() {
+        let endpoint = endpoints.first().cloned().unwrap_or_default();
         let mut cause = status.message().to_string();
         let mut source = status.source();
         while let Some(s) = source {
             if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if let Some(tls) = tls_cause(io) {
+                    return RpcError::TlsHandshake {
+                        endpoint,
+                        cause: tls,
+                    };
+                }
                 cause = describe_io(io);
             }
             source = s.source();
         }
-        return RpcError::Unreachable {
-            endpoint: endpoints.first().cloned().unwrap_or_default(),
-            cause,
-        };
+        return RpcError::Unreachable { endpoint, cause };
     }
     RpcError::from_status(status)
+}
+
+/// The error of a failed dial: a TLS failure, or the innermost cause.
+fn unreachable(endpoint: &str, error: &tonic::transport::Error) -> RpcError {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<std::io::Error>().and_then(tls_cause) {
+            return RpcError::TlsHandshake {
+                endpoint: endpoint.to_string(),
+                cause: tls,
+            };
+        }
+        source = s.source();
+    }
+    RpcError::Unreachable {
+        endpoint: endpoint.to_string(),
+        cause: cause_of(error),
+    }
+}
+
+/// The TLS error inside an I/O error, in words.
+fn tls_cause(io: &std::io::Error) -> Option<String> {
+    io.get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .map(ToString::to_string)
 }
 
 /// The innermost cause of a transport error, in words.
@@ -357,7 +417,7 @@ mod tests {
             dial_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(5),
             credentials: None,
-            wants_tls: false,
+            tls: None,
         });
         let error = conn.session().await.unwrap_err();
         assert_eq!(
