@@ -35,15 +35,6 @@ fn misleading_etcd_flags_stop_the_server_with_one_line() {
             ],
             "compaction",
         ),
-        (
-            &[
-                "--cert-file=/etc/etcd/pki/server.crt",
-                "--key-file=/etc/etcd/pki/server.key",
-            ],
-            "TLS",
-        ),
-        (&["--peer-auto-tls"], "TLS"),
-        (&["--client-cert-auth=true"], "TLS"),
         (&["--quota-backend-bytes=8589934592"], "quota"),
         (&["--enable-v2"], "v3 API"),
         (&["--discovery-srv=example.com"], "--initial-cluster"),
