@@ -256,7 +256,7 @@ impl Connection {
             match call(session).await {
                 Ok(response) => Ok(response.into_inner()),
                 Err(status) => {
-                    let error = classify(&status, &self.config.endpoints);
+                    let error = classify(&status, &self.config.endpoints, self.secure());
                     if matches!(error, RpcError::Status { .. }) {
                         self.log_failed_unary(&error);
                     }
@@ -269,6 +269,15 @@ impl Connection {
                 .await
                 .unwrap_or(Err(RpcError::DeadlineExceeded)),
             None => work.await,
+        }
+    }
+
+    /// Whether calls go over TLS (clientv3's choice for the first endpoint).
+    fn secure(&self) -> bool {
+        match self.config.endpoints.first() {
+            Some(e) if e.starts_with("https://") => true,
+            Some(e) if e.contains("://") => false,
+            _ => self.config.tls.is_some(),
         }
     }
 
@@ -300,20 +309,42 @@ impl Connection {
 
 /// A status from the transport (the server went away) becomes "unreachable" (or a TLS
 /// failure); others keep the server's code and message.
-fn classify(status: &tonic::Status, endpoints: &[String]) -> RpcError {
+fn classify(status: &tonic::Status, endpoints: &[String], secure: bool) -> RpcError {
     use std::error::Error as _;
+    let endpoint = endpoints.first().cloned().unwrap_or_default();
+    // With TLS 1.3 a server refuses a client certificate after the client's side of the
+    // handshake is done: the refusal arrives with the first call, whatever its code.
+    let mut source = status.source();
+    while let Some(s) = source {
+        let tls = match s.downcast_ref::<std::io::Error>() {
+            Some(io) => tls_cause(io),
+            None => s.downcast_ref::<rustls::Error>().map(ToString::to_string),
+        };
+        if let Some(cause) = tls {
+            return RpcError::TlsHandshake { endpoint, cause };
+        }
+        source = s.source();
+    }
+    let text = status.source().map(chain_text).unwrap_or_default();
+    if status.code() == tonic::Code::Cancelled && text.contains("connection closed") && secure {
+        return RpcError::TlsHandshake {
+            endpoint,
+            cause: "the server closed the connection (was the client certificate refused?)"
+                .into(),
+        };
+    }
+    let transport = text.contains("hyper::Error");
+    if !secure && transport && matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown) {
+        return RpcError::Unreachable {
+            endpoint,
+            cause: "the connection broke before an HTTP/2 answer (does the server use TLS? then use an https:// endpoint and --cacert)".into(),
+        };
+    }
     if status.code() == tonic::Code::Unavailable && status.source().is_some() {
-        let endpoint = endpoints.first().cloned().unwrap_or_default();
         let mut cause = status.message().to_string();
         let mut source = status.source();
         while let Some(s) = source {
             if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                if let Some(tls) = tls_cause(io) {
-                    return RpcError::TlsHandshake {
-                        endpoint,
-                        cause: tls,
-                    };
-                }
                 cause = describe_io(io);
             }
             source = s.source();
@@ -342,11 +373,25 @@ fn unreachable(endpoint: &str, error: &tonic::transport::Error) -> RpcError {
     }
 }
 
-/// The TLS error inside an I/O error, in words.
+/// The TLS error inside an I/O error, in words (tokio-rustls reports TLS failures, alerts
+/// received included, as `InvalidData`).
 fn tls_cause(io: &std::io::Error) -> Option<String> {
-    io.get_ref()
-        .and_then(|e| e.downcast_ref::<rustls::Error>())
-        .map(ToString::to_string)
+    match io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(e) => Some(e.to_string()),
+        None if io.kind() == std::io::ErrorKind::InvalidData => Some(io.to_string()),
+        None => None,
+    }
+}
+
+/// An error and its sources, `a: b: c`.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = format!("{e:?}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s:?}"));
+        source = s.source();
+    }
+    text
 }
 
 /// The innermost cause of a transport error, in words.
