@@ -51,8 +51,7 @@ impl Ca {
     /// A certificate for `cn` valid for `sans` (server and client use): (cert, key) PEM.
     pub fn leaf(&self, cn: &str, sans: &[&str], serial: u64) -> (String, String) {
         let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
@@ -102,7 +101,13 @@ pub fn client_config(
     identity: Option<(&str, &str)>,
     alpn: &[u8],
 ) -> Arc<rustls::ClientConfig> {
-    client_config_with(ca, identity, alpn, rustls::crypto::ring::default_provider(), None)
+    client_config_with(
+        ca,
+        identity,
+        alpn,
+        rustls::crypto::ring::default_provider(),
+        None,
+    )
 }
 
 fn client_config_with(
@@ -190,7 +195,9 @@ pub async fn tls_connect(
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    tokio_rustls::TlsConnector::from(config).connect(name, tcp).await
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
 }
 
 /// A gRPC channel over TLS.
@@ -300,7 +307,12 @@ async fn https_url_serves_grpc_and_http_over_tls() {
     put_get(s.port, client_config(Some(&f.ca.pem), None, b"h2"))
         .await
         .unwrap();
-    let health = https_get(s.port, client_config(Some(&f.ca.pem), None, b"http/1.1"), "/health").await;
+    let health = https_get(
+        s.port,
+        client_config(Some(&f.ca.pem), None, b"http/1.1"),
+        "/health",
+    )
+    .await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.contains("\"health\":\"true\""), "{health}");
     // Plain text on the TLS port gets nowhere, and a CA that did not sign the server's
@@ -318,9 +330,11 @@ async fn https_url_serves_grpc_and_http_over_tls() {
         assert!(!matches!(r, Ok(Ok(_))), "plain text answered on a TLS port");
     }
     let other = Ca::new("other-ca");
-    assert!(put_get(s.port, client_config(Some(&other.pem), None, b"h2"))
-        .await
-        .is_err());
+    assert!(
+        put_get(s.port, client_config(Some(&other.pem), None, b"h2"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -469,7 +483,10 @@ fn unknown_or_unsupported_tls_settings_are_refused_at_start() {
             "--cipher-suites=TLS_RSA_WITH_AES_128_CBC_SHA",
             "TLS_RSA_WITH_AES_128_CBC_SHA is not supported by oxcd",
         ),
-        ("--tls-min-version=TLS1.1", "unexpected TLS version \"TLS1.1\""),
+        (
+            "--tls-min-version=TLS1.1",
+            "unexpected TLS version \"TLS1.1\"",
+        ),
     ] {
         let (code, text) = run_to_exit(&[flag]);
         assert_ne!(code, 0, "{flag}");
@@ -495,11 +512,17 @@ fn bad_certificate_files_stop_the_start_with_one_line() {
     let missing = pki.path().join("missing.pem").display().to_string();
     for (flags, expect) in [
         (
-            vec![format!("--cert-file={}", f.cert_file), format!("--key-file={other_key}")],
+            vec![
+                format!("--cert-file={}", f.cert_file),
+                format!("--key-file={other_key}"),
+            ],
             "does not match the certificate in --cert-file",
         ),
         (
-            vec![format!("--cert-file={missing}"), format!("--key-file={}", f.key_file)],
+            vec![
+                format!("--cert-file={missing}"),
+                format!("--key-file={}", f.key_file),
+            ],
             "cannot read --cert-file",
         ),
         (
@@ -549,12 +572,16 @@ async fn auto_tls_makes_and_keeps_a_self_signed_certificate() {
     assert!(fixtures.join("cert.pem").exists());
     assert!(fixtures.join("key.pem").exists());
     let first = std::fs::read(fixtures.join("cert.pem")).unwrap();
-    put_get(s.port, client_config(None, None, b"h2")).await.unwrap();
+    put_get(s.port, client_config(None, None, b"h2"))
+        .await
+        .unwrap();
     // A CA-verifying client cannot trust it.
     let other = Ca::new("other-ca");
-    assert!(put_get(s.port, client_config(Some(&other.pem), None, b"h2"))
-        .await
-        .is_err());
+    assert!(
+        put_get(s.port, client_config(Some(&other.pem), None, b"h2"))
+            .await
+            .is_err()
+    );
     let port = s.port;
     drop(s);
     // Restarted, the same certificate is used again.
@@ -570,7 +597,9 @@ async fn auto_tls_makes_and_keeps_a_self_signed_certificate() {
         ],
     );
     assert_eq!(std::fs::read(fixtures.join("cert.pem")).unwrap(), first);
-    put_get(s.port, client_config(None, None, b"h2")).await.unwrap();
+    put_get(s.port, client_config(None, None, b"h2"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use oxcd_proto::etcdserverpb::kv_client::KvClient;
 use oxcd_proto::etcdserverpb::{PutRequest, RangeRequest};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 fn free_port() -> u16 {
@@ -39,7 +39,10 @@ fn wait_ready(m: &Member, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
     loop {
-        match m.log.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        match m
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
             Ok(line) if line.contains("ready to serve client requests") => return,
             Ok(line) => seen.push(line),
             Err(_) => panic!("{name} not ready; log:\n{}", seen.join("\n")),
@@ -52,9 +55,16 @@ async fn three_members_with_mutual_peer_tls() {
     let dir = tempfile::tempdir().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = KeyPair::generate().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        ca.self_signed(&ca_key).unwrap().pem(),
+    )
+    .unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let names = ["m0", "m1", "m2"];
     let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();

@@ -133,9 +133,9 @@ impl PeerClient {
                         let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
                         Ok::<_, std::io::Error>(Io::Plain(hyper_util::rt::TokioIo::new(tcp)))
                     }
-                    Some((config, name)) => Ok(Io::Tls(
+                    Some((config, name)) => Ok(Io::Tls(Box::new(
                         crate::dial::tls_connect(&authority, config, name).await?,
-                    )),
+                    ))),
                 }
             };
             let io = tokio::time::timeout(self.dial.connect_timeout, connect)
@@ -144,7 +144,7 @@ impl PeerClient {
                 .map_err(|e| unreachable(&e))?;
             match io {
                 Io::Plain(io) => http1_get(io, &authority, path, url).await,
-                Io::Tls(io) => http1_get(io, &authority, path, url).await,
+                Io::Tls(io) => http1_get(*io, &authority, path, url).await,
             }
         };
         tokio::time::timeout(self.dial.request_timeout, get)
@@ -207,7 +207,7 @@ impl PeerClient {
 /// A connection to a peer for an HTTP/1.1 request.
 enum Io {
     Plain(hyper_util::rt::TokioIo<tokio::net::TcpStream>),
-    Tls(crate::dial::TlsIo),
+    Tls(Box<crate::dial::TlsIo>),
 }
 
 /// `GET path` over `io`: the headers and body of a 2xx answer.

@@ -233,7 +233,11 @@ impl TlsSetup {
             peer_dial: oxcd_peer::PeerTls::Plain,
             failures,
         };
-        if !cfg.client_tls.is_empty() {
+        // As etcd, certificates are used (and so checked) only where an https:// URL needs
+        // them.
+        if !cfg.client_tls.is_empty()
+            && (https(&cfg.listen_client_urls) || https(&cfg.listen_metrics_urls))
+        {
             let config = tls::server_config(&cfg.client_tls, &cfg.tls_common, tls::Side::Client)?;
             tls::check_client_pair(&cfg.client_tls, &cfg.tls_common)?;
             if https(&cfg.listen_client_urls) {
@@ -252,7 +256,8 @@ impl TlsSetup {
             setup.client = Some(acceptor(tls::Side::Client));
             setup.metrics = Some(acceptor(tls::Side::Metrics));
         }
-        if !cfg.peer_tls.is_empty() {
+        let peer_urls: Vec<url::Url> = cfg.initial_cluster.values().flatten().cloned().collect();
+        if !cfg.peer_tls.is_empty() && (https(&cfg.listen_peer_urls) || https(&peer_urls)) {
             let config = tls::server_config(&cfg.peer_tls, &cfg.tls_common, tls::Side::Peer)?;
             tracing::info!(
                 cert_file = %cfg.peer_tls.cert_file,
@@ -267,10 +272,8 @@ impl TlsSetup {
                 &cfg.peer_tls,
                 &setup.failures,
             ));
-            setup.peer_dial = oxcd_peer::PeerTls::Tls(tls::peer_client_config(
-                &cfg.peer_tls,
-                &cfg.tls_common,
-            )?);
+            setup.peer_dial =
+                oxcd_peer::PeerTls::Tls(tls::peer_client_config(&cfg.peer_tls, &cfg.tls_common)?);
         }
         Ok(setup)
     }

@@ -329,12 +329,12 @@ fn classify(status: &tonic::Status, endpoints: &[String], secure: bool) -> RpcEr
     if status.code() == tonic::Code::Cancelled && text.contains("connection closed") && secure {
         return RpcError::TlsHandshake {
             endpoint,
-            cause: "the server closed the connection (was the client certificate refused?)"
-                .into(),
+            cause: "the server closed the connection (was the client certificate refused?)".into(),
         };
     }
     let transport = text.contains("hyper::Error");
-    if !secure && transport && matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown) {
+    if !secure && transport && matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown)
+    {
         return RpcError::Unreachable {
             endpoint,
             cause: "the connection broke before an HTTP/2 answer (does the server use TLS? then use an https:// endpoint and --cacert)".into(),

@@ -53,7 +53,9 @@ pub(crate) fn client_config(flags: &TlsFlags) -> Result<Option<Arc<ClientConfig>
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert)?)
                 .collect::<Result<_, _>>()
-                .map_err(|e| format!("tls: failed to find any PEM data in certificate input ({e})"))?;
+                .map_err(|e| {
+                    format!("tls: failed to find any PEM data in certificate input ({e})")
+                })?;
             if chain.is_empty() {
                 return Err("tls: failed to find any PEM data in certificate input".into());
             }
@@ -97,12 +99,14 @@ pub(crate) fn client_config(flags: &TlsFlags) -> Result<Option<Arc<ClientConfig>
     };
     let mut config = match identity {
         None => builder.with_no_client_auth(),
-        Some((chain, der)) => builder.with_client_auth_cert(chain, der).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => {
-                "tls: private key does not match public key".to_string()
-            }
-            e => format!("tls: {e}"),
-        })?,
+        Some((chain, der)) => builder
+            .with_client_auth_cert(chain, der)
+            .map_err(|e| match e {
+                rustls::Error::InconsistentKeys(_) => {
+                    "tls: private key does not match public key".to_string()
+                }
+                e => format!("tls: {e}"),
+            })?,
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Some(Arc::new(config)))
@@ -111,13 +115,12 @@ pub(crate) fn client_config(flags: &TlsFlags) -> Result<Option<Arc<ClientConfig>
 /// What an `https://` endpoint uses when no flag made a configuration: the system's roots.
 pub(crate) fn default_https_config() -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
-        Ok(b) => b,
-        // The ring provider supports the default versions; keep rustls' own defaults.
-        Err(_) => ClientConfig::builder(),
-    };
+    let builder =
+        match ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+            Ok(b) => b,
+            // The ring provider supports the default versions; keep rustls' own defaults.
+            Err(_) => ClientConfig::builder(),
+        };
     let mut config = builder
         .with_root_certificates(system_roots())
         .with_no_client_auth();
@@ -221,7 +224,12 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -230,7 +238,12 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -257,7 +270,10 @@ mod tests {
             ..TlsFlags::default()
         })
         .unwrap_err();
-        assert_eq!(e, "KeyFile and CertFile must both be present[key: , cert: /c.pem]");
+        assert_eq!(
+            e,
+            "KeyFile and CertFile must both be present[key: , cert: /c.pem]"
+        );
         let e = client_config(&TlsFlags {
             cacert: Some("/nonexistent/ca.pem".into()),
             insecure_transport: true,

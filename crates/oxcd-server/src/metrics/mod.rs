@@ -230,7 +230,10 @@ impl Metrics {
     }
 
     /// Exports one more family (the TLS listeners' handshake failures).
-    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), MetricsError> {
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), MetricsError> {
         self.registry.register(collector)
     }
 

@@ -63,8 +63,7 @@ pub(crate) fn self_cert(
     let cert = params
         .self_signed(&key)
         .map_err(|e| fail("create a certificate", &e))?;
-    write_file(&cert_path, cert.pem().as_bytes(), 0o644)
-        .map_err(|e| fail("write cert.pem", &e))?;
+    write_file(&cert_path, cert.pem().as_bytes(), 0o644).map_err(|e| fail("write cert.pem", &e))?;
     tracing::info!(path = %cert_path.display(), "created cert file");
     write_file(&key_path, key.serialize_pem().as_bytes(), 0o600)
         .map_err(|e| fail("write key.pem", &e))?;

@@ -165,12 +165,20 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(common_name(cert.der()).as_deref(), Some("alice"));
         assert_eq!(serial(cert.der()), Some(&[0x01, 0x02, 0x03][..]));
-        assert_eq!(subject_alt_names(cert.der()), (vec!["localhost".to_string()], vec![]));
-        let ip_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "a.example".to_string()]).unwrap();
+        assert_eq!(
+            subject_alt_names(cert.der()),
+            (vec!["localhost".to_string()], vec![])
+        );
+        let ip_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "a.example".to_string()])
+                .unwrap();
         let ip_cert = ip_params.self_signed(&key).unwrap();
         assert_eq!(
             subject_alt_names(ip_cert.der()),
-            (vec!["a.example".to_string()], vec![std::net::IpAddr::from([127, 0, 0, 1])])
+            (
+                vec!["a.example".to_string()],
+                vec![std::net::IpAddr::from([127, 0, 0, 1])]
+            )
         );
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();

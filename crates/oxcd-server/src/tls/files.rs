@@ -25,7 +25,10 @@ pub(crate) fn read(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// The certificates of a PEM file (a chain, or a CA bundle).
-pub(crate) fn certificates(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(
+    flag: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = read(flag, path)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
@@ -56,7 +59,10 @@ fn private_key(flag: &str, path: &Path) -> Result<PrivateKeyDer<'static>, String
 }
 
 /// A CRL from a PEM or DER file.
-pub(crate) fn crl(flag: &str, path: &Path) -> Result<CertificateRevocationListDer<'static>, String> {
+pub(crate) fn crl(
+    flag: &str,
+    path: &Path,
+) -> Result<CertificateRevocationListDer<'static>, String> {
     let bytes = read(flag, path)?;
     if bytes.starts_with(b"-----") || bytes.iter().take(64).all(|b| b.is_ascii()) {
         if let Ok(crl) = CertificateRevocationListDer::from_pem_slice(&bytes) {

@@ -198,7 +198,10 @@ fn both_files(info: &TlsInfo, side: Side) -> Result<(PathBuf, PathBuf), String> 
             info.key_file
         ));
     }
-    Ok((PathBuf::from(&info.cert_file), PathBuf::from(&info.key_file)))
+    Ok((
+        PathBuf::from(&info.cert_file),
+        PathBuf::from(&info.key_file),
+    ))
 }
 
 /// The server side of `info`: loads and checks every file now, so a bad one stops the start
@@ -229,7 +232,13 @@ pub fn server_config(
         let roots = roots(side.flag("trusted-ca-file"), &info.trusted_ca_file)?;
         let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
-            .map_err(|e| format!("{} {}: {e}", side.flag("trusted-ca-file"), info.trusted_ca_file))?;
+            .map_err(|e| {
+                format!(
+                    "{} {}: {e}",
+                    side.flag("trusted-ca-file"),
+                    info.trusted_ca_file
+                )
+            })?;
         let crl_file = (!info.crl_file.is_empty()).then(|| PathBuf::from(&info.crl_file));
         if let Some(path) = &crl_file {
             let crl = files::crl(side.flag("crl-file"), path)?;
@@ -276,7 +285,9 @@ pub fn peer_client_config(info: &TlsInfo, common: &TlsCommon) -> Result<Arc<Clie
     let builder = if info.self_signed {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verify::AcceptAnyServerCert(provider.clone())))
+            .with_custom_certificate_verifier(Arc::new(verify::AcceptAnyServerCert(
+                provider.clone(),
+            )))
     } else if info.trusted_ca_file.is_empty() {
         return Err(
             "peer TLS needs --peer-trusted-ca-file to verify the other members' certificates; pass the CA's PEM file, or use --peer-auto-tls".into(),
@@ -286,8 +297,14 @@ pub fn peer_client_config(info: &TlsInfo, common: &TlsCommon) -> Result<Arc<Clie
     };
     let (cert, key) = if !info.client_cert_file.is_empty() || !info.client_key_file.is_empty() {
         (
-            (side.flag("client-cert-file"), PathBuf::from(&info.client_cert_file)),
-            (side.flag("client-key-file"), PathBuf::from(&info.client_key_file)),
+            (
+                side.flag("client-cert-file"),
+                PathBuf::from(&info.client_cert_file),
+            ),
+            (
+                side.flag("client-key-file"),
+                PathBuf::from(&info.client_key_file),
+            ),
         )
     } else {
         let (c, k) = both_files(info, side)?;

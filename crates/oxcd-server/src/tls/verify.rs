@@ -148,7 +148,10 @@ impl ClientCertVerifier for CheckedClientVerifier {
 
 /// etcd's `checkSAN` on peer connections: a peer certificate with IP or DNS SANs must name
 /// the address the connection comes from (a DNS name by resolving it), with etcd's texts.
-pub(crate) async fn check_peer_san(cert: &CertificateDer<'_>, remote: IpAddr) -> Result<(), String> {
+pub(crate) async fn check_peer_san(
+    cert: &CertificateDer<'_>,
+    remote: IpAddr,
+) -> Result<(), String> {
     let (dns, ips) = der::subject_alt_names(cert.as_ref());
     if dns.is_empty() && ips.is_empty() {
         return Ok(());
@@ -160,7 +163,10 @@ pub(crate) async fn check_peer_san(cert: &CertificateDer<'_>, remote: IpAddr) ->
         if dns.is_empty() {
             return Err(format!(
                 "x509: certificate is valid for {}, not {remote}",
-                ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                ips.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -200,7 +206,12 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -209,7 +220,12 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

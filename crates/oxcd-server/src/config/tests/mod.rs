@@ -491,15 +491,19 @@ fn tls_flags_and_file_keys_fill_both_sides() {
     assert_eq!(c.peer_tls.crl_file, "/p.crl");
     assert!(c.peer_tls.client_cert_auth && c.client_tls.auto_tls);
     // etcd 3.5's checks.
-    assert!(error(&["--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"])
-        .starts_with("min version (TLS1.3) is greater than max version (TLS1.2)"));
+    assert!(
+        error(&["--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"])
+            .starts_with("min version (TLS1.3) is greater than max version (TLS1.2)")
+    );
     assert!(error(&[
         "--tls-min-version=TLS1.3",
         "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
     ])
     .starts_with("cipher suites cannot be configured when only TLS1.3 is enabled"));
-    assert!(error(&["--peer-cert-allowed-cn=a", "--peer-cert-allowed-hostname=b"])
-        .starts_with("AllowedCN and AllowedHostname are mutually exclusive"));
+    assert!(
+        error(&["--peer-cert-allowed-cn=a", "--peer-cert-allowed-hostname=b"])
+            .starts_with("AllowedCN and AllowedHostname are mutually exclusive")
+    );
     assert!(error(&[
         "--listen-peer-urls=https://127.0.0.1:2380",
         "--initial-advertise-peer-urls=https://127.0.0.1:2380",
