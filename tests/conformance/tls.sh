@@ -138,7 +138,7 @@ fold_connection_errors() {
 }
 
 run_tls_scenarios() {
-  selected tls_etcdctl || selected tls_oxcdctl || return 0
+  selected tls_etcdctl || selected tls_oxcdctl || selected tls_python_etcd3 || return 0
   PKI=$WORK/pki
   make_pki "$PKI"
   if ! start_tls_server tls-ref "$ETCD_BIN" $TLS_REF $TLS_REF_PEER; then
@@ -181,6 +181,19 @@ run_tls_scenarios() {
     if [ $ok = 1 ]; then report PASS "$name"; else report FAIL "$name" "$WORK/$name.diff"; fi
   elif selected $name; then
     log "skipping $name: no oxcdctl at $ctl (set OXCDCTL_BIN)"
+  fi
+  name=tls_python_etcd3
+  local py=${CONFORMANCE_CACHE:-$HOME/.cache/oxcd-conformance}/venv/bin/python
+  if selected $name && [ -x "$py" ]; then
+    timeout 60 "$py" "$HERE/clients/python/tls.py" 127.0.0.1 $TLS_REF "$PKI" >"$WORK/ref/t/$name.norm" 2>"$WORK/ref/t/$name.err" || true
+    timeout 60 "$py" "$HERE/clients/python/tls.py" 127.0.0.1 $TLS_SUT "$PKI" >"$WORK/sut/t/$name.norm" 2>"$WORK/sut/t/$name.err" || true
+    if diff -u --label "etcd/$name" --label "oxcd/$name" "$WORK/ref/t/$name.norm" "$WORK/sut/t/$name.norm" >"$WORK/$name.diff"; then
+      report PASS "$name"
+    else
+      report FAIL "$name" "$WORK/$name.diff"
+    fi
+  elif selected $name; then
+    log "skipping $name: no python-etcd3 venv at $py (run the client suites once)"
   fi
   stop_server tls-ref
   stop_server tls-sut

@@ -142,3 +142,41 @@ async fn the_verified_client_cn_reaches_the_handlers() {
     stop_tx.send(true).unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn allowed_cn_hostname_and_peer_san_are_checked_as_etcd_does() {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let m1 = der(&leaf(&issuer, "m1", &["127.0.0.1", "a.example"]).0);
+    let m2 = der(&leaf(&issuer, "m2", &[]).0);
+    let cn = verify::ClientChecks {
+        allowed_cn: vec!["m1".into(), "m3".into()],
+        ..Default::default()
+    };
+    assert!(cn.check(&m1, &[]).is_ok());
+    let e = cn.check(&m2, &[]).unwrap_err().to_string();
+    assert!(
+        e.contains("client certificate authentication failed"),
+        "{e}"
+    );
+    let host = verify::ClientChecks {
+        allowed_hostname: vec!["a.example".into()],
+        ..Default::default()
+    };
+    assert!(host.check(&m1, &[]).is_ok());
+    assert!(host.check(&m2, &[]).is_err());
+    // SANs must name the remote address; no SANs: nothing to check.
+    assert!(verify::check_peer_san(&m1, [127, 0, 0, 1].into())
+        .await
+        .is_ok());
+    let e = verify::check_peer_san(&m1, [10, 0, 0, 9].into())
+        .await
+        .unwrap_err();
+    assert!(e.contains("does not match any of DNSNames"), "{e}");
+    assert!(verify::check_peer_san(&m2, [10, 0, 0, 9].into())
+        .await
+        .is_ok());
+}

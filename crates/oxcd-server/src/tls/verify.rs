@@ -45,7 +45,7 @@ pub(crate) struct ClientChecks {
 
 impl ClientChecks {
     /// etcd's checks, in its order and with its texts.
-    fn check(
+    pub(crate) fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
