@@ -326,14 +326,31 @@ fn classify(status: &tonic::Status, endpoints: &[String], secure: bool) -> RpcEr
         source = s.source();
     }
     let text = status.source().map(chain_text).unwrap_or_default();
-    if status.code() == tonic::Code::Cancelled && text.contains("connection closed") && secure {
+    // The connection broke (hyper's error, or tonic's "operation was canceled" when the
+    // connection task went away), as opposed to a status the server sent.
+    let transport = text.contains("hyper::Error")
+        || (status.code() == tonic::Code::Cancelled
+            && status.message() == "operation was canceled");
+    // The server dropped the connection right after the handshake (an alert that arrived
+    // as a reset or a close): with TLS, a refused client certificate.
+    if secure
+        && transport
+        && matches!(
+            status.code(),
+            tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Internal
+        )
+    {
         return RpcError::TlsHandshake {
             endpoint,
             cause: "the server closed the connection (was the client certificate refused?)".into(),
         };
     }
-    let transport = text.contains("hyper::Error");
-    if !secure && transport && matches!(status.code(), tonic::Code::Internal | tonic::Code::Unknown)
+    if !secure
+        && transport
+        && matches!(
+            status.code(),
+            tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Internal
+        )
     {
         return RpcError::Unreachable {
             endpoint,
