@@ -138,7 +138,7 @@ fold_connection_errors() {
 }
 
 run_tls_scenarios() {
-  selected tls_etcdctl || selected tls_oxcdctl || selected tls_python_etcd3 || return 0
+  selected tls_etcdctl || selected tls_oxcdctl || selected tls_python_etcd3 || selected tls_go_clientv3 || return 0
   PKI=$WORK/pki
   make_pki "$PKI"
   if ! start_tls_server tls-ref "$ETCD_BIN" $TLS_REF $TLS_REF_PEER; then
@@ -194,6 +194,21 @@ run_tls_scenarios() {
     fi
   elif selected $name; then
     log "skipping $name: no python-etcd3 venv at $py (run the client suites once)"
+  fi
+  name=tls_go_clientv3
+  if selected $name && [ "${CONFORMANCE_SKIP_GO:-0}" != 1 ]; then
+    local bin
+    if bin=$(build_go tls_clientv3); then
+      timeout 60 "$bin" 127.0.0.1:$TLS_REF "$PKI" >"$WORK/ref/t/$name.norm" 2>"$WORK/ref/t/$name.err" || true
+      timeout 60 "$bin" 127.0.0.1:$TLS_SUT "$PKI" >"$WORK/sut/t/$name.norm" 2>"$WORK/sut/t/$name.err" || true
+      if diff -u --label "etcd/$name" --label "oxcd/$name" "$WORK/ref/t/$name.norm" "$WORK/sut/t/$name.norm" >"$WORK/$name.diff"; then
+        report PASS "$name"
+      else
+        report FAIL "$name" "$WORK/$name.diff"
+      fi
+    else
+      echo "cannot build go/tls_clientv3" >"$WORK/$name.diff"; report FAIL "$name" "$WORK/$name.diff"
+    fi
   fi
   stop_server tls-ref
   stop_server tls-sut
