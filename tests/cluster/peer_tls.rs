@@ -52,6 +52,17 @@ fn wait_ready(m: &Member, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_with_mutual_peer_tls() {
+    three_members(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_with_peer_auto_tls() {
+    three_members(true).await;
+}
+
+/// Three members on `https://` peer URLs: with CA-signed certificates and mutual TLS, or
+/// with `--peer-auto-tls` (self-signed, not verified, as etcd).
+async fn three_members(auto: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -92,6 +103,20 @@ async fn three_members_with_mutual_peer_tls() {
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("https://127.0.0.1:{peer}");
+        let tls_flags: Vec<String> = if auto {
+            vec!["--peer-auto-tls".into()]
+        } else {
+            vec![
+                format!("--peer-cert-file={}", cert_file.display()),
+                format!("--peer-key-file={}", key_file.display()),
+                format!(
+                    "--peer-trusted-ca-file={}",
+                    dir.path().join("ca.pem").display()
+                ),
+                "--peer-client-cert-auth".into(),
+                "--peer-cert-allowed-cn=m0,m1,m2".into(),
+            ]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_oxcd"))
             .arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", dir.path().join(name).display()))
@@ -100,14 +125,7 @@ async fn three_members_with_mutual_peer_tls() {
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster={initial}"))
-            .arg(format!("--peer-cert-file={}", cert_file.display()))
-            .arg(format!("--peer-key-file={}", key_file.display()))
-            .arg(format!(
-                "--peer-trusted-ca-file={}",
-                dir.path().join("ca.pem").display()
-            ))
-            .arg("--peer-client-cert-auth")
-            .arg("--peer-cert-allowed-cn=m0,m1,m2")
+            .args(&tls_flags)
             .arg("--heartbeat-interval=50")
             .arg("--election-timeout=500")
             .env_remove("OXCD_LOG")
@@ -133,6 +151,15 @@ async fn three_members_with_mutual_peer_tls() {
     }
     for (m, name) in members.iter().zip(names) {
         wait_ready(m, name);
+    }
+    if auto {
+        for name in names {
+            assert!(dir
+                .path()
+                .join(name)
+                .join("fixtures/peer/cert.pem")
+                .exists());
+        }
     }
     let mut kv0 = KvClient::connect(members[0].client.clone()).await.unwrap();
     kv0.put(PutRequest {
