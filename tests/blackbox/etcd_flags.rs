@@ -27,14 +27,6 @@ fn misleading_etcd_flags_stop_the_server_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
         (&["--experimental-initial-corrupt-check"], "corruption"),
         (&["--experimental-initial-corrupt-check=true"], "corruption"),
-        (&["--auto-compaction-retention", "1"], "compaction"),
-        (
-            &[
-                "--auto-compaction-retention=1000",
-                "--auto-compaction-mode=revision",
-            ],
-            "compaction",
-        ),
         (&["--quota-backend-bytes=8589934592"], "quota"),
         (&["--enable-v2"], "v3 API"),
         (&["--discovery-srv=example.com"], "--initial-cluster"),
@@ -147,13 +139,13 @@ fn etcd_env_vars_follow_etcd_rules() {
     // A refused setting from the environment names the variable.
     let out = Command::new(oxcd_bin())
         .args(member_flags(dir.path()))
-        .env("ETCD_AUTO_COMPACTION_RETENTION", "1h")
+        .env("ETCD_DISCOVERY_SRV", "example.com")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.starts_with("oxcd: ETCD_AUTO_COMPACTION_RETENTION=1h: "),
+        stderr.starts_with("oxcd: ETCD_DISCOVERY_SRV=example.com: "),
         "{stderr}"
     );
 }

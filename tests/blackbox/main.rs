@@ -5,11 +5,13 @@
 
 mod harness;
 
+mod auto_compaction;
 mod client;
 mod cluster;
 mod durability;
 mod etcd_flags;
 mod gateway;
+mod import;
 mod kv;
 mod lease;
 mod maintenance;

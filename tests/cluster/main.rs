@@ -58,5 +58,7 @@ async fn three_members_replaced_member_and_full_disk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_robustness_under_random_faults() {
     let report = scenarios::robustness(oxcd(3), &RobustnessConfig::ci(1)).await;
-    assert!(report.acknowledged > 1000, "too little traffic: {report}");
+    // A floor that shows the run exercised the cluster, not a throughput target: a 2-core
+    // machine loaded by parallel builds (load average 14) still acknowledged 558 here.
+    assert!(report.acknowledged > 250, "too little traffic: {report}");
 }

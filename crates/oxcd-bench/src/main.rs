@@ -27,11 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use oxcd_proto::etcdserverpb::kv_client::KvClient;
+use oxcd_client::{Client, ConnectOptions, Kv, Txn};
 use oxcd_proto::etcdserverpb::RangeRequest;
 use serde::Serialize;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use progress::ProgressBar;
 use stats::{Recorder, Summary};
@@ -250,6 +250,11 @@ pub fn rpc_error(rpc: &str, status: &tonic::Status) -> String {
     format!("{rpc}: {:?}: {}", status.code(), status.message())
 }
 
+/// A failed call of the typed client, worded like [`rpc_error`].
+fn client_error(rpc: &str, error: &oxcd_client::Error) -> String {
+    format!("{rpc}: {error}")
+}
+
 /// Limits of a run shared by all clients.
 pub struct Run {
     workload: Workload,
@@ -323,7 +328,7 @@ impl Recorded {
 }
 
 /// One KV client: issues requests one at a time until the run is over.
-async fn client_loop(run: Arc<Run>, mut kv: KvClient<Channel>, id: u64) -> Recorded {
+async fn client_loop(run: Arc<Run>, kv: Kv, id: u64) -> Recorded {
     let mut rec = Recorded::default();
     let mut rng = Rng::new(0xC0FFEE ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     while let Some(seq) = run.next_seq().await {
@@ -331,27 +336,27 @@ async fn client_loop(run: Arc<Run>, mut kv: KvClient<Channel>, id: u64) -> Recor
         let mut is_read = None;
         let result = match &run.workload {
             Workload::Put(w) => kv
-                .put(w.request(seq, &mut rng))
+                .put_request(w.request(seq, &mut rng))
                 .await
                 .map(drop)
-                .map_err(|s| rpc_error("Put", &s)),
+                .map_err(|e| client_error("Put", &e)),
             Workload::Range(w) => kv
                 .range(w.request.clone())
                 .await
                 .map(drop)
-                .map_err(|s| rpc_error("Range", &s)),
+                .map_err(|e| client_error("Range", &e)),
             Workload::TxnPut(w) => kv
-                .txn(w.request(seq, &mut rng))
+                .txn(Txn::from(w.request(seq, &mut rng)))
                 .await
                 .map(drop)
-                .map_err(|s| rpc_error("Txn", &s)),
+                .map_err(|e| client_error("Txn", &e)),
             Workload::TxnMixed(w) => {
                 let (read, txn) = w.request(seq, &mut rng);
                 is_read = Some(read);
-                kv.txn(txn)
+                kv.txn(Txn::from(txn))
                     .await
                     .map(drop)
-                    .map_err(|s| rpc_error("Txn", &s))
+                    .map_err(|e| client_error("Txn", &e))
             }
             Workload::LeaseKeepAlive { .. } | Workload::Watch(_) => Err(format!(
                 "internal: {} is not a KV workload",
@@ -395,22 +400,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-async fn connect(cli: &Cli, n: usize) -> Result<Vec<Channel>, String> {
-    let mut channels = Vec::with_capacity(n);
+async fn connect(cli: &Cli, n: usize) -> Result<Vec<Client>, String> {
+    let mut clients = Vec::with_capacity(n);
     for i in 0..n {
         let url = endpoint_url(&cli.endpoints[i % cli.endpoints.len()]);
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("invalid endpoint {url:?}: {e}"))?
-            .connect_timeout(cli.timeout)
-            .timeout(cli.timeout)
-            .tcp_nodelay(true);
-        let channel = endpoint
-            .connect()
+        // One client per connection, each pinned to its endpoint (no member-list sync):
+        // the load is spread as --endpoints and --conns say, as etcd's benchmark does.
+        let options = ConnectOptions::new()
+            .with_dial_timeout(cli.timeout)
+            .with_timeout(cli.timeout);
+        let client = Client::connect_with([url.as_str()], options)
             .await
             .map_err(|e| format!("cannot connect to {url}: {}", error_chain(&e)))?;
-        channels.push(channel);
+        clients.push(client);
     }
-    Ok(channels)
+    Ok(clients)
+}
+
+/// The raw connections of `clients`, for the stream workloads (watch, lease keep-alive),
+/// which shape their streams themselves.
+fn channels_of(clients: &[Client]) -> Result<Vec<Channel>, String> {
+    clients
+        .iter()
+        .map(|c| c.raw_channel().map_err(|e| format!("no connection: {e}")))
+        .collect()
 }
 
 /// The range request of `range KEY [END]` and `txn-mixed [KEY [END]]`; no key means
@@ -507,7 +520,7 @@ async fn run_watch(cli: &Cli, workload: Workload) -> Result<bool, String> {
         return Err("internal: run_watch needs a watch workload".into());
     };
     let target = target.clone();
-    let channels = connect(cli, cli.conns).await?;
+    let channels = channels_of(&connect(cli, cli.conns).await?)?;
     let (params, total, rate) = match &cli.command {
         Command::Watch {
             streams,
@@ -549,7 +562,7 @@ async fn run_watch(cli: &Cli, workload: Workload) -> Result<bool, String> {
                 prev_kv: *prevkv,
                 latency_from: LatencyFrom::PutAcked,
                 // etcd's watch-latency puts on a connection of its own.
-                put_channel: connect(cli, 1).await?.pop(),
+                put_channel: channels_of(&connect(cli, 1).await?)?.pop(),
                 target,
             },
             *put_total,
@@ -625,7 +638,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
     if cli.total == 0 && cli.duration.is_none() {
         return Err("--total 0 (unlimited) needs --duration".into());
     }
-    let channels = connect(&cli, cli.conns).await?;
+    let connections = connect(&cli, cli.conns).await?;
 
     let run = Arc::new(Run::new(workload, cli.total, cli.duration, cli.rate));
     let unit = match run.workload {
@@ -636,19 +649,27 @@ async fn run(cli: Cli) -> Result<bool, String> {
 
     let clients: Vec<_> = (0..cli.clients)
         .map(|i| {
-            let channel = channels[i % channels.len()].clone();
+            let client = &connections[i % connections.len()];
             let run = run.clone();
             if let Workload::LeaseKeepAlive { ttl } = run.workload {
                 let timeout = cli.timeout;
+                let channel = client.raw_channel();
                 tokio::spawn(async move {
+                    let all = match channel {
+                        Ok(channel) => lease::client_loop(run, channel, ttl, timeout).await,
+                        Err(e) => {
+                            let mut failed = Recorder::default();
+                            failed.record_err(&format!("no connection: {e}"));
+                            failed
+                        }
+                    };
                     Recorded {
-                        all: lease::client_loop(run, channel, ttl, timeout).await,
+                        all,
                         ..Default::default()
                     }
                 })
             } else {
-                let kv = KvClient::new(channel).max_decoding_message_size(usize::MAX);
-                tokio::spawn(client_loop(run, kv, i as u64))
+                tokio::spawn(client_loop(run, client.kv(), i as u64))
             }
         })
         .collect();

@@ -256,6 +256,13 @@ impl Client {
         Ok((channel, request))
     }
 
+    /// The connection to the current endpoint, for generated stubs the typed services do not
+    /// shape (`oxcd-bench` multiplexes a thousand watchers over a few raw Watch streams).
+    /// Calls on it carry no auth token and are not retried.
+    pub fn raw_channel(&self) -> Result<Channel> {
+        Ok(self.shared.endpoints.current()?.1)
+    }
+
     /// Sends one unary call, retrying as `retry` allows, authenticating when needed.
     pub(crate) async fn unary<M, R, F, Fut>(&self, retry: Retry, message: M, call: F) -> Result<R>
     where

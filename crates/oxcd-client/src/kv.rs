@@ -298,7 +298,11 @@ impl Kv {
         value: impl Into<Vec<u8>>,
         options: PutOptions,
     ) -> Result<PutResponse> {
-        let request = options.into_request(key, value);
+        self.put_request(options.into_request(key, value)).await
+    }
+
+    /// Sends a prepared put request. Sent again only if it surely never reached a server.
+    pub async fn put_request(&self, request: PutRequest) -> Result<PutResponse> {
         call!(self.client, Retry::OnlyIfNeverSent, request, KvClient::put)
     }
 

@@ -189,6 +189,13 @@ impl Txn {
     }
 }
 
+/// A transaction prepared in its wire form (a load generator's, a proxy's).
+impl From<TxnRequest> for Txn {
+    fn from(request: TxnRequest) -> Txn {
+        Txn { request }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

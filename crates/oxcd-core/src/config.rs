@@ -30,6 +30,8 @@ pub struct CoreConfig {
     /// How `https://` peer URLs are dialled (`--peer-cert-file`, `--peer-trusted-ca-file`,
     /// `--peer-auto-tls`, ...).
     pub peer_tls: oxcd_peer::PeerTls,
+    /// `--auto-compaction-mode` and `--auto-compaction-retention` (`None`: off).
+    pub auto_compaction: Option<crate::compactor::AutoCompaction>,
 }
 
 impl CoreConfig {

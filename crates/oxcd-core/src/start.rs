@@ -237,6 +237,14 @@ impl Core {
             server.clone(),
             stop_rx.clone(),
         ));
+        if let Some(policy) = server.cfg.auto_compaction {
+            tokio::spawn(crate::compactor::run(
+                policy,
+                server.clone(),
+                Arc::new(crate::compactor::TokioClock),
+                stop_rx.clone(),
+            ));
+        }
         let (published_tx, published) = watch::channel(false);
         tokio::spawn(crate::cluster::publish_loop(
             server.clone(),

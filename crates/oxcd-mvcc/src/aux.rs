@@ -18,7 +18,7 @@ const AUX_PREFIX: &str = "aux/";
 /// One entry of an auxiliary table: (key, value).
 pub type AuxEntry = (Vec<u8>, Vec<u8>);
 
-fn table_name(name: &str) -> String {
+pub(crate) fn table_name(name: &str) -> String {
     format!("{AUX_PREFIX}{name}")
 }
 

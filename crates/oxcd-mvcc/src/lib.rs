@@ -5,7 +5,7 @@
 //! in-memory index of key generations), [`backend`] (redb tables), `kv_ops`
 //! (request semantics: range/put/delete/txn), `compact` (compaction), `history`
 //! (watchers' reads of past events), `aux` (generic auxiliary tables written in the
-//! same batch), `defrag` (rewriting the backend file without its free pages), `snapshot` (exporting
+//! same batch), `builder` (a new backend from rows imported from etcd), `defrag` (rewriting the backend file without its free pages), `snapshot` (exporting
 //! the backend for a peer and replacing it with one received) and
 //! [`Store`] (the public entry point).
 
@@ -13,6 +13,7 @@
 
 mod aux;
 pub mod backend;
+mod builder;
 mod compact;
 mod defrag;
 mod error;
@@ -26,6 +27,7 @@ mod snapshot;
 mod store;
 
 pub use aux::AuxEntry;
+pub use builder::{BackendBuilder, BuiltBackend};
 pub use defrag::DefragStats;
 pub use error::MvccError;
 pub use hash::KvHash;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod net;
 pub mod tls;
@@ -292,6 +293,7 @@ fn core_config(cfg: &Config) -> CoreConfig {
         quota_backend_bytes: cfg.quota_backend_bytes,
         lease_checkpoint_interval: cfg.lease_checkpoint_interval,
         strict_reconfig_check: cfg.strict_reconfig_check,
+        auto_compaction: cfg.auto_compaction,
         cluster: ClusterSpec {
             initial_cluster: cfg
                 .initial_cluster

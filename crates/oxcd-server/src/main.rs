@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use oxcd_server::config::Config;
 
 fn main() -> ExitCode {
-    let cfg = match Config::from_args(std::env::args().collect()) {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("import") {
+        return oxcd_server::import::main(&args[2..]);
+    }
+    let cfg = match Config::from_args(args) {
         Ok(Some(cfg)) => cfg,
         Ok(None) => {
             println!("oxcd Version: {}", oxcd_server::version::OXCD_VERSION);

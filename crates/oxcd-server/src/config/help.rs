@@ -8,7 +8,8 @@ use super::table::{FlagSpec, Handling, FLAGS};
 pub(super) fn text() -> String {
     let mut out = String::from(
         "oxcd: an etcd v3 compatible, strongly consistent key-value store\n\n\
-         Usage: oxcd [flags]\n\n\
+         Usage: oxcd [flags]\n\
+         \x20      oxcd import --help    (a new data dir from etcd's data)\n\n\
          Flags take etcd's syntax (--name value, --name=value, -name=value; a bool flag alone\n\
          means true). Every flag can also be set as ETCD_<NAME> (upper case, '-' as '_').\n\n\
          Flags oxcd implements:\n",

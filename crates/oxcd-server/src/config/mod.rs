@@ -75,7 +75,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// A flag oxcd knows from etcd but cannot honour, set to a value whose silent loss would
-    /// mislead (TLS, auth, quota, auto-compaction, ...).
+    /// mislead (TLS, auth, quota, ...).
     #[error("{setting}: {why}; remove it{}", accepted_hint(.accepted))]
     Unsupported {
         /// Where the value came from, as the user wrote it (`--cert-file=x`,
@@ -189,6 +189,8 @@ pub struct Config {
     /// `--cipher-suites`, `--tls-min-version`, `--tls-max-version`,
     /// `--self-signed-cert-validity`.
     pub tls_common: crate::tls::TlsCommon,
+    /// `--auto-compaction-mode` with `--auto-compaction-retention` (`None`: off).
+    pub auto_compaction: Option<oxcd_core::AutoCompaction>,
 }
 
 impl Config {

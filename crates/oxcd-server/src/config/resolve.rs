@@ -156,6 +156,16 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
             "--max-concurrent-streams must be > 0 (etcd's default is 4294967295)".into(),
         ));
     }
+    let auto_compaction = oxcd_core::AutoCompaction::parse(
+        &settings.text("auto-compaction-mode"),
+        &settings.text("auto-compaction-retention"),
+    )
+    .map_err(|e| {
+        ConfigError::Invalid(format!(
+            "--auto-compaction-retention={}: {e}",
+            settings.text("auto-compaction-retention")
+        ))
+    })?;
     let mut warnings = std::mem::take(&mut settings.notes);
     warnings.extend(verdict.warnings);
     warnings.extend(tls_warnings);
@@ -195,6 +205,7 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
         client_tls,
         peer_tls,
         tls_common,
+        auto_compaction,
     })
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The rule for a flag oxcd does not implement: if ignoring it is harmless (logging, pprof,
 //! tuning of etcd's own storage), it is accepted and one warning line says it has no effect;
-//! if ignoring it would mislead (auth, quotas, auto-compaction, metrics listeners,
+//! if ignoring it would mislead (auth, quotas, metrics listeners,
 //! discovery, corruption checks), a value other than its off/default value is refused at
 //! start with the cause and the fix.
 
@@ -236,8 +236,8 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     refused("discovery-srv-name", Text, B, &[""], DISCOVERY),
     used("strict-reconfig-check", Bool, B, "true", "Reject reconfiguration requests that would cause quorum loss"),
     ignored("pre-vote", Bool, B, &["true"], "oxcd always runs raft's pre-vote phase"),
-    refused("auto-compaction-retention", Retention, B, &["0"], "oxcd has no automatic compaction yet; compact with `etcdctl compact <revision>`"),
-    ignored("auto-compaction-mode", Choice(&["periodic", "revision"]), B, &["periodic"], "only used with --auto-compaction-retention, which oxcd refuses"),
+    used("auto-compaction-retention", Retention, B, "0", "Auto compaction retention: hours or a Go duration (periodic), or revisions (revision); 0 disables"),
+    used("auto-compaction-mode", Choice(&["periodic", "revision"]), B, "periodic", "Interpret --auto-compaction-retention as periodic (time) or revision (count)"),
     refused("enable-v2", Bool, B, &["false"], V2),
     refused("experimental-enable-v2v3", Text, B, &[""], V2),
     ignored("v2-deprecation", Choice(&["not-yet", "write-only", "write-only-drop-data", "gone"]), V35, &[], "oxcd has no v2 store"),

@@ -25,7 +25,7 @@ pub(super) enum Kind {
     Urls,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
-    /// `--auto-compaction-retention`: hours (`1`, `0.5`), a duration (`30m`) or revisions.
+    /// `--auto-compaction-retention`: an integer (hours or revisions) or a Go duration (`30m`).
     Retention,
     /// A flag etcd itself no longer supports; like a Go bool, it needs no value.
     Retired,
@@ -63,7 +63,7 @@ impl Kind {
             Kind::Duration => "a Go duration such as 10m, 30s or 500ms".into(),
             Kind::Text | Kind::List | Kind::Urls => "text".into(),
             Kind::Choice(words) => format!("one of {}", words.join(", ")),
-            Kind::Retention => "hours (1, 0.5) or a Go duration (30m)".into(),
+            Kind::Retention => "an integer (hours, or revisions) or a Go duration (30m)".into(),
         }
     }
 
@@ -173,8 +173,10 @@ fn split_radix(text: &str) -> Option<(u32, String)> {
 /// etcd's retention: a bare number (hours in periodic mode, revisions in revision mode) or a
 /// Go duration. `Some(true)` when it turns compaction off.
 fn retention_is_zero(text: &str) -> Option<bool> {
-    if let Ok(n) = text.parse::<f64>() {
-        return (n.is_finite() && n >= 0.0).then_some(n == 0.0);
+    // etcd's parseCompactionRetention: a non-negative integer (Go's Atoi), else a Go duration.
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(digits.bytes().all(|b| b == b'0'));
     }
     oxcd_godur::parse(text).ok().map(|d| d.is_zero())
 }

@@ -1,0 +1,437 @@
+//! Moving in from etcd: data written to a real etcd 3.4 (Debian's `etcd-server`), saved
+//! with `etcdctl snapshot save` (or read from its stopped data dir), imported with
+//! `oxcd import`, and compared through `etcdctl` against the same etcd; and `etcdctl
+//! make-mirror` from a live etcd into oxcd. Skipped, saying so, when etcd is not
+//! installed (CI installs it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{free_port, oxcd_bin, Server};
+
+fn have(bin: &str) -> bool {
+    Command::new(bin)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn etcd_installed(test: &str) -> bool {
+    let ok = have("etcd") && have("etcdctl");
+    if !ok {
+        eprintln!(
+            "SKIP {test}: etcd/etcdctl not installed (apt-get install etcd-server etcd-client)"
+        );
+    }
+    ok
+}
+
+/// A running etcd 3.4.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+    data_dir: PathBuf,
+}
+
+impl Etcd {
+    fn start(data_dir: &Path) -> Etcd {
+        let (port, peer) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{port}");
+        let peer = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .arg("--name=e1")
+            .arg(format!("--data-dir={}", data_dir.display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=e1={peer}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd");
+        let e = Etcd {
+            child,
+            endpoint: client,
+            data_dir: data_dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ctl_try(&e.endpoint, &["endpoint", "health"]).is_err() {
+            assert!(Instant::now() < deadline, "etcd did not become healthy");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        e
+    }
+
+    fn stop(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data_dir.clone()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs etcdctl against `endpoint`; its stdout, or its stderr as the error.
+fn ctl_try(endpoint: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn ctl(endpoint: &str, args: &[&str]) -> String {
+    ctl_try(endpoint, args).unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"))
+}
+
+/// `get "" --prefix -w json` (at `rev` if given) with the header's member-specific fields
+/// (cluster and member ids, raft term) removed; revisions are kept.
+fn dump(endpoint: &str, rev: Option<i64>) -> serde_json::Value {
+    let mut args = vec!["get", "", "--prefix", "-w", "json"];
+    let r;
+    if let Some(rev) = rev {
+        r = format!("--rev={rev}");
+        args.push(&r);
+    }
+    let mut v: serde_json::Value = serde_json::from_str(&ctl(endpoint, &args)).unwrap();
+    let header = v["header"].as_object_mut().unwrap();
+    for k in ["cluster_id", "member_id", "raft_term"] {
+        header.remove(k);
+    }
+    v
+}
+
+/// `lease list`, its lines sorted (etcd lists leases in map order).
+fn leases(endpoint: &str) -> Vec<String> {
+    let mut lines: Vec<String> = ctl(endpoint, &["lease", "list"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The granted TTL of lease `id` (hex), from `lease timetolive -w json`.
+fn granted_ttl(endpoint: &str, id: &str) -> i64 {
+    let v: serde_json::Value =
+        serde_json::from_str(&ctl(endpoint, &["lease", "timetolive", id, "-w", "json"])).unwrap();
+    v["granted-ttl"].as_i64().unwrap()
+}
+
+fn lease_id(grant_output: &str) -> String {
+    // "lease 694d7a6b1c2e0f01 granted with TTL(600s)"
+    grant_output
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string()
+}
+
+fn oxcd_import(args: &[&str]) -> (bool, String) {
+    let out = Command::new(oxcd_bin())
+        .arg("import")
+        .args(args)
+        .output()
+        .expect("run oxcd import");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// What the etcd side looked like, to compare the import against.
+struct Reference {
+    now: serde_json::Value,
+    past: serde_json::Value,
+    past_rev: i64,
+    compacted: i64,
+    leases: Vec<String>,
+    long_lease: String,
+}
+
+/// Writes the scenario to `etcd` and records what etcdctl shows.
+fn write_scenario(e: &Etcd) -> Reference {
+    let ep = &e.endpoint;
+    let long_lease = lease_id(&ctl(ep, &["lease", "grant", "3600"]));
+    let short_lease = lease_id(&ctl(ep, &["lease", "grant", "600"]));
+    let _empty_lease = lease_id(&ctl(ep, &["lease", "grant", "900"]));
+    for i in 0..20 {
+        ctl(ep, &["put", &format!("key/{i:02}"), &format!("v{i}")]);
+    }
+    ctl(
+        ep,
+        &["put", "leased/a", "la", &format!("--lease={long_lease}")],
+    );
+    ctl(
+        ep,
+        &["put", "leased/b", "lb", &format!("--lease={short_lease}")],
+    );
+    ctl(ep, &["put", "key/03", "overwritten"]);
+    ctl(ep, &["put", "key/03", "twice"]);
+    ctl(ep, &["del", "key/05"]);
+    ctl(ep, &["del", "key/1", "--prefix"]);
+    ctl(ep, &["put", "key/05", "recreated"]);
+    let rev = |ep: &str| -> i64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&ctl(ep, &["get", "nothing", "-w", "json"])).unwrap();
+        v["header"]["revision"].as_i64().unwrap()
+    };
+    let compacted = rev(ep) - 3;
+    ctl(ep, &["compact", &compacted.to_string()]);
+    for i in 0..5 {
+        ctl(ep, &["put", &format!("after/{i}"), &"x".repeat(5000)]);
+    }
+    let past_rev = rev(ep);
+    ctl(ep, &["put", "key/00", "newest"]);
+    ctl(ep, &["del", "after/4"]);
+    // Users and roles (auth stays off, so both servers answer without credentials).
+    ctl(ep, &["role", "add", "reader"]);
+    ctl(
+        ep,
+        &[
+            "role",
+            "grant-permission",
+            "reader",
+            "read",
+            "key/",
+            "--prefix",
+        ],
+    );
+    ctl(ep, &["user", "add", "alice:secret", "--interactive=false"]);
+    ctl(ep, &["user", "grant-role", "alice", "reader"]);
+    let now = dump(ep, None);
+    // 10 keys left under key/, 2 leased, 4 after the compaction.
+    assert_eq!(now["count"].as_i64(), Some(16), "{now}");
+    assert!(now["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|kv| kv["lease"].as_i64() > Some(0)));
+    Reference {
+        now,
+        past: dump(ep, Some(past_rev)),
+        past_rev,
+        compacted,
+        leases: leases(ep),
+        long_lease,
+    }
+}
+
+/// Starts oxcd on the imported `dir` and checks it shows what etcd showed.
+fn compare(dir: &Path, want: &Reference) {
+    let oxcd = Server::start_with(dir, free_port(), free_port(), &[]);
+    let ep = oxcd.endpoint();
+    assert_eq!(
+        dump(&ep, None),
+        want.now,
+        "current keys, revisions included"
+    );
+    assert_eq!(
+        dump(&ep, Some(want.past_rev)),
+        want.past,
+        "history since the compaction"
+    );
+    let e = ctl_try(
+        &ep,
+        &["get", "key/00", &format!("--rev={}", want.compacted - 1)],
+    )
+    .unwrap_err();
+    assert!(e.contains("required revision has been compacted"), "{e}");
+    assert_eq!(leases(&ep), want.leases);
+    assert_eq!(granted_ttl(&ep, &want.long_lease), 3600);
+    // The imported data takes writes at the next revision.
+    let next = want.now["header"]["revision"].as_i64().unwrap() + 1;
+    let put: serde_json::Value =
+        serde_json::from_str(&ctl(&ep, &["put", "new", "v", "-w", "json"])).unwrap();
+    assert_eq!(put["header"]["revision"].as_i64(), Some(next));
+}
+
+#[test]
+fn etcd_snapshot_and_data_dir_import_into_oxcd() {
+    if !etcd_installed("etcd_snapshot_and_data_dir_import_into_oxcd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&tmp.path().join("etcd"));
+    let want = write_scenario(&etcd);
+    let snap = tmp.path().join("snap.db");
+    ctl(
+        &etcd.endpoint,
+        &["snapshot", "save", snap.to_str().unwrap()],
+    );
+
+    // A running etcd's data dir is refused (its backend is locked).
+    let (ok, out) = oxcd_import(&[
+        "--from-etcd-data-dir",
+        etcd.data_dir.to_str().unwrap(),
+        "--data-dir",
+        tmp.path().join("locked").to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("locked by a running etcd"), "{out}");
+    assert!(!tmp.path().join("locked").exists());
+    let etcd_dir = etcd.stop();
+
+    // From the snapshot.
+    let from_snap = tmp.path().join("from-snap");
+    let (ok, out) = oxcd_import(&[
+        "--from-etcd-snapshot",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        from_snap.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    eprintln!("oxcd import: {out}");
+    assert!(out.contains("3 leases"), "{out}");
+    assert!(out.contains("1 users, 1 roles"), "{out}");
+    compare(&from_snap, &want);
+
+    // From the stopped etcd's data dir.
+    let from_dir = tmp.path().join("from-dir");
+    let (ok, out) = oxcd_import(&[
+        "--from-etcd-data-dir",
+        etcd_dir.to_str().unwrap(),
+        "--data-dir",
+        from_dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    compare(&from_dir, &want);
+
+    // Into a data dir that has a member: refused, nothing touched.
+    let (ok, out) = oxcd_import(&[
+        "--from-etcd-snapshot",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        from_snap.to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("exists already"), "{out}");
+}
+
+#[test]
+fn damaged_snapshots_are_refused_and_leave_nothing() {
+    if !etcd_installed("damaged_snapshots_are_refused_and_leave_nothing") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&tmp.path().join("etcd"));
+    for i in 0..50 {
+        ctl(&etcd.endpoint, &["put", &format!("k{i}"), "v"]);
+    }
+    let snap = tmp.path().join("snap.db");
+    ctl(
+        &etcd.endpoint,
+        &["snapshot", "save", snap.to_str().unwrap()],
+    );
+    drop(etcd);
+    let good = std::fs::read(&snap).unwrap();
+    let target = tmp.path().join("target");
+    let try_import = |bytes: &[u8], extra: &[&str]| {
+        let f = tmp.path().join("bad.db");
+        std::fs::write(&f, bytes).unwrap();
+        let mut args = vec![
+            "--from-etcd-snapshot",
+            f.to_str().unwrap(),
+            "--data-dir",
+            target.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out) = oxcd_import(&args);
+        (ok, out)
+    };
+
+    // A flipped byte in the middle: the sha256 trailer does not match.
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    let (ok, out) = try_import(&flipped, &[]);
+    assert!(!ok && out.contains("expected sha256"), "{out}");
+    assert!(!target.exists(), "nothing half-imported");
+
+    // Truncated: no trailer any more.
+    let (ok, out) = try_import(&good[..good.len() - 4000], &[]);
+    assert!(
+        !ok && out.contains("snapshot missing hash but --skip-hash-check=false"),
+        "{out}"
+    );
+    // ... and with the check skipped, the bbolt reader finds it truncated.
+    let (ok, out) = try_import(&good[..good.len() - 32 - 8192], &["--skip-hash-check"]);
+    assert!(!ok && out.contains("truncated"), "{out}");
+    assert!(!target.exists());
+
+    // Not a snapshot at all.
+    let (ok, out) = try_import(&vec![7u8; 512 * 8 + 32], &["--skip-hash-check"]);
+    assert!(!ok && out.contains("not a bbolt database"), "{out}");
+    assert!(!target.exists());
+
+    // The good one imports.
+    let (ok, out) = try_import(&good, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("50 keys live"), "{out}");
+}
+
+#[test]
+fn make_mirror_copies_a_live_etcd_into_oxcd() {
+    if !etcd_installed("make_mirror_copies_a_live_etcd_into_oxcd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&tmp.path().join("etcd"));
+    let oxcd = Server::start(&tmp.path().join("oxcd"));
+    for i in 0..30 {
+        ctl(&etcd.endpoint, &["put", &format!("m/{i:02}"), "before"]);
+    }
+    let mut mirror = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoint))
+        .args(["make-mirror", "--prefix=m/", &oxcd.endpoint()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn make-mirror");
+    // Writes while the mirror runs: overwrites, deletes and new keys.
+    for i in 0..10 {
+        ctl(&etcd.endpoint, &["put", &format!("m/{i:02}"), "during"]);
+    }
+    ctl(&etcd.endpoint, &["del", "m/2", "--prefix"]);
+    ctl(&etcd.endpoint, &["put", "m/new", "last"]);
+    ctl(&etcd.endpoint, &["put", "other", "not mirrored"]);
+    let kvs = |ep: &str| -> Vec<(String, String)> {
+        let out = ctl(ep, &["get", "m/", "--prefix"]);
+        let lines: Vec<&str> = out.lines().collect();
+        lines
+            .chunks(2)
+            .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
+            .collect()
+    };
+    let want = kvs(&etcd.endpoint);
+    assert_eq!(want.len(), 21);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = kvs(&oxcd.endpoint());
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mirror did not converge: {got:?} != {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ctl(&oxcd.endpoint(), &["get", "other"]), "");
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+}
