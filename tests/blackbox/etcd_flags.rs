@@ -27,15 +27,6 @@ fn misleading_etcd_flags_stop_the_server_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
         (&["--experimental-initial-corrupt-check"], "corruption"),
         (&["--experimental-initial-corrupt-check=true"], "corruption"),
-        (
-            &[
-                "--cert-file=/etc/etcd/pki/server.crt",
-                "--key-file=/etc/etcd/pki/server.key",
-            ],
-            "TLS",
-        ),
-        (&["--peer-auto-tls"], "TLS"),
-        (&["--client-cert-auth=true"], "TLS"),
         (&["--enable-v2"], "v3 API"),
         (&["--discovery-srv=example.com"], "--initial-cluster"),
     ];

@@ -17,4 +17,5 @@ mod lease;
 mod maintenance;
 mod snapshot;
 mod startup;
+mod tls;
 mod watch;

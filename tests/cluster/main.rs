@@ -10,6 +10,8 @@
 use oxcd_testkit::robustness::{FaultKind, RobustnessConfig};
 use oxcd_testkit::{scenarios, ClusterConfig, Flavor};
 
+mod peer_tls;
+
 /// `size` oxcd members on OS-chosen loopback ports, every peer link through a fault proxy.
 fn oxcd(size: usize) -> ClusterConfig {
     ClusterConfig::new(Flavor::Oxcd, env!("CARGO_BIN_EXE_oxcd"), size)

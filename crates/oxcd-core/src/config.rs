@@ -28,6 +28,9 @@ pub struct CoreConfig {
     pub strict_reconfig_check: bool,
     /// The cluster this member bootstraps or belongs to.
     pub cluster: ClusterSpec,
+    /// How `https://` peer URLs are dialled (`--peer-cert-file`, `--peer-trusted-ca-file`,
+    /// `--peer-auto-tls`, ...).
+    pub peer_tls: oxcd_peer::PeerTls,
     /// `--auto-compaction-mode` and `--auto-compaction-retention` (`None`: off).
     pub auto_compaction: Option<crate::compactor::AutoCompaction>,
 }

@@ -143,7 +143,8 @@ impl Core {
             raft: std::sync::OnceLock::new(),
             server: std::sync::OnceLock::new(),
         });
-        let dial = DialOptions::from_env().map_err(|e| StartError::Raft(e.to_string()))?;
+        let mut dial = DialOptions::from_env().map_err(|e| StartError::Raft(e.to_string()))?;
+        dial.tls = cfg.peer_tls.clone();
         let transport = PeerTransport::new(
             glue.clone(),
             TransportOptions {
@@ -381,7 +382,8 @@ async fn join_existing(cfg: &CoreConfig) -> Result<Membership, StartError> {
                 .into(),
         ));
     }
-    let dial = DialOptions::from_env().map_err(|e| StartError::Raft(e.to_string()))?;
+    let mut dial = DialOptions::from_env().map_err(|e| StartError::Raft(e.to_string()))?;
+    dial.tls = cfg.peer_tls.clone();
     let probe = Arc::new(crate::peer::Joining);
     let client = oxcd_peer::PeerClient::new(probe, dial);
     let remote = client.members(&urls).await.map_err(|e| {

@@ -123,50 +123,29 @@ impl PeerClient {
         url: &str,
         path: &str,
     ) -> Result<(hyper::HeaderMap, bytes::Bytes), PeerError> {
-        let target: hyper::Uri = self
-            .dial
-            .dial_url(url)?
-            .parse()
-            .map_err(|e| PeerError::Config(format!("peer URL {url}: {e}")))?;
-        let authority = target
-            .authority()
-            .ok_or_else(|| PeerError::Config(format!("peer URL {url} has no host")))?
-            .to_string();
+        let target = self.dial.target(url)?;
+        let authority = target.authority.clone();
         let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
         let get = async {
-            let tcp = tokio::time::timeout(
-                self.dial.connect_timeout,
-                tokio::net::TcpStream::connect(authority.as_str()),
-            )
-            .await
-            .map_err(|e| unreachable(&e))?
-            .map_err(|e| unreachable(&e))?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                    .await
-                    .map_err(|e| unreachable(&e))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let req = hyper::Request::get(path)
-                .header(hyper::header::HOST, authority.as_str())
-                .body(String::new())
-                .map_err(|e| PeerError::Config(e.to_string()))?;
-            let resp = sender
-                .send_request(req)
+            let connect = async {
+                match target.tls {
+                    None => {
+                        let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
+                        Ok::<_, std::io::Error>(Io::Plain(hyper_util::rt::TokioIo::new(tcp)))
+                    }
+                    Some((config, name)) => Ok(Io::Tls(Box::new(
+                        crate::dial::tls_connect(&authority, config, name).await?,
+                    ))),
+                }
+            };
+            let io = tokio::time::timeout(self.dial.connect_timeout, connect)
                 .await
+                .map_err(|e| unreachable(&e))?
                 .map_err(|e| unreachable(&e))?;
-            let (parts, body) = resp.into_parts();
-            if !parts.status.is_success() {
-                return Err(PeerError::Internal(format!(
-                    "{url}{path}: HTTP {}",
-                    parts.status
-                )));
+            match io {
+                Io::Plain(io) => http1_get(io, &authority, path, url).await,
+                Io::Tls(io) => http1_get(*io, &authority, path, url).await,
             }
-            let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_HTTP_BODY)
-                .await
-                .map_err(|e| unreachable(&e))?;
-            Ok((parts.headers, body))
         };
         tokio::time::timeout(self.dial.request_timeout, get)
             .await
@@ -223,4 +202,48 @@ impl PeerClient {
         }
         Err(last)
     }
+}
+
+/// A connection to a peer for an HTTP/1.1 request.
+enum Io {
+    Plain(hyper_util::rt::TokioIo<tokio::net::TcpStream>),
+    Tls(Box<crate::dial::TlsIo>),
+}
+
+/// `GET path` over `io`: the headers and body of a 2xx answer.
+async fn http1_get<I>(
+    io: I,
+    authority: &str,
+    path: &str,
+    url: &str,
+) -> Result<(hyper::HeaderMap, bytes::Bytes), PeerError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .body(String::new())
+        .map_err(|e| PeerError::Config(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (parts, body) = resp.into_parts();
+    if !parts.status.is_success() {
+        return Err(PeerError::Internal(format!(
+            "{url}{path}: HTTP {}",
+            parts.status
+        )));
+    }
+    let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_HTTP_BODY)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    Ok((parts.headers, body))
 }

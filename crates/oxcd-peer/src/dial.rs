@@ -1,9 +1,16 @@
-//! Connecting to a peer URL: [`DialOptions`], the test-only address override and the
-//! (future) TLS seam.
+//! Connecting to a peer URL: [`DialOptions`], the test-only address override and TLS for
+//! `https://` peer URLs ([`PeerTls`]).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::PeerError;
@@ -15,14 +22,25 @@ use crate::PeerError;
 /// proxy it controls. A warning is logged when it is set.
 pub const DIAL_OVERRIDE_ENV: &str = "OXCD_PEER_DIAL_OVERRIDE";
 
-/// How peer connections are secured. Only plain HTTP/2 today: peer TLS (`--peer-cert-file`
-/// and friends) plugs in here as another variant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How `https://` peer URLs are dialled (`http://` ones are always plain, as in etcd).
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum PeerTls {
-    /// No TLS (`http://` peer URLs).
+    /// No peer TLS configured: `https://` peer URLs cannot be dialled.
     #[default]
     Plain,
+    /// TLS with this configuration (the server's `--peer-*` flags: CA, client certificate).
+    Tls(Arc<rustls::ClientConfig>),
+}
+
+/// Where a peer URL is actually dialled.
+pub(crate) struct Target {
+    /// `http://host:port`, the override applied (TLS, if any, is done by the connector).
+    pub uri: String,
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// TLS configuration and the name the peer's certificate must carry.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 /// How to reach peers.
@@ -71,38 +89,76 @@ impl DialOptions {
         Ok(opts)
     }
 
-    /// The URL actually dialled for peer URL `url` (the override applied).
-    pub(crate) fn dial_url(&self, url: &str) -> Result<String, PeerError> {
+    /// Where peer URL `url` is dialled (the override applied) and how.
+    pub(crate) fn target(&self, url: &str) -> Result<Target, PeerError> {
         let key = url.trim_end_matches('/');
-        match self.dial_override.get(key) {
-            Some(addr) => Ok(format!("http://{addr}")),
-            None if key.starts_with("http://") => Ok(key.to_string()),
-            None if key.starts_with("https://") => Err(PeerError::Config(format!(
-                "peer URL {url}: peer TLS is not supported yet"
-            ))),
-            None => Err(PeerError::Config(format!(
-                "peer URL {url} must start with http://"
-            ))),
-        }
+        let (secure, rest) = if let Some(rest) = key.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = key.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(PeerError::Config(format!(
+                "peer URL {url} must start with http:// or https://"
+            )));
+        };
+        let host_port = rest.split('/').next().unwrap_or(rest);
+        let authority = match self.dial_override.get(key) {
+            Some(addr) => addr.clone(),
+            None => host_port.to_string(),
+        };
+        let tls = if secure {
+            let PeerTls::Tls(config) = &self.tls else {
+                return Err(PeerError::Config(format!(
+                    "peer URL {url} is https:// but this member has no peer TLS; pass --peer-cert-file, --peer-key-file and --peer-trusted-ca-file, or --peer-auto-tls"
+                )));
+            };
+            let host = match host_port.rsplit_once(':') {
+                Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+                _ => host_port,
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|e| PeerError::Config(format!("peer URL {url}: {e}")))?;
+            Some((config.clone(), name))
+        } else {
+            None
+        };
+        Ok(Target {
+            uri: format!("http://{authority}"),
+            authority,
+            tls,
+        })
     }
 
     /// An endpoint for `url`, with the override applied.
-    pub(crate) fn endpoint(&self, url: &str) -> Result<Endpoint, PeerError> {
-        let ep = Endpoint::from_shared(self.dial_url(url)?)
+    pub(crate) fn endpoint(&self, url: &str) -> Result<(Endpoint, Target), PeerError> {
+        let target = self.target(url)?;
+        let ep = Endpoint::from_shared(target.uri.clone())
             .map_err(|e| PeerError::Config(format!("peer URL {url}: {e}")))?;
-        Ok(ep
-            .connect_timeout(self.connect_timeout)
-            .http2_keep_alive_interval(self.keepalive_interval)
-            .keep_alive_timeout(self.keepalive_timeout)
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true))
+        Ok((
+            ep.connect_timeout(self.connect_timeout)
+                .http2_keep_alive_interval(self.keepalive_interval)
+                .keep_alive_timeout(self.keepalive_timeout)
+                .keep_alive_while_idle(true)
+                .tcp_nodelay(true),
+            target,
+        ))
     }
 
     /// Connects to the first of `urls` that answers.
     pub(crate) async fn connect(&self, urls: &[String]) -> Result<Channel, PeerError> {
         let mut last = PeerError::Unreachable("no peer URL known".into());
         for url in urls {
-            match self.endpoint(url)?.connect().await {
+            let (endpoint, target) = self.endpoint(url)?;
+            let connected = match target.tls {
+                None => endpoint.connect().await,
+                Some((config, name)) => {
+                    endpoint
+                        .connect_with_connector(TlsConnector { config, name })
+                        .await
+                }
+            };
+            match connected {
                 Ok(ch) => return Ok(ch),
                 Err(e) => {
                     last = PeerError::Unreachable(format!("{url}: {}", error_chain(&e)));
@@ -110,6 +166,52 @@ impl DialOptions {
             }
         }
         Err(last)
+    }
+}
+
+/// TCP, then a TLS handshake, for tonic's HTTP/2 connections to `https://` peers.
+#[derive(Clone)]
+struct TlsConnector {
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
+/// A TLS connection to a peer.
+pub(crate) type TlsIo = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Connects to `authority` and does the TLS handshake.
+pub(crate) async fn tls_connect(
+    authority: &str,
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+) -> std::io::Result<TlsIo> {
+    let tcp = TcpStream::connect(authority).await?;
+    tcp.set_nodelay(true)?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    Ok(TokioIo::new(stream))
+}
+
+impl tower::Service<hyper::Uri> for TlsConnector {
+    type Response = TlsIo;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<TlsIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let config = self.config.clone();
+        let name = self.name.clone();
+        Box::pin(async move {
+            let authority = uri
+                .authority()
+                .map(|a| a.to_string())
+                .ok_or_else(|| std::io::Error::other(format!("{uri} has no host")))?;
+            tls_connect(&authority, config, name).await
+        })
     }
 }
 
@@ -179,11 +281,11 @@ mod tests {
             ..DialOptions::default()
         };
         assert_eq!(
-            opts.endpoint("http://127.0.0.1:2380").unwrap().uri(),
+            opts.endpoint("http://127.0.0.1:2380").unwrap().0.uri(),
             "http://127.0.0.1:9001/"
         );
         assert_eq!(
-            opts.endpoint("http://127.0.0.1:2390").unwrap().uri(),
+            opts.endpoint("http://127.0.0.1:2390").unwrap().0.uri(),
             "http://127.0.0.1:2390/"
         );
         assert!(parse_override("http://a:1").is_err());

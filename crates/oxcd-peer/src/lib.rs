@@ -50,8 +50,9 @@
 //!
 //! # Seams
 //!
-//! Peer TLS is not implemented: [`PeerTls`] in [`DialOptions`] is the connector's option
-//! (only `Plain` today), and the acceptor wraps the listener the [`router`] is served on.
+//! `https://` peer URLs are dialled with TLS through [`PeerTls::Tls`] in [`DialOptions`]
+//! (a rustls client configuration oxcd-server builds from the `--peer-*` flags); the TLS
+//! acceptor of the listener the [`router`] is served on is oxcd-server's.
 //! For fault-injection tests only, [`DIAL_OVERRIDE_ENV`] (`OXCD_PEER_DIAL_OVERRIDE`)
 //! maps peer URLs to the addresses actually dialled, so a harness can route each
 //! directed link through a proxy.

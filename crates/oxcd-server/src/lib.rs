@@ -14,6 +14,8 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod net;
+pub mod tls;
+pub mod tls_identity;
 
 pub use oxcd_core::version;
 
@@ -44,6 +46,9 @@ pub enum StartError {
     /// The metrics registry could not be built.
     #[error("cannot set up metrics: {0}")]
     Metrics(String),
+    /// A TLS certificate, key, CA or CRL cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// A listener could not be bound.
     #[error("cannot listen on {url}: {source}; {hint}")]
     Listen {
@@ -66,13 +71,16 @@ pub async fn run_until(
     cfg: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let cfg = Arc::new(cfg);
+    let mut cfg = cfg;
     for warning in &cfg.warnings {
         tracing::warn!("{warning}");
     }
     let data_dir = DataDir::new(cfg.data_dir.clone(), Some(cfg.wal_dir.clone()));
     data_dir.create()?;
     let _lock = data_dir.lock()?;
+    // Every certificate is loaded and checked before anything is bound or started.
+    let tls = TlsSetup::new(&mut cfg).map_err(StartError::Tls)?;
+    let cfg = Arc::new(cfg);
     // Bind before touching raft so "port in use" fails fast and changes nothing.
     let listeners =
         net::bind_listeners(&cfg.listen_client_urls, "--listen-client-urls", 2379).await?;
@@ -80,18 +88,21 @@ pub async fn run_until(
         net::bind_listeners(&cfg.listen_peer_urls, "--listen-peer-urls", 2380).await?;
     let metrics_listeners =
         net::bind_listeners(&cfg.listen_metrics_urls, "--listen-metrics-urls", 2381).await?;
-    let mut core = Core::start(core_config(&cfg), &data_dir).await?;
+    let mut core_cfg = core_config(&cfg);
+    core_cfg.peer_tls = tls.peer_dial.clone();
+    let mut core = Core::start(core_cfg, &data_dir).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut serving = Vec::new();
     // Peers are served at once: the cluster needs this member before it can serve clients.
     let peer_app = oxcd_peer::router(core.peer_handler());
-    for (url, listener) in peer_listeners {
+    for (url, listener, secure) in peer_listeners {
         tracing::info!(address = %url, "serving peer traffic");
         serving.push(tokio::spawn(net::serve(
             listener,
             peer_app.clone(),
             stop_rx.clone(),
             net::Http2Limits::of(&cfg),
+            tls.peer.clone().filter(|_| secure),
         )));
     }
     let level = if cfg.metrics_extensive {
@@ -100,6 +111,9 @@ pub async fn run_until(
         metrics::Level::Basic
     };
     let metrics = metrics::Metrics::new(core.server().clone(), level)
+        .map_err(|e| StartError::Metrics(e.to_string()))?;
+    metrics
+        .register(Box::new(tls.failures.clone()))
         .map_err(|e| StartError::Metrics(e.to_string()))?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Not serving until the member has a leader (the follower task below decides).
@@ -135,22 +149,24 @@ pub async fn run_until(
         stop_rx.clone(),
     ));
     let metrics_app = metrics_router(core.server().clone(), &metrics);
-    for (url, listener) in metrics_listeners {
+    for (url, listener, secure) in metrics_listeners {
         tracing::info!(address = %url, "serving /metrics and /health");
         serving.push(tokio::spawn(net::serve(
             listener,
             metrics_app.clone(),
             stop_rx.clone(),
             net::Http2Limits::of(&cfg),
+            tls.metrics.clone().filter(|_| secure),
         )));
     }
-    for (url, listener) in listeners {
+    for (url, listener, secure) in listeners {
         tracing::info!(address = %url, "ready to serve client requests");
         serving.push(tokio::spawn(net::serve(
             listener,
             app.clone(),
             stop_rx.clone(),
             net::Http2Limits::of(&cfg),
+            tls.client.clone().filter(|_| secure),
         )));
     }
     // A WAL or backend failure stops raft or the applier; the process must not linger as a
@@ -167,6 +183,101 @@ pub async fn run_until(
     core.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The TLS side of the listeners and the peer dialer, built (files loaded and checked) before
+/// anything starts.
+struct TlsSetup {
+    /// For `https://` client URLs.
+    client: Option<tls::TlsAcceptor>,
+    /// For `https://` metrics URLs (the client certificate, counted apart).
+    metrics: Option<tls::TlsAcceptor>,
+    /// For `https://` peer URLs.
+    peer: Option<tls::TlsAcceptor>,
+    /// How `https://` peers are dialled.
+    peer_dial: oxcd_peer::PeerTls,
+    /// `oxcd_tls_handshake_failures_total`.
+    failures: prometheus::IntCounterVec,
+}
+
+impl TlsSetup {
+    /// Resolves auto TLS (files under the data dir) and loads every certificate.
+    fn new(cfg: &mut Config) -> Result<TlsSetup, String> {
+        let hosts = |urls: &[url::Url]| -> Vec<String> {
+            urls.iter()
+                .filter_map(|u| u.host_str().map(str::to_string))
+                .collect()
+        };
+        let validity = cfg.tls_common.self_signed_cert_validity;
+        let client_hosts = hosts(&cfg.listen_client_urls);
+        tls::resolve_auto_tls(
+            &mut cfg.client_tls,
+            tls::Side::Client,
+            &cfg.data_dir,
+            &client_hosts,
+            validity,
+        )?;
+        let peer_hosts = hosts(&cfg.listen_peer_urls);
+        tls::resolve_auto_tls(
+            &mut cfg.peer_tls,
+            tls::Side::Peer,
+            &cfg.data_dir,
+            &peer_hosts,
+            validity,
+        )?;
+        let failures = tls::handshake_failures().map_err(|e| e.to_string())?;
+        let https = |urls: &[url::Url]| urls.iter().any(|u| u.scheme() == "https");
+        let mut setup = TlsSetup {
+            client: None,
+            metrics: None,
+            peer: None,
+            peer_dial: oxcd_peer::PeerTls::Plain,
+            failures,
+        };
+        // As etcd, certificates are used (and so checked) only where an https:// URL needs
+        // them.
+        if !cfg.client_tls.is_empty()
+            && (https(&cfg.listen_client_urls) || https(&cfg.listen_metrics_urls))
+        {
+            let config = tls::server_config(&cfg.client_tls, &cfg.tls_common, tls::Side::Client)?;
+            tls::check_client_pair(&cfg.client_tls, &cfg.tls_common)?;
+            if https(&cfg.listen_client_urls) {
+                tracing::info!(
+                    cert_file = %cfg.client_tls.cert_file,
+                    trusted_ca_file = %cfg.client_tls.trusted_ca_file,
+                    client_cert_auth = cfg.client_tls.client_cert_auth,
+                    crl_file = %cfg.client_tls.crl_file,
+                    cipher_suites = ?cfg.tls_common.cipher_suites,
+                    "starting with client TLS"
+                );
+            }
+            let acceptor = |side| {
+                tls::TlsAcceptor::new(config.clone(), side, &cfg.client_tls, &setup.failures)
+            };
+            setup.client = Some(acceptor(tls::Side::Client));
+            setup.metrics = Some(acceptor(tls::Side::Metrics));
+        }
+        let peer_urls: Vec<url::Url> = cfg.initial_cluster.values().flatten().cloned().collect();
+        if !cfg.peer_tls.is_empty() && (https(&cfg.listen_peer_urls) || https(&peer_urls)) {
+            let config = tls::server_config(&cfg.peer_tls, &cfg.tls_common, tls::Side::Peer)?;
+            tracing::info!(
+                cert_file = %cfg.peer_tls.cert_file,
+                trusted_ca_file = %cfg.peer_tls.trusted_ca_file,
+                client_cert_auth = cfg.peer_tls.client_cert_auth,
+                crl_file = %cfg.peer_tls.crl_file,
+                "starting with peer TLS"
+            );
+            setup.peer = Some(tls::TlsAcceptor::new(
+                config,
+                tls::Side::Peer,
+                &cfg.peer_tls,
+                &setup.failures,
+            ));
+            setup.peer_dial =
+                oxcd_peer::PeerTls::Tls(tls::peer_client_config(&cfg.peer_tls, &cfg.tls_common)?);
+        }
+        Ok(setup)
+    }
 }
 
 /// The core's part of the configuration.
@@ -194,6 +305,7 @@ fn core_config(cfg: &Config) -> CoreConfig {
             advertise_client_urls: urls(&cfg.advertise_client_urls),
             join_existing: cfg.initial_cluster_state == config::ClusterState::Existing,
         },
+        peer_tls: oxcd_peer::PeerTls::Plain,
     }
 }
 

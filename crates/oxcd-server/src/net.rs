@@ -22,6 +22,13 @@
 //! smallest gRPC message) — 3.3 MB of charge against a 4 MiB budget — so no single stream,
 //! however fast its client, can trip the guard; flow control stops the client first. Only
 //! many streams flooding tiny frames at once (what the guard is for) still can.
+//!
+//! # TLS
+//!
+//! An `https://` listener is served with a [`TlsAcceptor`](crate::tls::TlsAcceptor): each
+//! accepted connection does its handshake in its own task (a slow or failing client holds
+//! up no one), and the verified client certificate's common name is put in the extensions
+//! of every request on that connection.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,6 +42,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::url_text;
+use crate::tls::TlsAcceptor;
 
 use crate::StartError;
 
@@ -70,15 +78,17 @@ impl Http2Limits {
     }
 }
 
-/// Serves `app` on `listener` until `stop` turns true, then shuts the open connections down
-/// gracefully (HTTP/2 GOAWAY, in-flight requests finish) and returns once they are closed.
-/// Accepted TCP connections get `TCP_NODELAY`: small gRPC frames must leave at once (with
-/// Nagle's algorithm on, a client's delayed ACK holds each response back ~40 ms).
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `stop` turns true, then
+/// shuts the open connections down gracefully (HTTP/2 GOAWAY, in-flight requests finish)
+/// and returns once they are closed. Accepted TCP connections get `TCP_NODELAY`: small gRPC
+/// frames must leave at once (with Nagle's algorithm on, a client's delayed ACK holds each
+/// response back ~40 ms).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     mut stop: watch::Receiver<bool>,
     limits: Http2Limits,
+    tls: Option<TlsAcceptor>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -95,8 +105,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => tcp,
+        let (tcp, remote) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the open connections
                 // and try again shortly instead of spinning.
@@ -108,13 +118,39 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
-        let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection(TokioIo::new(tcp), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let Some(acceptor) = &tls else {
+            let service = TowerToHyperService::new(app.clone());
+            let conn = builder
+                .serve_connection(TokioIo::new(tcp), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let app = app.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let Some((stream, cn)) = acceptor.accept(tcp, remote).await else {
+                return;
+            };
+            let app = tower::ServiceBuilder::new()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    if let Some(cn) = &cn {
+                        req.extensions_mut().insert(cn.clone());
+                    }
+                    req
+                })
+                .service(app);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "client connection ended with an error");
             }
         });
@@ -124,12 +160,13 @@ pub async fn serve(
 }
 
 /// Binds every address of `urls`, the value of `flag` (`--listen-client-urls` or
-/// `--listen-peer-urls`); a host name may give several.
+/// `--listen-peer-urls`); a host name may give several. Each comes with its description
+/// and whether its URL is `https://`.
 pub async fn bind_listeners(
     urls: &[url::Url],
     flag: &str,
     default_port: u16,
-) -> Result<Vec<(String, TcpListener)>, StartError> {
+) -> Result<Vec<(String, TcpListener, bool)>, StartError> {
     let mut out = Vec::new();
     for url in urls {
         let text = url_text(url);
@@ -149,7 +186,7 @@ pub async fn bind_listeners(
         for addr in addrs {
             match TcpListener::bind(addr).await {
                 Ok(l) => {
-                    out.push((format!("{text} ({addr})"), l));
+                    out.push((format!("{text} ({addr})"), l, url.scheme() == "https"));
                     bound_any = true;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {

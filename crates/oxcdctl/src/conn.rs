@@ -28,9 +28,10 @@ pub(crate) struct ConnectionConfig {
     pub command_timeout: Duration,
     /// User name and password, if `--user` was given.
     pub credentials: Option<(String, String)>,
-    /// Whether TLS was asked for (a TLS flag, an `https://` endpoint, or
-    /// `--insecure-transport=false`).
-    pub wants_tls: bool,
+    /// etcdctl's `cfg.TLS`, from `--cert`, `--key`, `--cacert`, `--insecure-transport` and
+    /// `--insecure-skip-tls-verify` (see [`crate::tls`]); `None`: plain text, except for
+    /// `https://` endpoints.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// A connected channel plus the auth token to send with each request.
@@ -134,18 +135,25 @@ impl Connection {
     }
 
     async fn dial(&self) -> Result<Session, RpcError> {
-        if self.config.wants_tls {
-            return Err(RpcError::TlsUnsupported);
-        }
         let mut last = RpcError::Unreachable {
             endpoint: String::new(),
             cause: "no endpoints".into(),
         };
         for endpoint in &self.config.endpoints {
-            let url = endpoint_url(endpoint);
-            if url.starts_with("https://") {
-                return Err(RpcError::TlsUnsupported);
-            }
+            // clientv3's processCreds: http:// is plain, https:// is TLS (the system's roots
+            // when no flag configured it), a bare host:port follows the flags.
+            let (url, tls) = if let Some(rest) = endpoint.strip_prefix("https://") {
+                let config = self
+                    .config
+                    .tls
+                    .clone()
+                    .unwrap_or_else(crate::tls::default_https_config);
+                (format!("http://{rest}"), Some(config))
+            } else if endpoint.contains("://") {
+                (endpoint.clone(), None)
+            } else {
+                (endpoint_url(endpoint), self.config.tls.clone())
+            };
             let built = match Endpoint::from_shared(url) {
                 Ok(e) => e
                     .connect_timeout(self.config.dial_timeout)
@@ -158,16 +166,38 @@ impl Connection {
                     continue;
                 }
             };
-            match tokio::time::timeout(self.config.dial_timeout, built.connect()).await {
+            let connector = match &tls {
+                None => None,
+                Some(config) => {
+                    let host = strip_scheme(endpoint).split('/').next().unwrap_or_default();
+                    match crate::tls::server_name(host) {
+                        Ok(name) => Some(crate::tls::TlsConnector {
+                            config: config.clone(),
+                            name,
+                        }),
+                        Err(cause) => {
+                            last = RpcError::Unreachable {
+                                endpoint: endpoint.clone(),
+                                cause,
+                            };
+                            continue;
+                        }
+                    }
+                }
+            };
+            let connect = async {
+                match connector {
+                    None => built.connect().await,
+                    Some(connector) => built.connect_with_connector(connector).await,
+                }
+            };
+            match tokio::time::timeout(self.config.dial_timeout, connect).await {
                 Ok(Ok(channel)) => {
                     let token = self.authenticate(&channel).await?;
                     return Ok(Session { channel, token });
                 }
                 Ok(Err(e)) => {
-                    last = RpcError::Unreachable {
-                        endpoint: endpoint.clone(),
-                        cause: cause_of(&e),
-                    };
+                    last = unreachable(endpoint, &e);
                 }
                 Err(_) => {
                     last = RpcError::Unreachable {
@@ -226,7 +256,7 @@ impl Connection {
             match call(session).await {
                 Ok(response) => Ok(response.into_inner()),
                 Err(status) => {
-                    let error = classify(&status, &self.config.endpoints);
+                    let error = classify(&status, &self.config.endpoints, self.secure());
                     if matches!(error, RpcError::Status { .. }) {
                         self.log_failed_unary(&error);
                     }
@@ -239,6 +269,15 @@ impl Connection {
                 .await
                 .unwrap_or(Err(RpcError::DeadlineExceeded)),
             None => work.await,
+        }
+    }
+
+    /// Whether calls go over TLS (clientv3's choice for the first endpoint).
+    fn secure(&self) -> bool {
+        match self.config.endpoints.first() {
+            Some(e) if e.starts_with("https://") => true,
+            Some(e) if e.contains("://") => false,
+            _ => self.config.tls.is_some(),
         }
     }
 
@@ -268,10 +307,56 @@ impl Connection {
     }
 }
 
-/// A status from the transport (the server went away) becomes "unreachable"; others keep
-/// the server's code and message.
-fn classify(status: &tonic::Status, endpoints: &[String]) -> RpcError {
+/// A status from the transport (the server went away) becomes "unreachable" (or a TLS
+/// failure); others keep the server's code and message.
+fn classify(status: &tonic::Status, endpoints: &[String], secure: bool) -> RpcError {
     use std::error::Error as _;
+    let endpoint = endpoints.first().cloned().unwrap_or_default();
+    // With TLS 1.3 a server refuses a client certificate after the client's side of the
+    // handshake is done: the refusal arrives with the first call, whatever its code.
+    let mut source = status.source();
+    while let Some(s) = source {
+        let tls = match s.downcast_ref::<std::io::Error>() {
+            Some(io) => tls_cause(io),
+            None => s.downcast_ref::<rustls::Error>().map(ToString::to_string),
+        };
+        if let Some(cause) = tls {
+            return RpcError::TlsHandshake { endpoint, cause };
+        }
+        source = s.source();
+    }
+    let text = status.source().map(chain_text).unwrap_or_default();
+    // The connection broke (hyper's error, or tonic's "operation was canceled" when the
+    // connection task went away), as opposed to a status the server sent.
+    let transport = text.contains("hyper::Error")
+        || (status.code() == tonic::Code::Cancelled
+            && status.message() == "operation was canceled");
+    // The server dropped the connection right after the handshake (an alert that arrived
+    // as a reset or a close): with TLS, a refused client certificate.
+    if secure
+        && transport
+        && matches!(
+            status.code(),
+            tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Internal
+        )
+    {
+        return RpcError::TlsHandshake {
+            endpoint,
+            cause: "the server closed the connection (was the client certificate refused?)".into(),
+        };
+    }
+    if !secure
+        && transport
+        && matches!(
+            status.code(),
+            tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::Internal
+        )
+    {
+        return RpcError::Unreachable {
+            endpoint,
+            cause: "the connection broke before an HTTP/2 answer (does the server use TLS? then use an https:// endpoint and --cacert)".into(),
+        };
+    }
     if status.code() == tonic::Code::Unavailable && status.source().is_some() {
         let mut cause = status.message().to_string();
         let mut source = status.source();
@@ -281,12 +366,49 @@ fn classify(status: &tonic::Status, endpoints: &[String]) -> RpcError {
             }
             source = s.source();
         }
-        return RpcError::Unreachable {
-            endpoint: endpoints.first().cloned().unwrap_or_default(),
-            cause,
-        };
+        return RpcError::Unreachable { endpoint, cause };
     }
     RpcError::from_status(status)
+}
+
+/// The error of a failed dial: a TLS failure, or the innermost cause.
+fn unreachable(endpoint: &str, error: &tonic::transport::Error) -> RpcError {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<std::io::Error>().and_then(tls_cause) {
+            return RpcError::TlsHandshake {
+                endpoint: endpoint.to_string(),
+                cause: tls,
+            };
+        }
+        source = s.source();
+    }
+    RpcError::Unreachable {
+        endpoint: endpoint.to_string(),
+        cause: cause_of(error),
+    }
+}
+
+/// The TLS error inside an I/O error, in words (tokio-rustls reports TLS failures, alerts
+/// received included, as `InvalidData`).
+fn tls_cause(io: &std::io::Error) -> Option<String> {
+    match io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(e) => Some(e.to_string()),
+        None if io.kind() == std::io::ErrorKind::InvalidData => Some(io.to_string()),
+        None => None,
+    }
+}
+
+/// An error and its sources, `a: b: c`.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = format!("{e:?}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s:?}"));
+        source = s.source();
+    }
+    text
 }
 
 /// The innermost cause of a transport error, in words.
@@ -357,7 +479,7 @@ mod tests {
             dial_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(5),
             credentials: None,
-            wants_tls: false,
+            tls: None,
         });
         let error = conn.session().await.unwrap_err();
         assert_eq!(

@@ -77,8 +77,14 @@ pub(crate) enum RpcError {
         /// The status message.
         message: String,
     },
-    /// TLS was asked for but this build cannot do it.
-    TlsUnsupported,
+    /// The TLS handshake with an endpoint failed (wrong CA, missing or refused client
+    /// certificate, ...).
+    TlsHandshake {
+        /// The endpoint.
+        endpoint: String,
+        /// rustls' reason.
+        cause: String,
+    },
     /// Authentication with `--user` failed (etcdctl cannot create its client then).
     Auth(Box<RpcError>),
 }
@@ -140,8 +146,9 @@ impl fmt::Display for RpcError {
             }
             RpcError::Status { .. } => f.write_str(&self.grpc_text()),
             RpcError::Auth(inner) => inner.fmt(f),
-            RpcError::TlsUnsupported => f.write_str(
-                "TLS is not supported by this build of oxcdctl yet; use an http:// endpoint",
+            RpcError::TlsHandshake { endpoint, cause } => write!(
+                f,
+                "TLS handshake with {endpoint} failed: {cause}; check --cacert, --cert and --key"
             ),
         }
     }

@@ -13,6 +13,7 @@ mod golog;
 mod gostr;
 mod output;
 mod prompt;
+mod tls;
 
 use std::io::Write;
 use std::process::ExitCode as ProcessExit;

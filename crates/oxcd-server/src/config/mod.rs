@@ -181,6 +181,14 @@ pub struct Config {
     pub metrics_extensive: bool,
     /// `--enable-grpc-gateway`: serve the HTTP/JSON gateway (`/v3/...`) on client URLs.
     pub enable_grpc_gateway: bool,
+    /// The client side's TLS flags (`--cert-file`, `--trusted-ca-file`, `--auto-tls`, ...),
+    /// used by `https://` client and metrics URLs.
+    pub client_tls: crate::tls::TlsInfo,
+    /// The peer side's TLS flags (`--peer-cert-file`, ...), used by `https://` peer URLs.
+    pub peer_tls: crate::tls::TlsInfo,
+    /// `--cipher-suites`, `--tls-min-version`, `--tls-max-version`,
+    /// `--self-signed-cert-validity`.
+    pub tls_common: crate::tls::TlsCommon,
     /// `--auto-compaction-mode` with `--auto-compaction-retention` (`None`: off).
     pub auto_compaction: Option<oxcd_core::AutoCompaction>,
 }

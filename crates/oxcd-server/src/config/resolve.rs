@@ -10,6 +10,7 @@ use super::urls::{parse_initial_cluster, parse_urls, url_text};
 use super::{
     ClusterState, Config, ConfigError, DEFAULT_QUOTA_BACKEND_BYTES, MAX_QUOTA_BACKEND_BYTES,
 };
+use crate::tls::{suites, TlsCommon, TlsInfo, TlsVersion};
 
 /// What the table says about the given settings: warnings for ignored ones, or the first
 /// refusal.
@@ -93,17 +94,15 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
             "--advertise-client-urls is required when --listen-client-urls is set explicitly; pass the client URLs other members and clients should use".into(),
         ));
     }
-    for u in listen_client_urls
-        .iter()
-        .chain(&listen_peer_urls)
-        .chain(&listen_metrics_urls)
-    {
-        if u.scheme() == "https" {
-            return Err(ConfigError::Invalid(format!(
-                "{u}: TLS listeners are not supported by this oxcd build yet; use an http:// URL"
-            )));
-        }
-    }
+    let (client_tls, peer_tls, tls_common) = tls_settings(&settings)?;
+    let mut tls_warnings = Vec::new();
+    check_tls_urls(
+        &listen_client_urls,
+        &listen_peer_urls,
+        &listen_metrics_urls,
+        (&client_tls, &peer_tls),
+        &mut tls_warnings,
+    )?;
     let initial_cluster_text = match settings.text("initial-cluster") {
         t if t.is_empty() => initial_advertise_peer_urls
             .iter()
@@ -184,6 +183,7 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
     })?;
     let mut warnings = std::mem::take(&mut settings.notes);
     warnings.extend(verdict.warnings);
+    warnings.extend(tls_warnings);
     let mut ignored = verdict.ignored;
     ignored.append(&mut settings.unknown);
     Ok(Config {
@@ -216,8 +216,150 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
         listen_metrics_urls,
         metrics_extensive: settings.text("metrics") == "extensive",
         enable_grpc_gateway: settings.bool("enable-grpc-gateway"),
+        client_tls,
+        peer_tls,
+        tls_common,
         auto_compaction,
     })
+}
+
+/// A comma list flag's items.
+fn list(settings: &Settings, name: &str) -> Vec<String> {
+    settings
+        .text(name)
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The TLS flags of both sides, checked as etcd 3.5's `Config.Validate` checks them.
+fn tls_settings(settings: &Settings) -> Result<(TlsInfo, TlsInfo, TlsCommon), ConfigError> {
+    let client = TlsInfo {
+        cert_file: settings.text("cert-file"),
+        key_file: settings.text("key-file"),
+        client_cert_file: settings.text("client-cert-file"),
+        client_key_file: settings.text("client-key-file"),
+        trusted_ca_file: settings.text("trusted-ca-file"),
+        client_cert_auth: settings.bool("client-cert-auth"),
+        crl_file: settings.text("client-crl-file"),
+        allowed_cn: Vec::new(),
+        allowed_hostname: list(settings, "client-cert-allowed-hostname"),
+        auto_tls: settings.bool("auto-tls"),
+        self_signed: false,
+        skip_client_san_verify: false,
+    };
+    let peer = TlsInfo {
+        cert_file: settings.text("peer-cert-file"),
+        key_file: settings.text("peer-key-file"),
+        client_cert_file: settings.text("peer-client-cert-file"),
+        client_key_file: settings.text("peer-client-key-file"),
+        trusted_ca_file: settings.text("peer-trusted-ca-file"),
+        client_cert_auth: settings.bool("peer-client-cert-auth"),
+        crl_file: settings.text("peer-crl-file"),
+        allowed_cn: list(settings, "peer-cert-allowed-cn"),
+        allowed_hostname: list(settings, "peer-cert-allowed-hostname"),
+        auto_tls: settings.bool("peer-auto-tls"),
+        self_signed: false,
+        skip_client_san_verify: settings.bool("experimental-peer-skip-client-san-verification"),
+    };
+    if !peer.allowed_cn.is_empty() && !peer.allowed_hostname.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "AllowedCN and AllowedHostname are mutually exclusive (cn={:?}, hostname={:?}); give only one of --peer-cert-allowed-cn and --peer-cert-allowed-hostname",
+            peer.allowed_cn.join(","),
+            peer.allowed_hostname.join(",")
+        )));
+    }
+    for (info, a, b) in [
+        (&client, "--client-cert-file", "--client-key-file"),
+        (&peer, "--peer-client-cert-file", "--peer-client-key-file"),
+    ] {
+        if info.client_cert_file.is_empty() != info.client_key_file.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{a} and {b} must both be given or both be left out"
+            )));
+        }
+    }
+    let cipher_suites = list(settings, "cipher-suites");
+    suites::parse_cipher_suites(&cipher_suites).map_err(ConfigError::Invalid)?;
+    let min_text = settings.text("tls-min-version");
+    let max_text = settings.text("tls-max-version");
+    let min_version =
+        TlsVersion::parse("tls-min-version", &min_text).map_err(ConfigError::Invalid)?;
+    let max_version =
+        TlsVersion::parse("tls-max-version", &max_text).map_err(ConfigError::Invalid)?;
+    if let (Some(min), Some(max)) = (min_version, max_version) {
+        if min > max {
+            return Err(ConfigError::Invalid(format!(
+                "min version ({}) is greater than max version ({}); lower --tls-min-version or raise --tls-max-version",
+                min.name(),
+                max.name()
+            )));
+        }
+    }
+    if min_version == Some(TlsVersion::Tls13) && !cipher_suites.is_empty() {
+        return Err(ConfigError::Invalid(
+            "cipher suites cannot be configured when only TLS1.3 is enabled; drop --cipher-suites or lower --tls-min-version".into(),
+        ));
+    }
+    let common = TlsCommon {
+        cipher_suites,
+        min_version,
+        max_version,
+        self_signed_cert_validity: settings.uint("self-signed-cert-validity").max(1),
+    };
+    Ok((client, peer, common))
+}
+
+/// etcd's rules for `https://` listen URLs: a certificate (or auto TLS) is needed; on
+/// `http://` peer URLs, given peer certificates are ignored with a warning.
+fn check_tls_urls(
+    client_urls: &[url::Url],
+    peer_urls: &[url::Url],
+    metrics_urls: &[url::Url],
+    (client, peer): (&TlsInfo, &TlsInfo),
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let client_ready = !client.is_empty() || client.auto_tls;
+    for u in client_urls {
+        if u.scheme() == "https" && !client_ready {
+            return Err(ConfigError::Invalid(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                url_text(u)
+            )));
+        }
+    }
+    for u in metrics_urls {
+        if u.scheme() == "https" && !client_ready {
+            return Err(ConfigError::Invalid(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for metrics url {} with HTTPS scheme",
+                url_text(u)
+            )));
+        }
+    }
+    for u in peer_urls {
+        match u.scheme() {
+            "https" if peer.is_empty() && !peer.auto_tls => {
+                return Err(ConfigError::Invalid(format!(
+                    "cannot listen on TLS for {}: KeyFile and CertFile are not presented; pass --peer-cert-file and --peer-key-file, or --peer-auto-tls",
+                    url_text(u)
+                )));
+            }
+            "http" if !peer.is_empty() => warnings.push(format!(
+                "the scheme of peer url {} is HTTP while peer key/cert files are presented; ignoring the key and cert files for this URL",
+                url_text(u)
+            )),
+            _ => {}
+        }
+        if u.scheme() == "http" && peer.client_cert_auth {
+            warnings.push(format!(
+                "the scheme of peer url {} is HTTP while client cert auth (--peer-client-cert-auth) is enabled; ignoring client cert auth for this URL",
+                url_text(u)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// etcd's rule: `--initial-cluster` names this member with exactly its advertised peer URLs.

@@ -4,7 +4,7 @@
 //!
 //! The rule for a flag oxcd does not implement: if ignoring it is harmless (logging, pprof,
 //! tuning of etcd's own storage), it is accepted and one warning line says it has no effect;
-//! if ignoring it would mislead (TLS, auth, metrics listeners,
+//! if ignoring it would mislead (auth, metrics listeners,
 //! discovery, corruption checks), a value other than its off/default value is refused at
 //! start with the cause and the fix.
 
@@ -177,7 +177,6 @@ const B: Versions = Versions::BOTH;
 const V34: Versions = Versions::V34;
 const V35: Versions = Versions::V35;
 
-const TLS: &str = "TLS is not implemented in oxcd yet, so it would serve plain text; terminate TLS in front of oxcd";
 const AUTH: &str = "authentication is not implemented in oxcd yet";
 const V2: &str = "oxcd serves only the v3 API";
 const DISCOVERY: &str =
@@ -251,30 +250,30 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     ignored("proxy-write-timeout", Uint, B, &[], ONLY_PROXY),
     ignored("proxy-read-timeout", Uint, B, &[], ONLY_PROXY),
     // Security.
-    refused("cert-file", Text, B, &[""], TLS).file(Client("cert-file")),
-    refused("key-file", Text, B, &[""], TLS).file(Client("key-file")),
-    refused("client-cert-file", Text, V35, &[""], TLS).file(Client("client-cert-file")),
-    refused("client-key-file", Text, V35, &[""], TLS).file(Client("client-key-file")),
-    refused("client-cert-auth", Bool, B, &["false"], TLS).file(Client("client-cert-auth")),
-    refused("client-crl-file", Text, B, &[""], TLS).file(FileKey::None),
-    refused("client-cert-allowed-hostname", List, B, &[""], TLS).file(Client("allowed-hostname")),
-    refused("trusted-ca-file", Text, B, &[""], TLS).file(Client("trusted-ca-file")),
-    refused("auto-tls", Bool, B, &["false"], TLS).file(Client("auto-tls")),
-    ignored("self-signed-cert-validity", Uint, V35, &["1"], "only used with --auto-tls/--peer-auto-tls, which oxcd refuses"),
-    refused("peer-cert-file", Text, B, &[""], TLS).file(Peer("cert-file")),
-    refused("peer-key-file", Text, B, &[""], TLS).file(Peer("key-file")),
-    refused("peer-client-cert-file", Text, V35, &[""], TLS).file(Peer("client-cert-file")),
-    refused("peer-client-key-file", Text, V35, &[""], TLS).file(Peer("client-key-file")),
-    refused("peer-client-cert-auth", Bool, B, &["false"], TLS).file(Peer("client-cert-auth")),
-    refused("peer-trusted-ca-file", Text, B, &[""], TLS).file(Peer("trusted-ca-file")),
-    refused("peer-auto-tls", Bool, B, &["false"], TLS).file(Peer("auto-tls")),
-    refused("peer-cert-allowed-cn", List, B, &[""], TLS).file(Peer("allowed-cn")),
-    refused("peer-cert-allowed-hostname", List, B, &[""], TLS).file(Peer("allowed-hostname")),
-    refused("peer-crl-file", Text, B, &[""], TLS).file(FileKey::None),
-    refused("experimental-peer-skip-client-san-verification", Bool, B, &["false"], TLS).file(FileKey::None),
-    refused("cipher-suites", List, B, &[""], TLS),
-    refused("tls-min-version", Text, B, &["", "TLS1.2"], TLS),
-    refused("tls-max-version", Text, B, &[""], TLS),
+    used("cert-file", Text, B, "", "Path to the client server TLS cert file.").file(Client("cert-file")),
+    used("key-file", Text, B, "", "Path to the client server TLS key file.").file(Client("key-file")),
+    used("client-cert-file", Text, V35, "", "Path to an explicit client TLS cert file (checked; oxcd's gateway dials nothing)").file(Client("client-cert-file")),
+    used("client-key-file", Text, V35, "", "Path to an explicit client TLS key file (checked; oxcd's gateway dials nothing)").file(Client("client-key-file")),
+    used("client-cert-auth", Bool, B, "false", "Enable client cert authentication.").file(Client("client-cert-auth")),
+    used("client-crl-file", Text, B, "", "Path to the client certificate revocation list file.").file(Client("crl-file")),
+    used("client-cert-allowed-hostname", List, B, "", "Allowed TLS hostname for client cert authentication.").file(Client("allowed-hostname")),
+    used("trusted-ca-file", Text, B, "", "Path to the client server TLS trusted CA cert file.").file(Client("trusted-ca-file")),
+    used("auto-tls", Bool, B, "false", "Client TLS using generated certificates").file(Client("auto-tls")),
+    used("self-signed-cert-validity", Uint, V35, "1", "The validity period of the client and peer certificates, unit is year"),
+    used("peer-cert-file", Text, B, "", "Path to the peer server TLS cert file.").file(Peer("cert-file")),
+    used("peer-key-file", Text, B, "", "Path to the peer server TLS key file.").file(Peer("key-file")),
+    used("peer-client-cert-file", Text, V35, "", "Path to an explicit peer client TLS cert file otherwise peer cert file will be used when client auth is required.").file(Peer("client-cert-file")),
+    used("peer-client-key-file", Text, V35, "", "Path to an explicit peer client TLS key file otherwise peer key file will be used when client auth is required.").file(Peer("client-key-file")),
+    used("peer-client-cert-auth", Bool, B, "false", "Enable peer client cert authentication.").file(Peer("client-cert-auth")),
+    used("peer-trusted-ca-file", Text, B, "", "Path to the peer server TLS trusted CA file.").file(Peer("trusted-ca-file")),
+    used("peer-auto-tls", Bool, B, "false", "Peer TLS using generated certificates").file(Peer("auto-tls")),
+    used("peer-cert-allowed-cn", List, B, "", "Allowed CN for inter peer authentication.").file(Peer("allowed-cn")),
+    used("peer-cert-allowed-hostname", List, B, "", "Allowed TLS hostname for inter peer authentication.").file(Peer("allowed-hostname")),
+    used("peer-crl-file", Text, B, "", "Path to the peer certificate revocation list file.").file(Peer("crl-file")),
+    used("experimental-peer-skip-client-san-verification", Bool, B, "false", "Skip verification of SAN field in client certificate for peer connections.").file(FileKey::None),
+    used("cipher-suites", List, B, "", "Comma-separated list of supported TLS cipher suites between client/server and peers (empty: rustls' defaults)."),
+    used("tls-min-version", Text, B, "TLS1.2", "Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3."),
+    used("tls-max-version", Text, B, "", "Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty: TLS1.3)."),
     ignored("cors", List, B, &["*", ""], "oxcd sends no CORS headers, so browsers refuse every cross-origin request"),
     refused("host-whitelist", List, B, &["*", ""], "oxcd does not check the Host header, so it would answer every host name"),
     // Logging.

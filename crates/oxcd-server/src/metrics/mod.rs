@@ -229,6 +229,14 @@ impl Metrics {
         }
     }
 
+    /// Exports one more family (the TLS listeners' handshake failures).
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), MetricsError> {
+        self.registry.register(collector)
+    }
+
     /// The text exposition of every family (Prometheus format 0.0.4).
     pub fn render(&self) -> String {
         self.refresh();

@@ -34,10 +34,14 @@ pub(super) async fn run(ctx: &Ctx, a: &MakeMirrorArgs) -> Result<(), CtlError> {
     let dest = Connection::new(ConnectionConfig {
         endpoints: vec![a.args[0].clone()],
         credentials: None,
-        wants_tls: a.dest_cert.is_some()
-            || a.dest_key.is_some()
-            || a.dest_cacert.is_some()
-            || !a.dest_insecure_transport,
+        tls: crate::tls::client_config(&crate::tls::TlsFlags {
+            cert: a.dest_cert.clone(),
+            key: a.dest_key.clone(),
+            cacert: a.dest_cacert.clone(),
+            insecure_transport: a.dest_insecure_transport,
+            insecure_skip_verify: false,
+        })
+        .map_err(CtlError::bad_args)?,
         ..ctx.conn.config().clone()
     });
     if a.no_dest_prefix && !a.dest_prefix.is_empty() {

@@ -199,10 +199,14 @@ fn context(global: &GlobalFlags) -> Result<Ctx, CtlError> {
     }
     let credentials = credentials(global)?;
     let printer = printer_of(global)?;
-    let wants_tls = global.cert.is_some()
-        || global.key.is_some()
-        || global.cacert.is_some()
-        || !global.insecure_transport;
+    let tls = crate::tls::client_config(&crate::tls::TlsFlags {
+        cert: global.cert.clone(),
+        key: global.key.clone(),
+        cacert: global.cacert.clone(),
+        insecure_transport: global.insecure_transport,
+        insecure_skip_verify: global.insecure_skip_tls_verify,
+    })
+    .map_err(CtlError::bad_args)?;
     let endpoints = global
         .endpoints
         .iter()
@@ -214,7 +218,7 @@ fn context(global: &GlobalFlags) -> Result<Ctx, CtlError> {
             dial_timeout,
             command_timeout,
             credentials,
-            wants_tls,
+            tls,
         }),
         printer,
         command_timeout,

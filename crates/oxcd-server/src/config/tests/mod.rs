@@ -149,7 +149,7 @@ fn every_flag_gets_its_handling() {
     // Implemented / warned / refused, for etcd 3.4 and 3.5 (retired flags count as warned).
     assert_eq!(
         counts,
-        [[30, 44, 31], [29, 61, 37]],
+        [[49, 44, 12], [53, 60, 14]],
         "update the README's figures too"
     );
 }
@@ -160,10 +160,6 @@ fn deployment_command_line_of_etcd_34_has_documented_outcomes() {
     for refused in [
         "--experimental-initial-corrupt-check=true",
         "--experimental-initial-corrupt-check",
-        "--cert-file=/etc/etcd/pki/server.crt",
-        "--peer-auto-tls",
-        "--client-cert-auth=true",
-        "--trusted-ca-file=/etc/etcd/ca.crt",
         "--enable-v2=true",
         "--force-new-cluster",
     ] {
@@ -383,10 +379,14 @@ fn environment_maps_to_flags() {
         "{e}"
     );
     // Refusals and warnings name the variable.
-    let e = parse_env(&[], &[("ETCD_CERT_FILE", "/x.crt")])
+    let c = parse_env(&[], &[("ETCD_CERT_FILE", "/x.crt")])
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.client_tls.cert_file, "/x.crt");
+    let e = parse_env(&[], &[("ETCD_ENABLE_V2", "true")])
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("ETCD_CERT_FILE=/x.crt: TLS"), "{e}");
+    assert!(e.starts_with("ETCD_ENABLE_V2=true: "), "{e}");
     let c = parse_env(&[], &[("ETCD_VERSION", "true")])
         .unwrap()
         .unwrap();
@@ -438,12 +438,9 @@ fn config_file_uses_etcd_keys() {
 
 #[test]
 fn config_file_refuses_what_flags_refuse() {
-    let (_dir, path) = write_file("client-transport-security:\n  cert-file: /x.crt\n");
+    let (_dir, path) = write_file("enable-v2: true\n");
     let e = error(&["--config-file", &path]);
-    assert!(
-        e.starts_with("config file key client-transport-security.cert-file: /x.crt: TLS"),
-        "{e}"
-    );
+    assert!(e.starts_with("config file key enable-v2: true: "), "{e}");
     let (_dir, path) = write_file("auto-compaction-retention: '1'\n");
     assert_eq!(
         config(&["--config-file", &path]).auto_compaction,
@@ -481,4 +478,55 @@ fn durations() {
     assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
     assert_eq!(parse_duration("x"), None);
     assert_eq!(parse_duration(""), None);
+}
+
+#[test]
+fn tls_flags_and_file_keys_fill_both_sides() {
+    let c = config(&[
+        "--cert-file=/s.crt",
+        "--key-file=/s.key",
+        "--trusted-ca-file=/ca.crt",
+        "--client-cert-auth",
+        "--client-crl-file=/c.crl",
+        "--peer-auto-tls",
+        "--peer-cert-allowed-cn=m1,m2",
+        "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "--tls-max-version=TLS1.2",
+    ]);
+    assert_eq!(c.client_tls.cert_file, "/s.crt");
+    assert!(c.client_tls.client_cert_auth);
+    assert_eq!(c.client_tls.crl_file, "/c.crl");
+    assert!(c.peer_tls.auto_tls);
+    assert_eq!(c.peer_tls.allowed_cn, ["m1", "m2"]);
+    assert_eq!(c.tls_common.cipher_suites.len(), 2);
+    assert_eq!(
+        c.tls_common.max_version,
+        Some(crate::tls::TlsVersion::Tls12)
+    );
+    let (_dir, path) = write_file(
+        "peer-transport-security:\n  cert-file: /p.crt\n  key-file: /p.key\n  client-cert-auth: true\n  crl-file: /p.crl\nclient-transport-security:\n  auto-tls: true\n",
+    );
+    let c = config(&["--config-file", &path]);
+    assert_eq!(c.peer_tls.cert_file, "/p.crt");
+    assert_eq!(c.peer_tls.crl_file, "/p.crl");
+    assert!(c.peer_tls.client_cert_auth && c.client_tls.auto_tls);
+    // etcd 3.5's checks.
+    assert!(
+        error(&["--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"])
+            .starts_with("min version (TLS1.3) is greater than max version (TLS1.2)")
+    );
+    assert!(error(&[
+        "--tls-min-version=TLS1.3",
+        "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+    ])
+    .starts_with("cipher suites cannot be configured when only TLS1.3 is enabled"));
+    assert!(
+        error(&["--peer-cert-allowed-cn=a", "--peer-cert-allowed-hostname=b"])
+            .starts_with("AllowedCN and AllowedHostname are mutually exclusive")
+    );
+    assert!(error(&[
+        "--listen-peer-urls=https://127.0.0.1:2380",
+        "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+    ])
+    .starts_with("cannot listen on TLS for https://127.0.0.1:2380"));
 }
