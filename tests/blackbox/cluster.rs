@@ -9,7 +9,7 @@ use oxcd_proto::etcdserverpb::{
 };
 use tonic::Code;
 
-use crate::harness::Server;
+use crate::harness::{free_port, oxcd_bin, Server};
 
 async fn cluster(s: &Server) -> ClusterClient<tonic::transport::Channel> {
     ClusterClient::connect(s.endpoint()).await.unwrap()
@@ -171,4 +171,152 @@ async fn member_update_and_published_attributes_survive_a_restart() {
     assert_eq!(list.members.len(), 1);
     assert_eq!(list.members[0].id, me.id);
     assert_eq!(list.members[0].peer_ur_ls, vec!["http://127.0.0.1:9"]);
+}
+
+/// Runs oxcd as member `name` (fresh client port, peer port `peer_port`) in `dir` with
+/// `initial_cluster` and `extra` flags, and waits (up to 20 s) for it to exit: its exit
+/// status and what it printed. A member that keeps running fails the test.
+fn run_member(
+    dir: &std::path::Path,
+    name: &str,
+    peer_port: u16,
+    initial_cluster: &str,
+    extra: &[&str],
+) -> (std::process::ExitStatus, String) {
+    let client = format!("http://127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let mut child = std::process::Command::new(oxcd_bin())
+        .arg(format!("--name={name}"))
+        .arg(format!("--data-dir={}", dir.display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls={client}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("member {name} did not stop on a bad configuration");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut text).unwrap();
+    (status, text)
+}
+
+/// The last line a failed start printed: the cause and the fix.
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or_default()
+}
+
+#[test]
+fn a_member_whose_flags_do_not_match_the_running_cluster_stops_before_writing() {
+    let running_dir = tempfile::tempdir().unwrap();
+    let running = Server::start(running_dir.path());
+    let theirs = format!("t1=http://127.0.0.1:{}", running.peer_port);
+
+    // A new member bootstrapping with `new` (another token, or a cluster list that is not
+    // the running cluster's): its cluster id differs from the running member's.
+    for token in ["etcd-cluster", "another-token"] {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = free_port();
+        let token_flag = format!("--initial-cluster-token={token}");
+        let (status, text) = run_member(
+            dir.path(),
+            "b",
+            peer,
+            &format!("{theirs},b=http://127.0.0.1:{peer}"),
+            &[&token_flag],
+        );
+        assert!(!status.success(), "{text}");
+        let line = last_line(&text);
+        assert!(
+            line.contains(&format!(
+                "peer http://127.0.0.1:{} belongs to cluster",
+                running.peer_port
+            )),
+            "{text}"
+        );
+        assert!(line.contains("--initial-cluster-token"), "{text}");
+        assert!(line.contains("--initial-cluster-state existing"), "{text}");
+        assert!(
+            !dir.path().join("member/snap/db").exists(),
+            "backend written"
+        );
+        assert!(!dir.path().join("member/wal").exists(), "WAL written");
+    }
+
+    // A member started with `existing` that the cluster does not know (never added).
+    let dir = tempfile::tempdir().unwrap();
+    let peer = free_port();
+    let (status, text) = run_member(
+        dir.path(),
+        "b",
+        peer,
+        &format!("{theirs},b=http://127.0.0.1:{peer}"),
+        &["--initial-cluster-state=existing"],
+    );
+    assert!(!status.success(), "{text}");
+    let line = last_line(&text);
+    assert!(
+        line.contains("are not in the cluster's member list"),
+        "{text}"
+    );
+    assert!(line.contains("etcdctl member add"), "{text}");
+    assert!(
+        !dir.path().join("member/snap/db").exists(),
+        "backend written"
+    );
+    assert!(!dir.path().join("member/wal").exists(), "WAL written");
+}
+
+#[test]
+fn a_data_dir_of_another_cluster_is_refused() {
+    let running_dir = tempfile::tempdir().unwrap();
+    let running = Server::start(running_dir.path());
+
+    // A data dir that belongs to a one-member cluster of its own.
+    let other = tempfile::tempdir().unwrap();
+    let other_peer = free_port();
+    let s = Server::start_with(other.path(), free_port(), other_peer, &[]);
+    assert!(s.terminate().success());
+
+    // Started again with the running cluster's member in --initial-cluster.
+    let (status, text) = run_member(
+        other.path(),
+        "t1",
+        other_peer,
+        &format!(
+            "t1=http://127.0.0.1:{other_peer},a=http://127.0.0.1:{}",
+            running.peer_port
+        ),
+        &[],
+    );
+    assert!(!status.success(), "{text}");
+    let line = last_line(&text);
+    assert!(
+        line.contains(&format!(
+            "data dir {} belongs to cluster",
+            other.path().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        line.contains(&format!(
+            "but peer http://127.0.0.1:{} belongs to cluster",
+            running.peer_port
+        )),
+        "{text}"
+    );
 }

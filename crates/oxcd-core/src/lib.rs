@@ -22,6 +22,7 @@ mod cluster;
 mod commit_observer;
 mod concurrency;
 mod config;
+mod corrupt;
 mod data_dir;
 mod error;
 mod kv;

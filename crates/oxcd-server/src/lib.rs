@@ -126,6 +126,12 @@ pub async fn run_until(
         let _ = stop_tx.send(true);
         return Ok(core.shutdown().await?);
     }
+    // A member whose data differs from its peers' must not serve it.
+    if let Err(e) = core.initial_corrupt_check().await {
+        let _ = stop_tx.send(true);
+        let _ = core.shutdown().await;
+        return Err(e.into());
+    }
 
     tokio::spawn(metrics.clone().run_leader_sampler(stop_rx.clone()));
     tokio::spawn(grpc::health::follow_leader(
@@ -181,6 +187,8 @@ fn core_config(cfg: &Config) -> CoreConfig {
         quota_backend_bytes: cfg.quota_backend_bytes,
         lease_checkpoint_interval: cfg.lease_checkpoint_interval,
         strict_reconfig_check: cfg.strict_reconfig_check,
+        initial_corrupt_check: cfg.initial_corrupt_check,
+        corrupt_check_time: cfg.corrupt_check_time,
         cluster: ClusterSpec {
             initial_cluster: cfg
                 .initial_cluster
