@@ -320,3 +320,65 @@ fn a_data_dir_of_another_cluster_is_refused() {
         "{text}"
     );
 }
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1:`port`, returning the raw response ("" when the
+/// port does not answer yet).
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if c.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out).await;
+    out
+}
+
+#[tokio::test]
+async fn a_member_whose_peers_are_unreachable_says_which_and_keeps_trying() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer, metrics) = (free_port(), free_port(), free_port());
+    let (b, c) = (free_port(), free_port());
+    let mut child = std::process::Command::new(oxcd_bin())
+        .arg("--name=a")
+        .arg(format!("--data-dir={}", dir.path().display()))
+        .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+        .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"))
+        .arg(format!(
+            "--initial-cluster=a=http://127.0.0.1:{peer},b=http://127.0.0.1:{b},c=http://127.0.0.1:{c}"
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // /health on the metrics URL answers while the member waits for its peers, naming them.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let body = loop {
+        let body = http_get(metrics, "/health").await;
+        if body.contains(&format!("http://127.0.0.1:{b}"))
+            && body.contains(&format!("http://127.0.0.1:{c}"))
+        {
+            break body;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("/health never named the unreachable peers: {body}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("503"), "{body}");
+    assert!(
+        body.contains("RAFT NO LEADER; peers unreachable: "),
+        "{body}"
+    );
+    // Still running, still trying.
+    assert!(child.try_wait().unwrap().is_none(), "the member gave up");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -243,6 +243,7 @@ impl Core {
             alarms,
             ids,
             peer_client: transport.client(),
+            transport: transport.clone(),
         });
         let _ = glue.server.set(Arc::downgrade(&server));
         // A member that is leader already (a sole member is, once raft has started) promotes

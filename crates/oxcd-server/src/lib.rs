@@ -114,6 +114,18 @@ pub async fn run_until(
                 metrics::grpc::record,
             )),
     );
+    // `/metrics` and `/health` on --listen-metrics-urls at once, as etcd serves them: a member
+    // waiting for its peers says there which it cannot reach.
+    let metrics_app = metrics_router(core.server().clone(), &metrics);
+    for (url, listener) in metrics_listeners {
+        tracing::info!(address = %url, "serving /metrics and /health");
+        serving.push(tokio::spawn(net::serve(
+            listener,
+            metrics_app.clone(),
+            stop_rx.clone(),
+            net::Http2Limits::of(&cfg),
+        )));
+    }
     // Like etcd, clients are served once this member has joined the cluster's log.
     let mut shutdown = std::pin::pin!(shutdown);
     let ready = core.ready();
@@ -139,16 +151,6 @@ pub async fn run_until(
         core.server().clone(),
         stop_rx.clone(),
     ));
-    let metrics_app = metrics_router(core.server().clone(), &metrics);
-    for (url, listener) in metrics_listeners {
-        tracing::info!(address = %url, "serving /metrics and /health");
-        serving.push(tokio::spawn(net::serve(
-            listener,
-            metrics_app.clone(),
-            stop_rx.clone(),
-            net::Http2Limits::of(&cfg),
-        )));
-    }
     for (url, listener) in listeners {
         tracing::info!(address = %url, "ready to serve client requests");
         serving.push(tokio::spawn(net::serve(
