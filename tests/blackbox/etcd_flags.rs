@@ -25,8 +25,7 @@ fn member_flags(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn misleading_etcd_flags_stop_the_server_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--experimental-initial-corrupt-check"], "corruption"),
-        (&["--experimental-initial-corrupt-check=true"], "corruption"),
+        (&["--experimental-compact-hash-check-enabled"], "hash check"),
         (&["--enable-v2"], "v3 API"),
         (&["--discovery-srv=example.com"], "--initial-cluster"),
     ];

@@ -162,3 +162,126 @@ async fn three_members_restored_from_one_snapshot() {
         assert!(got.kvs.iter().any(|kv| kv.key == b"after"), "member {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_paused_leader_does_not_revoke_leases() {
+    scenarios::paused_leader_does_not_revoke_leases(oxcd(3)).await;
+}
+
+/// A member whose backend differs from its peers' at the same revision (one value changed
+/// in place while it was stopped): with `--experimental-initial-corrupt-check` it refuses
+/// to start; without, the leader's periodic check (`--experimental-corrupt-check-time`)
+/// raises the CORRUPT alarm for it, and the cluster refuses writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_corrupt_member_is_found_at_start_and_by_the_leader() {
+    use std::time::Duration;
+
+    use oxcd_proto::etcdserverpb::alarm_request::AlarmAction;
+    use oxcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use oxcd_proto::etcdserverpb::{
+        AlarmRequest, AlarmType, PutRequest, RangeRequest, StatusRequest,
+    };
+
+    let mut cfg = oxcd(3);
+    cfg.extra_args = vec!["--experimental-corrupt-check-time=1s".into()];
+    let mut c = oxcd_testkit::Cluster::start(cfg).await.unwrap();
+    let leader = c.wait_ready().await.unwrap();
+    let mut last = 0;
+    for i in 0..10 {
+        let put = PutRequest {
+            key: format!("c/{i}").into_bytes(),
+            value: format!("value {i}").into_bytes(),
+            ..Default::default()
+        };
+        last = c
+            .kv(leader)
+            .put(put)
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .unwrap()
+            .revision;
+    }
+    let victim = (leader + 1) % 3;
+    let victim_id = MaintenanceClient::new(c.channel(victim))
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap()
+        .member_id;
+    // The victim has applied every write before it stops.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let range = RangeRequest {
+            key: b"c/".to_vec(),
+            range_end: b"c0".to_vec(),
+            serializable: true,
+            ..Default::default()
+        };
+        let resp = c.kv(victim).range(range).await.unwrap().into_inner();
+        if resp.header.unwrap().revision == last {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the victim never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(c.terminate(victim).is_some_and(|s| s.success()));
+    oxcd_testkit::corrupt::flip_value_byte(&c.members()[victim].data_dir, b"c/5").unwrap();
+
+    // At start: it refuses to serve data that differs from its peers'.
+    c.set_env(victim, "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "true");
+    c.start_member(victim).unwrap();
+    let status = c.wait_exit(victim, Duration::from_secs(30)).await;
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{}",
+        c.log_tail(victim, 30)
+    );
+    let log = c.log_tail(victim, 5);
+    assert!(log.contains("found data inconsistency with peers"), "{log}");
+
+    // Started without the initial check, it serves; the leader's periodic check finds it.
+    c.set_env(victim, "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "false");
+    c.start_member(victim).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = AlarmRequest {
+            action: AlarmAction::Get as i32,
+            member_id: 0,
+            alarm: AlarmType::None as i32,
+        };
+        let alarms = MaintenanceClient::new(c.channel(leader))
+            .alarm(list)
+            .await
+            .unwrap()
+            .into_inner()
+            .alarms;
+        if !alarms.is_empty() {
+            assert_eq!(alarms.len(), 1, "{alarms:?}");
+            assert_eq!(alarms[0].alarm, AlarmType::Corrupt as i32);
+            assert_eq!(alarms[0].member_id, victim_id, "{alarms:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no CORRUPT alarm raised"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = c
+        .kv(leader)
+        .put(PutRequest {
+            key: b"c/after".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.message(), "etcdserver: corrupt cluster");
+}

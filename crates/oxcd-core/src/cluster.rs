@@ -8,6 +8,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use oxcd_peer::PeerError;
 use oxcd_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
@@ -27,6 +28,20 @@ use crate::server::EtcdServer;
 const LEARNER_READY_PERCENT: f64 = 0.9;
 /// How often a membership change waits for the one before it to be applied.
 const PENDING_CHANGE_POLL: Duration = Duration::from_millis(20);
+/// How long a follower waits before forwarding a MemberPromote again after the leader could
+/// not answer.
+const PROMOTE_RETRY: Duration = Duration::from_millis(100);
+
+/// A member as the leader's `/members/promote` answer lists it.
+fn member_from_peer(m: oxcd_peer::MemberInfo) -> Member {
+    Member {
+        id: m.id,
+        name: m.name,
+        peer_ur_ls: m.peer_urls,
+        client_ur_ls: m.client_urls,
+        is_learner: m.is_learner,
+    }
+}
 
 /// etcd's `NewMember` id: SHA-1 over the sorted peer URLs, the cluster name (empty for
 /// MemberAdd) and the time in seconds, first 8 bytes.
@@ -152,18 +167,58 @@ impl EtcdServer {
     }
 
     /// MemberPromote: only the leader knows whether the learner has caught up (90% of the
-    /// leader's log), so only the leader promotes.
+    /// leader's log), so only the leader promotes; a follower forwards the request to the
+    /// leader's `POST /members/promote/<id>` and retries (a new leader, a lost connection)
+    /// until the request timeout, as etcd's `PromoteMember` does.
     pub async fn member_promote(
         &self,
         req: MemberPromoteRequest,
     ) -> Result<MemberPromoteResponse, ServerError> {
         self.refuse_on_learner()?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout();
+        let mut leadership = self.raft.leadership();
+        let members = loop {
+            let l = *leadership.borrow_and_update();
+            if l.is_leader() {
+                match self.promote_here(req.id).await {
+                    Err(ServerError::NotLeader) => {}
+                    other => break other?,
+                }
+            } else if l.has_leader() {
+                let urls = self.peer_urls_of(l.leader_id);
+                match self.peer_client.member_promote(&urls, req.id).await {
+                    Ok(ms) => break ms.into_iter().map(member_from_peer).collect(),
+                    Err(PeerError::MemberNotFound) => return Err(ServerError::MemberNotFound),
+                    Err(PeerError::MemberNotLearner) => return Err(ServerError::MemberNotLearner),
+                    Err(PeerError::LearnerNotReady) => return Err(ServerError::LearnerNotReady),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot forward MemberPromote to the leader");
+                    }
+                }
+            }
+            // No leader, or the leader could not answer: wait for a change or a while.
+            let wait = tokio::time::Instant::now() + PROMOTE_RETRY;
+            let next = if wait < deadline { wait } else { deadline };
+            let _ = tokio::time::timeout_at(next, leadership.changed()).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServerError::Timeout);
+            }
+        };
+        Ok(MemberPromoteResponse {
+            header: self.cluster_header(),
+            members,
+        })
+    }
+
+    /// MemberPromote on the leader ([`ServerError::NotLeader`] elsewhere): the members
+    /// afterwards. Also what a follower's forwarded request runs.
+    pub(crate) async fn promote_here(&self, id: u64) -> Result<Vec<Member>, ServerError> {
         let matches = self
             .raft
             .match_indexes()
             .await?
             .ok_or(ServerError::NotLeader)?;
-        if let Some(learner) = matches.get(&req.id) {
+        if let Some(learner) = matches.get(&id) {
             let leader = matches
                 .get(&self.membership.read().local_id)
                 .copied()
@@ -176,14 +231,10 @@ impl EtcdServer {
             return Err(ServerError::MemberNotEnoughStarted);
         }
         let member = MemberRecord {
-            id: req.id,
+            id,
             ..Default::default()
         };
-        let members = self.change_membership(ChangeKind::Promote, member).await?;
-        Ok(MemberPromoteResponse {
-            header: self.cluster_header(),
-            members,
-        })
+        self.change_membership(ChangeKind::Promote, member).await
     }
 
     /// MemberUpdate: new peer URLs for a member.

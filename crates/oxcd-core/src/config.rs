@@ -26,6 +26,11 @@ pub struct CoreConfig {
     pub lease_checkpoint_interval: Duration,
     /// `--strict-reconfig-check`.
     pub strict_reconfig_check: bool,
+    /// `--experimental-initial-corrupt-check`: compare hashes with the peers before serving.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`: how often the leader compares the members'
+    /// hashes (zero: never).
+    pub corrupt_check_time: Duration,
     /// The cluster this member bootstraps or belongs to.
     pub cluster: ClusterSpec,
     /// How `https://` peer URLs are dialled (`--peer-cert-file`, `--peer-trusted-ca-file`,

@@ -19,6 +19,25 @@ pub(crate) const MAX_PENDING_REVOKES: usize = 16;
 /// Checkpoints per proposal (etcd's `maxLeaseCheckpointBatchSize`).
 pub(crate) const MAX_CHECKPOINT_BATCH: usize = 1000;
 
+/// Whether this member still leads in `term`, confirmed by a quorum: a ReadIndex round
+/// (heartbeats the followers must answer) and leadership unchanged afterwards (etcd's
+/// `ensureLeadership` before revoking expired leases).
+async fn still_leads(server: &EtcdServer, term: u64) -> bool {
+    match tokio::time::timeout(server.request_timeout(), server.raft.read_index()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "leadership not confirmed");
+            return false;
+        }
+        Err(_) => {
+            tracing::debug!("leadership not confirmed in time");
+            return false;
+        }
+    }
+    let now = *server.raft.leadership().borrow();
+    now.is_leader() && now.term == term
+}
+
 /// Runs until `stop` turns true or raft stops. Only the raft leader's lessor is primary: the
 /// loop promotes it (extending every lease by the election timeout) the moment raft says
 /// this member leads, and demotes it the moment leadership is lost.
@@ -57,7 +76,18 @@ pub(crate) async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receive
             tracing::debug!(count = expired.len(), "revoking expired leases");
             let server = server.clone();
             let pending = pending.clone();
+            let term = leadership.borrow().term;
             tokio::spawn(async move {
+                // An old leader that was stuck (paused, a slow disk) still believes it leads
+                // and finds every lease expired by its clock: it must not revoke them.
+                if !still_leads(&server, term).await {
+                    tracing::warn!(
+                        count = expired.len(),
+                        "not revoking expired leases: this member could not confirm it still \
+                         leads (they are retried while it does)"
+                    );
+                    return;
+                }
                 for id in expired {
                     let Ok(permit) = pending.clone().acquire_owned().await else {
                         return;

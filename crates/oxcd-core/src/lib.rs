@@ -23,6 +23,7 @@ mod commit_observer;
 pub mod compactor;
 mod concurrency;
 mod config;
+mod corrupt;
 mod data_dir;
 mod error;
 pub mod import;

@@ -58,6 +58,9 @@ fn peer_error(e: ServerError) -> PeerError {
     match e {
         ServerError::LeaseNotFound => PeerError::LeaseNotFound,
         ServerError::NotLeader => PeerError::NotLeader,
+        ServerError::MemberNotFound => PeerError::MemberNotFound,
+        ServerError::MemberNotLearner => PeerError::MemberNotLearner,
+        ServerError::LearnerNotReady => PeerError::LearnerNotReady,
         other => PeerError::Internal(other.to_string()),
     }
 }
@@ -145,6 +148,37 @@ impl PeerHandler for PeerGlue {
                 .lease_time_to_live(LeaseTimeToLiveRequest { id, keys })
                 .await
                 .map_err(peer_error)
+        })
+    }
+
+    fn hash_kv(&self, revision: i64) -> Result<oxcd_peer::PeerHashKv, PeerError> {
+        let h = self
+            .store
+            .hash_kv(revision)
+            .map_err(|e| PeerError::InvalidRequest(e.to_string()))?;
+        Ok(oxcd_peer::PeerHashKv {
+            header: oxcd_peer::PeerHashHeader {
+                member_id: self.membership.read().local_id,
+                revision: self.store.current_revision(),
+            },
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+        })
+    }
+
+    fn member_promote(&self, id: u64) -> BoxFuture<'_, Result<Vec<MemberInfo>, PeerError>> {
+        Box::pin(async move {
+            let members = self.server()?.promote_here(id).await.map_err(peer_error)?;
+            Ok(members
+                .into_iter()
+                .map(|m| MemberInfo {
+                    id: m.id,
+                    peer_urls: m.peer_ur_ls,
+                    is_learner: m.is_learner,
+                    name: m.name,
+                    client_urls: m.client_ur_ls,
+                })
+                .collect())
         })
     }
 }
@@ -264,6 +298,9 @@ pub(crate) fn from_peer_error(e: PeerError) -> ServerError {
     match e {
         PeerError::LeaseNotFound => ServerError::LeaseNotFound,
         PeerError::NotLeader => ServerError::NotLeader,
+        PeerError::MemberNotFound => ServerError::MemberNotFound,
+        PeerError::MemberNotLearner => ServerError::MemberNotLearner,
+        PeerError::LearnerNotReady => ServerError::LearnerNotReady,
         PeerError::Unreachable(_) => ServerError::Timeout,
         other => ServerError::Internal(other.to_string()),
     }

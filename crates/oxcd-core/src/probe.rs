@@ -16,6 +16,19 @@ impl EtcdServer {
             .collect()
     }
 
+    /// The peers this member cannot reach now (their links are retried), each as
+    /// `name (id) url,...` (the name is empty until that member has published it).
+    pub fn unreachable_peers(&self) -> Vec<String> {
+        let down = self.transport.unreachable_peers();
+        let m = self.membership.read();
+        down.into_iter()
+            .map(|id| match m.members.get(&id) {
+                Some(p) => format!("{} ({id:x}) {}", p.name, p.peer_urls.join(",")),
+                None => format!("{id:x}"),
+            })
+            .collect()
+    }
+
     /// etcd's probe read: a keys-only range of one key, serializable (this member alone)
     /// or linearizable (through the leader), within the request timeout.
     pub async fn probe_read(&self, serializable: bool) -> Result<(), ServerError> {

@@ -44,6 +44,8 @@ pub struct EtcdServer {
     pub(crate) ids: IdGenerator,
     /// Forwards lease renewals and TimeToLive to the leader over the peer port.
     pub(crate) peer_client: oxcd_peer::PeerClient,
+    /// The peer transport (which links are down, for the probes).
+    pub(crate) transport: oxcd_peer::PeerTransport,
 }
 
 impl EtcdServer {

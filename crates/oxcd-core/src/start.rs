@@ -49,6 +49,10 @@ pub enum StartError {
     /// Raft (or its WAL) failed to start.
     #[error("cannot start raft: {0}")]
     Raft(String),
+    /// The flags or the data dir do not match the cluster the peers run (another token,
+    /// a data dir of another cluster); the text says which and what to change.
+    #[error("{0}")]
+    Cluster(String),
     /// The applier hit a fatal error.
     #[error("{0}")]
     Apply(String),
@@ -81,20 +85,37 @@ impl Core {
             reason,
         };
         let started = std::time::Instant::now();
+        // A new data dir learns (joining) or checks (bootstrapping) its cluster before the
+        // backend is created, so a mistake in the flags leaves nothing behind.
+        let fresh_dir = !db_path.exists() && !dir.legacy_membership().exists();
+        let mut joined = None;
+        if fresh_dir && cfg.cluster.join_existing {
+            joined = Some(join_existing(&cfg).await?);
+        } else if fresh_dir {
+            let ours = Membership::bootstrap(&cfg.name, &cfg.cluster).cluster_id;
+            check_peer_clusters(&cfg, ours, &[], None).await?;
+        }
         let store = Arc::new(Store::open(&db_path).map_err(|e| store_err(e.to_string()))?);
         let new_data_dir = Membership::load(&store)
             .map_err(|e| store_err(e.to_string()))?
             .is_none()
             && !dir.legacy_membership().exists();
-        let joined = if new_data_dir && cfg.cluster.join_existing {
-            Some(join_existing(&cfg).await?)
-        } else {
-            None
-        };
+        if new_data_dir && cfg.cluster.join_existing && joined.is_none() {
+            joined = Some(join_existing(&cfg).await?);
+        }
         let membership = Membership::open(&store, dir, || {
             joined.unwrap_or_else(|| Membership::bootstrap(&cfg.name, &cfg.cluster))
         })
         .map_err(|e| store_err(e.to_string()))?;
+        if !fresh_dir {
+            let known: Vec<String> = membership
+                .members
+                .values()
+                .filter(|m| m.id != membership.local_id)
+                .flat_map(|m| m.peer_urls.clone())
+                .collect();
+            check_peer_clusters(&cfg, membership.cluster_id, &known, Some(dir.root())).await?;
+        }
         if new_data_dir && cfg.cluster.join_existing {
             tracing::info!("joined an existing cluster: raft learns the log from its leader");
         }
@@ -235,6 +256,7 @@ impl Core {
             alarms,
             ids,
             peer_client: transport.client(),
+            transport: transport.clone(),
         });
         let _ = glue.server.set(Arc::downgrade(&server));
         // A member that is leader already (a sole member is, once raft has started) promotes
@@ -257,6 +279,13 @@ impl Core {
                 stop_rx.clone(),
             ));
         }
+        if !server.cfg.corrupt_check_time.is_zero() {
+            tokio::spawn(crate::corrupt::monitor(
+                server.clone(),
+                server.cfg.corrupt_check_time,
+                stop_rx.clone(),
+            ));
+        }
         let (published_tx, published) = watch::channel(false);
         tokio::spawn(crate::cluster::publish_loop(
             server.clone(),
@@ -273,6 +302,19 @@ impl Core {
             transport,
             glue,
         })
+    }
+
+    /// `--experimental-initial-corrupt-check`, once the member has joined the cluster's log
+    /// and before it serves clients: [`StartError::Cluster`] if its data differs from a
+    /// peer's at the same revision (nothing to do without the flag).
+    pub async fn initial_corrupt_check(&self) -> Result<(), StartError> {
+        if !self.server.cfg.initial_corrupt_check {
+            return Ok(());
+        }
+        self.server
+            .initial_corrupt_check()
+            .await
+            .map_err(StartError::Cluster)
     }
 
     /// What the peer listeners serve (`oxcd_peer::router` over it: raft streams,
@@ -361,6 +403,76 @@ impl Core {
             Ok(Err(_)) | Err(_) => Err(StartError::Apply("applier thread panicked".into())),
         }
     }
+}
+
+/// How long start-up waits for each peer's `GET /members` when checking the cluster ids
+/// (peers that do not answer in time are not running yet, which is no error).
+const PEER_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Asks the peers (those of `--initial-cluster` and `known`, this member's own URLs left
+/// out) which cluster they belong to, and refuses to start when one that answers is in
+/// another cluster than `ours`: a `--initial-cluster-token` or `--initial-cluster` that
+/// does not match the running cluster (`data_dir: None`), or a data dir of another
+/// cluster (`Some`). Peers that do not answer are skipped: a new cluster's members start
+/// in any order.
+async fn check_peer_clusters(
+    cfg: &CoreConfig,
+    ours: u64,
+    known: &[String],
+    data_dir: Option<&std::path::Path>,
+) -> Result<(), StartError> {
+    let mine = &cfg.cluster.initial_advertise_peer_urls;
+    let mut urls: Vec<String> = cfg
+        .cluster
+        .initial_cluster
+        .values()
+        .flatten()
+        .chain(known)
+        .filter(|u| !mine.contains(u))
+        .cloned()
+        .collect();
+    urls.sort();
+    urls.dedup();
+    if urls.is_empty() {
+        return Ok(());
+    }
+    let dial = DialOptions::from_env().map_err(|e| StartError::Raft(e.to_string()))?;
+    let client = oxcd_peer::PeerClient::new(Arc::new(crate::peer::Joining), dial);
+    let asks = urls.iter().map(|url| {
+        let client = client.clone();
+        async move {
+            let answer = tokio::time::timeout(
+                PEER_CHECK_TIMEOUT,
+                client.members(std::slice::from_ref(url)),
+            )
+            .await;
+            match answer {
+                Ok(Ok(remote)) => Some((url.clone(), remote.cluster_id)),
+                _ => None,
+            }
+        }
+    });
+    for (url, theirs) in futures::future::join_all(asks).await.into_iter().flatten() {
+        if theirs == 0 || theirs == ours {
+            continue;
+        }
+        return Err(StartError::Cluster(match data_dir {
+            None => format!(
+                "peer {url} belongs to cluster {theirs:x}, but --initial-cluster and \
+                 --initial-cluster-token {token:?} make this member's cluster {ours:x}: give the \
+                 running cluster's --initial-cluster and --initial-cluster-token, or add this \
+                 member (etcdctl member add) and start it with --initial-cluster-state existing",
+                token = cfg.cluster.initial_cluster_token,
+            ),
+            Some(dir) => format!(
+                "data dir {} belongs to cluster {ours:x}, but peer {url} belongs to cluster \
+                 {theirs:x}: the data dir is from another cluster; remove it or choose another \
+                 --data-dir, and add this member to the running cluster (etcdctl member add)",
+                dir.display()
+            ),
+        }));
+    }
+    Ok(())
 }
 
 /// Learns the cluster this new member joins from the peers in `--initial-cluster` (etcd's

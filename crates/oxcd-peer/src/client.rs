@@ -1,6 +1,6 @@
 //! [`PeerClient`]: requests to a peer other than raft messages: a follower forwarding
-//! lease keep-alives and TimeToLive to the leader (as etcd does over the peer port), and a
-//! joining member reading the cluster from a peer's `GET /members` and `GET /version`.
+//! lease keep-alives, TimeToLive and MemberPromote to the leader (as etcd does over the peer
+//! port), and a joining member reading the cluster from a peer's `GET /members` and `GET /version`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use tonic::transport::Channel;
 
 use crate::proto::raft_peer_client::RaftPeerClient;
-use crate::{identity, DialOptions, MemberInfo, PeerError, PeerHandler, Versions};
+use crate::{identity, DialOptions, MemberInfo, PeerError, PeerHandler, PeerHashKv, Versions};
 
 /// Largest `/members` or `/version` answer read.
 const MAX_HTTP_BODY: usize = 16 << 20;
@@ -117,16 +117,108 @@ impl PeerClient {
             .map_err(|e| PeerError::InvalidRequest(format!("{peer_url}/version: {e}")))
     }
 
+    /// Forwards a MemberPromote of learner `id` to the leader at `leader_urls` (etcd's
+    /// `POST /members/promote/<id>`); returns the members afterwards. etcd's answers:
+    /// 404 [`PeerError::MemberNotFound`], 412 [`PeerError::MemberNotLearner`] or
+    /// [`PeerError::LearnerNotReady`] by its text; anything else unexpected is
+    /// [`PeerError::Unreachable`] (the caller retries until its deadline, as etcd does).
+    pub async fn member_promote(
+        &self,
+        leader_urls: &[String],
+        id: u64,
+    ) -> Result<Vec<MemberInfo>, PeerError> {
+        let mut last = PeerError::Unreachable("no leader URL known".into());
+        for url in leader_urls {
+            let path = format!("/members/promote/{id}");
+            let post = self.http_call(hyper::Method::POST, url, &path, String::new());
+            let (status, _, body) = match post.await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let text = String::from_utf8_lossy(&body);
+            return match status.as_u16() {
+                200 => serde_json::from_slice(&body)
+                    .map_err(|e| PeerError::InvalidRequest(format!("{url}{path}: {e}"))),
+                404 => Err(PeerError::MemberNotFound),
+                412 if text.contains(&PeerError::LearnerNotReady.to_string()) => {
+                    Err(PeerError::LearnerNotReady)
+                }
+                412 if text.contains(&PeerError::MemberNotLearner.to_string()) => {
+                    Err(PeerError::MemberNotLearner)
+                }
+                _ => Err(PeerError::Unreachable(format!(
+                    "{url}{path}: HTTP {status}: {}",
+                    text.trim_end()
+                ))),
+            };
+        }
+        Err(last)
+    }
+
     /// An HTTP/1.1 GET of `path` on the peer at `url`: the headers and body of a 2xx answer.
     async fn http_get(
         &self,
         url: &str,
         path: &str,
     ) -> Result<(hyper::HeaderMap, bytes::Bytes), PeerError> {
+        let (status, headers, body) = self
+            .http_call(hyper::Method::GET, url, path, String::new())
+            .await?;
+        if !status.is_success() {
+            return Err(PeerError::Internal(format!("{url}{path}: HTTP {status}")));
+        }
+        Ok((headers, body))
+    }
+
+    /// A peer's hash of every revision up to `revision` (etcd's `POST /members/hashkv`),
+    /// from the first of its `peer_urls` that answers. A refusal (a compacted or future
+    /// revision) is [`PeerError::InvalidRequest`] with the peer's text.
+    pub async fn hash_kv(
+        &self,
+        peer_urls: &[String],
+        revision: i64,
+    ) -> Result<PeerHashKv, PeerError> {
+        let mut last = PeerError::Unreachable("the member has no peer URL".into());
+        let body = format!("{{\"revision\":{revision}}}");
+        for url in peer_urls {
+            let post = self.http_call(hyper::Method::POST, url, "/members/hashkv", body.clone());
+            let (status, _, answer) = match post.await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            if status.is_success() {
+                return serde_json::from_slice(&answer)
+                    .map_err(|e| PeerError::InvalidRequest(format!("{url}/members/hashkv: {e}")));
+            }
+            let text = String::from_utf8_lossy(&answer).trim_end().to_string();
+            last = if status == hyper::StatusCode::BAD_REQUEST {
+                PeerError::InvalidRequest(text)
+            } else {
+                PeerError::Internal(format!("{url}/members/hashkv: HTTP {status}: {text}"))
+            };
+        }
+        Err(last)
+    }
+
+    /// An HTTP/1.1 request to `path` on the peer at `url` with `body` (over TLS where the
+    /// peer URL is `https`): the status, headers and body of its answer.
+    async fn http_call(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        path: &str,
+        body: String,
+    ) -> Result<(hyper::StatusCode, hyper::HeaderMap, bytes::Bytes), PeerError> {
         let target = self.dial.target(url)?;
         let authority = target.authority.clone();
         let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
-        let get = async {
+        let call = async {
             let connect = async {
                 match target.tls {
                     None => {
@@ -142,12 +234,19 @@ impl PeerClient {
                 .await
                 .map_err(|e| unreachable(&e))?
                 .map_err(|e| unreachable(&e))?;
+            let request = Http1Request {
+                method,
+                authority: &authority,
+                path,
+                body,
+                url,
+            };
             match io {
-                Io::Plain(io) => http1_get(io, &authority, path, url).await,
-                Io::Tls(io) => http1_get(*io, &authority, path, url).await,
+                Io::Plain(io) => http1_call(io, request).await,
+                Io::Tls(io) => http1_call(*io, request).await,
             }
         };
-        tokio::time::timeout(self.dial.request_timeout, get)
+        tokio::time::timeout(self.dial.request_timeout, call)
             .await
             .map_err(|_| unreachable(&"timed out"))?
     }
@@ -210,16 +309,25 @@ enum Io {
     Tls(Box<crate::dial::TlsIo>),
 }
 
-/// `GET path` over `io`: the headers and body of a 2xx answer.
-async fn http1_get<I>(
+/// One HTTP/1.1 request to a peer.
+struct Http1Request<'a> {
+    method: hyper::Method,
+    authority: &'a str,
+    path: &'a str,
+    body: String,
+    /// The peer URL, for error texts.
+    url: &'a str,
+}
+
+/// Sends `request` over `io`: the status, headers and body of the answer.
+async fn http1_call<I>(
     io: I,
-    authority: &str,
-    path: &str,
-    url: &str,
-) -> Result<(hyper::HeaderMap, bytes::Bytes), PeerError>
+    request: Http1Request<'_>,
+) -> Result<(hyper::StatusCode, hyper::HeaderMap, bytes::Bytes), PeerError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let url = request.url;
     let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
@@ -227,23 +335,20 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, authority)
-        .body(String::new())
+    let req = hyper::Request::builder()
+        .method(request.method)
+        .uri(request.path)
+        .header(hyper::header::HOST, request.authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(request.body)
         .map_err(|e| PeerError::Config(e.to_string()))?;
     let resp = sender
         .send_request(req)
         .await
         .map_err(|e| unreachable(&e))?;
     let (parts, body) = resp.into_parts();
-    if !parts.status.is_success() {
-        return Err(PeerError::Internal(format!(
-            "{url}{path}: HTTP {}",
-            parts.status
-        )));
-    }
     let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_HTTP_BODY)
         .await
         .map_err(|e| unreachable(&e))?;
-    Ok((parts.headers, body))
+    Ok((parts.status, parts.headers, body))
 }

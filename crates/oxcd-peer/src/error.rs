@@ -39,6 +39,16 @@ pub enum PeerError {
     /// The member asked is not (or no longer) the leader; ask the new one.
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// A forwarded MemberPromote names no member (etcd's `membership.ErrIDNotFound`).
+    #[error("membership: ID not found")]
+    MemberNotFound,
+    /// A forwarded MemberPromote names a voter (etcd's `membership.ErrMemberNotLearner`).
+    #[error("membership: can only promote a learner member")]
+    MemberNotLearner,
+    /// A forwarded MemberPromote names a learner that has not caught up with the leader
+    /// (etcd's `ErrLearnerNotReady`).
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     /// The peer refused this member for belonging to another cluster (its message says
     /// which ids differ).
     #[error("refused by the peer: {0}")]
@@ -84,7 +94,8 @@ impl From<PeerError> for Status {
             PeerError::ClusterIdMismatch { .. }
             | PeerError::MemberRemoved
             | PeerError::Refused(_) => Code::FailedPrecondition,
-            PeerError::LeaseNotFound => Code::NotFound,
+            PeerError::LeaseNotFound | PeerError::MemberNotFound => Code::NotFound,
+            PeerError::MemberNotLearner | PeerError::LearnerNotReady => Code::FailedPrecondition,
             PeerError::NotLeader | PeerError::Unreachable(_) | PeerError::Internal(_) => {
                 Code::Unavailable
             }

@@ -42,6 +42,30 @@ pub struct Versions {
     pub cluster: String,
 }
 
+/// A member's hash of its key space, as etcd's peer endpoint `POST /members/hashkv` answers
+/// it (etcd's `HashKVResponse` in JSON: `{"header":{"member_id","revision"},"hash",
+/// "compact_revision"}`), for the corruption checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerHashKv {
+    /// Who answered, and its current revision.
+    pub header: PeerHashHeader,
+    /// The hash of every revision up to the one asked for.
+    pub hash: u32,
+    /// The answering member's compact revision.
+    pub compact_revision: i64,
+}
+
+/// The part of a response header the corruption checks read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerHashHeader {
+    /// The member's id.
+    pub member_id: u64,
+    /// The member's current revision.
+    pub revision: i64,
+}
+
 /// What the peer transport needs from its member, on both sides of a connection.
 ///
 /// Called from tokio tasks: methods returning plainly must not block for long (the
@@ -96,4 +120,25 @@ pub trait PeerHandler: Send + Sync + 'static {
         id: i64,
         keys: bool,
     ) -> BoxFuture<'_, Result<LeaseTimeToLiveResponse, PeerError>>;
+
+    /// A follower forwarded a MemberPromote (etcd's `POST /members/promote/<id>`): promote
+    /// learner `id` if this member leads and return the members afterwards
+    /// ([`PeerError::MemberNotFound`], [`PeerError::MemberNotLearner`],
+    /// [`PeerError::LearnerNotReady`], [`PeerError::NotLeader`]). A member that does not
+    /// serve it (one still joining) answers [`PeerError::NotLeader`].
+    fn member_promote(&self, id: u64) -> BoxFuture<'_, Result<Vec<MemberInfo>, PeerError>> {
+        let _ = id;
+        Box::pin(async { Err(PeerError::NotLeader) })
+    }
+
+    /// A peer's corruption check asks for this member's hash of every revision up to
+    /// `revision` (etcd's `POST /members/hashkv`): [`PeerError::InvalidRequest`] carrying
+    /// etcd's text for a compacted or future revision. Runs on a blocking thread. A member
+    /// that does not serve it (one still joining) answers [`PeerError::Internal`].
+    fn hash_kv(&self, revision: i64) -> Result<PeerHashKv, PeerError> {
+        let _ = revision;
+        Err(PeerError::Internal(
+            "this member does not serve hashes yet".into(),
+        ))
+    }
 }

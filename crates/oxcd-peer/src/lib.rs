@@ -77,7 +77,7 @@ pub use client::{PeerClient, RemoteCluster};
 pub use dial::{DialOptions, PeerTls, DIAL_OVERRIDE_ENV};
 pub use error::{PeerError, LEASE_NOT_FOUND, MEMBER_REMOVED};
 pub use files::remove_partial_snapshots;
-pub use handler::{MemberInfo, PeerHandler, Versions};
+pub use handler::{MemberInfo, PeerHandler, PeerHashHeader, PeerHashKv, Versions};
 pub use identity::{CLUSTER_ID_KEY, MEMBER_ID_KEY};
 pub use server::router;
 pub use transport::{PeerTransport, TransportOptions, TransportStats};

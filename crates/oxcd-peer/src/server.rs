@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use oxcd_proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
@@ -26,8 +27,8 @@ use crate::{identity, PeerError, PeerHandler};
 /// a batch at 4 MiB, but one message with large entries may exceed it).
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-/// The peer port's routes: the `oxcdpeer.RaftPeer` gRPC service and etcd's `GET /members`
-/// and `GET /version`. Serve it on each `--listen-peer-urls` listener (plain HTTP/2
+/// The peer port's routes: the `oxcdpeer.RaftPeer` gRPC service and etcd's `GET /members`,
+/// `GET /version` and `POST /members/promote/<id>`. Serve it on each `--listen-peer-urls` listener (plain HTTP/2
 /// today; peer TLS will wrap the listener, the router stays as it is).
 pub fn router(handler: Arc<dyn PeerHandler>) -> axum::Router {
     let grpc = RaftPeerServer::new(PeerService {
@@ -38,6 +39,8 @@ pub fn router(handler: Arc<dyn PeerHandler>) -> axum::Router {
         axum::Router::new()
             .route("/members", get(members))
             .route("/version", get(version))
+            .route("/members/promote/{id}", post(member_promote))
+            .route("/members/hashkv", post(hash_kv))
             .with_state(handler),
     )
 }
@@ -58,6 +61,76 @@ async fn members(State(handler): State<Arc<dyn PeerHandler>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// etcd's `POST /members/promote/<id>` (the id in decimal), which a follower sends to the
+/// leader: 200 with the members as `GET /members` lists them, 404 for an unknown id (or one
+/// that is not a number), 412 with etcd's text for a voter or a learner not in sync, 503
+/// when this member cannot promote (not the leader).
+async fn member_promote(
+    State(handler): State<Arc<dyn PeerHandler>>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let cluster = ("X-Etcd-Cluster-ID", format!("{:x}", handler.cluster_id()));
+    let Ok(num) = id.parse::<u64>() else {
+        let text = format!("member {id} not found in cluster\n");
+        return (StatusCode::NOT_FOUND, [cluster], text).into_response();
+    };
+    match handler.member_promote(num).await {
+        Ok(mut ms) => {
+            ms.sort_by_key(|m| m.id);
+            let mut body = serde_json::to_string(&ms).unwrap_or_else(|_| "[]".into());
+            body.push('\n');
+            let json = (CONTENT_TYPE.as_str(), "application/json".to_string());
+            (StatusCode::OK, [cluster, json], body).into_response()
+        }
+        Err(e) => {
+            let status = match e {
+                PeerError::MemberNotFound => StatusCode::NOT_FOUND,
+                PeerError::MemberNotLearner | PeerError::LearnerNotReady => {
+                    StatusCode::PRECONDITION_FAILED
+                }
+                PeerError::NotLeader | PeerError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            tracing::warn!(member_id = %format!("{num:x}"), error = %e, "failed to promote a member");
+            (status, [cluster], format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// The body of etcd's `POST /members/hashkv` (its `HashKVRequest` in JSON).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct HashKvRequest {
+    revision: i64,
+}
+
+/// etcd's `POST /members/hashkv`: this member's hash up to the revision asked for, as JSON;
+/// 400 with the reason (etcd's texts for a compacted or future revision) otherwise.
+async fn hash_kv(State(handler): State<Arc<dyn PeerHandler>>, body: axum::body::Bytes) -> Response {
+    let req: HashKvRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("error unmarshalling request: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    let answer = tokio::task::spawn_blocking(move || handler.hash_kv(req.revision)).await;
+    match answer {
+        Ok(Ok(h)) => {
+            let body = serde_json::to_string(&h).unwrap_or_default();
+            ([(CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Ok(Err(PeerError::InvalidRequest(text))) => {
+            (StatusCode::BAD_REQUEST, format!("{text}\n")).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 /// etcd's `GET /version`.

@@ -3,7 +3,8 @@
 //!
 //! * `/health` — JSON `{"health","reason"}`: 503 with `ALARM NOSPACE`/`ALARM CORRUPT` for an
 //!   active alarm (unless `?exclude=NAME`), `RAFT NO LEADER` without a leader (unless
-//!   `?serializable=true`), `RANGE ERROR:<why>` when the probe read fails;
+//!   `?serializable=true`; followed by `; peers unreachable: <name> (<id>) <urls>; ...`
+//!   when links to peers are down), `RANGE ERROR:<why>` when the probe read fails;
 //! * `/livez` (check `serializable_read`) and `/readyz` (checks `data_corruption`,
 //!   `serializable_read`, `linearizable_read`) — Kubernetes-style text probes: `ok`, or
 //!   with `?verbose` one `[+]check ok` / `[-]check failed: reason` line per check;
@@ -74,7 +75,15 @@ async fn health_failure(server: &EtcdServer, q: &ProbeQuery) -> Option<String> {
         });
     }
     if !q.serializable && !server.has_leader() {
-        return Some("RAFT NO LEADER".to_string());
+        // etcd's reason, and (oxcd's addition) which peers cannot be reached.
+        let down = server.unreachable_peers();
+        if down.is_empty() {
+            return Some("RAFT NO LEADER".to_string());
+        }
+        return Some(format!(
+            "RAFT NO LEADER; peers unreachable: {}",
+            down.join("; ")
+        ));
     }
     match server.probe_read(q.serializable).await {
         Ok(()) => None,

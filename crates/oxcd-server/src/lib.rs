@@ -129,6 +129,19 @@ pub async fn run_until(
                 metrics::grpc::record,
             )),
     );
+    // `/metrics` and `/health` on --listen-metrics-urls at once, as etcd serves them: a member
+    // waiting for its peers says there which it cannot reach.
+    let metrics_app = metrics_router(core.server().clone(), &metrics);
+    for (url, listener, secure) in metrics_listeners {
+        tracing::info!(address = %url, "serving /metrics and /health");
+        serving.push(tokio::spawn(net::serve(
+            listener,
+            metrics_app.clone(),
+            stop_rx.clone(),
+            net::Http2Limits::of(&cfg),
+            tls.metrics.clone().filter(|_| secure),
+        )));
+    }
     // Like etcd, clients are served once this member has joined the cluster's log.
     let mut shutdown = std::pin::pin!(shutdown);
     let ready = core.ready();
@@ -141,6 +154,12 @@ pub async fn run_until(
         let _ = stop_tx.send(true);
         return Ok(core.shutdown().await?);
     }
+    // A member whose data differs from its peers' must not serve it.
+    if let Err(e) = core.initial_corrupt_check().await {
+        let _ = stop_tx.send(true);
+        let _ = core.shutdown().await;
+        return Err(e.into());
+    }
 
     tokio::spawn(metrics.clone().run_leader_sampler(stop_rx.clone()));
     tokio::spawn(grpc::health::follow_leader(
@@ -148,17 +167,6 @@ pub async fn run_until(
         core.server().clone(),
         stop_rx.clone(),
     ));
-    let metrics_app = metrics_router(core.server().clone(), &metrics);
-    for (url, listener, secure) in metrics_listeners {
-        tracing::info!(address = %url, "serving /metrics and /health");
-        serving.push(tokio::spawn(net::serve(
-            listener,
-            metrics_app.clone(),
-            stop_rx.clone(),
-            net::Http2Limits::of(&cfg),
-            tls.metrics.clone().filter(|_| secure),
-        )));
-    }
     for (url, listener, secure) in listeners {
         tracing::info!(address = %url, "ready to serve client requests");
         serving.push(tokio::spawn(net::serve(
@@ -294,6 +302,8 @@ fn core_config(cfg: &Config) -> CoreConfig {
         lease_checkpoint_interval: cfg.lease_checkpoint_interval,
         strict_reconfig_check: cfg.strict_reconfig_check,
         auto_compaction: cfg.auto_compaction,
+        initial_corrupt_check: cfg.initial_corrupt_check,
+        corrupt_check_time: cfg.corrupt_check_time,
         cluster: ClusterSpec {
             initial_cluster: cfg
                 .initial_cluster

@@ -339,6 +339,37 @@ impl Cluster {
         Ok(())
     }
 
+    /// Sets an environment variable for member `i`'s next start (an `ETCD_*` setting for
+    /// this member alone).
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        let env = &mut self.members[i].env;
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Waits up to `limit` for member `i`'s process to exit by itself: its exit status
+    /// (`None` if it still runs or was not running).
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let m = &mut self.members[i];
+            let status = m.child.as_mut()?.try_wait().ok()?;
+            if let Some(status) = status {
+                m.child = None;
+                m.state = MemberState::Down;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL member `i` (a crash) and reap it.
     pub fn kill(&mut self, i: usize) {
         let m = &mut self.members[i];

@@ -8,6 +8,7 @@
 //! - [`scenarios`]: cluster scenarios run against etcd first, then oxcd.
 
 pub mod cluster;
+pub mod corrupt;
 pub mod history;
 pub mod linearizability;
 pub mod model;

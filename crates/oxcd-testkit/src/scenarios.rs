@@ -5,7 +5,10 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use oxcd_proto::etcdserverpb::{PutRequest, RangeRequest};
+use oxcd_proto::etcdserverpb::lease_client::LeaseClient;
+use oxcd_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
+};
 
 use crate::cluster::{Cluster, ClusterConfig, MemberState};
 use crate::proxy::LinkMode;
@@ -108,6 +111,136 @@ pub async fn kill_leader_restart_and_pause(cfg: ClusterConfig) {
     put(&c, new_leader, "a/3").await.ok_or_panic();
     c.resume(follower);
     await_keys(&c, follower, "a/", 3).await;
+}
+
+/// Renews each of `ids` once through `member` (one keep-alive stream); the smallest TTL
+/// granted (0 if one of them is gone).
+async fn renew(c: &Cluster, member: usize, ids: &[i64]) -> Result<i64, tonic::Status> {
+    let mut client = LeaseClient::new(c.channel(member));
+    let reqs: Vec<LeaseKeepAliveRequest> =
+        ids.iter().map(|&id| LeaseKeepAliveRequest { id }).collect();
+    let mut req = tonic::Request::new(futures::stream::iter(reqs));
+    req.set_timeout(Duration::from_secs(5));
+    let mut answers = client.lease_keep_alive(req).await?.into_inner();
+    let mut min = i64::MAX;
+    for _ in ids {
+        match answers.message().await? {
+            Some(r) => min = min.min(r.ttl),
+            None => return Err(tonic::Status::unavailable("keep-alive stream ended")),
+        }
+    }
+    Ok(min)
+}
+
+/// The leader holding leases is paused (SIGSTOP) past their TTL while a new leader keeps
+/// them alive; after SIGCONT the old leader finds them expired by its own clock. It must not
+/// revoke them: only once a quorum has confirmed it still leads (etcd's
+/// `ensureLeadership`). Many leases, so that some of its revokes would be proposed after it
+/// has stepped down, which raft forwards to the new leader, and commits. The keys under the
+/// leases survive and the leases' TTLs are intact. Needs 3 members.
+pub async fn paused_leader_does_not_revoke_leases(cfg: ClusterConfig) {
+    const TTL: i64 = 3;
+    const LEASES: usize = 60;
+    let mut c = Cluster::start(cfg).await.ok_or_panic();
+    let leader = c.wait_ready().await.ok_or_panic();
+    let mut ids = Vec::new();
+    let mut renewed = tokio::time::Instant::now();
+    for i in 0..LEASES {
+        let id = LeaseClient::new(c.channel(leader))
+            .lease_grant(LeaseGrantRequest { ttl: TTL, id: 0 })
+            .await
+            .ok_or_panic()
+            .into_inner()
+            .id;
+        let put = PutRequest {
+            key: format!("lease/{i:03}").into_bytes(),
+            value: b"v".to_vec(),
+            lease: id,
+            ..Default::default()
+        };
+        c.kv(leader).put(put).await.ok_or_panic();
+        ids.push(id);
+        // Granting takes a while on a loaded machine: keep the first leases alive.
+        if renewed.elapsed() > Duration::from_secs(1) {
+            assert!(
+                renew(&c, leader, &ids).await.ok_or_panic() > 0,
+                "lease lost"
+            );
+            renewed = tokio::time::Instant::now();
+        }
+    }
+    assert!(
+        renew(&c, leader, &ids).await.ok_or_panic() > 0,
+        "lease lost"
+    );
+    c.pause(leader);
+    let rest: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let new_leader = c
+        .wait_leader_among(&rest, Duration::from_secs(20))
+        .await
+        .ok_or_panic();
+    // Keep the leases alive through the new leader for twice their TTL: the paused leader's
+    // clock runs on, so by its own reckoning they are long expired when it resumes.
+    let renew_every = Duration::from_millis(500);
+    let until = tokio::time::Instant::now() + Duration::from_secs(2 * TTL as u64);
+    while tokio::time::Instant::now() < until {
+        assert!(
+            renew(&c, new_leader, &ids).await.ok_or_panic() > 0,
+            "lease lost"
+        );
+        tokio::time::sleep(renew_every).await;
+    }
+    c.resume(leader);
+    // While the old leader rejoins (and would revoke, if it did not check), keep renewing
+    // until it follows the new leader and has caught up with a write made after it resumed.
+    let after = PutRequest {
+        key: b"lease/after-resume".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    c.kv(new_leader).put(after).await.ok_or_panic();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            renew(&c, new_leader, &ids).await.ok_or_panic() > 0,
+            "lease lost"
+        );
+        if local_keys(&c, leader, "lease/").await.len() == LEASES + 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the old leader never caught up"
+        );
+        tokio::time::sleep(renew_every).await;
+    }
+    // Revokes the old leader might have queued on resuming are proposed 16 at a time, each
+    // waiting up to a request timeout (7 s by default): renew for longer than that, then
+    // every lease and key must still be there on every member.
+    let until = tokio::time::Instant::now() + Duration::from_secs(9);
+    while tokio::time::Instant::now() < until {
+        assert!(
+            renew(&c, new_leader, &ids).await.ok_or_panic() > 0,
+            "lease lost"
+        );
+        tokio::time::sleep(renew_every).await;
+    }
+    for &id in &ids {
+        let ttl = LeaseClient::new(c.channel(new_leader))
+            .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: true })
+            .await
+            .ok_or_panic()
+            .into_inner();
+        assert!(ttl.ttl > 0, "lease revoked: {ttl:?}");
+        assert_eq!(ttl.keys.len(), 1, "{ttl:?}");
+    }
+    for i in 0..3 {
+        assert_eq!(
+            local_keys(&c, i, "lease/").await.len(),
+            LEASES + 1,
+            "member {i}"
+        );
+    }
 }
 
 /// Blackholes the leader's links: the others elect a new leader and commit, the cut-off

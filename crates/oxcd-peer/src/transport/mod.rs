@@ -107,6 +107,8 @@ struct Shared {
     counters: Counters,
     /// Set by [`PeerTransport::shutdown`]: no peer is added any more.
     stopped: AtomicBool,
+    /// Peers whose link is down (unreachable or refused) since it last failed.
+    down: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Shared {
@@ -189,6 +191,7 @@ impl PeerTransport {
                 removed: watch::channel(false).0,
                 counters: Counters::default(),
                 stopped: AtomicBool::new(false),
+                down: Mutex::default(),
             }),
         })
     }
@@ -238,6 +241,13 @@ impl PeerTransport {
     /// are dropped.
     pub fn remove_peer(&self, id: u64) {
         self.shared.peers.lock().remove(&id);
+        self.shared.down.lock().remove(&id);
+    }
+
+    /// The peers whose link is down: it failed (unreachable, or the peer refused this
+    /// member) and has not worked since. Their tasks keep retrying.
+    pub fn unreachable_peers(&self) -> Vec<u64> {
+        self.shared.down.lock().iter().copied().collect()
     }
 
     /// Stops every peer task (their streams close, queued messages are dropped) and lets

@@ -73,6 +73,7 @@ pub(super) async fn run(
             backoff = opts.backoff_min;
         }
         shared.report_unreachable(to);
+        shared.down.lock().insert(to);
         if e == PeerError::MemberRemoved {
             shared.mark_removed();
         }
@@ -85,7 +86,7 @@ pub(super) async fn run(
             log.down = true;
             backoff = opts.backoff_max;
         } else if !log.down {
-            tracing::warn!(%peer, urls = ?list, error = %e, "peer unreachable");
+            tracing::warn!(%peer, urls = ?list, error = %e, "peer unreachable; retrying");
             log.down = true;
         } else {
             tracing::debug!(%peer, error = %e, "peer still unreachable");
@@ -154,6 +155,7 @@ async fn stream(
             _ = &mut active, if !marked => {
                 marked = true;
                 mark_active(log, to);
+                shared.down.lock().remove(&to);
                 continue;
             }
             changed = urls.changed() => return match changed {

@@ -172,6 +172,12 @@ pub struct Config {
     pub grpc_keepalive_timeout: Duration,
     /// `--max-concurrent-streams`: HTTP/2 streams one client connection may open at once.
     pub max_concurrent_streams: u32,
+    /// `--experimental-initial-corrupt-check`: compare the backend's hash with the peers'
+    /// before serving clients.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`: how often the leader compares the members'
+    /// hashes (zero: never).
+    pub corrupt_check_time: Duration,
     /// `--strict-reconfig-check`: refuse membership changes that would lose the quorum of
     /// started members.
     pub strict_reconfig_check: bool,

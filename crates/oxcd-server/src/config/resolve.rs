@@ -213,6 +213,8 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
         grpc_keepalive_timeout: settings.duration("grpc-keepalive-timeout"),
         max_concurrent_streams,
         strict_reconfig_check: settings.bool("strict-reconfig-check"),
+        initial_corrupt_check: settings.bool("experimental-initial-corrupt-check"),
+        corrupt_check_time: settings.duration("experimental-corrupt-check-time"),
         listen_metrics_urls,
         metrics_extensive: settings.text("metrics") == "extensive",
         enable_grpc_gateway: settings.bool("enable-grpc-gateway"),

@@ -181,7 +181,7 @@ const AUTH: &str = "authentication is not implemented in oxcd yet";
 const V2: &str = "oxcd serves only the v3 API";
 const DISCOVERY: &str =
     "oxcd bootstraps only from --initial-cluster; list the members there instead of using discovery";
-const CORRUPTION: &str = "oxcd has no data corruption checks yet";
+const CORRUPTION: &str = "oxcd has no compaction hash check (etcd 3.5's) yet; --experimental-corrupt-check-time checks the members periodically";
 const TRACING: &str = "oxcd exports no OpenTelemetry traces yet";
 const LOG: &str = "oxcd writes its own structured log lines to stderr (filter them with OXCD_LOG)";
 const BBOLT: &str = "oxcd's backend is not bbolt, it has no such knob";
@@ -302,8 +302,8 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     // Gateway.
     used("enable-grpc-gateway", Bool, B, "true", "Enable GRPC gateway."),
     // Experimental.
-    refused("experimental-initial-corrupt-check", Bool, B, &["false"], CORRUPTION),
-    refused("experimental-corrupt-check-time", Duration, B, &["0s"], CORRUPTION),
+    used("experimental-initial-corrupt-check", Bool, B, "false", "Check the backend's hash against the peers' before serving clients"),
+    used("experimental-corrupt-check-time", Duration, B, "0s", "How often the leader compares the members' hashes (0s: never)"),
     refused("experimental-compact-hash-check-enabled", Bool, V35, &["false"], CORRUPTION),
     ignored("experimental-compact-hash-check-time", Duration, V35, &[], "only used with --experimental-compact-hash-check-enabled, which oxcd refuses"),
     ignored("experimental-enable-lease-checkpoint", Bool, B, &["true"], "oxcd always checkpoints the remaining TTL of leases"),
