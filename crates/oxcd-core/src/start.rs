@@ -222,6 +222,7 @@ impl Core {
             alarms,
             ids,
             peer_client: transport.client(),
+            proposal_stats: Default::default(),
         });
         let _ = glue.server.set(Arc::downgrade(&server));
         // A member that is leader already (a sole member is, once raft has started) promotes

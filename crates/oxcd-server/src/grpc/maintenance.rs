@@ -5,14 +5,14 @@ use std::sync::Arc;
 use oxcd_core::EtcdServer;
 use oxcd_proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
-    DefragmentResponse, HashKvRequest, HashKvResponse, MoveLeaderRequest, MoveLeaderResponse,
-    StatusRequest, StatusResponse,
+    DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
 use super::status;
 
-/// Serves Status, Alarm, Defragment, HashKV and MoveLeader.
+/// Serves Status, Alarm, Defragment, Hash, HashKV and MoveLeader.
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
 }
@@ -42,6 +42,10 @@ impl Maintenance for MaintenanceService {
 
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         status(self.server.alarm(req.into_inner()).await)
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        status(self.server.hash())
     }
 
     async fn hash_kv(

@@ -61,6 +61,8 @@ pub struct Metrics {
     /// The gRPC families, shared with the recording layer.
     pub grpc: Arc<grpc::GrpcMetrics>,
     last_leader: AtomicU64,
+    /// The core's failed-proposal count already added to `proposals_failed`.
+    failed_counted: AtomicU64,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<Gauge, MetricsError> {
@@ -197,6 +199,7 @@ impl Metrics {
             gauges,
             grpc,
             last_leader: AtomicU64::new(0),
+            failed_counted: AtomicU64::new(0),
         });
         metrics.sample_leader();
         // Process-wide hooks: the first server of the process records into them.
@@ -257,14 +260,14 @@ impl Metrics {
         g.quota_backend_bytes.set(status.db_size_quota as f64);
         g.db_total_size.set(status.db_size as f64);
         g.db_in_use_size.set(status.db_size_in_use as f64);
-        // Pending and failed proposals, fsync and commit latencies wait for their hooks in
-        // oxcd-core and oxcd-raft; the series exist (at zero) so dashboards find them.
-        let _ = (
-            &g.proposals_pending,
-            &g.proposals_failed,
-            &g.wal_fsync,
-            &g.backend_commit,
-        );
+        let proposals = self.server.proposal_stats();
+        g.proposals_pending.set(proposals.pending() as f64);
+        // The core's count only grows; each scrape adds what it grew by since the last.
+        let failed = proposals.failed();
+        let counted = self.failed_counted.swap(failed, Ordering::Relaxed);
+        if failed > counted {
+            g.proposals_failed.inc_by(failed - counted);
+        }
     }
 }
 
