@@ -246,7 +246,18 @@ async fn metrics_count_stream_messages_and_proposals() {
     };
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
+    assert_eq!(http(s.port, "GET", "/health", "").await.0, 200);
     let (_, body) = http(s.port, "GET", "/metrics", "").await;
+    assert_eq!(
+        sample(&body, "etcd_server_health_success").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&body, "etcd_server_is_learner").as_deref(),
+        Some("0")
+    );
+    let fds: u64 = sample(&body, "os_fd_used").unwrap().parse().unwrap();
+    assert!(fds > 0, "{body}");
     // Present at zero from the start, as etcd's.
     assert_eq!(
         sample(&body, "etcd_server_proposals_pending").as_deref(),
