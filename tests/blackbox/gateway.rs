@@ -230,3 +230,179 @@ async fn a_second_lock_waits_for_the_first_unlock() {
     let seen = observe.message().await.unwrap().unwrap();
     assert_eq!(seen.kv.unwrap().value, b"v1");
 }
+
+/// One sample of `/metrics` (the line starting with `series`), if present.
+fn sample(body: &str, series: &str) -> Option<String> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn metrics_count_stream_messages_and_proposals() {
+    use oxcd_proto::etcdserverpb::{
+        watch_client::WatchClient, watch_request::RequestUnion, PutRequest, WatchCreateRequest,
+        WatchRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    assert_eq!(http(s.port, "GET", "/health", "").await.0, 200);
+    let (_, body) = http(s.port, "GET", "/metrics", "").await;
+    assert_eq!(
+        sample(&body, "etcd_server_health_success").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&body, "etcd_server_is_learner").as_deref(),
+        Some("0")
+    );
+    let fds: u64 = sample(&body, "os_fd_used").unwrap().parse().unwrap();
+    assert!(fds > 0, "{body}");
+    // Present at zero from the start, as etcd's.
+    assert_eq!(
+        sample(&body, "etcd_server_proposals_pending").as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        sample(&body, "etcd_server_proposals_failed_total").as_deref(),
+        Some("0")
+    );
+
+    // A watch stream: one request received; created + two events sent; the client goes
+    // away, which go-grpc-prometheus (and etcd) count as Canceled.
+    let channel = tonic::transport::Channel::from_shared(s.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"w".to_vec(),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = WatchClient::new(channel)
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().unwrap().created);
+    let mut kv = s.kv().await;
+    for v in ["1", "2"] {
+        kv.put(PutRequest {
+            key: b"w".to_vec(),
+            value: v.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(stream.message().await.unwrap().unwrap().events.len(), 1);
+    }
+    drop(stream);
+    drop(tx);
+    let labels =
+        r#"{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"}"#;
+    let canceled = r#"grpc_server_handled_total{grpc_code="Canceled",grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (_, body) = http(s.port, "GET", "/metrics", "").await;
+        if sample(&body, canceled).as_deref() == Some("1") {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ended watch stream was not counted as handled:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (family, want) in [
+        ("grpc_server_started_total", "1"),
+        ("grpc_server_msg_received_total", "1"),
+        ("grpc_server_msg_sent_total", "3"),
+    ] {
+        assert_eq!(
+            sample(&body, &format!("{family}{labels}")).as_deref(),
+            Some(want),
+            "{family}"
+        );
+    }
+    // Unary calls: one message each way.
+    let put = r#"{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#;
+    assert_eq!(
+        sample(&body, &format!("grpc_server_msg_sent_total{put}")).as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        sample(&body, "etcd_server_proposals_pending").as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test]
+async fn gateway_serves_hash_hashkv_and_transfer_leadership() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    http(
+        s.port,
+        "POST",
+        "/v3/kv/put",
+        r#"{"key":"Zm9v","value":"YmFy"}"#,
+    )
+    .await;
+    let (code, body) = http(s.port, "POST", "/v3/maintenance/hashkv", "{}").await;
+    assert_eq!(code, 200, "{body}");
+    let hashkv = json(&body);
+    assert_eq!(hashkv["hash_revision"], "2");
+    assert_eq!(hashkv["compact_revision"], "-1");
+    // etcd 3.4/3.5 route /maintenance/hash to Hash: a header and the hash alone.
+    let (code, body) = http(s.port, "POST", "/v3/maintenance/hash", "").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"header": {"revision": "2"}, "hash": hashkv["hash"]})
+    );
+    let (code, body) = http(
+        s.port,
+        "POST",
+        "/v3/maintenance/hashkv",
+        r#"{"revision":"9"}"#,
+    )
+    .await;
+    assert_eq!(
+        (code, json(&body)["code"].clone()),
+        (400, 11.into()),
+        "{body}"
+    );
+
+    // To a member that does not exist: FailedPrecondition, which grpc-gateway v1 (etcd
+    // 3.4 and 3.5) answers with 412.
+    let (code, body) = http(
+        s.port,
+        "POST",
+        "/v3/maintenance/transfer-leadership",
+        r#"{"targetID":"12345"}"#,
+    )
+    .await;
+    assert_eq!(code, 412);
+    assert_eq!(
+        body,
+        r#"{"error":"etcdserver: bad leader transferee","message":"etcdserver: bad leader transferee","code":9}"#
+    );
+    // To itself, the leader: done at once.
+    let (_, members) = http(s.port, "POST", "/v3/cluster/member/list", "{}").await;
+    let me = json(&members)["members"][0]["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, body) = http(
+        s.port,
+        "POST",
+        "/v3/maintenance/transfer-leadership",
+        &format!(r#"{{"targetID":"{me}"}}"#),
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (200, "{}"));
+}

@@ -14,6 +14,8 @@
 #                 --rev=N arguments; the value is recorded via the command line)
 #   note TEXT     free-form line in the transcript
 #   ctl_for SECS ARGS...  like ctl, but stops etcdctl after SECS (keep-alive)
+#   gw METHOD PATH [BODY]  curl to the JSON gateway; request, HTTP status and body
+#                 go into the transcript
 #   lease_grant TTL [ARGS...]  ctl lease grant, prints the new id (hex); ids are
 #                 normalized to <LEASE_ID_n>. Revoke your leases at the end of a
 #                 scenario so that later `lease list` output stays predictable.
@@ -535,6 +537,29 @@ sc_member_list() {
 sc_endpoint_health() {
   ctl endpoint health
   ctl endpoint health -w json
+}
+
+# ------------------------------------------------------------------ JSON gateway (curl)
+# Maintenance routes of the gateway: etcd 3.4 serves Hash on /v3/maintenance/hash (HashKV's
+# annotation names the same path; the first registered wins) and MoveLeader on
+# /v3/maintenance/transfer-leadership. A sole member is the leader: moving leadership to
+# itself succeeds at once; to an unknown or zero id is `bad leader transferee`
+# (FailedPrecondition, HTTP 412 through grpc-gateway v1).
+sc_gw_maintenance_hash() {
+  quiet put gwh/k v1
+  gw POST /v3/maintenance/hash '{}'
+  gw POST /v3/maintenance/hash ''
+  gw GET /v3/maintenance/hash
+}
+
+sc_gw_transfer_leadership() {
+  local self
+  self=$(timeout 30 etcdctl --endpoints="$EP" member list -w json </dev/null 2>/dev/null \
+           | grep -o '"ID":[0-9]*' | head -1 | cut -d: -f2 || true)
+  gw POST /v3/maintenance/transfer-leadership '{}'
+  gw POST /v3/maintenance/transfer-leadership '{"targetID":"12345"}'
+  gw POST /v3/maintenance/transfer-leadership "{\"targetID\":\"$self\"}"
+  gw GET /v3/maintenance/transfer-leadership
 }
 
 # ------------------------------------------------------------------ Go clientv3 programs

@@ -7,6 +7,7 @@
 //! oxcd-bench --conns 10 --clients 100 txn-put --txn-ops 4 --key-space-size 100000
 //! oxcd-bench --conns 10 --clients 100 txn-mixed --rw-ratio 4 --key-space-size 1000
 //! oxcd-bench --conns 10 --clients 100 lease-keepalive
+//! oxcd-bench --gateway --clients 100 put        # over the JSON gateway, HTTP/1.1
 //! oxcd-bench --conns 10 --total 1000 watch --streams 100 --watchers 1000 --key foo
 //! oxcd-bench --conns 10 watch-latency --streams 100 --watchers-per-stream 10 --put-rate 200
 //! ```
@@ -15,6 +16,7 @@
 //! `error_samples`, `total_secs`, `requests_per_sec`, `p50_ms` ... `p999_ms`, ...) plus
 //! fields of its own; the watch workloads count events there (see `watch.rs`).
 
+mod gateway;
 mod lease;
 mod progress;
 mod stats;
@@ -73,6 +75,11 @@ struct Cli {
     /// Print the summary as JSON on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Run put or range over etcd's HTTP/JSON gateway (`/v3/kv/put`, `/v3/kv/range`)
+    /// instead of gRPC: each client on its own HTTP/1.1 keep-alive connection (--conns
+    /// is ignored).
+    #[arg(long, global = true)]
+    gateway: bool,
     /// Timeout of each request (and of connecting), e.g. `10s`.
     #[arg(long, value_parser = parse_duration, default_value = "10s", global = true)]
     timeout: Duration,
@@ -638,6 +645,9 @@ async fn run(cli: Cli) -> Result<bool, String> {
     if cli.total == 0 && cli.duration.is_none() {
         return Err("--total 0 (unlimited) needs --duration".into());
     }
+    if cli.gateway {
+        return run_gateway(&cli, workload).await;
+    }
     let connections = connect(&cli, cli.conns).await?;
 
     let run = Arc::new(Run::new(workload, cli.total, cli.duration, cli.rate));
@@ -713,6 +723,45 @@ async fn run(cli: Cli) -> Result<bool, String> {
         eprintln!("oxcd-bench: every request failed");
     }
     Ok(total.all.errors() == 0)
+}
+
+/// Runs put or range over the JSON gateway (`--gateway`) and prints its summary.
+async fn run_gateway(cli: &Cli, workload: Workload) -> Result<bool, String> {
+    if !matches!(workload, Workload::Put(_) | Workload::Range(_)) {
+        return Err(format!(
+            "--gateway runs put and range, not {}",
+            workload.name()
+        ));
+    }
+    let mut conns = Vec::with_capacity(cli.clients);
+    for i in 0..cli.clients {
+        conns.push(gateway::Conn::connect(&cli.endpoints[i % cli.endpoints.len()]).await?);
+    }
+    let run = Arc::new(Run::new(workload, cli.total, cli.duration, cli.rate));
+    let bar = ProgressBar::start("requests", run.done.clone(), cli.total, cli.duration);
+    let clients: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, conn)| tokio::spawn(gateway::client_loop(run.clone(), conn, i as u64)))
+        .collect();
+    let mut total = Recorder::default();
+    for joined in futures::future::join_all(clients).await {
+        match joined {
+            Ok(rec) => total.merge(&rec),
+            Err(e) => return Err(format!("client task failed: {e}")),
+        }
+    }
+    let elapsed = run.start.elapsed();
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let name = format!("gateway-{}", run.workload.name());
+    let summary = total.summary(&name, elapsed);
+    print_summary(cli, &summary, || summary.to_text())?;
+    if total.ok() == 0 && total.errors() > 0 {
+        eprintln!("oxcd-bench: every request failed");
+    }
+    Ok(total.errors() == 0)
 }
 
 fn main() -> ExitCode {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use oxcd_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, HashKvRequest, HashKvResponse,
-    MoveLeaderRequest, MoveLeaderResponse, StatusResponse,
+    HashResponse, MoveLeaderRequest, MoveLeaderResponse, StatusResponse,
 };
 
 use crate::error::ServerError;
@@ -80,6 +80,19 @@ impl EtcdServer {
             hash: h.hash,
             compact_revision: h.compact_revision,
             hash_revision: h.hash_revision,
+        })
+    }
+
+    /// Hash: a hash of this member's key space at the current revision, every revision kept
+    /// included (HashKV's hash at revision 0). etcd's Hash covers its whole bolt backend,
+    /// whose layout oxcd does not share: like etcd's, the value only means something
+    /// compared with another member's at the same revision.
+    pub fn hash(&self) -> Result<HashResponse, ServerError> {
+        self.refuse_on_learner()?;
+        let h = self.store.hash_kv(0)?;
+        Ok(HashResponse {
+            header: Some(self.header(h.hash_revision)),
+            hash: h.hash,
         })
     }
 

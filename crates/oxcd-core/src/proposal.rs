@@ -8,7 +8,7 @@
 //! the expected kind is [`Proposal::take`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oxcd_proto::etcdserverpb::{
@@ -110,6 +110,47 @@ impl Waiters {
         for (_, tx) in self.map.lock().drain() {
             let _ = tx.send(Err(err.clone()));
         }
+    }
+}
+
+/// etcd's proposal counters (`etcd_server_proposals_pending` and
+/// `etcd_server_proposals_failed_total`), kept with atomics so counting costs a proposal
+/// nothing measurable; the metrics read them when scraped.
+#[derive(Debug, Default)]
+pub struct ProposalStats {
+    pending: AtomicI64,
+    failed: AtomicU64,
+}
+
+impl ProposalStats {
+    /// Proposals proposed and not yet answered (applied, failed or given up on).
+    pub fn pending(&self) -> i64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Proposals raft did not take, or that were not applied in time, since start.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more failed proposal.
+    pub(crate) fn fail(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a proposal as pending until the guard is dropped.
+    pub(crate) fn pending_guard(&self) -> PendingGuard<'_> {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        PendingGuard(self)
+    }
+}
+
+/// A pending proposal; no longer pending when dropped (answered, or its caller gone).
+pub(crate) struct PendingGuard<'a>(&'a ProposalStats);
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

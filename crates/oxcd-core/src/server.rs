@@ -27,7 +27,7 @@ use crate::alarm::AlarmSet;
 use crate::config::CoreConfig;
 use crate::error::ServerError;
 use crate::membership::Membership;
-use crate::proposal::{IdGenerator, Proposal, Waiters};
+use crate::proposal::{IdGenerator, Proposal, ProposalStats, Waiters};
 
 /// The server: one method per etcd operation (see the crate documentation).
 pub struct EtcdServer {
@@ -46,9 +46,16 @@ pub struct EtcdServer {
     pub(crate) peer_client: oxcd_peer::PeerClient,
     /// The peer transport (which links are down, for the probes).
     pub(crate) transport: oxcd_peer::PeerTransport,
+    /// Pending and failed proposals, for the metrics.
+    pub(crate) proposal_stats: Arc<ProposalStats>,
 }
 
 impl EtcdServer {
+    /// Pending and failed proposals (etcd's `proposals_pending` / `_failed_total`).
+    pub fn proposal_stats(&self) -> &ProposalStats {
+        &self.proposal_stats
+    }
+
     /// The configuration the core runs with.
     pub fn config(&self) -> &CoreConfig {
         &self.cfg
@@ -134,12 +141,18 @@ impl EtcdServer {
         if data.len() as u64 > self.cfg.max_request_bytes {
             return Err(ServerError::RequestTooLarge);
         }
+        // As etcd's: pending from the proposal until its answer, failed when raft does not
+        // take it or it is not applied within the request timeout.
+        let _pending = self.proposal_stats.pending_guard();
         let rx = self.waiters.register(id);
         let waiters = self.waiters.clone();
-        let queued = self
-            .raft
-            .propose_or_else(data, move |e| waiters.trigger(id, Err(e.into())));
+        let stats = self.proposal_stats.clone();
+        let queued = self.raft.propose_or_else(data, move |e| {
+            stats.fail();
+            waiters.trigger(id, Err(e.into()))
+        });
         if let Err(e) = queued {
+            self.proposal_stats.fail();
             self.waiters.cancel(id);
             return Err(e.into());
         }
@@ -147,6 +160,7 @@ impl EtcdServer {
             Ok(Ok(result)) => result?,
             Ok(Err(_)) => return Err(ServerError::Stopped),
             Err(_) => {
+                self.proposal_stats.fail();
                 self.waiters.cancel(id);
                 return Err(ServerError::Timeout);
             }

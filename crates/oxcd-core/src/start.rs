@@ -257,6 +257,7 @@ impl Core {
             ids,
             peer_client: transport.client(),
             transport: transport.clone(),
+            proposal_stats: Default::default(),
         });
         let _ = glue.server.set(Arc::downgrade(&server));
         // A member that is leader already (a sole member is, once raft has started) promotes

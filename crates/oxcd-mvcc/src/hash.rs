@@ -30,17 +30,18 @@ pub struct KvHash {
 
 impl Store {
     /// The hash of every revision up to `rev` (0: the current revision), with etcd's
-    /// errors for a compacted or future revision.
+    /// errors for a compacted or future revision (never for 0, as etcd's `HashByRev`:
+    /// the current revision may be the compact revision itself).
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash, MvccError> {
         let (rtxn, rev, compact) = {
             let st = self.state.read();
-            let rev = if rev == 0 { st.committed_rev } else { rev };
-            if rev > st.committed_rev {
+            if rev > 0 && rev > st.committed_rev {
                 return Err(MvccError::FutureRev);
             }
-            if rev <= st.compact_rev {
+            if rev > 0 && rev <= st.compact_rev {
                 return Err(MvccError::Compacted);
             }
+            let rev = if rev == 0 { st.committed_rev } else { rev };
             (self.begin_read()?, rev, st.compact_rev)
         };
         let table = rtxn.open_table(KV_TABLE)?;
@@ -145,5 +146,11 @@ mod tests {
         stores[1].compact(4, 5).unwrap();
         stores[1].commit(true).unwrap();
         assert_eq!(stores[1].hash_kv(5).unwrap(), compacted);
+        // Compacted at the current revision: revision 0 (now) still hashes, as in etcd.
+        stores[1].compact(5, 6).unwrap();
+        stores[1].commit(true).unwrap();
+        let now = stores[1].hash_kv(0).unwrap();
+        assert_eq!((now.hash_revision, now.compact_revision), (5, 5));
+        assert_eq!(stores[1].hash_kv(5).unwrap_err(), MvccError::Compacted);
     }
 }

@@ -10,6 +10,7 @@
 //!   with `?verbose` one `[+]check ok` / `[-]check failed: reason` line per check;
 //!   `?exclude=check` skips one; `/livez/<check>` runs one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
@@ -91,9 +92,21 @@ async fn health_failure(server: &EtcdServer, q: &ProbeQuery) -> Option<String> {
     }
 }
 
+/// `/health` answers that were healthy, since start (`etcd_server_health_success`).
+pub static HEALTH_SUCCESS: AtomicU64 = AtomicU64::new(0);
+/// `/health` answers that were not (`etcd_server_health_failures`).
+pub static HEALTH_FAILURES: AtomicU64 = AtomicU64::new(0);
+
 async fn health(State(server): State<Arc<EtcdServer>>, RawQuery(raw): RawQuery) -> Response {
     let q = ProbeQuery::parse(raw.as_deref());
-    match health_failure(&server, &q).await {
+    let failure = health_failure(&server, &q).await;
+    let counter = if failure.is_none() {
+        &HEALTH_SUCCESS
+    } else {
+        &HEALTH_FAILURES
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    match failure {
         None => (
             StatusCode::OK,
             serde_json::json!({"health": "true", "reason": ""}).to_string(),

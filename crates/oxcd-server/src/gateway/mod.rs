@@ -171,14 +171,24 @@ fn routes() -> Vec<(&'static str, Route)> {
             "/election/resign",
             unary(|g, r: ResignRequest| async move { g.server.resign(r).await }),
         ),
-        ("/maintenance/hash", unimplemented("Hash")),
+        // etcd 3.4 and 3.5 route `/maintenance/hash` to Hash (HashKV's annotation names the
+        // same path, and the first registered wins); 3.5.x and later serve HashKV on
+        // `/maintenance/hashkv`.
+        (
+            "/maintenance/hash",
+            unary(|g, _: pb::HashRequest| async move { g.server.hash() }),
+        ),
+        (
+            "/maintenance/hashkv",
+            unary(|g, r: pb::HashKvRequest| async move { g.server.hash_kv(r) }),
+        ),
         (
             "/maintenance/snapshot",
             post(stream::snapshot).fallback(method_not_allowed),
         ),
         (
             "/maintenance/transfer-leadership",
-            unimplemented("MoveLeader"),
+            unary(|g, r: pb::MoveLeaderRequest| async move { g.server.move_leader(r).await }),
         ),
         ("/maintenance/downgrade", unimplemented("Downgrade")),
     ]
@@ -238,9 +248,8 @@ pub fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
         Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            StatusCode::BAD_REQUEST
-        }
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,

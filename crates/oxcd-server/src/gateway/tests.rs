@@ -5,7 +5,7 @@ fn grpc_codes_map_to_grpc_gateway_statuses() {
     assert_eq!(http_status(Code::InvalidArgument), StatusCode::BAD_REQUEST);
     assert_eq!(
         http_status(Code::FailedPrecondition),
-        StatusCode::BAD_REQUEST
+        StatusCode::PRECONDITION_FAILED
     );
     assert_eq!(http_status(Code::NotFound), StatusCode::NOT_FOUND);
     assert_eq!(

@@ -7,8 +7,9 @@ use futures::{Stream, StreamExt};
 use oxcd_core::EtcdServer;
 use oxcd_proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
-    DefragmentResponse, HashKvRequest, HashKvResponse, MoveLeaderRequest, MoveLeaderResponse,
-    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -26,7 +27,7 @@ pub async fn snapshot(server: &Arc<EtcdServer>) -> Result<SnapshotStream, Status
     ))
 }
 
-/// Serves Status, Alarm, Defragment, HashKV, MoveLeader and Snapshot.
+/// Serves Status, Alarm, Defragment, Hash, HashKV, MoveLeader and Snapshot.
 pub struct MaintenanceService {
     server: Arc<EtcdServer>,
 }
@@ -63,6 +64,10 @@ impl Maintenance for MaintenanceService {
 
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         status(self.server.alarm(req.into_inner()).await)
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        status(self.server.hash())
     }
 
     async fn hash_kv(

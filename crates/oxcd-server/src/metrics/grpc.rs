@@ -5,16 +5,23 @@
 //!
 //! Each method's counters are resolved once into a table keyed by the request path, so a
 //! call costs one hash lookup and a few atomic increments. Unary calls are counted when
-//! they answer (`grpc-status` of a trailers-only answer, else OK); streams count as
-//! started when opened (their messages and end are not counted yet).
+//! they answer (`grpc-status` of a trailers-only answer, else OK); streams (Watch,
+//! LeaseKeepAlive, Observe, Snapshot) count each message received and sent, read from
+//! gRPC's length-prefixed framing of their bodies, and are handled with their trailers'
+//! code.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use bytes::Bytes;
+use http_body::Frame;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
@@ -134,9 +141,21 @@ struct MethodSeries {
     handling: Option<Histogram>,
 }
 
+impl MethodSeries {
+    /// Counts the end of a call with `code`, `started` when it began.
+    fn handled(&self, code: Code, started: Instant) {
+        if let Some(h) = self.handled.get(code as usize) {
+            h.inc();
+        }
+        if let Some(h) = &self.handling {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
 /// The gRPC families and the per-method table.
 pub struct GrpcMetrics {
-    by_path: HashMap<String, MethodSeries>,
+    by_path: HashMap<String, Arc<MethodSeries>>,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -195,61 +214,237 @@ impl GrpcMetrics {
                     CODES.map(|code| handled.with_label_values(&[*kind, *service, *method, code]));
                 by_path.insert(
                     format!("/{service}/{method}"),
-                    MethodSeries {
+                    Arc::new(MethodSeries {
                         unary: *kind == "unary",
                         started: started.with_label_values(&l),
                         handled,
                         received: received.with_label_values(&l),
                         sent: sent.with_label_values(&l),
                         handling: handling.as_ref().map(|h| h.with_label_values(&l)),
-                    },
+                    }),
                 );
             }
         }
         Ok(GrpcMetrics { by_path })
     }
-
-    /// Records a call of `path` that answered with `code` after `started`.
-    fn record(&self, path: &str, code: Option<Code>, started: Instant) {
-        let Some(m) = self.by_path.get(path) else {
-            return;
-        };
-        m.started.inc();
-        if !m.unary {
-            return;
-        }
-        let code = code.unwrap_or(Code::Ok);
-        m.received.inc();
-        if code == Code::Ok {
-            m.sent.inc();
-        }
-        if let Some(h) = m.handled.get(code as usize) {
-            h.inc();
-        }
-        if let Some(h) = &m.handling {
-            h.observe(started.elapsed().as_secs_f64());
-        }
-    }
 }
 
-/// Middleware recording every gRPC call (requests whose content type is gRPC).
+/// The `grpc-status` of a header or trailer map, if it has one.
+fn grpc_status(headers: &axum::http::HeaderMap) -> Option<Code> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32)
+}
+
+/// Middleware recording every gRPC call (requests whose content type is gRPC), as
+/// go-grpc-prometheus does: started when it arrives; a unary call received and (if OK)
+/// sent one message and is handled when it answers; a stream counts each message it
+/// receives and sends and is handled when its trailers go out (Canceled if the client
+/// goes away first). A unary call costs one lookup (no allocation) and a few atomic
+/// increments; a stream also wraps its two bodies, once for its whole life.
 pub async fn record(State(metrics): State<Arc<GrpcMetrics>>, req: Request, next: Next) -> Response {
     let is_grpc = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    if !is_grpc {
+    let Some(series) = is_grpc
+        .then(|| metrics.by_path.get(req.uri().path()))
+        .flatten()
+    else {
         return next.run(req).await;
-    }
-    let path = req.uri().path().to_string();
+    };
     let started = Instant::now();
+    series.started.inc();
+    if series.unary {
+        series.received.inc();
+        let resp = next.run(req).await;
+        // A trailers-only answer (an error) has grpc-status in its headers; tonic sends
+        // an OK answer's status in the trailers.
+        let code = grpc_status(resp.headers()).unwrap_or(Code::Ok);
+        if code == Code::Ok {
+            series.sent.inc();
+        }
+        series.handled(code, started);
+        return resp;
+    }
+    let req = req.map(|body| {
+        Body::new(CountMessages {
+            inner: body,
+            frames: Frames::default(),
+            counter: series.received.clone(),
+            end: None,
+        })
+    });
     let resp = next.run(req).await;
-    let code = resp
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok())
-        .map(Code::from_i32);
-    metrics.record(&path, code, started);
-    resp
+    if let Some(code) = grpc_status(resp.headers()) {
+        series.handled(code, started);
+        return resp;
+    }
+    resp.map(|body| {
+        Body::new(CountMessages {
+            inner: body,
+            frames: Frames::default(),
+            counter: series.sent.clone(),
+            end: Some(StreamEnd {
+                series: series.clone(),
+                started,
+                done: false,
+            }),
+        })
+    })
+}
+
+/// Follows gRPC's length-prefixed framing (a flag byte, a 4-byte big-endian length, the
+/// message) across data chunks, counting whole messages.
+#[derive(Debug, Default)]
+struct Frames {
+    /// Bytes of the current message's 5-byte prefix seen so far.
+    prefix_seen: usize,
+    /// The prefix's length bytes.
+    len_bytes: [u8; 4],
+    /// Bytes of the current message's body still to come (after a whole prefix).
+    remaining: u64,
+}
+
+impl Frames {
+    /// Feeds one chunk; returns how many messages it completed.
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut done = 0;
+        while !data.is_empty() {
+            if self.prefix_seen < 5 {
+                if self.prefix_seen > 0 {
+                    self.len_bytes[self.prefix_seen - 1] = data[0];
+                }
+                self.prefix_seen += 1;
+                data = &data[1..];
+                if self.prefix_seen == 5 {
+                    self.remaining = u64::from(u32::from_be_bytes(self.len_bytes));
+                    if self.remaining == 0 {
+                        done += 1;
+                        self.prefix_seen = 0;
+                    }
+                }
+                continue;
+            }
+            let take = data
+                .len()
+                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+            data = &data[take..];
+            self.remaining -= take as u64;
+            if self.remaining == 0 {
+                done += 1;
+                self.prefix_seen = 0;
+            }
+        }
+        done
+    }
+}
+
+/// The end of a stream's answer: counted handled once, with its trailers' code.
+struct StreamEnd {
+    series: Arc<MethodSeries>,
+    started: Instant,
+    done: bool,
+}
+
+impl StreamEnd {
+    fn finish(&mut self, code: Code) {
+        if !self.done {
+            self.done = true;
+            self.series.handled(code, self.started);
+        }
+    }
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        // The client went away before the trailers: go-grpc-prometheus sees Canceled.
+        self.finish(Code::Cancelled);
+    }
+}
+
+/// A request or response body counting the gRPC messages that pass through it.
+struct CountMessages {
+    inner: Body,
+    frames: Frames,
+    counter: IntCounter,
+    /// For a response: where its end is counted.
+    end: Option<StreamEnd>,
+}
+
+impl HttpBody for CountMessages {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = this.frames.feed(data);
+                    if n > 0 {
+                        this.counter.inc_by(n);
+                    }
+                } else if let (Some(trailers), Some(end)) = (frame.trailers_ref(), &mut this.end) {
+                    end.finish(grpc_status(trailers).unwrap_or(Code::Ok));
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(end) = &mut this.end {
+                    end.finish(Code::Unknown);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(end) = &mut this.end {
+                    end.finish(Code::Ok);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Frames;
+
+    fn message(len: u32) -> Vec<u8> {
+        let mut m = vec![0];
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend(std::iter::repeat_n(7u8, len as usize));
+        m
+    }
+
+    #[test]
+    fn frames_count_whole_messages_across_any_chunking() {
+        let mut stream = Vec::new();
+        for len in [3, 0, 300, 1, 70_000] {
+            stream.extend(message(len));
+        }
+        for chunk in [1, 2, 4, 5, 6, 7, 64, 1000, stream.len()] {
+            let mut frames = Frames::default();
+            let counted: u64 = stream.chunks(chunk).map(|c| frames.feed(c)).sum();
+            assert_eq!(counted, 5, "chunks of {chunk}");
+        }
+        // A message cut short is not counted until its last byte arrives.
+        let mut frames = Frames::default();
+        let m = message(10);
+        assert_eq!(frames.feed(&m[..14]), 0);
+        assert_eq!(frames.feed(&m[14..]), 1);
+    }
 }

@@ -44,6 +44,9 @@ struct ServerGauges {
     proposals_applied: Gauge,
     proposals_pending: Gauge,
     proposals_failed: IntCounter,
+    is_learner: Gauge,
+    health_success: IntCounter,
+    health_failures: IntCounter,
     quota_backend_bytes: Gauge,
     db_total_size: Gauge,
     db_in_use_size: Gauge,
@@ -61,6 +64,46 @@ pub struct Metrics {
     /// The gRPC families, shared with the recording layer.
     pub grpc: Arc<grpc::GrpcMetrics>,
     last_leader: AtomicU64,
+    /// The core's failed-proposal count already added to `proposals_failed`.
+    failed_counted: AtomicU64,
+    /// The `/health` successes and failures already added to their counters.
+    health_counted: [AtomicU64; 2],
+    /// etcd's `os_fd_*` gauges (Linux).
+    fds: Option<FdGauges>,
+}
+
+/// etcd's file descriptor gauges, read from /proc when scraped.
+struct FdGauges {
+    used: Gauge,
+    limit: Gauge,
+}
+
+impl FdGauges {
+    fn refresh(&self) {
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.used.set(dir.count() as f64);
+        }
+        // "Max open files            1024                 524288               files"
+        let soft = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("Max open files"))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|v| v.parse::<f64>().ok())
+            });
+        if let Some(soft) = soft {
+            self.limit.set(soft);
+        }
+    }
+}
+
+/// Adds to `counter` what `total` (a count that only grows) grew by since `counted`.
+fn add_growth(counter: &IntCounter, counted: &AtomicU64, total: u64) {
+    let before = counted.swap(total, Ordering::Relaxed);
+    if total > before {
+        counter.inc_by(total - before);
+    }
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<Gauge, MetricsError> {
@@ -138,6 +181,21 @@ impl Metrics {
                 "etcd_server_proposals_failed_total",
                 "The total number of failed proposals seen.",
             )?,
+            is_learner: gauge(
+                r,
+                "etcd_server_is_learner",
+                "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            )?,
+            health_success: counter(
+                r,
+                "etcd_server_health_success",
+                "The total number of successful health checks",
+            )?,
+            health_failures: counter(
+                r,
+                "etcd_server_health_failures",
+                "The total number of failed health checks",
+            )?,
             quota_backend_bytes: gauge(
                 r,
                 "etcd_server_quota_backend_bytes",
@@ -190,6 +248,13 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        #[cfg(target_os = "linux")]
+        let fds = Some(FdGauges {
+            used: gauge(r, "os_fd_used", "The number of used file descriptors.")?,
+            limit: gauge(r, "os_fd_limit", "The file descriptor limit.")?,
+        });
+        #[cfg(not(target_os = "linux"))]
+        let fds = None;
         let grpc = Arc::new(grpc::GrpcMetrics::new(r, level)?);
         let metrics = Arc::new(Metrics {
             registry,
@@ -197,6 +262,9 @@ impl Metrics {
             gauges,
             grpc,
             last_leader: AtomicU64::new(0),
+            failed_counted: AtomicU64::new(0),
+            health_counted: [AtomicU64::new(0), AtomicU64::new(0)],
+            fds,
         });
         metrics.sample_leader();
         // Process-wide hooks: the first server of the process records into them.
@@ -265,14 +333,28 @@ impl Metrics {
         g.quota_backend_bytes.set(status.db_size_quota as f64);
         g.db_total_size.set(status.db_size as f64);
         g.db_in_use_size.set(status.db_size_in_use as f64);
-        // Pending and failed proposals, fsync and commit latencies wait for their hooks in
-        // oxcd-core and oxcd-raft; the series exist (at zero) so dashboards find them.
-        let _ = (
-            &g.proposals_pending,
+        let proposals = self.server.proposal_stats();
+        g.proposals_pending.set(proposals.pending() as f64);
+        // The core's counts only grow; each scrape adds what they grew by since the last.
+        add_growth(
             &g.proposals_failed,
-            &g.wal_fsync,
-            &g.backend_commit,
+            &self.failed_counted,
+            proposals.failed(),
         );
+        g.is_learner.set(if status.is_learner { 1.0 } else { 0.0 });
+        add_growth(
+            &g.health_success,
+            &self.health_counted[0],
+            crate::http::HEALTH_SUCCESS.load(Ordering::Relaxed),
+        );
+        add_growth(
+            &g.health_failures,
+            &self.health_counted[1],
+            crate::http::HEALTH_FAILURES.load(Ordering::Relaxed),
+        );
+        if let Some(fds) = &self.fds {
+            fds.refresh();
+        }
     }
 }
 
