@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod auth;
 mod client;
 mod cluster;
 mod durability;

@@ -27,6 +27,12 @@ pub struct CoreConfig {
     pub strict_reconfig_check: bool,
     /// The cluster this member bootstraps or belongs to.
     pub cluster: ClusterSpec,
+    /// `--auth-token`: `simple`, or `jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...`.
+    pub auth_token: String,
+    /// `--auth-token-ttl`: how long a simple token lives after its last use.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
 }
 
 impl CoreConfig {

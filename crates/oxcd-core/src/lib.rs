@@ -18,6 +18,7 @@
 
 mod alarm;
 pub mod apply;
+mod auth;
 mod cluster;
 mod commit_observer;
 mod concurrency;
@@ -38,6 +39,8 @@ pub mod validate;
 pub mod version;
 
 pub use alarm::AlarmSet;
+pub use auth::Credentials;
+pub use oxcd_auth::{AuthInfo, AuthStore};
 pub use commit_observer::set_backend_commit_observer;
 pub use config::{ClusterSpec, CoreConfig};
 pub use data_dir::{DataDir, DataDirLock};

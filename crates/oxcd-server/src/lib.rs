@@ -13,6 +13,8 @@ pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod net;
+/// The identity of a TLS client certificate, as the TLS listener hands it to the services.
+pub mod tls_identity;
 
 pub use oxcd_core::version;
 
@@ -181,6 +183,9 @@ fn core_config(cfg: &Config) -> CoreConfig {
         quota_backend_bytes: cfg.quota_backend_bytes,
         lease_checkpoint_interval: cfg.lease_checkpoint_interval,
         strict_reconfig_check: cfg.strict_reconfig_check,
+        auth_token: cfg.auth_token.clone(),
+        auth_token_ttl: cfg.auth_token_ttl,
+        bcrypt_cost: cfg.bcrypt_cost,
         cluster: ClusterSpec {
             initial_cluster: cfg
                 .initial_cluster
@@ -248,7 +253,10 @@ fn router(server: Arc<EtcdServer>, cfg: &Config, metrics: &Arc<metrics::Metrics>
         LeaseServer::new(grpc::lease::LeaseService::new(server.clone())),
         leader(),
     ))
-    .add_service(AuthServer::new(grpc::Unimplemented))
+    .add_service(InterceptedService::new(
+        AuthServer::new(grpc::auth::AuthService::new(server.clone())),
+        leader(),
+    ))
     .add_service(ElectionServer::new(grpc::election::ElectionService::new(
         server.clone(),
     )))

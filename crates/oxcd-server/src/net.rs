@@ -95,8 +95,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the open connections
                 // and try again shortly instead of spinning.
@@ -108,7 +108,10 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(WithClientAddr {
+            inner: app.clone(),
+            addr: ClientAddr(peer),
+        });
         let conn = builder
             .serve_connection(TokioIo::new(tcp), service)
             .into_owned();
@@ -121,6 +124,40 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The address of the client a request came from, in each request's extensions (failed
+/// authentications are slowed down per address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// Puts the connection's [`ClientAddr`] into each request's extensions.
+#[derive(Clone)]
+struct WithClientAddr {
+    inner: Router,
+    addr: ClientAddr,
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for WithClientAddr
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        <Router as tower::Service<axum::http::Request<B>>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.addr);
+        self.inner.call(req)
+    }
 }
 
 /// Binds every address of `urls`, the value of `flag` (`--listen-client-urls` or

@@ -10,7 +10,7 @@ use oxcd_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{credentials, status};
 
 /// Serves Status, Alarm, Defragment, HashKV and MoveLeader.
 pub struct MaintenanceService {
@@ -35,20 +35,22 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        status(self.server.defragment().await)
+        status(self.server.defragment(&credentials(&req)).await)
     }
 
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        status(self.server.alarm(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.alarm(&cred, req.into_inner()).await)
     }
 
     async fn hash_kv(
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        status(self.server.hash_kv(req.into_inner()))
+        let cred = credentials(&req);
+        status(self.server.hash_kv(&cred, req.into_inner()).await)
     }
 
     async fn move_leader(
