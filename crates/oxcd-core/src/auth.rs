@@ -70,11 +70,12 @@ impl Credentials {
 }
 
 /// Failed authentications this many times in a row from one address are slowed down.
-const FREE_FAILURES: u32 = 3;
+const FREE_FAILURES: u32 = 5;
 /// The delay per failure beyond the free ones, up to [`MAX_FAILURE_DELAY`].
-const FAILURE_DELAY: Duration = Duration::from_millis(500);
-/// The longest delay before an Authenticate is answered.
-const MAX_FAILURE_DELAY: Duration = Duration::from_secs(5);
+const FAILURE_DELAY: Duration = Duration::from_millis(200);
+/// The longest delay before an Authenticate is answered (well under clients' usual 5 s
+/// deadline: a legitimate client behind a guesser's address still gets its answer).
+const MAX_FAILURE_DELAY: Duration = Duration::from_secs(2);
 /// A client's failures are forgotten after this long without one.
 const FAILURE_MEMORY: Duration = Duration::from_secs(60);
 /// Addresses remembered at most (the oldest are dropped first).
