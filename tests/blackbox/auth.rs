@@ -8,11 +8,11 @@ use oxcd_proto::etcdserverpb::auth_client::AuthClient;
 use oxcd_proto::etcdserverpb::kv_client::KvClient;
 use oxcd_proto::etcdserverpb::watch_client::WatchClient;
 use oxcd_proto::etcdserverpb::{
-    compare, watch_request, AuthEnableRequest, AuthRoleAddRequest, AuthRoleGetRequest,
-    AuthRoleGrantPermissionRequest, AuthStatusRequest, AuthUserAddRequest,
+    compare, watch_request, AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest,
+    AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthStatusRequest, AuthUserAddRequest,
     AuthUserDeleteRequest, AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserListRequest,
-    AuthUserRevokeRoleRequest, AuthenticateRequest, AuthDisableRequest, Compare,
-    CompactionRequest, PutRequest, RangeRequest, TxnRequest, WatchCreateRequest, WatchRequest,
+    AuthUserRevokeRoleRequest, AuthenticateRequest, CompactionRequest, Compare, PutRequest,
+    RangeRequest, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -184,27 +184,49 @@ async fn users_roles_and_permissions_on_every_path() {
             ..Default::default()
         }],
         success: vec![oxcd_proto::etcdserverpb::RequestOp {
-            request: Some(oxcd_proto::etcdserverpb::request_op::Request::RequestPut(put(
-                put_key,
-            ))),
+            request: Some(oxcd_proto::etcdserverpb::request_op::Request::RequestPut(
+                put(put_key),
+            )),
         }],
         failure: vec![],
     };
     kv.txn(with(&alice, txn("conf", "app/y"))).await.unwrap();
-    denied(kv.txn(with(&alice, txn("secret", "app/y"))).await.map(|_| ()));
-    denied(kv.txn(with(&alice, txn("app/x", "conf"))).await.map(|_| ()));
-    // Admin operations need root.
     denied(
-        kv.compact(with(&alice, CompactionRequest { revision: 1, physical: false }))
+        kv.txn(with(&alice, txn("secret", "app/y")))
             .await
             .map(|_| ()),
     );
-    denied(a.user_list(with(&alice, AuthUserListRequest {})).await.map(|_| ()));
-    let users = a.user_list(with(&root, AuthUserListRequest {})).await.unwrap();
+    denied(kv.txn(with(&alice, txn("app/x", "conf"))).await.map(|_| ()));
+    // Admin operations need root.
+    denied(
+        kv.compact(with(
+            &alice,
+            CompactionRequest {
+                revision: 1,
+                physical: false,
+            },
+        ))
+        .await
+        .map(|_| ()),
+    );
+    denied(
+        a.user_list(with(&alice, AuthUserListRequest {}))
+            .await
+            .map(|_| ()),
+    );
+    let users = a
+        .user_list(with(&root, AuthUserListRequest {}))
+        .await
+        .unwrap();
     assert_eq!(users.into_inner().users, vec!["alice", "root"]);
     // A user reads itself and the roles it holds.
     let me = a
-        .user_get(with(&alice, AuthUserGetRequest { name: "alice".into() }))
+        .user_get(with(
+            &alice,
+            AuthUserGetRequest {
+                name: "alice".into(),
+            },
+        ))
         .await
         .unwrap();
     assert_eq!(me.into_inner().roles, vec!["app"]);
@@ -212,14 +234,24 @@ async fn users_roles_and_permissions_on_every_path() {
         .await
         .unwrap();
     denied(
-        a.user_get(with(&alice, AuthUserGetRequest { name: "root".into() }))
-            .await
-            .map(|_| ()),
+        a.user_get(with(
+            &alice,
+            AuthUserGetRequest {
+                name: "root".into(),
+            },
+        ))
+        .await
+        .map(|_| ()),
     );
     // Root stays root.
     assert_status(
-        a.user_delete(with(&root, AuthUserDeleteRequest { name: "root".into() }))
-            .await,
+        a.user_delete(with(
+            &root,
+            AuthUserDeleteRequest {
+                name: "root".into(),
+            },
+        ))
+        .await,
         Code::InvalidArgument,
         "etcdserver: invalid auth management",
     );
@@ -238,16 +270,21 @@ async fn users_roles_and_permissions_on_every_path() {
     // Watch: READ over the range at creation.
     let mut w = WatchClient::connect(s.endpoint()).await.unwrap();
     let create = |key: &str| WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: key.into(),
-            ..Default::default()
-        })),
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: key.into(),
+                ..Default::default()
+            },
+        )),
     };
     let reqs = futures::stream::iter(vec![create("secret"), create("app/x")]);
     let mut stream = w.watch(with(&alice, reqs)).await.unwrap().into_inner();
     let first = stream.message().await.unwrap().unwrap();
     assert!(first.canceled && first.created, "{first:?}");
-    assert_eq!(first.cancel_reason, "etcdserver: permission denied");
+    assert_eq!(
+        first.cancel_reason,
+        "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+    );
     let second = stream.message().await.unwrap().unwrap();
     assert!(second.created && !second.canceled, "{second:?}");
 
@@ -271,13 +308,23 @@ async fn users_roles_and_permissions_on_every_path() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unknown, "{e:?}");
 
-    let st = a.auth_status(AuthStatusRequest {}).await.unwrap().into_inner();
+    let st = a
+        .auth_status(AuthStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(st.enabled);
     assert!(st.auth_revision > 1);
     // Non-root cannot disable; root can, and then anyone writes.
-    denied(a.auth_disable(with(&alice, AuthDisableRequest {})).await.map(|_| ()));
+    denied(
+        a.auth_disable(with(&alice, AuthDisableRequest {}))
+            .await
+            .map(|_| ()),
+    );
     let root = login(&mut a, "root", "rootpw").await;
-    a.auth_disable(with(&root, AuthDisableRequest {})).await.unwrap();
+    a.auth_disable(with(&root, AuthDisableRequest {}))
+        .await
+        .unwrap();
     kv.put(put("other")).await.unwrap();
 }
 
@@ -351,9 +398,14 @@ async fn jwt_tokens_carry_the_auth_revision() {
     kv.put(with(&alice, put("app/1"))).await.unwrap();
     // Any change of the auth store makes older tokens stale.
     let root = login(&mut a, "root", "rootpw").await;
-    a.role_add(with(&root, AuthRoleAddRequest { name: "other".into() }))
-        .await
-        .unwrap();
+    a.role_add(with(
+        &root,
+        AuthRoleAddRequest {
+            name: "other".into(),
+        },
+    ))
+    .await
+    .unwrap();
     assert_status(
         kv.put(with(&alice, put("app/1"))).await,
         Code::InvalidArgument,

@@ -543,3 +543,7 @@ TXN
   ctl role list
   ctl del --prefix app/
 }
+
+sc_go_auth_user_password() {
+  go_client auth_user_password
+}

@@ -73,9 +73,14 @@ impl KeySet {
     /// The merged interval holding `key`, if any.
     fn containing(&self, key: &[u8]) -> Option<&Interval> {
         // The last interval beginning at or before `key`.
-        let n = self.intervals.partition_point(|i| i.begin.as_slice() <= key);
+        let n = self
+            .intervals
+            .partition_point(|i| i.begin.as_slice() <= key);
         let i = self.intervals.get(n.checked_sub(1)?)?;
-        i.end.as_ref().is_none_or(|e| key < e.as_slice()).then_some(i)
+        i.end
+            .as_ref()
+            .is_none_or(|e| key < e.as_slice())
+            .then_some(i)
     }
 
     /// Whether every key of the request range `(key, range_end)` (etcd's convention) is in
@@ -84,9 +89,10 @@ impl KeySet {
     pub fn contains(&self, key: &[u8], range_end: &[u8]) -> bool {
         let want = interval(key, range_end);
         match &want.end {
-            Some(end) if *end <= want.begin => self.intervals.iter().any(|i| {
-                i.begin < *end && i.end.as_ref().is_none_or(|e| want.begin < *e)
-            }),
+            Some(end) if *end <= want.begin => self
+                .intervals
+                .iter()
+                .any(|i| i.begin < *end && i.end.as_ref().is_none_or(|e| want.begin < *e)),
             _ => match self.containing(key) {
                 Some(i) => !end_lt(&i.end, &want.end),
                 None => false,
@@ -160,7 +166,10 @@ mod tests {
         ];
         let p = UserPerms::merge(&perms);
         assert!(p.permits(PermType::Read, b"a", b""));
-        assert!(!p.permits(PermType::Read, b"a", b"b"), "a single key is not a range");
+        assert!(
+            !p.permits(PermType::Read, b"a", b"b"),
+            "a single key is not a range"
+        );
         assert!(!p.permits(PermType::Read, b"a\0", b""));
         assert!(!p.permits(PermType::Write, b"a", b""));
         assert!(p.permits(PermType::Read, b"foo/x", b""));

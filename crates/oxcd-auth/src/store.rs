@@ -444,7 +444,11 @@ impl AuthStore {
         r: &AuthRoleGrantPermissionRequest,
     ) -> Result<(), AuthError> {
         let mut st = self.state.write();
-        let mut role = st.roles.get(&r.name).cloned().ok_or(AuthError::RoleNotFound)?;
+        let mut role = st
+            .roles
+            .get(&r.name)
+            .cloned()
+            .ok_or(AuthError::RoleNotFound)?;
         let perm = r.perm.clone().unwrap_or_default();
         let at = role.key_permission.partition_point(|p| p.key < perm.key);
         match role.key_permission.get_mut(at) {
@@ -478,7 +482,11 @@ impl AuthStore {
         r: &AuthRoleRevokePermissionRequest,
     ) -> Result<(), AuthError> {
         let mut st = self.state.write();
-        let mut role = st.roles.get(&r.role).cloned().ok_or(AuthError::RoleNotFound)?;
+        let mut role = st
+            .roles
+            .get(&r.role)
+            .cloned()
+            .ok_or(AuthError::RoleNotFound)?;
         let before = role.key_permission.len();
         role.key_permission
             .retain(|p| p.key != r.key || p.range_end != r.range_end);
@@ -540,7 +548,10 @@ impl AuthStore {
         let info = info
             .filter(|i| !i.username.is_empty())
             .ok_or(AuthError::UserEmpty)?;
-        let user = st.users.get(&info.username).ok_or(AuthError::UserNotFound)?;
+        let user = st
+            .users
+            .get(&info.username)
+            .ok_or(AuthError::UserNotFound)?;
         if !has_root_role(user) {
             return Err(AuthError::PermissionDenied);
         }

@@ -253,7 +253,8 @@ impl JwtTokens {
         };
         let (encoding, decoding) = match algorithm {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                let secret = private.ok_or("--auth-token: HMAC signing needs priv-key (the secret)")?;
+                let secret =
+                    private.ok_or("--auth-token: HMAC signing needs priv-key (the secret)")?;
                 (
                     Some(EncodingKey::from_secret(&secret)),
                     DecodingKey::from_secret(&secret),
@@ -353,7 +354,11 @@ mod tests {
         assert_eq!(t, "pre.7");
         for _ in 0..4 {
             std::thread::sleep(Duration::from_millis(100));
-            assert_eq!(p.info(&t, 5).unwrap().username, "alice", "use extends the token");
+            assert_eq!(
+                p.info(&t, 5).unwrap().username,
+                "alice",
+                "use extends the token"
+            );
         }
         std::thread::sleep(Duration::from_millis(400));
         assert!(p.info(&t, 5).is_none());
@@ -362,7 +367,10 @@ mod tests {
     #[test]
     fn disable_and_user_changes_drop_simple_tokens() {
         let p = TokenProvider::Simple(SimpleTokens::new(DEFAULT_TTL));
-        assert!(p.info(&p.assign("a", 1, "x", 1).unwrap(), 1).is_none(), "not while disabled");
+        assert!(
+            p.info(&p.assign("a", 1, "x", 1).unwrap(), 1).is_none(),
+            "not while disabled"
+        );
         p.enable();
         let a = p.assign("a", 1, "x", 2).unwrap();
         let b = p.assign("b", 1, "y", 3).unwrap();
@@ -395,8 +403,17 @@ mod tests {
 
     #[test]
     fn bad_options_are_refused() {
-        for opts in ["jwt,sign-method=XX256", "bogus", "simple,a", "jwt,ttl=1m,ttl=2m", "jwt,sign-method=RS256"] {
-            assert!(TokenProvider::from_options(opts, DEFAULT_TTL).is_err(), "{opts}");
+        for opts in [
+            "jwt,sign-method=XX256",
+            "bogus",
+            "simple,a",
+            "jwt,ttl=1m,ttl=2m",
+            "jwt,sign-method=RS256",
+        ] {
+            assert!(
+                TokenProvider::from_options(opts, DEFAULT_TTL).is_err(),
+                "{opts}"
+            );
         }
         assert!(TokenProvider::from_options("simple", DEFAULT_TTL).is_ok());
     }

@@ -334,9 +334,10 @@ impl EtcdServer {
         loop {
             let auth = self.auth.clone();
             let (name, password) = (req.name.clone(), req.password.clone());
-            let checked = tokio::task::spawn_blocking(move || auth.check_password(&name, &password))
-                .await
-                .map_err(|e| ServerError::Internal(format!("password check failed: {e}")))?;
+            let checked =
+                tokio::task::spawn_blocking(move || auth.check_password(&name, &password))
+                    .await
+                    .map_err(|e| ServerError::Internal(format!("password check failed: {e}")))?;
             let revision = match checked {
                 Ok(r) => r,
                 Err(e) => {
@@ -365,9 +366,11 @@ impl EtcdServer {
     /// bcrypt-hashes a password off the async workers.
     async fn hash_password(&self, password: String) -> Result<String, ServerError> {
         let auth = self.auth.clone();
-        Ok(tokio::task::spawn_blocking(move || auth.hash_password(&password))
-            .await
-            .map_err(|e| ServerError::Internal(format!("password hashing failed: {e}")))??)
+        Ok(
+            tokio::task::spawn_blocking(move || auth.hash_password(&password))
+                .await
+                .map_err(|e| ServerError::Internal(format!("password hashing failed: {e}")))??,
+        )
     }
 
     /// UserAdd (root only once enabled). The password is hashed here: only the hash goes
@@ -379,7 +382,9 @@ impl EtcdServer {
     ) -> Result<AuthUserAddResponse, ServerError> {
         let no_password = req.options.is_some_and(|o| o.no_password);
         if !no_password && req.hashed_password.is_empty() {
-            req.hashed_password = self.hash_password(std::mem::take(&mut req.password)).await?;
+            req.hashed_password = self
+                .hash_password(std::mem::take(&mut req.password))
+                .await?;
         }
         req.password.clear();
         let mut resp = self.propose_as(cred, req).await?;
@@ -394,7 +399,9 @@ impl EtcdServer {
         mut req: AuthUserChangePasswordRequest,
     ) -> Result<AuthUserChangePasswordResponse, ServerError> {
         if req.hashed_password.is_empty() {
-            req.hashed_password = self.hash_password(std::mem::take(&mut req.password)).await?;
+            req.hashed_password = self
+                .hash_password(std::mem::take(&mut req.password))
+                .await?;
         }
         req.password.clear();
         let mut resp = self.propose_as(cred, req).await?;

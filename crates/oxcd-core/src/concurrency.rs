@@ -26,8 +26,8 @@ use oxcd_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockRespo
 use oxcd_watch::{Hub, Outgoing, STREAM_QUEUE};
 use tokio::sync::mpsc;
 
-use crate::error::ServerError;
 use crate::auth::Credentials;
+use crate::error::ServerError;
 use crate::server::EtcdServer;
 
 /// The TTL of the lease a Lock or Campaign without one gets (`concurrency`'s default).
@@ -51,11 +51,14 @@ impl EtcdServer {
         let prefix = [req.name.as_slice(), b"/"].concat();
         let key = own_key(&prefix, lease);
         let resp = self
-            .txn(cred, TxnRequest {
-                compare: vec![created_at(&key, 0)],
-                success: vec![put_op(&key, b"", lease), first_created_op(&prefix)],
-                failure: vec![get_op(&key), first_created_op(&prefix)],
-            })
+            .txn(
+                cred,
+                TxnRequest {
+                    compare: vec![created_at(&key, 0)],
+                    success: vec![put_op(&key, b"", lease), first_created_op(&prefix)],
+                    failure: vec![get_op(&key), first_created_op(&prefix)],
+                },
+            )
             .await?;
         let my_rev = own_create_revision(&resp)?;
         let mut give_up = Release::new(self.clone(), cred, key.clone(), None);
@@ -76,10 +79,13 @@ impl EtcdServer {
         req: UnlockRequest,
     ) -> Result<UnlockResponse, ServerError> {
         let resp = self
-            .delete_range(cred, DeleteRangeRequest {
-                key: req.key,
-                ..Default::default()
-            })
+            .delete_range(
+                cred,
+                DeleteRangeRequest {
+                    key: req.key,
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(UnlockResponse {
             header: resp.header,
@@ -96,11 +102,14 @@ impl EtcdServer {
         let prefix = [req.name.as_slice(), b"/"].concat();
         let key = own_key(&prefix, lease);
         let resp = self
-            .txn(cred, TxnRequest {
-                compare: vec![created_at(&key, 0)],
-                success: vec![put_op(&key, &req.value, lease)],
-                failure: vec![get_op(&key)],
-            })
+            .txn(
+                cred,
+                TxnRequest {
+                    compare: vec![created_at(&key, 0)],
+                    success: vec![put_op(&key, &req.value, lease)],
+                    failure: vec![get_op(&key)],
+                },
+            )
             .await?;
         let rev = own_create_revision(&resp)?;
         let mut give_up = Release::new(self.clone(), cred, key.clone(), Some(rev));
@@ -111,10 +120,13 @@ impl EtcdServer {
             lease,
         };
         if !resp.succeeded && range_kvs(&resp, 0).first().map(|kv| &kv.value) != Some(&req.value) {
-            self.proclaim(cred, ProclaimRequest {
-                leader: Some(leader.clone()),
-                value: req.value,
-            })
+            self.proclaim(
+                cred,
+                ProclaimRequest {
+                    leader: Some(leader.clone()),
+                    value: req.value,
+                },
+            )
             .await?;
         }
         self.wait_deletes(cred, &prefix, rev - 1).await?;
@@ -137,11 +149,14 @@ impl EtcdServer {
             p.ignore_lease = true;
         }
         let resp = self
-            .txn(cred, TxnRequest {
-                compare: vec![created_at(&leader.key, leader.rev)],
-                success: vec![put],
-                failure: vec![],
-            })
+            .txn(
+                cred,
+                TxnRequest {
+                    compare: vec![created_at(&leader.key, leader.rev)],
+                    success: vec![put],
+                    failure: vec![],
+                },
+            )
             .await?;
         if !resp.succeeded {
             return Err(ServerError::ElectionNotLeader);
@@ -159,11 +174,14 @@ impl EtcdServer {
     ) -> Result<ResignResponse, ServerError> {
         let leader = req.leader.ok_or(ServerError::MissingLeaderKey)?;
         let resp = self
-            .txn(cred, TxnRequest {
-                compare: vec![created_at(&leader.key, leader.rev)],
-                success: vec![delete_op(&leader.key)],
-                failure: vec![],
-            })
+            .txn(
+                cred,
+                TxnRequest {
+                    compare: vec![created_at(&leader.key, leader.rev)],
+                    success: vec![delete_op(&leader.key)],
+                    failure: vec![],
+                },
+            )
             .await?;
         Ok(ResignResponse {
             header: resp.header,

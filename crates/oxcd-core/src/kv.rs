@@ -26,18 +26,23 @@ impl EtcdServer {
         if !req.serializable {
             self.linearizable_barrier().await?;
         }
-        let mut resp = self.serialized_read(
-            cred,
-            |auth, info| auth.is_op_permitted(info, &req.key, &req.range_end, PermType::Read),
-            || Ok(self.store.range(&req)?),
-        )
-        .await?;
+        let mut resp = self
+            .serialized_read(
+                cred,
+                |auth, info| auth.is_op_permitted(info, &req.key, &req.range_end, PermType::Read),
+                || Ok(self.store.range(&req)?),
+            )
+            .await?;
         self.fill_header(&mut resp.header);
         Ok(resp)
     }
 
     /// Put, through raft (permissions are checked when it is applied).
-    pub async fn put(&self, cred: &Credentials, req: PutRequest) -> Result<PutResponse, ServerError> {
+    pub async fn put(
+        &self,
+        cred: &Credentials,
+        req: PutRequest,
+    ) -> Result<PutResponse, ServerError> {
         self.refuse_on_learner()?;
         validate::check_put(&req)?;
         let mut resp = self.propose_as(cred, req).await?;
@@ -61,7 +66,11 @@ impl EtcdServer {
     /// Txn: one that only reads is evaluated locally after the read barrier (as etcd
     /// does), never entering the log, its every compare and read checked here; any other
     /// goes through raft and is checked when applied.
-    pub async fn txn(&self, cred: &Credentials, req: TxnRequest) -> Result<TxnResponse, ServerError> {
+    pub async fn txn(
+        &self,
+        cred: &Credentials,
+        req: TxnRequest,
+    ) -> Result<TxnResponse, ServerError> {
         self.refuse_on_learner()?;
         validate::check_txn(&req, self.cfg.max_txn_ops)?;
         let mut resp = if validate::txn_is_read_only(&req) {

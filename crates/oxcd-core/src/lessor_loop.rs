@@ -81,7 +81,9 @@ pub(crate) async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receive
             let server = server.clone();
             tokio::spawn(async move {
                 let n = checkpoints.len();
-                let r = server.propose_internal(LeaseCheckpointRequest { checkpoints }).await;
+                let r = server
+                    .propose_internal(LeaseCheckpointRequest { checkpoints })
+                    .await;
                 if let Err(e) = r {
                     tracing::warn!(count = n, error = %e, "failed to checkpoint leases");
                 }

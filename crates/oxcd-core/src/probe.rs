@@ -23,9 +23,9 @@ impl EtcdServer {
         let read = self.range(
             &cred,
             RangeRequest {
-            key: b"health".to_vec(),
-            keys_only: true,
-            limit: 1,
+                key: b"health".to_vec(),
+                keys_only: true,
+                limit: 1,
                 serializable,
                 ..Default::default()
             },

@@ -21,10 +21,10 @@ use oxcd_proto::etcdserverpb::{
     AuthUserChangePasswordResponse, AuthUserDeleteRequest, AuthUserDeleteResponse,
     AuthUserGetRequest, AuthUserGetResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse,
     AuthUserListRequest, AuthUserListResponse, AuthUserRevokeRoleRequest,
-    AuthUserRevokeRoleResponse, AuthenticateResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member, MemberUpdateRequest,
-    PutRequest, PutResponse, TxnRequest, TxnResponse,
+    AuthUserRevokeRoleResponse, AuthenticateResponse, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member,
+    MemberUpdateRequest, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 use oxcd_proto::oxcdinternal::{raft_request::Op, AuthenticateRequest, MemberAttributes};
 use parking_lot::Mutex;

@@ -69,7 +69,10 @@ fn passwords_tokens_and_no_password_users() {
     let (s, a) = open(tmp.path());
     add_user(&a, &s, "root", "rootpw");
     a.user_grant_role(&s, "root", "root").unwrap();
-    assert_eq!(a.check_password("root", "rootpw"), Err(AuthError::AuthNotEnabled));
+    assert_eq!(
+        a.check_password("root", "rootpw"),
+        Err(AuthError::AuthNotEnabled)
+    );
     a.enable(&s).unwrap();
     assert_eq!(a.check_password("root", "nope"), Err(AuthError::AuthFailed));
     assert_eq!(a.check_password("ghost", "x"), Err(AuthError::AuthFailed));
@@ -110,21 +113,27 @@ fn permissions_follow_roles_and_revision() {
     grant(&a, &s, "r1", PermType::Readwrite, b"foo/", b"foo0");
     grant(&a, &s, "r1", PermType::Read, b"bar", b"");
     a.user_grant_role(&s, "u", "r1").unwrap();
-    assert_eq!(a.user_grant_role(&s, "u", "nope"), Err(AuthError::RoleNotFound));
+    assert_eq!(
+        a.user_grant_role(&s, "u", "nope"),
+        Err(AuthError::RoleNotFound)
+    );
     let info = |rev| AuthInfo {
         username: "u".into(),
         revision: rev,
     };
     let rev = a.revision();
     // Disabled: everything passes.
-    a.is_op_permitted(&info(0), b"x", b"", PermType::Write).unwrap();
+    a.is_op_permitted(&info(0), b"x", b"", PermType::Write)
+        .unwrap();
     a.enable(&s).unwrap();
     assert_eq!(
         a.is_op_permitted(&info(0), b"x", b"", PermType::Read),
         Err(AuthError::UserEmpty)
     );
-    a.is_op_permitted(&info(rev), b"foo/a", b"", PermType::Write).unwrap();
-    a.is_op_permitted(&info(rev), b"bar", b"", PermType::Read).unwrap();
+    a.is_op_permitted(&info(rev), b"foo/a", b"", PermType::Write)
+        .unwrap();
+    a.is_op_permitted(&info(rev), b"bar", b"", PermType::Read)
+        .unwrap();
     assert_eq!(
         a.is_op_permitted(&info(rev), b"bar", b"", PermType::Write),
         Err(AuthError::PermissionDenied)
@@ -139,7 +148,8 @@ fn permissions_follow_roles_and_revision() {
         revision: rev,
     };
     a.is_admin_permitted(Some(&root)).unwrap();
-    a.is_op_permitted(&root, b"anything", b"\0", PermType::Write).unwrap();
+    a.is_op_permitted(&root, b"anything", b"\0", PermType::Write)
+        .unwrap();
     // A change bumps the revision: the old one is refused.
     a.role_revoke_permission(
         &s,
@@ -178,7 +188,11 @@ fn state_survives_reopen() {
         a.role_add(&s, "b").unwrap();
         grant(&a, &s, "b", PermType::Write, b"k", b"\0");
         grant(&a, &s, "b", PermType::Read, b"k", b"\0");
-        assert_eq!(a.role_get("b").unwrap().perm.len(), 1, "same range: type replaced");
+        assert_eq!(
+            a.role_get("b").unwrap().perm.len(),
+            1,
+            "same range: type replaced"
+        );
         a.enable(&s).unwrap();
         s.commit(true).unwrap();
     }

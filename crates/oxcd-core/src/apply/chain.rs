@@ -61,7 +61,8 @@ impl<N: ApplyLayer> AuthGate<N> {
             return Ok(());
         }
         for key in self.lessor.keys(lease).unwrap_or_default() {
-            self.auth.is_op_permitted(info, &key, &[], PermType::Write)?;
+            self.auth
+                .is_op_permitted(info, &key, &[], PermType::Write)?;
         }
         Ok(())
     }
@@ -292,7 +293,12 @@ impl BackendApplier {
             }
             Op::AuthDisable(_) => {
                 auth.disable(store)?;
-                auth_done!(store, index, AuthDisable, pb::AuthDisableResponse::default())
+                auth_done!(
+                    store,
+                    index,
+                    AuthDisable,
+                    pb::AuthDisableResponse::default()
+                )
             }
             Op::Authenticate(r) => {
                 let token = auth.authenticate(&r.name, &r.simple_token, index)?;
@@ -304,11 +310,21 @@ impl BackendApplier {
             }
             Op::AuthUserAdd(r) => {
                 auth.user_add(store, &r)?;
-                auth_done!(store, index, AuthUserAdd, pb::AuthUserAddResponse::default())
+                auth_done!(
+                    store,
+                    index,
+                    AuthUserAdd,
+                    pb::AuthUserAddResponse::default()
+                )
             }
             Op::AuthUserDelete(r) => {
                 auth.user_delete(store, &r.name)?;
-                auth_done!(store, index, AuthUserDelete, pb::AuthUserDeleteResponse::default())
+                auth_done!(
+                    store,
+                    index,
+                    AuthUserDelete,
+                    pb::AuthUserDeleteResponse::default()
+                )
             }
             Op::AuthUserChangePassword(r) => {
                 auth.user_change_password(store, &r.name, &r.hashed_password)?;
@@ -338,7 +354,12 @@ impl BackendApplier {
             }
             Op::AuthRoleAdd(r) => {
                 auth.role_add(store, &r.name)?;
-                auth_done!(store, index, AuthRoleAdd, pb::AuthRoleAddResponse::default())
+                auth_done!(
+                    store,
+                    index,
+                    AuthRoleAdd,
+                    pb::AuthRoleAddResponse::default()
+                )
             }
             Op::AuthRoleGet(r) => {
                 let resp = auth.role_get(&r.role)?;
@@ -353,7 +374,12 @@ impl BackendApplier {
             }
             Op::AuthRoleDelete(r) => {
                 auth.role_delete(store, &r.role)?;
-                auth_done!(store, index, AuthRoleDelete, pb::AuthRoleDeleteResponse::default())
+                auth_done!(
+                    store,
+                    index,
+                    AuthRoleDelete,
+                    pb::AuthRoleDeleteResponse::default()
+                )
             }
             Op::AuthRoleGrantPermission(r) => {
                 auth.role_grant_permission(store, &r)?;
@@ -455,5 +481,94 @@ mod tests {
         });
         assert_eq!(apply(del).unwrap_err(), ServerError::Corrupt);
         assert_eq!(store.current_revision(), 4);
+    }
+
+    #[test]
+    fn auth_gate_checks_the_header_user_and_revision() {
+        use oxcd_proto::authpb::Permission;
+        use oxcd_proto::etcdserverpb::{
+            AuthEnableRequest, AuthRoleAddRequest, AuthRoleGrantPermissionRequest,
+            AuthUserAddRequest, AuthUserGrantRoleRequest, AuthUserListRequest,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let (inner, store) = chain(tmp.path());
+        let auth = inner.next.auth.clone();
+        let gate = AuthGate::new(auth.clone(), inner.next.lessor.clone(), inner);
+        let mut index = 0;
+        let mut apply = |user: &str, revision: u64, op: Op| {
+            index += 1;
+            let header = RequestHeader {
+                username: user.into(),
+                auth_revision: revision,
+            };
+            gate.apply(
+                &EntryContext {
+                    index,
+                    header: &header,
+                },
+                op,
+            )
+        };
+        let user = |name: &str| {
+            Op::AuthUserAdd(AuthUserAddRequest {
+                name: name.into(),
+                hashed_password: auth.hash_password("pw").unwrap(),
+                ..Default::default()
+            })
+        };
+        let grant = |user: &str, role: &str| {
+            Op::AuthUserGrantRole(AuthUserGrantRoleRequest {
+                user: user.into(),
+                role: role.into(),
+            })
+        };
+        apply("", 0, user("root")).unwrap();
+        apply("", 0, grant("root", "root")).unwrap();
+        apply(
+            "",
+            0,
+            Op::AuthRoleAdd(AuthRoleAddRequest { name: "w".into() }),
+        )
+        .unwrap();
+        apply(
+            "",
+            0,
+            Op::AuthRoleGrantPermission(AuthRoleGrantPermissionRequest {
+                name: "w".into(),
+                perm: Some(Permission {
+                    perm_type: PermType::Write as i32,
+                    key: b"a".to_vec(),
+                    range_end: b"b".to_vec(),
+                }),
+            }),
+        )
+        .unwrap();
+        apply("", 0, user("u")).unwrap();
+        apply("", 0, grant("u", "w")).unwrap();
+        apply("", 0, Op::AuthEnable(AuthEnableRequest {})).unwrap();
+        let rev = auth.revision();
+        assert_eq!(apply("", 0, put("a1")).unwrap_err(), ServerError::UserEmpty);
+        apply("u", rev, put("a1")).unwrap();
+        assert_eq!(
+            apply("u", rev, put("c")).unwrap_err(),
+            ServerError::PermissionDenied
+        );
+        assert_eq!(
+            apply("u", rev, Op::AuthUserList(AuthUserListRequest {})).unwrap_err(),
+            ServerError::PermissionDenied
+        );
+        // A change applied while u's put was in flight: the put carries the old revision.
+        apply(
+            "root",
+            rev,
+            Op::AuthRoleAdd(AuthRoleAddRequest { name: "x".into() }),
+        )
+        .unwrap();
+        assert_eq!(
+            apply("u", rev, put("a2")).unwrap_err(),
+            ServerError::AuthOldRevision
+        );
+        apply("u", auth.revision(), put("a2")).unwrap();
+        assert_eq!(store.current_revision(), 3);
     }
 }

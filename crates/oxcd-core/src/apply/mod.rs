@@ -265,9 +265,7 @@ impl Applier {
         s.alarms
             .reload(&self.store)
             .map_err(|e| fatal("alarms", &e))?;
-        s.auth
-            .reload(&self.store)
-            .map_err(|e| fatal("auth", &e))?;
+        s.auth.reload(&self.store).map_err(|e| fatal("auth", &e))?;
         let membership = Membership::load(&self.store)
             .map_err(|e| fatal("membership", &e))?
             .ok_or_else(|| fatal("membership", &"the snapshot has none"))?;

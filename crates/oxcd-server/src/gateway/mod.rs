@@ -65,10 +65,13 @@ pub fn router(gateway: Gateway) -> Router {
 type Route = MethodRouter<Gateway>;
 
 fn routes() -> Vec<(&'static str, Route)> {
-    let lease_revoke =
-        || unary(|g, c, r: pb::LeaseRevokeRequest| async move { g.server.lease_revoke(&c, r).await });
+    let lease_revoke = || {
+        unary(|g, c, r: pb::LeaseRevokeRequest| async move { g.server.lease_revoke(&c, r).await })
+    };
     let lease_ttl = || {
-        unary(|g, _c, r: pb::LeaseTimeToLiveRequest| async move { g.server.lease_time_to_live(r).await })
+        unary(
+            |g, _c, r: pb::LeaseTimeToLiveRequest| async move { g.server.lease_time_to_live(r).await },
+        )
     };
     let lease_leases =
         || unary(|g, _c, _: pb::LeaseLeasesRequest| async move { g.server.lease_leases() });
@@ -83,7 +86,9 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/kv/deleterange",
-            unary(|g, c, r: pb::DeleteRangeRequest| async move { g.server.delete_range(&c, r).await }),
+            unary(
+                |g, c, r: pb::DeleteRangeRequest| async move { g.server.delete_range(&c, r).await },
+            ),
         ),
         (
             "/kv/txn",
@@ -96,7 +101,9 @@ fn routes() -> Vec<(&'static str, Route)> {
         ("/watch", post(stream::watch).fallback(method_not_allowed)),
         (
             "/lease/grant",
-            unary(|g, c, r: pb::LeaseGrantRequest| async move { g.server.lease_grant(&c, r).await }),
+            unary(
+                |g, c, r: pb::LeaseGrantRequest| async move { g.server.lease_grant(&c, r).await },
+            ),
         ),
         ("/lease/revoke", lease_revoke()),
         ("/kv/lease/revoke", lease_revoke()),
@@ -114,11 +121,15 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/cluster/member/remove",
-            unary(|g, c, r: pb::MemberRemoveRequest| async move { g.server.member_remove(&c, r).await }),
+            unary(
+                |g, c, r: pb::MemberRemoveRequest| async move { g.server.member_remove(&c, r).await },
+            ),
         ),
         (
             "/cluster/member/update",
-            unary(|g, c, r: pb::MemberUpdateRequest| async move { g.server.member_update(&c, r).await }),
+            unary(
+                |g, c, r: pb::MemberUpdateRequest| async move { g.server.member_update(&c, r).await },
+            ),
         ),
         (
             "/cluster/member/list",
@@ -126,7 +137,9 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/cluster/member/promote",
-            unary(|g, c, r: pb::MemberPromoteRequest| async move { g.server.member_promote(&c, r).await }),
+            unary(|g, c, r: pb::MemberPromoteRequest| async move {
+                g.server.member_promote(&c, r).await
+            }),
         ),
         (
             "/maintenance/alarm",
@@ -134,7 +147,9 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/maintenance/status",
-            unary(|g, _c, _: pb::StatusRequest| async move { Ok::<_, ServerError>(g.server.status()) }),
+            unary(
+                |g, _c, _: pb::StatusRequest| async move { Ok::<_, ServerError>(g.server.status()) },
+            ),
         ),
         (
             "/maintenance/defragment",
@@ -170,11 +185,15 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/auth/enable",
-            unary(|g, c, r: pb::AuthEnableRequest| async move { g.server.auth_enable(&c, r).await }),
+            unary(
+                |g, c, r: pb::AuthEnableRequest| async move { g.server.auth_enable(&c, r).await },
+            ),
         ),
         (
             "/auth/disable",
-            unary(|g, c, r: pb::AuthDisableRequest| async move { g.server.auth_disable(&c, r).await }),
+            unary(
+                |g, c, r: pb::AuthDisableRequest| async move { g.server.auth_disable(&c, r).await },
+            ),
         ),
         (
             "/auth/status",
@@ -182,7 +201,9 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/auth/authenticate",
-            unary(|g, c, r: pb::AuthenticateRequest| async move { g.server.authenticate(&c, r).await }),
+            unary(
+                |g, c, r: pb::AuthenticateRequest| async move { g.server.authenticate(&c, r).await },
+            ),
         ),
         (
             "/auth/user/add",
@@ -194,11 +215,15 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/auth/user/list",
-            unary(|g, c, r: pb::AuthUserListRequest| async move { g.server.user_list(&c, r).await }),
+            unary(
+                |g, c, r: pb::AuthUserListRequest| async move { g.server.user_list(&c, r).await },
+            ),
         ),
         (
             "/auth/user/delete",
-            unary(|g, c, r: pb::AuthUserDeleteRequest| async move { g.server.user_delete(&c, r).await }),
+            unary(
+                |g, c, r: pb::AuthUserDeleteRequest| async move { g.server.user_delete(&c, r).await },
+            ),
         ),
         (
             "/auth/user/changepw",
@@ -228,11 +253,15 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/auth/role/list",
-            unary(|g, c, r: pb::AuthRoleListRequest| async move { g.server.role_list(&c, r).await }),
+            unary(
+                |g, c, r: pb::AuthRoleListRequest| async move { g.server.role_list(&c, r).await },
+            ),
         ),
         (
             "/auth/role/delete",
-            unary(|g, c, r: pb::AuthRoleDeleteRequest| async move { g.server.role_delete(&c, r).await }),
+            unary(
+                |g, c, r: pb::AuthRoleDeleteRequest| async move { g.server.role_delete(&c, r).await },
+            ),
         ),
         (
             "/auth/role/grant",

@@ -70,7 +70,11 @@ impl Election for ElectionService {
         req: Request<LeaderRequest>,
     ) -> Result<Response<ObserveStream>, Status> {
         let cred = credentials(&req);
-        Ok(Response::new(observe(&self.server, &cred, req.into_inner())))
+        Ok(Response::new(observe(
+            &self.server,
+            &cred,
+            req.into_inner(),
+        )))
     }
 
     async fn resign(

@@ -81,8 +81,7 @@ mod tests {
     fn credentials_come_from_metadata_and_extensions() {
         let mut req = tonic::Request::new(());
         assert_eq!(credentials(&req), Credentials::default());
-        req.metadata_mut()
-            .insert("token", "abc.5".parse().unwrap());
+        req.metadata_mut().insert("token", "abc.5".parse().unwrap());
         req.extensions_mut()
             .insert(ClientCertCommonName("alice".into()));
         req.extensions_mut()

@@ -196,37 +196,39 @@ async fn handle(
     req: WatchRequest,
 ) -> bool {
     let resp = match req.request_union {
-        Some(RequestUnion::CreateRequest(c)) => match watch_permitted(server, cred, &c)
-            .await
-            .and_then(|()| hub.reserve(sid, &c).map_err(|(e, rev)| (e.to_string(), rev)))
-        {
-            Ok((gid, id, rev)) => {
-                let created = WatchResponse {
-                    header: Some(header(rev)),
-                    watch_id: id,
-                    created: true,
-                    ..Default::default()
-                };
-                if tx.send(plain(created)).await.is_err() {
-                    return false;
+        Some(RequestUnion::CreateRequest(c)) => {
+            match watch_permitted(server, cred, &c).await.and_then(|()| {
+                hub.reserve(sid, &c)
+                    .map_err(|(e, rev)| (e.to_string(), rev))
+            }) {
+                Ok((gid, id, rev)) => {
+                    let created = WatchResponse {
+                        header: Some(header(rev)),
+                        watch_id: id,
+                        created: true,
+                        ..Default::default()
+                    };
+                    if tx.send(plain(created)).await.is_err() {
+                        return false;
+                    }
+                    let start = if c.start_revision == 0 {
+                        rev + 1
+                    } else {
+                        c.start_revision
+                    };
+                    hub.activate(gid, start);
+                    return true;
                 }
-                let start = if c.start_revision == 0 {
-                    rev + 1
-                } else {
-                    c.start_revision
-                };
-                hub.activate(gid, start);
-                return true;
+                Err((reason, rev)) => WatchResponse {
+                    header: Some(header(rev)),
+                    watch_id: INVALID_WATCH_ID,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: reason,
+                    ..Default::default()
+                },
             }
-            Err((reason, rev)) => WatchResponse {
-                header: Some(header(rev)),
-                watch_id: INVALID_WATCH_ID,
-                created: true,
-                canceled: true,
-                cancel_reason: reason,
-                ..Default::default()
-            },
-        },
+        }
         Some(RequestUnion::CancelRequest(c)) => {
             if !hub.cancel(sid, c.watch_id) {
                 return true; // etcd does not answer a cancel of an unknown watcher
@@ -248,7 +250,7 @@ async fn handle(
 }
 
 /// etcd's `isWatchPermitted`: READ over the watched range, checked at creation. A refusal
-/// cancels the watcher with etcd's text and the hub's current revision.
+/// cancels the watcher with etcd's cancel reason and the hub's current revision.
 async fn watch_permitted(
     server: &EtcdServer,
     cred: &oxcd_core::Credentials,
@@ -259,10 +261,21 @@ async fn watch_permitted(
         Ok(()) => Ok(()),
         Err(e) => {
             let e = match e {
-                ServerError::InvalidAuthToken | ServerError::AuthOldRevision | ServerError::UserEmpty => e,
+                ServerError::InvalidAuthToken
+                | ServerError::AuthOldRevision
+                | ServerError::UserEmpty => e,
                 _ => ServerError::PermissionDenied,
             };
-            Err((e.to_string(), server.current_revision()))
+            // etcd puts the gRPC error's whole Go text there (`status.Error(...).Error()`).
+            let code = match e.code() {
+                tonic::Code::Unauthenticated => "Unauthenticated",
+                tonic::Code::InvalidArgument => "InvalidArgument",
+                _ => "PermissionDenied",
+            };
+            Err((
+                format!("rpc error: code = {code} desc = {e}"),
+                server.current_revision(),
+            ))
         }
     }
 }
