@@ -423,3 +423,67 @@ async fn jwt_tokens_carry_the_auth_revision() {
         "etcdserver: invalid auth token",
     );
 }
+
+/// A minimal HTTP/1.1 POST with an optional `Authorization` header: status and body.
+async fn post(port: u16, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let (_, rest) = out.split_once("\r\n\r\n").unwrap();
+    (
+        status,
+        serde_json::from_str(rest).unwrap_or_else(|e| panic!("{e}: {rest}")),
+    )
+}
+
+#[tokio::test]
+async fn the_gateway_takes_the_token_from_authorization() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        crate::harness::free_port(),
+        crate::harness::free_port(),
+        &["--bcrypt-cost=4"],
+    );
+    set_up(&s).await;
+    let (status, body) = post(
+        s.port,
+        "/v3/auth/authenticate",
+        None,
+        r#"{"name":"alice","password":"alicepw"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    // app/x and v, base64.
+    let put = r#"{"key":"YXBwL3g=","value":"dg=="}"#;
+    let (status, body) = post(s.port, "/v3/kv/put", Some(&token), put).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(s.port, "/v3/kv/put", None, put).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("etcdserver: user name is empty"))
+    );
+    let other = r#"{"key":"b3RoZXI=","value":"dg=="}"#;
+    let (status, body) = post(s.port, "/v3/kv/put", Some(&token), other).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (403, Some("etcdserver: permission denied"))
+    );
+    let (status, body) = post(s.port, "/v3/auth/user/list", Some(&token), "{}").await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post(s.port, "/v3/auth/status", None, "{}").await;
+    assert_eq!((status, body["enabled"].as_bool()), (200, Some(true)));
+}
