@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod auth;
 mod auto_compaction;
 mod client;
 mod cluster;

@@ -584,3 +584,56 @@ sc_go_naming() {
 sc_go_client_features() {
   go_client client_features
 }
+
+# ------------------------------------------------------------------ auth
+# An etcdctl auth session: users, roles, a prefix permission, --user, permission denied,
+# wrong password, root's rules, auth disable. Ends with auth disabled and nothing left.
+sc_auth_session() {
+  ctl auth enable
+  ctl user add root --new-user-password=rootpw
+  ctl user get root
+  ctl role add app
+  ctl role grant-permission app --prefix readwrite app/
+  ctl role grant-permission app read conf
+  ctl role get app
+  ctl user add alice --new-user-password=alicepw
+  ctl user grant-role alice app
+  ctl auth enable
+  ctl put app/a 1
+  ctl --user=alice:alicepw put app/a 1
+  ctl --user=alice:alicepw get --prefix app/
+  ctl --user=alice:alicepw put conf x
+  ctl --user=alice:alicepw get conf
+  ctl --user=alice:alicepw get --prefix a
+  ctl --user=alice:wrong get app/a
+  ctl --user=nobody:pw get app/a
+  ctl --user=alice:alicepw user list
+  ctl --user=alice:alicepw user get alice
+  ctl --user=alice:alicepw role get app
+  ctl --user=alice:alicepw txn <<'TXN'
+value("conf") = "x"
+
+put app/b 2
+
+
+TXN
+  ctl --user=root:rootpw user list
+  ctl --user=root:rootpw role list
+  ctl --user=root:rootpw user delete root
+  ctl --user=root:rootpw user revoke-role root root
+  ctl --user=root:rootpw role revoke-permission app conf
+  ctl --user=alice:alicepw get conf
+  ctl --user=root:rootpw auth disable
+  ctl get --prefix app/
+  ctl user delete alice
+  ctl user delete root
+  ctl role delete app
+  ctl role delete root
+  ctl user list
+  ctl role list
+  ctl del --prefix app/
+}
+
+sc_go_auth_user_password() {
+  go_client auth_user_password
+}

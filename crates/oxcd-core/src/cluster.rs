@@ -19,6 +19,7 @@ use oxcd_raft::eraftpb::ConfChangeType;
 use oxcd_raft::RaftError;
 use prost::Message;
 
+use crate::auth::Credentials;
 use crate::error::ServerError;
 use crate::membership::ChangeKind;
 use crate::proposal::ApplyResponse;
@@ -100,9 +101,11 @@ impl EtcdServer {
     /// time, as etcd derives it.
     pub async fn member_add(
         &self,
+        cred: &Credentials,
         req: MemberAddRequest,
     ) -> Result<MemberAddResponse, ServerError> {
         self.refuse_on_learner()?;
+        self.check_admin(cred).await?;
         check_peer_urls(&req.peer_ur_ls)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -145,9 +148,11 @@ impl EtcdServer {
     /// MemberRemove.
     pub async fn member_remove(
         &self,
+        cred: &Credentials,
         req: MemberRemoveRequest,
     ) -> Result<MemberRemoveResponse, ServerError> {
         self.refuse_on_learner()?;
+        self.check_admin(cred).await?;
         if self.cfg.strict_reconfig_check {
             let m = self.membership.read();
             let is_learner = m.members.get(&req.id).is_some_and(|x| x.is_learner);
@@ -172,9 +177,11 @@ impl EtcdServer {
     /// until the request timeout, as etcd's `PromoteMember` does.
     pub async fn member_promote(
         &self,
+        cred: &Credentials,
         req: MemberPromoteRequest,
     ) -> Result<MemberPromoteResponse, ServerError> {
         self.refuse_on_learner()?;
+        self.check_admin(cred).await?;
         let deadline = tokio::time::Instant::now() + self.request_timeout();
         let mut leadership = self.raft.leadership();
         let members = loop {
@@ -240,14 +247,16 @@ impl EtcdServer {
     /// MemberUpdate: new peer URLs for a member.
     pub async fn member_update(
         &self,
+        cred: &Credentials,
         req: MemberUpdateRequest,
     ) -> Result<MemberUpdateResponse, ServerError> {
         self.refuse_on_learner()?;
+        self.check_admin(cred).await?;
         check_peer_urls(&req.peer_ur_ls)?;
         self.membership
             .read()
             .check_update(req.id, &req.peer_ur_ls)?;
-        let members = self.propose(req).await?;
+        let members = self.propose_as(cred, req).await?;
         Ok(MemberUpdateResponse {
             header: self.cluster_header(),
             members,
@@ -262,7 +271,7 @@ impl EtcdServer {
         client_urls: Vec<String>,
     ) -> Result<(), ServerError> {
         let member_id = self.membership.read().local_id;
-        self.propose(MemberAttributes {
+        self.propose_internal(MemberAttributes {
             member_id,
             name,
             client_urls,

@@ -26,6 +26,7 @@ use oxcd_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockRespo
 use oxcd_watch::{Hub, Outgoing, STREAM_QUEUE};
 use tokio::sync::mpsc;
 
+use crate::auth::Credentials;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 
@@ -41,22 +42,29 @@ const DESCEND: i32 = 2;
 
 impl EtcdServer {
     /// v3lock Lock: waits until `name` is held under `lease`, returns the lock's key.
-    pub async fn lock(self: &Arc<Self>, req: LockRequest) -> Result<LockResponse, ServerError> {
-        let lease = self.session_lease(req.lease).await?;
+    pub async fn lock(
+        self: &Arc<Self>,
+        cred: &Credentials,
+        req: LockRequest,
+    ) -> Result<LockResponse, ServerError> {
+        let lease = self.session_lease(cred, req.lease).await?;
         let prefix = [req.name.as_slice(), b"/"].concat();
         let key = own_key(&prefix, lease);
         let resp = self
-            .txn(TxnRequest {
-                compare: vec![created_at(&key, 0)],
-                success: vec![put_op(&key, b"", lease), first_created_op(&prefix)],
-                failure: vec![get_op(&key), first_created_op(&prefix)],
-            })
+            .txn(
+                cred,
+                TxnRequest {
+                    compare: vec![created_at(&key, 0)],
+                    success: vec![put_op(&key, b"", lease), first_created_op(&prefix)],
+                    failure: vec![get_op(&key), first_created_op(&prefix)],
+                },
+            )
             .await?;
         let my_rev = own_create_revision(&resp)?;
-        let mut give_up = Release::new(self.clone(), key.clone(), None);
+        let mut give_up = Release::new(self.clone(), cred, key.clone(), None);
         let header = match range_kvs(&resp, 1).first() {
             Some(owner) if owner.create_revision != my_rev => {
-                self.wait_deletes(&prefix, my_rev - 1).await?
+                self.wait_deletes(cred, &prefix, my_rev - 1).await?
             }
             _ => resp.header,
         };
@@ -65,12 +73,19 @@ impl EtcdServer {
     }
 
     /// v3lock Unlock: deletes the lock's key.
-    pub async fn unlock(&self, req: UnlockRequest) -> Result<UnlockResponse, ServerError> {
+    pub async fn unlock(
+        &self,
+        cred: &Credentials,
+        req: UnlockRequest,
+    ) -> Result<UnlockResponse, ServerError> {
         let resp = self
-            .delete_range(DeleteRangeRequest {
-                key: req.key,
-                ..Default::default()
-            })
+            .delete_range(
+                cred,
+                DeleteRangeRequest {
+                    key: req.key,
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(UnlockResponse {
             header: resp.header,
@@ -80,20 +95,24 @@ impl EtcdServer {
     /// v3election Campaign: waits until this candidate leads `name`.
     pub async fn campaign(
         self: &Arc<Self>,
+        cred: &Credentials,
         req: CampaignRequest,
     ) -> Result<CampaignResponse, ServerError> {
-        let lease = self.session_lease(req.lease).await?;
+        let lease = self.session_lease(cred, req.lease).await?;
         let prefix = [req.name.as_slice(), b"/"].concat();
         let key = own_key(&prefix, lease);
         let resp = self
-            .txn(TxnRequest {
-                compare: vec![created_at(&key, 0)],
-                success: vec![put_op(&key, &req.value, lease)],
-                failure: vec![get_op(&key)],
-            })
+            .txn(
+                cred,
+                TxnRequest {
+                    compare: vec![created_at(&key, 0)],
+                    success: vec![put_op(&key, &req.value, lease)],
+                    failure: vec![get_op(&key)],
+                },
+            )
             .await?;
         let rev = own_create_revision(&resp)?;
-        let mut give_up = Release::new(self.clone(), key.clone(), Some(rev));
+        let mut give_up = Release::new(self.clone(), cred, key.clone(), Some(rev));
         let leader = LeaderKey {
             name: req.name,
             key,
@@ -101,13 +120,16 @@ impl EtcdServer {
             lease,
         };
         if !resp.succeeded && range_kvs(&resp, 0).first().map(|kv| &kv.value) != Some(&req.value) {
-            self.proclaim(ProclaimRequest {
-                leader: Some(leader.clone()),
-                value: req.value,
-            })
+            self.proclaim(
+                cred,
+                ProclaimRequest {
+                    leader: Some(leader.clone()),
+                    value: req.value,
+                },
+            )
             .await?;
         }
-        self.wait_deletes(&prefix, rev - 1).await?;
+        self.wait_deletes(cred, &prefix, rev - 1).await?;
         give_up.disarm();
         Ok(CampaignResponse {
             header: resp.header,
@@ -116,18 +138,25 @@ impl EtcdServer {
     }
 
     /// v3election Proclaim: the leader sets a new value, keeping its place.
-    pub async fn proclaim(&self, req: ProclaimRequest) -> Result<ProclaimResponse, ServerError> {
+    pub async fn proclaim(
+        &self,
+        cred: &Credentials,
+        req: ProclaimRequest,
+    ) -> Result<ProclaimResponse, ServerError> {
         let leader = req.leader.ok_or(ServerError::MissingLeaderKey)?;
         let mut put = put_op(&leader.key, &req.value, 0);
         if let Some(request_op::Request::RequestPut(p)) = &mut put.request {
             p.ignore_lease = true;
         }
         let resp = self
-            .txn(TxnRequest {
-                compare: vec![created_at(&leader.key, leader.rev)],
-                success: vec![put],
-                failure: vec![],
-            })
+            .txn(
+                cred,
+                TxnRequest {
+                    compare: vec![created_at(&leader.key, leader.rev)],
+                    success: vec![put],
+                    failure: vec![],
+                },
+            )
             .await?;
         if !resp.succeeded {
             return Err(ServerError::ElectionNotLeader);
@@ -138,14 +167,21 @@ impl EtcdServer {
     }
 
     /// v3election Resign: the leader steps down (its key is deleted if still its own).
-    pub async fn resign(&self, req: ResignRequest) -> Result<ResignResponse, ServerError> {
+    pub async fn resign(
+        &self,
+        cred: &Credentials,
+        req: ResignRequest,
+    ) -> Result<ResignResponse, ServerError> {
         let leader = req.leader.ok_or(ServerError::MissingLeaderKey)?;
         let resp = self
-            .txn(TxnRequest {
-                compare: vec![created_at(&leader.key, leader.rev)],
-                success: vec![delete_op(&leader.key)],
-                failure: vec![],
-            })
+            .txn(
+                cred,
+                TxnRequest {
+                    compare: vec![created_at(&leader.key, leader.rev)],
+                    success: vec![delete_op(&leader.key)],
+                    failure: vec![],
+                },
+            )
             .await?;
         Ok(ResignResponse {
             header: resp.header,
@@ -153,9 +189,13 @@ impl EtcdServer {
     }
 
     /// v3election Leader: the current leader's key and value.
-    pub async fn election_leader(&self, req: LeaderRequest) -> Result<LeaderResponse, ServerError> {
+    pub async fn election_leader(
+        &self,
+        cred: &Credentials,
+        req: LeaderRequest,
+    ) -> Result<LeaderResponse, ServerError> {
         let prefix = [req.name.as_slice(), b"/"].concat();
-        let resp = self.range(first_created(&prefix)).await?;
+        let resp = self.range(cred, first_created(&prefix)).await?;
         let kv = resp
             .kvs
             .into_iter()
@@ -171,13 +211,15 @@ impl EtcdServer {
     /// happen, into the returned channel (closed on an error, which is sent first).
     pub fn observe(
         self: &Arc<Self>,
+        cred: &Credentials,
         req: LeaderRequest,
     ) -> mpsc::Receiver<Result<LeaderResponse, ServerError>> {
         let (tx, rx) = mpsc::channel(16);
         let server = self.clone();
+        let cred = cred.clone();
         tokio::spawn(async move {
             let prefix = [req.name.as_slice(), b"/"].concat();
-            let run = server.observe_into(&prefix, &tx);
+            let run = server.observe_into(&cred, &prefix, &tx);
             tokio::select! {
                 result = run => {
                     if let Err(e) = result {
@@ -192,11 +234,12 @@ impl EtcdServer {
 
     async fn observe_into(
         &self,
+        cred: &Credentials,
         prefix: &[u8],
         tx: &mpsc::Sender<Result<LeaderResponse, ServerError>>,
     ) -> Result<(), ServerError> {
         loop {
-            let resp = self.range(first_created(prefix)).await?;
+            let resp = self.range(cred, first_created(prefix)).await?;
             let revision = resp.header.as_ref().map_or(0, |h| h.revision);
             let (revision, kv) = match resp.kvs.into_iter().next() {
                 Some(kv) => (revision, kv),
@@ -249,15 +292,18 @@ impl EtcdServer {
     }
 
     /// The lease a lock or candidacy goes under: the caller's, or a new default one.
-    async fn session_lease(&self, lease: i64) -> Result<i64, ServerError> {
+    async fn session_lease(&self, cred: &Credentials, lease: i64) -> Result<i64, ServerError> {
         if lease != 0 {
             return Ok(lease);
         }
         let granted = self
-            .lease_grant(LeaseGrantRequest {
-                ttl: DEFAULT_SESSION_TTL,
-                id: 0,
-            })
+            .lease_grant(
+                cred,
+                LeaseGrantRequest {
+                    ttl: DEFAULT_SESSION_TTL,
+                    id: 0,
+                },
+            )
             .await?;
         Ok(granted.id)
     }
@@ -266,16 +312,20 @@ impl EtcdServer {
     /// `max_create_revision` is left; returns the header of the last look.
     async fn wait_deletes(
         &self,
+        cred: &Credentials,
         prefix: &[u8],
         max_create_revision: i64,
     ) -> Result<Option<ResponseHeader>, ServerError> {
         loop {
             let resp = self
-                .range(RangeRequest {
-                    max_create_revision,
-                    sort_order: DESCEND,
-                    ..first_created(prefix)
-                })
+                .range(
+                    cred,
+                    RangeRequest {
+                        max_create_revision,
+                        sort_order: DESCEND,
+                        ..first_created(prefix)
+                    },
+                )
                 .await?;
             let Some(last) = resp.kvs.first() else {
                 return Ok(resp.header);
@@ -299,6 +349,8 @@ impl EtcdServer {
 /// Deletes a lock's or candidate's key when its call is given up before it succeeded.
 struct Release {
     server: Arc<EtcdServer>,
+    /// The caller's credentials, which the removal uses.
+    cred: Credentials,
     key: Vec<u8>,
     /// For a candidate: delete only while the key is still the one created then.
     create_revision: Option<i64>,
@@ -306,9 +358,15 @@ struct Release {
 }
 
 impl Release {
-    fn new(server: Arc<EtcdServer>, key: Vec<u8>, create_revision: Option<i64>) -> Release {
+    fn new(
+        server: Arc<EtcdServer>,
+        cred: &Credentials,
+        key: Vec<u8>,
+        create_revision: Option<i64>,
+    ) -> Release {
         Release {
             server,
+            cred: cred.clone(),
             key,
             create_revision,
             armed: true,
@@ -326,6 +384,7 @@ impl Drop for Release {
             return;
         }
         let server = self.server.clone();
+        let cred = self.cred.clone();
         let key = std::mem::take(&mut self.key);
         let compare = self
             .create_revision
@@ -339,7 +398,7 @@ impl Drop for Release {
                     success: vec![delete_op(&key)],
                     failure: vec![],
                 };
-                if let Err(e) = server.txn(req).await {
+                if let Err(e) = server.txn(&cred, req).await {
                     tracing::debug!(error = %e, "cannot remove an abandoned lock or candidate key");
                 }
             });

@@ -38,6 +38,12 @@ pub struct CoreConfig {
     pub peer_tls: oxcd_peer::PeerTls,
     /// `--auto-compaction-mode` and `--auto-compaction-retention` (`None`: off).
     pub auto_compaction: Option<crate::compactor::AutoCompaction>,
+    /// `--auth-token`: `simple`, or `jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...`.
+    pub auth_token: String,
+    /// `--auth-token-ttl`: how long a simple token lives after its last use.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
 }
 
 impl CoreConfig {

@@ -3,6 +3,7 @@
 //! Clients match errors on code *and* message (`rpctypes.ErrGRPC*` in Go clientv3, string
 //! compares in Python and Node), so every variant here carries exactly etcd's wording.
 
+use oxcd_auth::AuthError;
 use oxcd_lease::LeaseError;
 use oxcd_mvcc::MvccError;
 use oxcd_raft::RaftError;
@@ -114,6 +115,61 @@ pub enum ServerError {
     /// Election Proclaim/Resign without a leader key (v3election).
     #[error("\"leader\" field must be provided")]
     MissingLeaderKey,
+    /// AuthEnable without a `root` user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// AuthEnable while user `root` lacks role `root`.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// UserAdd of an existing user.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// An empty user name; a request without credentials while auth is enabled.
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// No such user.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// RoleAdd of an existing role.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// No such role.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// An empty role name.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// Wrong password or unknown user.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// The user lacks the permission (or root, for admin operations).
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// UserRevokeRole of a role the user does not have.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// RoleRevokePermission of a permission the role does not have.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// Authenticate while auth is disabled.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    /// A token that is unknown, expired or forged.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// Deleting `root`, or revoking role `root` from `root`, while auth is enabled.
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// The request's auth revision is older than the store's: authenticate again.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// A password given for a user added without one (etcd passes its auth text through,
+    /// gRPC code Unknown).
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    /// A JWT provider holding only the public key was asked to sign (code Unknown).
+    #[error("auth: token signing attempted with verify-only key")]
+    VerifyOnly,
     /// An unexpected internal failure (disk, encoding); the text says which.
     #[error("etcdserver: {0}")]
     Internal(String),
@@ -125,7 +181,14 @@ impl ServerError {
         use ServerError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | AuthFailed
+            | InvalidAuthMgmt | AuthOldRevision => Code::InvalidArgument,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
+            RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound
+            | RoleAlreadyExist | RoleNotFound | RoleNotGranted | PermissionNotGranted
+            | AuthNotEnabled => Code::FailedPrecondition,
+            NoPasswordUser | VerifyOnly => Code::Unknown,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
@@ -168,6 +231,33 @@ impl From<MvccError> for ServerError {
             MvccError::ValueProvided => ServerError::ValueProvided,
             MvccError::LeaseProvided => ServerError::LeaseProvided,
             other => ServerError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ServerError {
+    fn from(e: AuthError) -> ServerError {
+        match e {
+            AuthError::RootUserNotExist => ServerError::RootUserNotExist,
+            AuthError::RootRoleNotExist => ServerError::RootRoleNotExist,
+            AuthError::UserAlreadyExist => ServerError::UserAlreadyExist,
+            AuthError::UserEmpty => ServerError::UserEmpty,
+            AuthError::UserNotFound => ServerError::UserNotFound,
+            AuthError::RoleAlreadyExist => ServerError::RoleAlreadyExist,
+            AuthError::RoleNotFound => ServerError::RoleNotFound,
+            AuthError::RoleEmpty => ServerError::RoleEmpty,
+            AuthError::AuthFailed => ServerError::AuthFailed,
+            AuthError::NoPasswordUser => ServerError::NoPasswordUser,
+            AuthError::PermissionDenied => ServerError::PermissionDenied,
+            AuthError::RoleNotGranted => ServerError::RoleNotGranted,
+            AuthError::PermissionNotGranted => ServerError::PermissionNotGranted,
+            AuthError::AuthNotEnabled => ServerError::AuthNotEnabled,
+            AuthError::AuthOldRevision => ServerError::AuthOldRevision,
+            AuthError::InvalidAuthToken => ServerError::InvalidAuthToken,
+            AuthError::InvalidAuthMgmt => ServerError::InvalidAuthMgmt,
+            AuthError::VerifyOnly => ServerError::VerifyOnly,
+            AuthError::Hash(e) => ServerError::Internal(e),
+            AuthError::Backend(e) => e.into(),
         }
     }
 }
@@ -276,6 +366,36 @@ mod tests {
                 ServerError::BadLeaderTransferee,
                 Code::FailedPrecondition,
                 "etcdserver: bad leader transferee",
+            ),
+            (
+                ServerError::AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                ServerError::InvalidAuthToken,
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                ServerError::PermissionDenied,
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                ServerError::AuthOldRevision,
+                Code::InvalidArgument,
+                "etcdserver: revision of auth store is old",
+            ),
+            (
+                ServerError::UserEmpty,
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                ServerError::RootUserNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not exist",
             ),
             (
                 ServerError::MemberBadUrls,

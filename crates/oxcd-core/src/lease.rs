@@ -8,6 +8,7 @@ use oxcd_proto::etcdserverpb::{
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 
+use crate::auth::Credentials;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 
@@ -24,6 +25,7 @@ impl EtcdServer {
     /// choose one (drawn before proposing, so every member applies the same id).
     pub async fn lease_grant(
         &self,
+        cred: &Credentials,
         mut req: LeaseGrantRequest,
     ) -> Result<LeaseGrantResponse, ServerError> {
         self.refuse_on_learner()?;
@@ -34,7 +36,7 @@ impl EtcdServer {
             req.id = (self.next_id() & (i64::MAX as u64)) as i64;
         }
         self.check_quota(crate::quota::LEASE_COST).await?;
-        let mut resp = self.propose(req).await?;
+        let mut resp = self.propose_as(cred, req).await?;
         self.fill_header(&mut resp.header);
         Ok(resp)
     }
@@ -42,10 +44,11 @@ impl EtcdServer {
     /// LeaseRevoke: deletes the lease's keys in one revision, through raft.
     pub async fn lease_revoke(
         &self,
+        cred: &Credentials,
         req: LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, ServerError> {
         self.refuse_on_learner()?;
-        let mut resp = self.propose(req).await?;
+        let mut resp = self.propose_as(cred, req).await?;
         self.fill_header(&mut resp.header);
         Ok(resp)
     }
@@ -65,7 +68,7 @@ impl EtcdServer {
             }
             self.wait_applied_index().await?;
             if self.lessor.is_primary() && self.lessor.needs_checkpoint_clear(id) {
-                self.propose(LeaseCheckpointRequest {
+                self.propose_internal(LeaseCheckpointRequest {
                     checkpoints: vec![LeaseCheckpoint {
                         id,
                         remaining_ttl: 0,

@@ -94,7 +94,7 @@ pub(crate) async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receive
                     };
                     let server = server.clone();
                     tokio::spawn(async move {
-                        let r = server.propose(LeaseRevokeRequest { id }).await;
+                        let r = server.propose_internal(LeaseRevokeRequest { id }).await;
                         match r {
                             Ok(_) | Err(ServerError::LeaseNotFound) => {}
                             Err(e) => {
@@ -111,7 +111,9 @@ pub(crate) async fn run_lessor(server: Arc<EtcdServer>, mut stop: watch::Receive
             let server = server.clone();
             tokio::spawn(async move {
                 let n = checkpoints.len();
-                let r = server.propose(LeaseCheckpointRequest { checkpoints }).await;
+                let r = server
+                    .propose_internal(LeaseCheckpointRequest { checkpoints })
+                    .await;
                 if let Err(e) = r {
                     tracing::warn!(count = n, error = %e, "failed to checkpoint leases");
                 }

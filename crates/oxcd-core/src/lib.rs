@@ -18,6 +18,7 @@
 
 mod alarm;
 pub mod apply;
+mod auth;
 mod cluster;
 mod commit_observer;
 pub mod compactor;
@@ -44,12 +45,14 @@ pub mod validate;
 pub mod version;
 
 pub use alarm::AlarmSet;
+pub use auth::Credentials;
 pub use commit_observer::set_backend_commit_observer;
 pub use compactor::AutoCompaction;
 pub use config::{ClusterSpec, CoreConfig};
 pub use data_dir::{DataDir, DataDirLock};
 pub use error::ServerError;
 pub use membership::{cluster_id, member_id, Member, Membership};
+pub use oxcd_auth::{AuthInfo, AuthStore};
 /// Sets the observer of every WAL fdatasync's duration (oxcd-raft's hook, for metrics).
 pub use oxcd_raft::set_fsync_observer as set_wal_fsync_observer;
 /// Who leads, as raft pushes it ([`EtcdServer::leadership`]).

@@ -8,6 +8,7 @@ use oxcd_proto::etcdserverpb::{
     HashResponse, MoveLeaderRequest, MoveLeaderResponse, StatusResponse,
 };
 
+use crate::auth::Credentials;
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 use crate::version::ETCD_SERVER_VERSION;
@@ -44,15 +45,21 @@ impl EtcdServer {
 
     /// Alarm: every action goes through raft, as in etcd, so a GET sees every alarm
     /// raised before it. Like etcd's, the response carries no header.
-    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse, ServerError> {
+    pub async fn alarm(
+        &self,
+        cred: &Credentials,
+        req: AlarmRequest,
+    ) -> Result<AlarmResponse, ServerError> {
         self.refuse_on_learner()?;
-        self.propose(req).await
+        self.check_admin(cred).await?;
+        self.propose_as(cred, req).await
     }
 
     /// Defragment this member's backend: writes wait only for the short catch-up after the
     /// copy (`Store::defrag`), reads never.
-    pub async fn defragment(&self) -> Result<DefragmentResponse, ServerError> {
+    pub async fn defragment(&self, cred: &Credentials) -> Result<DefragmentResponse, ServerError> {
         self.refuse_on_learner()?;
+        self.check_admin(cred).await?;
         tracing::info!("starting defragment");
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || store.defrag())
@@ -72,8 +79,13 @@ impl EtcdServer {
     }
 
     /// HashKV: the hash of the key space up to `revision` (0: now), to compare members.
-    pub fn hash_kv(&self, req: HashKvRequest) -> Result<HashKvResponse, ServerError> {
+    pub async fn hash_kv(
+        &self,
+        cred: &Credentials,
+        req: HashKvRequest,
+    ) -> Result<HashKvResponse, ServerError> {
         self.refuse_on_learner()?;
+        self.check_admin(cred).await?;
         let h = self.store.hash_kv(req.revision)?;
         Ok(HashKvResponse {
             header: Some(self.header(self.store.current_revision())),

@@ -32,13 +32,17 @@ impl EtcdServer {
     /// etcd's probe read: a keys-only range of one key, serializable (this member alone)
     /// or linearizable (through the leader), within the request timeout.
     pub async fn probe_read(&self, serializable: bool) -> Result<(), ServerError> {
-        let read = self.range(RangeRequest {
-            key: b"health".to_vec(),
-            keys_only: true,
-            limit: 1,
-            serializable,
-            ..Default::default()
-        });
+        let cred = crate::auth::Credentials::server();
+        let read = self.range(
+            &cred,
+            RangeRequest {
+                key: b"health".to_vec(),
+                keys_only: true,
+                limit: 1,
+                serializable,
+                ..Default::default()
+            },
+        );
         match tokio::time::timeout(self.request_timeout(), read).await {
             Ok(result) => result.map(|_| ()),
             Err(_) => Err(ServerError::Timeout),

@@ -12,12 +12,21 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oxcd_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
-    DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest,
-    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member, MemberUpdateRequest,
-    PutRequest, PutResponse, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, AuthDisableRequest, AuthDisableResponse, AuthEnableRequest,
+    AuthEnableResponse, AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest,
+    AuthRoleDeleteResponse, AuthRoleGetRequest, AuthRoleGetResponse,
+    AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse, AuthRoleListRequest,
+    AuthRoleListResponse, AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse,
+    AuthUserAddRequest, AuthUserAddResponse, AuthUserChangePasswordRequest,
+    AuthUserChangePasswordResponse, AuthUserDeleteRequest, AuthUserDeleteResponse,
+    AuthUserGetRequest, AuthUserGetResponse, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse,
+    AuthUserListRequest, AuthUserListResponse, AuthUserRevokeRoleRequest,
+    AuthUserRevokeRoleResponse, AuthenticateResponse, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member,
+    MemberUpdateRequest, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
-use oxcd_proto::oxcdinternal::{raft_request::Op, MemberAttributes};
+use oxcd_proto::oxcdinternal::{raft_request::Op, AuthenticateRequest, MemberAttributes};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -76,6 +85,22 @@ proposals! {
     Alarm: AlarmRequest => AlarmResponse,
     MemberUpdate: MemberUpdateRequest => Vec<Member>,
     MemberAttributes: MemberAttributes => (),
+    AuthEnable: AuthEnableRequest => AuthEnableResponse,
+    AuthDisable: AuthDisableRequest => AuthDisableResponse,
+    Authenticate: AuthenticateRequest => AuthenticateResponse,
+    AuthUserAdd: AuthUserAddRequest => AuthUserAddResponse,
+    AuthUserDelete: AuthUserDeleteRequest => AuthUserDeleteResponse,
+    AuthUserChangePassword: AuthUserChangePasswordRequest => AuthUserChangePasswordResponse,
+    AuthUserGrantRole: AuthUserGrantRoleRequest => AuthUserGrantRoleResponse,
+    AuthUserGet: AuthUserGetRequest => AuthUserGetResponse,
+    AuthUserList: AuthUserListRequest => AuthUserListResponse,
+    AuthUserRevokeRole: AuthUserRevokeRoleRequest => AuthUserRevokeRoleResponse,
+    AuthRoleAdd: AuthRoleAddRequest => AuthRoleAddResponse,
+    AuthRoleGet: AuthRoleGetRequest => AuthRoleGetResponse,
+    AuthRoleList: AuthRoleListRequest => AuthRoleListResponse,
+    AuthRoleDelete: AuthRoleDeleteRequest => AuthRoleDeleteResponse,
+    AuthRoleGrantPermission: AuthRoleGrantPermissionRequest => AuthRoleGrantPermissionResponse,
+    AuthRoleRevokePermission: AuthRoleRevokePermissionRequest => AuthRoleRevokePermissionResponse,
 }
 
 /// A waiter's answer: the response, or the error the apply step ended in.

@@ -24,6 +24,7 @@ use prost::Message;
 use tokio::sync::watch;
 
 use crate::alarm::AlarmSet;
+use crate::auth::{Credentials, FailureLimiter};
 use crate::config::CoreConfig;
 use crate::error::ServerError;
 use crate::membership::Membership;
@@ -48,6 +49,10 @@ pub struct EtcdServer {
     pub(crate) transport: oxcd_peer::PeerTransport,
     /// Pending and failed proposals, for the metrics.
     pub(crate) proposal_stats: Arc<ProposalStats>,
+    /// Users, roles, permissions and tokens.
+    pub(crate) auth: Arc<oxcd_auth::AuthStore>,
+    /// Failed authentications per client address.
+    pub(crate) auth_failures: FailureLimiter,
 }
 
 impl EtcdServer {
@@ -129,12 +134,36 @@ impl EtcdServer {
         self.ids.next()
     }
 
-    /// Proposes `p` through raft and waits until it has been applied.
-    pub(crate) async fn propose<P: Proposal>(&self, p: P) -> Result<P::Response, ServerError> {
+    /// Proposes the server's own request `p` (lease expiry and checkpoints, attribute
+    /// publishing): it acts as root, like etcd's `WithRoot`.
+    pub(crate) async fn propose_internal<P: Proposal>(
+        &self,
+        p: P,
+    ) -> Result<P::Response, ServerError> {
+        self.propose_as(&Credentials::server(), p).await
+    }
+
+    /// Proposes a client's request `p` through raft, its header naming the user `cred`
+    /// authenticates (checked by the applier's auth layer), and waits until it has been
+    /// applied.
+    pub(crate) async fn propose_as<P: Proposal>(
+        &self,
+        cred: &Credentials,
+        p: P,
+    ) -> Result<P::Response, ServerError> {
+        let header = self.request_header(cred).await?;
+        self.propose_with_header(header, p).await
+    }
+
+    async fn propose_with_header<P: Proposal>(
+        &self,
+        header: RequestHeader,
+        p: P,
+    ) -> Result<P::Response, ServerError> {
         let id = self.ids.next();
         let req = RaftRequest {
             id,
-            header: Some(RequestHeader::default()),
+            header: Some(header),
             op: Some(p.into_op()),
         };
         let data = req.encode_to_vec();
@@ -194,7 +223,7 @@ impl EtcdServer {
     }
 
     /// Waits (without limit) until the applier has applied `index`; at once if it has.
-    async fn applied_to(&self, index: u64) -> Result<(), ServerError> {
+    pub(crate) async fn applied_to(&self, index: u64) -> Result<(), ServerError> {
         let mut applied = self.applied.clone();
         applied
             .wait_for(|a| *a >= index)

@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::alarm::AlarmSet;
-use crate::apply::chain::{AlarmGate, BackendApplier};
+use crate::apply::chain::{AlarmGate, AuthGate, BackendApplier};
 use crate::apply::{Applier, ApplyObserver, FatalApplyError, SnapshotInstall};
 use crate::config::CoreConfig;
 use crate::data_dir::DataDir;
@@ -56,6 +56,9 @@ pub enum StartError {
     /// The applier hit a fatal error.
     #[error("{0}")]
     Apply(String),
+    /// The auth store or the `--auth-token` settings are unusable.
+    #[error("{0}")]
+    Auth(String),
 }
 
 type AppliedJoin = Result<std::thread::Result<Result<(), FatalApplyError>>, tokio::task::JoinError>;
@@ -151,6 +154,7 @@ impl Core {
             .map_err(|e| store_err(e.to_string()))?,
         );
         let alarms = Arc::new(AlarmSet::load(&store).map_err(|e| store_err(e.to_string()))?);
+        let auth = Arc::new(crate::auth::open_auth_store(&store, &cfg).map_err(StartError::Auth)?);
 
         let local_id = membership.local_id;
         let membership = Arc::new(RwLock::new(membership));
@@ -212,6 +216,7 @@ impl Core {
             lessor: lessor.clone(),
             alarms: alarms.clone(),
             membership: membership.clone(),
+            auth: auth.clone(),
         };
         let observers: Vec<Arc<dyn ApplyObserver>> = vec![lessor.clone(), hub.clone(), peers];
         let applier = Applier {
@@ -219,13 +224,18 @@ impl Core {
             raft: raft.clone(),
             waiters: waiters.clone(),
             applied_tx,
-            chain: Box::new(AlarmGate::new(alarms.clone(), backend)),
+            chain: Box::new(AuthGate::new(
+                auth.clone(),
+                lessor.clone(),
+                AlarmGate::new(alarms.clone(), backend),
+            )),
             observers,
             membership: membership.clone(),
             snapshots: SnapshotInstall {
                 received: dir.snap().join(RECEIVED_SNAPSHOT),
                 lessor: lessor.clone(),
                 alarms: alarms.clone(),
+                auth: auth.clone(),
                 hub: hub.clone(),
             },
         };
@@ -258,6 +268,8 @@ impl Core {
             peer_client: transport.client(),
             transport: transport.clone(),
             proposal_stats: Default::default(),
+            auth,
+            auth_failures: Default::default(),
         });
         let _ = glue.server.set(Arc::downgrade(&server));
         // A member that is leader already (a sole member is, once raft has started) promotes

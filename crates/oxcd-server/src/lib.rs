@@ -304,6 +304,9 @@ fn core_config(cfg: &Config) -> CoreConfig {
         auto_compaction: cfg.auto_compaction,
         initial_corrupt_check: cfg.initial_corrupt_check,
         corrupt_check_time: cfg.corrupt_check_time,
+        auth_token: cfg.auth_token.clone(),
+        auth_token_ttl: cfg.auth_token_ttl,
+        bcrypt_cost: cfg.bcrypt_cost,
         cluster: ClusterSpec {
             initial_cluster: cfg
                 .initial_cluster
@@ -372,7 +375,10 @@ fn router(server: Arc<EtcdServer>, cfg: &Config, metrics: &Arc<metrics::Metrics>
         LeaseServer::new(grpc::lease::LeaseService::new(server.clone())),
         leader(),
     ))
-    .add_service(AuthServer::new(grpc::Unimplemented))
+    .add_service(InterceptedService::new(
+        AuthServer::new(grpc::auth::AuthService::new(server.clone())),
+        leader(),
+    ))
     .add_service(ElectionServer::new(grpc::election::ElectionService::new(
         server.clone(),
     )))

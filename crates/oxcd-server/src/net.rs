@@ -119,7 +119,10 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
         let Some(acceptor) = &tls else {
-            let service = TowerToHyperService::new(app.clone());
+            let service = TowerToHyperService::new(WithClientAddr {
+                inner: app.clone(),
+                addr: ClientAddr(remote),
+            });
             let conn = builder
                 .serve_connection(TokioIo::new(tcp), service)
                 .into_owned();
@@ -141,6 +144,7 @@ pub async fn serve(
             };
             let app = tower::ServiceBuilder::new()
                 .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ClientAddr(remote));
                     if let Some(cn) = &cn {
                         req.extensions_mut().insert(cn.clone());
                     }
@@ -157,6 +161,40 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The address of the client a request came from, in each request's extensions (failed
+/// authentications are slowed down per address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// Puts the connection's [`ClientAddr`] into each request's extensions.
+#[derive(Clone)]
+struct WithClientAddr {
+    inner: Router,
+    addr: ClientAddr,
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for WithClientAddr
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        <Router as tower::Service<axum::http::Request<B>>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.addr);
+        self.inner.call(req)
+    }
 }
 
 /// Binds every address of `urls`, the value of `flag` (`--listen-client-urls` or

@@ -90,6 +90,8 @@ pub struct SnapshotInstall {
     pub lessor: Arc<oxcd_lease::Lessor>,
     /// Rebuilt from the new backend.
     pub alarms: Arc<crate::alarm::AlarmSet>,
+    /// Rebuilt from the new backend.
+    pub auth: Arc<oxcd_auth::AuthStore>,
     /// Its watchers catch up from the new backend's history.
     pub hub: Arc<oxcd_watch::Hub>,
 }
@@ -263,6 +265,7 @@ impl Applier {
         s.alarms
             .reload(&self.store)
             .map_err(|e| fatal("alarms", &e))?;
+        s.auth.reload(&self.store).map_err(|e| fatal("auth", &e))?;
         let membership = Membership::load(&self.store)
             .map_err(|e| fatal("membership", &e))?
             .ok_or_else(|| fatal("membership", &"the snapshot has none"))?;

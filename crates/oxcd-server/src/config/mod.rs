@@ -181,6 +181,12 @@ pub struct Config {
     /// `--strict-reconfig-check`: refuse membership changes that would lose the quorum of
     /// started members.
     pub strict_reconfig_check: bool,
+    /// `--auth-token`: `simple` or `jwt,...` (checked at start).
+    pub auth_token: String,
+    /// `--auth-token-ttl`: the lifetime of a simple token after its last use.
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
     /// `--listen-metrics-urls`: more listeners serving `/metrics` and `/health` only.
     pub listen_metrics_urls: Vec<Url>,
     /// `--metrics=extensive`: export the gRPC handling-time histograms too.

@@ -181,6 +181,12 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
             settings.text("auto-compaction-retention")
         ))
     })?;
+    let auth_token = settings.text("auth-token");
+    // Checked here so a bad value stops the server before it touches the data dir.
+    oxcd_auth::TokenProvider::from_options(&auth_token, Duration::from_secs(1))
+        .map_err(ConfigError::Invalid)?;
+    // Outside 4..=31 the auth store warns and uses 10, as etcd does.
+    let bcrypt_cost = u32::try_from(settings.uint("bcrypt-cost")).unwrap_or(u32::MAX);
     let mut warnings = std::mem::take(&mut settings.notes);
     warnings.extend(verdict.warnings);
     warnings.extend(tls_warnings);
@@ -222,6 +228,9 @@ pub(super) fn resolve(mut settings: Settings) -> Result<Config, ConfigError> {
         peer_tls,
         tls_common,
         auto_compaction,
+        auth_token,
+        auth_token_ttl: Duration::from_secs(settings.uint("auth-token-ttl")),
+        bcrypt_cost,
     })
 }
 

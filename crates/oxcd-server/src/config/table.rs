@@ -177,7 +177,6 @@ const B: Versions = Versions::BOTH;
 const V34: Versions = Versions::V34;
 const V35: Versions = Versions::V35;
 
-const AUTH: &str = "authentication is not implemented in oxcd yet";
 const V2: &str = "oxcd serves only the v3 API";
 const DISCOVERY: &str =
     "oxcd bootstraps only from --initial-cluster; list the members there instead of using discovery";
@@ -296,9 +295,9 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     ignored("experimental-distributed-tracing-instance-id", Text, V35, &[], ONLY_TRACING),
     ignored("experimental-distributed-tracing-sampling-rate", Int, V35, &[], ONLY_TRACING),
     // Auth.
-    refused("auth-token", Text, B, &["simple"], AUTH),
-    ignored("bcrypt-cost", Uint, B, &["10"], "only used by authentication, which oxcd does not have yet"),
-    ignored("auth-token-ttl", Uint, B, &["300"], "only used by authentication, which oxcd does not have yet"),
+    used("auth-token", Text, B, "simple", "Specify auth token specific options: 'simple' or 'jwt,pub-key=<path>,priv-key=<path>,sign-method=<alg>,ttl=<duration>'"),
+    used("bcrypt-cost", Uint, B, "10", "Specify bcrypt algorithm cost factor for auth password hashing (4 to 31)"),
+    used("auth-token-ttl", Uint, B, "300", "The lifetime in seconds of the auth token"),
     // Gateway.
     used("enable-grpc-gateway", Bool, B, "true", "Enable GRPC gateway."),
     // Experimental.

@@ -21,7 +21,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post, MethodRouter};
 use axum::Router;
-use oxcd_core::{EtcdServer, ServerError};
+use oxcd_core::{Credentials, EtcdServer, ServerError};
 use oxcd_proto::etcdserverpb as pb;
 use oxcd_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
 use oxcd_proto::v3lockpb::{LockRequest, UnlockRequest};
@@ -66,40 +66,45 @@ pub fn router(gateway: Gateway) -> Router {
 type Route = MethodRouter<Gateway>;
 
 fn routes() -> Vec<(&'static str, Route)> {
-    let lease_revoke =
-        || unary(|g, r: pb::LeaseRevokeRequest| async move { g.server.lease_revoke(r).await });
+    let lease_revoke = || {
+        unary(|g, c, r: pb::LeaseRevokeRequest| async move { g.server.lease_revoke(&c, r).await })
+    };
     let lease_ttl = || {
         unary(
-            |g, r: pb::LeaseTimeToLiveRequest| async move { g.server.lease_time_to_live(r).await },
+            |g, _c, r: pb::LeaseTimeToLiveRequest| async move { g.server.lease_time_to_live(r).await },
         )
     };
     let lease_leases =
-        || unary(|g, _: pb::LeaseLeasesRequest| async move { g.server.lease_leases() });
+        || unary(|g, _c, _: pb::LeaseLeasesRequest| async move { g.server.lease_leases() });
     vec![
         (
             "/kv/range",
-            unary(|g, r: pb::RangeRequest| async move { g.server.range(r).await }),
+            unary(|g, c, r: pb::RangeRequest| async move { g.server.range(&c, r).await }),
         ),
         (
             "/kv/put",
-            unary(|g, r: pb::PutRequest| async move { g.server.put(r).await }),
+            unary(|g, c, r: pb::PutRequest| async move { g.server.put(&c, r).await }),
         ),
         (
             "/kv/deleterange",
-            unary(|g, r: pb::DeleteRangeRequest| async move { g.server.delete_range(r).await }),
+            unary(
+                |g, c, r: pb::DeleteRangeRequest| async move { g.server.delete_range(&c, r).await },
+            ),
         ),
         (
             "/kv/txn",
-            unary(|g, r: pb::TxnRequest| async move { g.server.txn(r).await }),
+            unary(|g, c, r: pb::TxnRequest| async move { g.server.txn(&c, r).await }),
         ),
         (
             "/kv/compaction",
-            unary(|g, r: pb::CompactionRequest| async move { g.server.compact(r).await }),
+            unary(|g, c, r: pb::CompactionRequest| async move { g.server.compact(&c, r).await }),
         ),
         ("/watch", post(stream::watch).fallback(method_not_allowed)),
         (
             "/lease/grant",
-            unary(|g, r: pb::LeaseGrantRequest| async move { g.server.lease_grant(r).await }),
+            unary(
+                |g, c, r: pb::LeaseGrantRequest| async move { g.server.lease_grant(&c, r).await },
+            ),
         ),
         ("/lease/revoke", lease_revoke()),
         ("/kv/lease/revoke", lease_revoke()),
@@ -113,55 +118,63 @@ fn routes() -> Vec<(&'static str, Route)> {
         ("/kv/lease/leases", lease_leases()),
         (
             "/cluster/member/add",
-            unary(|g, r: pb::MemberAddRequest| async move { g.server.member_add(r).await }),
+            unary(|g, c, r: pb::MemberAddRequest| async move { g.server.member_add(&c, r).await }),
         ),
         (
             "/cluster/member/remove",
-            unary(|g, r: pb::MemberRemoveRequest| async move { g.server.member_remove(r).await }),
+            unary(
+                |g, c, r: pb::MemberRemoveRequest| async move { g.server.member_remove(&c, r).await },
+            ),
         ),
         (
             "/cluster/member/update",
-            unary(|g, r: pb::MemberUpdateRequest| async move { g.server.member_update(r).await }),
+            unary(
+                |g, c, r: pb::MemberUpdateRequest| async move { g.server.member_update(&c, r).await },
+            ),
         ),
         (
             "/cluster/member/list",
-            unary(|g, r: pb::MemberListRequest| async move { g.server.member_list(r).await }),
+            unary(|g, _c, r: pb::MemberListRequest| async move { g.server.member_list(r).await }),
         ),
         (
             "/cluster/member/promote",
-            unary(|g, r: pb::MemberPromoteRequest| async move { g.server.member_promote(r).await }),
+            unary(|g, c, r: pb::MemberPromoteRequest| async move {
+                g.server.member_promote(&c, r).await
+            }),
         ),
         (
             "/maintenance/alarm",
-            unary(|g, r: pb::AlarmRequest| async move { g.server.alarm(r).await }),
+            unary(|g, c, r: pb::AlarmRequest| async move { g.server.alarm(&c, r).await }),
         ),
         (
             "/maintenance/status",
-            unary(|g, _: pb::StatusRequest| async move { Ok::<_, ServerError>(g.server.status()) }),
+            unary(
+                |g, _c, _: pb::StatusRequest| async move { Ok::<_, ServerError>(g.server.status()) },
+            ),
         ),
         (
             "/maintenance/defragment",
-            unary(|g, _: pb::DefragmentRequest| async move { g.server.defragment().await }),
+            unary(|g, c, _: pb::DefragmentRequest| async move { g.server.defragment(&c).await }),
         ),
         (
             "/lock/lock",
-            unary(|g, r: LockRequest| async move { g.server.lock(r).await }),
+            unary(|g, c, r: LockRequest| async move { g.server.lock(&c, r).await }),
         ),
         (
             "/lock/unlock",
-            unary(|g, r: UnlockRequest| async move { g.server.unlock(r).await }),
+            unary(|g, c, r: UnlockRequest| async move { g.server.unlock(&c, r).await }),
         ),
         (
             "/election/campaign",
-            unary(|g, r: CampaignRequest| async move { g.server.campaign(r).await }),
+            unary(|g, c, r: CampaignRequest| async move { g.server.campaign(&c, r).await }),
         ),
         (
             "/election/proclaim",
-            unary(|g, r: ProclaimRequest| async move { g.server.proclaim(r).await }),
+            unary(|g, c, r: ProclaimRequest| async move { g.server.proclaim(&c, r).await }),
         ),
         (
             "/election/leader",
-            unary(|g, r: LeaderRequest| async move { g.server.election_leader(r).await }),
+            unary(|g, c, r: LeaderRequest| async move { g.server.election_leader(&c, r).await }),
         ),
         (
             "/election/observe",
@@ -169,7 +182,99 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/election/resign",
-            unary(|g, r: ResignRequest| async move { g.server.resign(r).await }),
+            unary(|g, c, r: ResignRequest| async move { g.server.resign(&c, r).await }),
+        ),
+        (
+            "/auth/enable",
+            unary(
+                |g, c, r: pb::AuthEnableRequest| async move { g.server.auth_enable(&c, r).await },
+            ),
+        ),
+        (
+            "/auth/disable",
+            unary(
+                |g, c, r: pb::AuthDisableRequest| async move { g.server.auth_disable(&c, r).await },
+            ),
+        ),
+        (
+            "/auth/status",
+            unary(|g, _c, _: pb::AuthStatusRequest| async move { g.server.auth_status().await }),
+        ),
+        (
+            "/auth/authenticate",
+            unary(
+                |g, c, r: pb::AuthenticateRequest| async move { g.server.authenticate(&c, r).await },
+            ),
+        ),
+        (
+            "/auth/user/add",
+            unary(|g, c, r: pb::AuthUserAddRequest| async move { g.server.user_add(&c, r).await }),
+        ),
+        (
+            "/auth/user/get",
+            unary(|g, c, r: pb::AuthUserGetRequest| async move { g.server.user_get(&c, r).await }),
+        ),
+        (
+            "/auth/user/list",
+            unary(
+                |g, c, r: pb::AuthUserListRequest| async move { g.server.user_list(&c, r).await },
+            ),
+        ),
+        (
+            "/auth/user/delete",
+            unary(
+                |g, c, r: pb::AuthUserDeleteRequest| async move { g.server.user_delete(&c, r).await },
+            ),
+        ),
+        (
+            "/auth/user/changepw",
+            unary(|g, c, r: pb::AuthUserChangePasswordRequest| async move {
+                g.server.user_change_password(&c, r).await
+            }),
+        ),
+        (
+            "/auth/user/grant",
+            unary(|g, c, r: pb::AuthUserGrantRoleRequest| async move {
+                g.server.user_grant_role(&c, r).await
+            }),
+        ),
+        (
+            "/auth/user/revoke",
+            unary(|g, c, r: pb::AuthUserRevokeRoleRequest| async move {
+                g.server.user_revoke_role(&c, r).await
+            }),
+        ),
+        (
+            "/auth/role/add",
+            unary(|g, c, r: pb::AuthRoleAddRequest| async move { g.server.role_add(&c, r).await }),
+        ),
+        (
+            "/auth/role/get",
+            unary(|g, c, r: pb::AuthRoleGetRequest| async move { g.server.role_get(&c, r).await }),
+        ),
+        (
+            "/auth/role/list",
+            unary(
+                |g, c, r: pb::AuthRoleListRequest| async move { g.server.role_list(&c, r).await },
+            ),
+        ),
+        (
+            "/auth/role/delete",
+            unary(
+                |g, c, r: pb::AuthRoleDeleteRequest| async move { g.server.role_delete(&c, r).await },
+            ),
+        ),
+        (
+            "/auth/role/grant",
+            unary(|g, c, r: pb::AuthRoleGrantPermissionRequest| async move {
+                g.server.role_grant_permission(&c, r).await
+            }),
+        ),
+        (
+            "/auth/role/revoke",
+            unary(|g, c, r: pb::AuthRoleRevokePermissionRequest| async move {
+                g.server.role_revoke_permission(&c, r).await
+            }),
         ),
         // etcd 3.4 and 3.5 route `/maintenance/hash` to Hash (HashKV's annotation names the
         // same path, and the first registered wins); 3.5.x and later serve HashKV on
@@ -194,17 +299,36 @@ fn routes() -> Vec<(&'static str, Route)> {
     ]
 }
 
+/// Who a gateway request says it comes from: the token in its `Authorization` header (as
+/// etcd's gateway passes it on), and its address. A client certificate's common name is not
+/// used on the gateway, as in etcd.
+pub fn credentials(headers: &axum::http::HeaderMap, ext: &axum::http::Extensions) -> Credentials {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Credentials::new(
+        token,
+        None,
+        ext.get::<crate::net::ClientAddr>().map(|a| a.0.ip()),
+    )
+}
+
 /// A unary route: the body is `Req` in JSON, the answer `Resp` in JSON.
 fn unary<Req, Resp, E, F, Fut>(call: F) -> Route
 where
     Req: Named + Send + 'static,
     Resp: Named + Send + 'static,
     E: Into<Status>,
-    F: Fn(Gateway, Req) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Gateway, Credentials, Req) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, E>> + Send + 'static,
 {
     post(
-        move |State(gateway): State<Gateway>, body: Body| async move {
+        move |State(gateway): State<Gateway>,
+              headers: axum::http::HeaderMap,
+              ext: axum::http::Extensions,
+              body: Body| async move {
+            let cred = credentials(&headers, &ext);
             let bytes = match read_body(body, gateway.max_body_bytes).await {
                 Ok(bytes) => bytes,
                 Err(status) => return error_response(&status),
@@ -213,7 +337,7 @@ where
                 Ok(req) => req,
                 Err(e) => return error_response(&Status::invalid_argument(e.to_string())),
             };
-            match call(gateway, req).await {
+            match call(gateway, cred, req).await {
                 Ok(resp) => json_response(StatusCode::OK, json::to_json(&resp)),
                 Err(e) => error_response(&e.into()),
             }

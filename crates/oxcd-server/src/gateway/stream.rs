@@ -16,9 +16,15 @@ use super::json::{self, Named};
 use super::{http_status, Gateway};
 
 /// `POST /v3/watch`: a watch stream.
-pub async fn watch(State(gateway): State<Gateway>, body: Body) -> Response {
+pub async fn watch(
+    State(gateway): State<Gateway>,
+    headers: axum::http::HeaderMap,
+    ext: axum::http::Extensions,
+    body: Body,
+) -> Response {
+    let cred = super::credentials(&headers, &ext);
     let requests = requests::<WatchRequest>(body, gateway.max_body_bytes);
-    respond(gateway.watch.open(Box::pin(requests), false))
+    respond(gateway.watch.open(Box::pin(requests), false, cred))
 }
 
 /// `POST /v3/lease/keepalive`: a keep-alive stream.
@@ -31,13 +37,19 @@ pub async fn keep_alive(State(gateway): State<Gateway>, body: Body) -> Response 
 }
 
 /// `POST /v3/election/observe`: the leaders of an election as they change.
-pub async fn observe(State(gateway): State<Gateway>, body: Body) -> Response {
+pub async fn observe(
+    State(gateway): State<Gateway>,
+    headers: axum::http::HeaderMap,
+    ext: axum::http::Extensions,
+    body: Body,
+) -> Response {
+    let cred = super::credentials(&headers, &ext);
     let bytes = match super::read_body(body, gateway.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(status) => return super::error_response(&status),
     };
     match json::from_json::<LeaderRequest>(&bytes) {
-        Ok(req) => respond(crate::grpc::election::observe(&gateway.server, req)),
+        Ok(req) => respond(crate::grpc::election::observe(&gateway.server, &cred, req)),
         Err(e) => super::error_response(&Status::invalid_argument(e.to_string())),
     }
 }

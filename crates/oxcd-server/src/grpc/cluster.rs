@@ -10,7 +10,7 @@ use oxcd_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{credentials, status};
 
 /// Serves MemberList, MemberAdd, MemberRemove, MemberUpdate and MemberPromote.
 pub struct ClusterService {
@@ -37,27 +37,31 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        status(self.server.member_add(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.member_add(&cred, req.into_inner()).await)
     }
 
     async fn member_remove(
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        status(self.server.member_remove(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.member_remove(&cred, req.into_inner()).await)
     }
 
     async fn member_update(
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        status(self.server.member_update(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.member_update(&cred, req.into_inner()).await)
     }
 
     async fn member_promote(
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        status(self.server.member_promote(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.member_promote(&cred, req.into_inner()).await)
     }
 }

@@ -12,7 +12,7 @@ use oxcd_proto::v3electionpb::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{credentials, status};
 
 /// Serves Campaign, Proclaim, Leader, Observe and Resign.
 pub struct ElectionService {
@@ -30,8 +30,12 @@ impl ElectionService {
 pub type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> + Send>>;
 
 /// Observe as a stream of gRPC results.
-pub fn observe(server: &Arc<EtcdServer>, req: LeaderRequest) -> ObserveStream {
-    let rx = server.observe(req);
+pub fn observe(
+    server: &Arc<EtcdServer>,
+    cred: &oxcd_core::Credentials,
+    req: LeaderRequest,
+) -> ObserveStream {
+    let rx = server.observe(cred, req);
     Box::pin(ReceiverStream::new(rx).map(|r| r.map_err(Status::from)))
 }
 
@@ -41,34 +45,43 @@ impl Election for ElectionService {
         &self,
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
-        status(self.server.campaign(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.campaign(&cred, req.into_inner()).await)
     }
 
     async fn proclaim(
         &self,
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
-        status(self.server.proclaim(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.proclaim(&cred, req.into_inner()).await)
     }
 
     async fn leader(
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        status(self.server.election_leader(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.election_leader(&cred, req.into_inner()).await)
     }
 
     async fn observe(
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<ObserveStream>, Status> {
-        Ok(Response::new(observe(&self.server, req.into_inner())))
+        let cred = credentials(&req);
+        Ok(Response::new(observe(
+            &self.server,
+            &cred,
+            req.into_inner(),
+        )))
     }
 
     async fn resign(
         &self,
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
-        status(self.server.resign(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.resign(&cred, req.into_inner()).await)
     }
 }

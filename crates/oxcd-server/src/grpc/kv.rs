@@ -9,7 +9,7 @@ use oxcd_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{credentials, status};
 
 /// Serves Range, Put, DeleteRange, Txn and Compact.
 pub struct KvService {
@@ -26,28 +26,33 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        status(self.server.range(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.range(&cred, req.into_inner()).await)
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        status(self.server.put(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.put(&cred, req.into_inner()).await)
     }
 
     async fn delete_range(
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        status(self.server.delete_range(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.delete_range(&cred, req.into_inner()).await)
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        status(self.server.txn(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.txn(&cred, req.into_inner()).await)
     }
 
     async fn compact(
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        status(self.server.compact(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.compact(&cred, req.into_inner()).await)
     }
 }

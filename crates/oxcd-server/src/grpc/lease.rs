@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use oxcd_core::{EtcdServer, ServerError};
 
-use super::status;
+use super::{credentials, status};
 
 /// Serves the Lease RPCs over the shared server state.
 pub struct LeaseService {
@@ -40,14 +40,16 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        status(self.server.lease_grant(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.lease_grant(&cred, req.into_inner()).await)
     }
 
     async fn lease_revoke(
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        status(self.server.lease_revoke(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.lease_revoke(&cred, req.into_inner()).await)
     }
 
     async fn lease_keep_alive(

@@ -9,7 +9,7 @@ use oxcd_proto::v3lockpb::{
 };
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{credentials, status};
 
 /// Serves Lock and Unlock.
 pub struct LockService {
@@ -26,13 +26,15 @@ impl LockService {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        status(self.server.lock(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.lock(&cred, req.into_inner()).await)
     }
 
     async fn unlock(
         &self,
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        status(self.server.unlock(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.unlock(&cred, req.into_inner()).await)
     }
 }

@@ -14,7 +14,7 @@ use oxcd_proto::etcdserverpb::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::status;
+use super::{credentials, status};
 
 /// The messages of one Snapshot call.
 pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
@@ -57,13 +57,14 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        status(self.server.defragment().await)
+        status(self.server.defragment(&credentials(&req)).await)
     }
 
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        status(self.server.alarm(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.alarm(&cred, req.into_inner()).await)
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -74,7 +75,8 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        status(self.server.hash_kv(req.into_inner()))
+        let cred = credentials(&req);
+        status(self.server.hash_kv(&cred, req.into_inner()).await)
     }
 
     async fn move_leader(

@@ -1,6 +1,7 @@
 //! gRPC services, one module each: thin adapters over [`oxcd_core::EtcdServer`], which
 //! validates, runs the operation and fills the header.
 
+pub mod auth;
 pub mod cluster;
 pub mod election;
 pub mod health;
@@ -10,9 +11,28 @@ pub mod lock;
 pub mod maintenance;
 pub mod watch;
 
-use oxcd_core::ServerError;
-use oxcd_proto::etcdserverpb::auth_server::Auth;
+use oxcd_core::{Credentials, ServerError};
 use tonic::{Response, Status};
+
+use crate::net::ClientAddr;
+use crate::tls_identity::ClientCertCommonName;
+
+/// Who a gRPC call says it comes from: etcd's `token` metadata (or `authorization`, which
+/// etcd also reads), the common name of a verified client certificate, the client address.
+pub fn credentials<T>(req: &tonic::Request<T>) -> Credentials {
+    let md = req.metadata();
+    let token = md
+        .get("token")
+        .or_else(|| md.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ext = req.extensions();
+    Credentials::new(
+        token,
+        ext.get::<ClientCertCommonName>().map(|c| c.0.clone()),
+        ext.get::<ClientAddr>().map(|a| a.0.ip()),
+    )
+}
 
 /// Whether a call carries clientv3's `WithRequireLeader` metadata (`hasleader: true`).
 pub(crate) fn requires_leader(md: &tonic::metadata::MetadataMap) -> bool {
@@ -53,8 +73,26 @@ fn status<T>(result: Result<T, ServerError>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(Status::from)
 }
 
-/// Stands in for services not built yet: every RPC answers `Unimplemented` (the generated
-/// traits' default methods).
-pub struct Unimplemented;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Auth for Unimplemented {}
+    #[test]
+    fn credentials_come_from_metadata_and_extensions() {
+        let mut req = tonic::Request::new(());
+        assert_eq!(credentials(&req), Credentials::default());
+        req.metadata_mut().insert("token", "abc.5".parse().unwrap());
+        req.extensions_mut()
+            .insert(ClientCertCommonName("alice".into()));
+        req.extensions_mut()
+            .insert(ClientAddr("10.1.2.3:4000".parse().unwrap()));
+        let c = credentials(&req);
+        assert_eq!(c.token.as_deref(), Some("abc.5"));
+        assert_eq!(c.cert_common_name.as_deref(), Some("alice"));
+        assert_eq!(c.client, Some("10.1.2.3".parse().unwrap()));
+        let mut req = tonic::Request::new(());
+        req.metadata_mut()
+            .insert("authorization", "tok".parse().unwrap());
+        assert_eq!(credentials(&req).token.as_deref(), Some("tok"));
+    }
+}

@@ -83,7 +83,12 @@ impl Watch for WatchService {
         // etcd 3.4: a learner serves no streams.
         self.server.refuse_on_learner()?;
         let require_leader = super::requires_leader(req.metadata());
-        Ok(Response::new(self.open(req.into_inner(), require_leader)))
+        let cred = super::credentials(&req);
+        Ok(Response::new(self.open(
+            req.into_inner(),
+            require_leader,
+            cred,
+        )))
     }
 }
 
@@ -91,8 +96,14 @@ impl WatchService {
     /// Runs one watch stream over `inbound` (gRPC's request stream, or the gateway's
     /// decoded JSON objects) and returns its responses. With `require_leader`
     /// (clientv3's `WithRequireLeader`), the stream ends with "no leader" once this member
-    /// has been without a leader for three election timeouts, as etcd's.
-    pub fn open<S>(&self, mut inbound: S, require_leader: bool) -> Responses
+    /// has been without a leader for three election timeouts, as etcd's. Each watcher's
+    /// range is checked against `cred`'s READ permission when it is created.
+    pub fn open<S>(
+        &self,
+        mut inbound: S,
+        require_leader: bool,
+        cred: oxcd_core::Credentials,
+    ) -> Responses
     where
         S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
     {
@@ -104,6 +115,7 @@ impl WatchService {
         };
         let hub = self.hub.clone();
         let interval = self.progress_interval;
+        let checker = self.server.clone();
         tokio::spawn(async move {
             // etcd adds up to 10% jitter so streams created together don't tick together.
             let jitter = Duration::from_nanos(
@@ -120,7 +132,7 @@ impl WatchService {
                 tokio::select! {
                     msg = inbound.next(), if reading => match msg {
                         Some(Ok(req)) => {
-                            if !handle(&hub, sid, &tx, req).await {
+                            if !handle(&checker, &cred, &hub, sid, &tx, req).await {
                                 break;
                             }
                         }
@@ -175,36 +187,48 @@ impl WatchService {
 }
 
 /// Handles one client request; returns false when the stream is gone.
-async fn handle(hub: &Hub, sid: u64, tx: &mpsc::Sender<Outgoing>, req: WatchRequest) -> bool {
+async fn handle(
+    server: &EtcdServer,
+    cred: &oxcd_core::Credentials,
+    hub: &Hub,
+    sid: u64,
+    tx: &mpsc::Sender<Outgoing>,
+    req: WatchRequest,
+) -> bool {
     let resp = match req.request_union {
-        Some(RequestUnion::CreateRequest(c)) => match hub.reserve(sid, &c) {
-            Ok((gid, id, rev)) => {
-                let created = WatchResponse {
-                    header: Some(header(rev)),
-                    watch_id: id,
-                    created: true,
-                    ..Default::default()
-                };
-                if tx.send(plain(created)).await.is_err() {
-                    return false;
+        Some(RequestUnion::CreateRequest(c)) => {
+            match watch_permitted(server, cred, &c).await.and_then(|()| {
+                hub.reserve(sid, &c)
+                    .map_err(|(e, rev)| (e.to_string(), rev))
+            }) {
+                Ok((gid, id, rev)) => {
+                    let created = WatchResponse {
+                        header: Some(header(rev)),
+                        watch_id: id,
+                        created: true,
+                        ..Default::default()
+                    };
+                    if tx.send(plain(created)).await.is_err() {
+                        return false;
+                    }
+                    let start = if c.start_revision == 0 {
+                        rev + 1
+                    } else {
+                        c.start_revision
+                    };
+                    hub.activate(gid, start);
+                    return true;
                 }
-                let start = if c.start_revision == 0 {
-                    rev + 1
-                } else {
-                    c.start_revision
-                };
-                hub.activate(gid, start);
-                return true;
+                Err((reason, rev)) => WatchResponse {
+                    header: Some(header(rev)),
+                    watch_id: INVALID_WATCH_ID,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: reason,
+                    ..Default::default()
+                },
             }
-            Err((e, rev)) => WatchResponse {
-                header: Some(header(rev)),
-                watch_id: INVALID_WATCH_ID,
-                created: true,
-                canceled: true,
-                cancel_reason: e.to_string(),
-                ..Default::default()
-            },
-        },
+        }
         Some(RequestUnion::CancelRequest(c)) => {
             if !hub.cancel(sid, c.watch_id) {
                 return true; // etcd does not answer a cancel of an unknown watcher
@@ -223,6 +247,37 @@ async fn handle(hub: &Hub, sid: u64, tx: &mpsc::Sender<Outgoing>, req: WatchRequ
         None => return true,
     };
     tx.send(plain(resp)).await.is_ok()
+}
+
+/// etcd's `isWatchPermitted`: READ over the watched range, checked at creation. A refusal
+/// cancels the watcher with etcd's cancel reason and the hub's current revision.
+async fn watch_permitted(
+    server: &EtcdServer,
+    cred: &oxcd_core::Credentials,
+    c: &oxcd_proto::etcdserverpb::WatchCreateRequest,
+) -> Result<(), (String, i64)> {
+    let key: &[u8] = if c.key.is_empty() { &[0] } else { &c.key };
+    match server.check_watch(cred, key, &c.range_end).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let e = match e {
+                ServerError::InvalidAuthToken
+                | ServerError::AuthOldRevision
+                | ServerError::UserEmpty => e,
+                _ => ServerError::PermissionDenied,
+            };
+            // etcd puts the gRPC error's whole Go text there (`status.Error(...).Error()`).
+            let code = match e.code() {
+                tonic::Code::Unauthenticated => "Unauthenticated",
+                tonic::Code::InvalidArgument => "InvalidArgument",
+                _ => "PermissionDenied",
+            };
+            Err((
+                format!("rpc error: code = {code} desc = {e}"),
+                server.current_revision(),
+            ))
+        }
+    }
 }
 
 fn plain(resp: WatchResponse) -> Outgoing {
