@@ -141,6 +141,7 @@ impl Compactable for EtcdServer {
         Box::pin(async move {
             EtcdServer::compact(
                 self,
+                &crate::auth::Credentials::server(),
                 CompactionRequest {
                     revision: rev,
                     physical: false,

@@ -194,11 +194,14 @@ impl EtcdServer {
                 "raising the CORRUPT alarm: the member's data has diverged; the cluster \
                  refuses writes until it is replaced and the alarm disarmed"
             );
-            self.alarm(AlarmRequest {
-                action: AlarmAction::Activate as i32,
-                member_id,
-                alarm: AlarmType::Corrupt as i32,
-            })
+            self.alarm(
+                &crate::auth::Credentials::server(),
+                AlarmRequest {
+                    action: AlarmAction::Activate as i32,
+                    member_id,
+                    alarm: AlarmType::Corrupt as i32,
+                },
+            )
             .await?;
         }
         Ok(())

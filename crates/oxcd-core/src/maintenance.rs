@@ -99,8 +99,9 @@ impl EtcdServer {
     /// included (HashKV's hash at revision 0). etcd's Hash covers its whole bolt backend,
     /// whose layout oxcd does not share: like etcd's, the value only means something
     /// compared with another member's at the same revision.
-    pub fn hash(&self) -> Result<HashResponse, ServerError> {
+    pub async fn hash(&self, cred: &Credentials) -> Result<HashResponse, ServerError> {
         self.refuse_on_learner()?;
+        self.check_admin(cred).await?;
         let h = self.store.hash_kv(0)?;
         Ok(HashResponse {
             header: Some(self.header(h.hash_revision)),
@@ -112,9 +113,11 @@ impl EtcdServer {
     /// leads, as etcd's `MoveLeader`.
     pub async fn move_leader(
         &self,
+        cred: &Credentials,
         req: MoveLeaderRequest,
     ) -> Result<MoveLeaderResponse, ServerError> {
         self.refuse_on_learner()?;
+        self.check_admin(cred).await?;
         let mut leadership = self.raft.leadership();
         if !leadership.borrow().is_leader() {
             return Err(ServerError::NotLeader);

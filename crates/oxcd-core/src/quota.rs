@@ -60,7 +60,7 @@ impl EtcdServer {
         );
         // As etcd, the alarm's own outcome does not change the answer.
         if let Err(e) = self
-            .propose(AlarmRequest {
+            .propose_internal(AlarmRequest {
                 action: AlarmAction::Activate as i32,
                 member_id,
                 alarm: AlarmType::Nospace as i32,

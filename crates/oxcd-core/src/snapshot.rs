@@ -38,7 +38,11 @@ impl EtcdServer {
     /// Maintenance.Snapshot: exports the backend as of now and returns the stream of its
     /// chunks followed by its SHA-256 (see the module doc). Allowed on a learner, as in
     /// etcd. The stream stops early if the receiver is dropped.
-    pub async fn snapshot(&self) -> Result<mpsc::Receiver<SnapshotChunk>, ServerError> {
+    pub async fn snapshot(
+        &self,
+        cred: &crate::auth::Credentials,
+    ) -> Result<mpsc::Receiver<SnapshotChunk>, ServerError> {
+        self.check_admin(cred).await?;
         let store = self.store.clone();
         let dir = store
             .path()

@@ -281,11 +281,11 @@ fn routes() -> Vec<(&'static str, Route)> {
         // `/maintenance/hashkv`.
         (
             "/maintenance/hash",
-            unary(|g, _: pb::HashRequest| async move { g.server.hash() }),
+            unary(|g, c, _: pb::HashRequest| async move { g.server.hash(&c).await }),
         ),
         (
             "/maintenance/hashkv",
-            unary(|g, r: pb::HashKvRequest| async move { g.server.hash_kv(r) }),
+            unary(|g, c, r: pb::HashKvRequest| async move { g.server.hash_kv(&c, r).await }),
         ),
         (
             "/maintenance/snapshot",
@@ -293,7 +293,9 @@ fn routes() -> Vec<(&'static str, Route)> {
         ),
         (
             "/maintenance/transfer-leadership",
-            unary(|g, r: pb::MoveLeaderRequest| async move { g.server.move_leader(r).await }),
+            unary(
+                |g, c, r: pb::MoveLeaderRequest| async move { g.server.move_leader(&c, r).await },
+            ),
         ),
         ("/maintenance/downgrade", unimplemented("Downgrade")),
     ]

@@ -56,7 +56,12 @@ pub async fn observe(
 
 /// `POST /v3/maintenance/snapshot`: the backend snapshot, as Maintenance.Snapshot streams
 /// it (each chunk's `blob` in base64, as proto3 JSON writes bytes).
-pub async fn snapshot(State(gateway): State<Gateway>, body: Body) -> Response {
+pub async fn snapshot(
+    State(gateway): State<Gateway>,
+    headers: axum::http::HeaderMap,
+    ext: axum::http::Extensions,
+    body: Body,
+) -> Response {
     let bytes = match super::read_body(body, gateway.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(status) => return super::error_response(&status),
@@ -64,7 +69,8 @@ pub async fn snapshot(State(gateway): State<Gateway>, body: Body) -> Response {
     if let Err(e) = json::from_json::<SnapshotRequest>(&bytes) {
         return super::error_response(&Status::invalid_argument(e.to_string()));
     }
-    match crate::grpc::maintenance::snapshot(&gateway.server).await {
+    let cred = super::credentials(&headers, &ext);
+    match crate::grpc::maintenance::snapshot(&gateway.server, &cred).await {
         Ok(stream) => respond(stream),
         Err(status) => super::error_response(&status),
     }

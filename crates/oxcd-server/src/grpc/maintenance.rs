@@ -20,8 +20,11 @@ use super::{credentials, status};
 pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 /// Snapshot as a stream of gRPC results (the gateway serves the same stream).
-pub async fn snapshot(server: &Arc<EtcdServer>) -> Result<SnapshotStream, Status> {
-    let rx = server.snapshot().await.map_err(Status::from)?;
+pub async fn snapshot(
+    server: &Arc<EtcdServer>,
+    cred: &oxcd_core::Credentials,
+) -> Result<SnapshotStream, Status> {
+    let rx = server.snapshot(cred).await.map_err(Status::from)?;
     Ok(Box::pin(
         ReceiverStream::new(rx).map(|r| r.map_err(Status::from)),
     ))
@@ -43,9 +46,11 @@ impl MaintenanceService {
 impl Maintenance for MaintenanceService {
     async fn snapshot(
         &self,
-        _req: Request<SnapshotRequest>,
+        req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
-        snapshot(&self.server).await.map(Response::new)
+        snapshot(&self.server, &credentials(&req))
+            .await
+            .map(Response::new)
     }
 
     async fn status(
@@ -67,8 +72,8 @@ impl Maintenance for MaintenanceService {
         status(self.server.alarm(&cred, req.into_inner()).await)
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        status(self.server.hash())
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        status(self.server.hash(&credentials(&req)).await)
     }
 
     async fn hash_kv(
@@ -83,6 +88,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        status(self.server.move_leader(req.into_inner()).await)
+        let cred = credentials(&req);
+        status(self.server.move_leader(&cred, req.into_inner()).await)
     }
 }

@@ -157,10 +157,7 @@ fn every_flag_gets_its_handling() {
 #[test]
 fn deployment_command_line_of_etcd_34_has_documented_outcomes() {
     // Refused: each would silently weaken what the operator asked for.
-    for refused in [
-        "--enable-v2=true",
-        "--force-new-cluster",
-    ] {
+    for refused in ["--enable-v2=true", "--force-new-cluster"] {
         let e = error(&[refused]);
         assert!(e.starts_with(refused), "{refused}: {e}");
     }
