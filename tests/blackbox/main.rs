@@ -6,6 +6,7 @@
 mod harness;
 
 mod auto_compaction;
+mod check;
 mod client;
 mod cluster;
 mod durability;
