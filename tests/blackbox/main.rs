@@ -7,6 +7,7 @@ mod harness;
 
 mod auth;
 mod auto_compaction;
+mod check;
 mod client;
 mod cluster;
 mod durability;

@@ -628,15 +628,35 @@ pub(crate) enum RoleCommand {
 pub(crate) enum CheckCommand {
     /// Check the performance of the etcd cluster
     Perf {
-        /// The load to check's performance
+        /// The performance check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)
         #[arg(long, default_value = "s")]
         load: String,
+        /// The prefix for writing the performance check's keys.
+        #[arg(long, default_value = "/etcdctl-check-perf/")]
+        prefix: String,
+        /// Compact storage with last revision after test is finished.
+        #[arg(long = "auto-compact")]
+        auto_compact: bool,
+        /// Defragment storage after test is finished.
+        #[arg(long = "auto-defrag")]
+        auto_defrag: bool,
     },
     /// Check the memory usage of holding data for different workloads on a given server endpoint.
+    ///
+    /// If no endpoint is provided, localhost will be used. If multiple endpoints are provided, first endpoint will be used.
     Datascale {
-        /// The memory usage check's workload
+        /// The datascale check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)
         #[arg(long, default_value = "s")]
         load: String,
+        /// The prefix for writing the datascale check's keys.
+        #[arg(long, default_value = "/etcdctl-check-datascale/")]
+        prefix: String,
+        /// Compact storage with last revision after test is finished.
+        #[arg(long = "auto-compact")]
+        auto_compact: bool,
+        /// Defragment storage after test is finished.
+        #[arg(long = "auto-defrag")]
+        auto_defrag: bool,
     },
 }
 

@@ -1,6 +1,7 @@
 //! The commands. Each module handles one etcdctl command group; [`run`] dispatches.
 
 mod auth;
+mod check;
 mod concurrency;
 mod endpoint;
 mod kv;
@@ -103,10 +104,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Auth(c) => auth::auth(&ctx, c).await,
         Command::User(c) => auth::user(&ctx, c).await,
         Command::Role(c) => auth::role(&ctx, c).await,
-        Command::Check(_) => Err(CtlError::new(
-            ExitCode::Error,
-            "check is not supported by oxcdctl yet",
-        )),
+        Command::Check(c) => check::run(&ctx, c).await,
         Command::Set { args } => legacy::set(&ctx, &args).await,
         Command::Ls { args } => legacy::ls(&ctx, &args).await,
         Command::Service(c) => service::run(&ctx, c).await,
