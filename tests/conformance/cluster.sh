@@ -204,6 +204,15 @@ normalize_cluster() {
       line = "ETCD_INITIAL_CLUSTER=\"" m[1]; for (i = 2; i <= n; i++) line = line "," m[i]
       print line "\""; next
     }
+    # A sorted output sorts again once ids are names: m4'"'"'s random id sorts anywhere.
+    function flush(   i, j, v) {
+      for (i = 2; i <= nb; i++) { v = b[i]; j = i - 1; while (j > 0 && b[j] > v) { b[j + 1] = b[j]; j-- } b[j + 1] = v }
+      for (i = 1; i <= nb; i++) print b[i]
+      nb = 0
+    }
+    sorting && /^\[(stderr|exit)/ { flush(); print; if ($0 ~ /^\[exit/) sorting = 0; next }
+    sorting { b[++nb] = $0; next }
+    /# output sorted$/ { print; sorting = 1; nb = 0; next }
     { print }
   '
 }
