@@ -248,7 +248,9 @@ patroni_scenario() {
   while [ $SECONDS -lt $deadline ]; do
     list=$(patroni_list "$dir/$survivor.yml")
     read -r new tl3 reps3 members3 <<<"${list:-- - 0 0}"
-    if [ "$new" != "-" ] && [ "$new" != "$leader" ]; then break; fi
+    # Done once the new leader has also finished its promotion (a new timeline): between
+    # taking the lock and that, patronictl already names it Leader on the old timeline.
+    if [ "$new" != "-" ] && [ "$new" != "$leader" ] && [ "${tl3:-0}" -gt "${tl:-0}" ] 2>/dev/null; then break; fi
     sleep 0.25
   done
   elapsed=$((($(date +%s%N) - t0) / 1000000))
