@@ -14,8 +14,10 @@
 //!
 //! Then it publishes status and leadership, and moves the snapshot point.
 //!
-//! Commit-only hard-state changes (those from `LightReady`) are not synced
-//! on their own: they ride along with the next write or the final save at
+//! Commit-only hard-state changes are not synced on their own: those from
+//! `LightReady` are not even written, and a `Ready` whose hard state moved
+//! only its commit index writes it without an fdatasync (raft's `MustSync`);
+//! they ride along with the next synced write or the final save at
 //! shutdown. Losing one is harmless: the backend's applied index, passed at
 //! start-up, raises the commit index (see [`super::storage`]), and anything
 //! else is re-committed by the next leader term.
@@ -385,7 +387,8 @@ impl<T: Transport> Worker<T> {
         let entries = rd.take_entries();
         let hs = self.raw.raft.hard_state();
         let hs = (hs != self.wal_hs).then_some(hs);
-        // The durability point: one fdatasync for entries + hard state.
+        // The durability point: one fdatasync for entries + hard state (none for
+        // a change of the commit index alone; see `Wal::save`).
         self.wal.save(&entries, hs.as_ref())?;
         {
             let store = self.raw.mut_store();
@@ -516,10 +519,13 @@ impl<T: Transport> Worker<T> {
         // Requests still queued are dropped, so their callers see Stopped.
         while self.rx.try_recv().is_ok() {}
         let hs = self.raw.raft.hard_state();
-        if hs != self.wal_hs {
-            if let Err(e) = self.wal.save(&[], Some(&hs)) {
-                tracing::warn!(error = %e, "could not save the final hard state");
-            }
+        let saved = if hs != self.wal_hs {
+            self.wal.save(&[], Some(&hs))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = saved.and_then(|()| self.wal.sync()) {
+            tracing::warn!(error = %e, "could not save the final hard state");
         }
         {
             let mut s = self.shared.status.lock();

@@ -69,6 +69,10 @@ pub struct Wal {
     /// snapshot marker (`entries` stays empty).
     state: WalContents,
     poisoned: bool,
+    /// Written data not yet fdatasynced (a commit-only hard state).
+    unsynced: bool,
+    /// fdatasyncs of appended data so far (for tests of when the WAL syncs).
+    data_syncs: u64,
 }
 
 impl Wal {
@@ -137,6 +141,8 @@ impl Wal {
                 entries: Vec::new(),
             },
             poisoned: false,
+            unsynced: false,
+            data_syncs: 0,
         };
         Ok((wal, contents))
     }
@@ -154,18 +160,28 @@ impl Wal {
     /// Appends `entries` (each overriding any logically-later entry with an
     /// index `>=` its own) and optionally a hard state, then fdatasyncs once.
     /// Does nothing (no fsync) if there is nothing to write.
+    ///
+    /// A hard state that differs from the last one only in its commit index is
+    /// written but not synced (raft's `MustSync`, as etcd's WAL does): losing it
+    /// in a crash is harmless, since the commit index is re-learnt from the
+    /// leader and raised from the backend's applied index at start-up, and
+    /// syncing it would double the fsyncs of every replicated write. The next
+    /// synced write, or [`Wal::sync`], makes it durable.
     pub fn save(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), WalError> {
         self.check()?;
         if entries.is_empty() && hs.is_none() {
             return Ok(());
         }
+        let last = &self.state.hard_state;
+        let must_sync =
+            !entries.is_empty() || hs.is_some_and(|h| h.term != last.term || h.vote != last.vote);
         let mut buf = Vec::new();
         for e in entries {
             let payload = e.write_to_bytes().map_err(encode_err)?;
             self.push_record(&mut buf, RecordType::Entry, &payload)?;
             self.last_index = e.index;
             if self.seg_len + buf.len() as u64 >= self.opts.segment_size {
-                self.write_and_sync(&mut buf)?;
+                self.write(&mut buf, true)?;
                 self.roll()?;
             }
         }
@@ -174,7 +190,32 @@ impl Wal {
             self.push_record(&mut buf, RecordType::HardState, &payload)?;
             self.state.hard_state = hs.clone();
         }
-        self.write_and_sync(&mut buf)
+        self.write(&mut buf, must_sync)
+    }
+
+    /// How many fdatasyncs of appended data this handle has made.
+    #[cfg(test)]
+    pub(crate) fn data_syncs(&self) -> u64 {
+        self.data_syncs
+    }
+
+    /// Makes everything written so far durable (a commit-only hard state that
+    /// [`Wal::save`] left unsynced). Does nothing when nothing is unsynced.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.check()?;
+        if !self.unsynced {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let synced = self.file.sync_data();
+        crate::fsync_observer::observe(started.elapsed());
+        self.data_syncs += 1;
+        if let Err(e) = synced {
+            self.poisoned = true;
+            return Err(WalError::io(&self.current_path(), e));
+        }
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Records the initial membership durably (in effect from index 0 on).
@@ -322,20 +363,30 @@ impl Wal {
     /// Writes `buf` to the current segment and fdatasyncs it. Poisons the
     /// WAL on failure.
     fn write_and_sync(&mut self, buf: &mut Vec<u8>) -> Result<(), WalError> {
+        self.write(buf, true)
+    }
+
+    /// Writes `buf` at the end of the current segment, then fdatasyncs if `sync`.
+    fn write(&mut self, buf: &mut Vec<u8>, sync: bool) -> Result<(), WalError> {
         if buf.is_empty() {
             return Ok(());
         }
         // Positional writes: the file extends past the data into preallocated space.
         let res = self.file.write_all_at(buf, self.seg_len).and_then(|()| {
+            if !sync {
+                return Ok(());
+            }
             let started = std::time::Instant::now();
             let synced = self.file.sync_data();
             crate::fsync_observer::observe(started.elapsed());
+            self.data_syncs += 1;
             synced
         });
         if let Err(e) = res {
             self.poisoned = true;
             return Err(WalError::io(&self.current_path(), e));
         }
+        self.unsynced = !sync;
         self.seg_len += buf.len() as u64;
         buf.clear();
         Ok(())

@@ -66,6 +66,45 @@ fn round_trip() {
     assert_eq!(c.snapshot, None);
 }
 
+/// Entries and term/vote changes are synced; a hard state that moved only its
+/// commit index is written (it is read back) but not synced until the next
+/// synced write or an explicit `sync`.
+#[test]
+fn commit_only_hard_state_is_written_without_fsync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let (mut wal, _) = Wal::open(&dir).unwrap();
+    let base = wal.data_syncs();
+    wal.save(&[ent(1, 1, b"a")], Some(&hs(1, 1, 0))).unwrap();
+    assert_eq!(wal.data_syncs(), base + 1, "entries are synced");
+    wal.save(&[], Some(&hs(1, 1, 1))).unwrap();
+    assert_eq!(
+        wal.data_syncs(),
+        base + 1,
+        "a commit-only change is not synced"
+    );
+    wal.sync().unwrap();
+    assert_eq!(
+        wal.data_syncs(),
+        base + 2,
+        "sync flushes the unsynced write"
+    );
+    wal.sync().unwrap();
+    assert_eq!(wal.data_syncs(), base + 2, "nothing left to sync");
+    wal.save(&[], Some(&hs(2, 1, 1))).unwrap();
+    assert_eq!(wal.data_syncs(), base + 3, "a new term is synced");
+    wal.save(&[], Some(&hs(2, 3, 1))).unwrap();
+    assert_eq!(wal.data_syncs(), base + 4, "a new vote is synced");
+    wal.save(&[], Some(&hs(2, 3, 2))).unwrap();
+    drop(wal);
+    let (_, c) = Wal::open(&dir).unwrap();
+    assert_eq!(
+        c.hard_state,
+        hs(2, 3, 2),
+        "the unsynced commit was still written"
+    );
+}
+
 #[test]
 fn overwrite_tail() {
     let tmp = tempfile::tempdir().unwrap();
