@@ -171,7 +171,9 @@ impl RaftPeer for PeerService {
         let from = identity::check(req.metadata(), &*self.handler)?;
         tracing::debug!(peer = %format!("{from:x}"), "peer stream opened");
         let link = self.stats.as_ref().map(|s| s.link(from));
-        let result = self.receive_batches(from, req.into_inner(), link.as_deref()).await;
+        let result = self
+            .receive_batches(from, req.into_inner(), link.as_deref())
+            .await;
         if let (Err(_), Some(link)) = (&result, &link) {
             LinkStats::add(&link.received_failures, 1);
         }

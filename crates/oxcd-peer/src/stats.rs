@@ -108,10 +108,7 @@ impl AtomicHistogram {
             cumulative += c.load(Ordering::Relaxed);
             buckets.push((*bound, cumulative));
         }
-        let inf = self
-            .counts
-            .last()
-            .map_or(0, |c| c.load(Ordering::Relaxed));
+        let inf = self.counts.last().map_or(0, |c| c.load(Ordering::Relaxed));
         HistogramSnapshot {
             buckets,
             count: cumulative + inf,

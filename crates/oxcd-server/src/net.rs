@@ -193,14 +193,15 @@ struct Connection {
 type CountedResponse = axum::http::Response<Counted<axum::body::Body>>;
 
 /// Turns the router's answer into a [`CountedResponse`].
-type MapResponse = fn(Result<axum::response::Response, Infallible>) -> Result<CountedResponse, Infallible>;
+type MapResponse =
+    fn(Result<axum::response::Response, Infallible>) -> Result<CountedResponse, Infallible>;
 
 fn count_response(
     resp: Result<axum::response::Response, Infallible>,
 ) -> Result<CountedResponse, Infallible> {
     resp.map(|r| {
-        let counter = metrics::network::is_grpc(r.headers())
-            .then_some(&metrics::network::CLIENT_SENT_BYTES);
+        let counter =
+            metrics::network::is_grpc(r.headers()).then_some(&metrics::network::CLIENT_SENT_BYTES);
         r.map(|b| Counted::new(b, counter))
     })
 }
@@ -227,10 +228,7 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        <Router as tower::Service<axum::http::Request<Counted<B>>>>::poll_ready(
-            &mut self.inner,
-            cx,
-        )
+        <Router as tower::Service<axum::http::Request<Counted<B>>>>::poll_ready(&mut self.inner, cx)
     }
 
     fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {

@@ -57,10 +57,8 @@ pub(super) async fn run(
         let ended = match opts.dial.connect(&list).await {
             Ok(channel) => {
                 tracing::debug!(%peer, urls = ?list, "connected to peer");
-                let ended = stream(
-                    &shared, to, channel, &mut queue, &mut urls, &mut log, &link,
-                )
-                .await;
+                let ended =
+                    stream(&shared, to, channel, &mut queue, &mut urls, &mut log, &link).await;
                 link.deactivate();
                 ended
             }

@@ -136,8 +136,8 @@ fn split_values<T: Named>(
         match values.next() {
             Some(Ok(value)) => {
                 consumed = values.byte_offset();
-                let decoded =
-                    json::from_value::<T>(value).map_err(|e| Status::invalid_argument(e.to_string()));
+                let decoded = json::from_value::<T>(value)
+                    .map_err(|e| Status::invalid_argument(e.to_string()));
                 if let Ok(msg) = &decoded {
                     crate::metrics::network::count_gateway_received(msg.encoded_len());
                 }
