@@ -168,6 +168,13 @@ fn histogram(pairs: &[(&str, &str)], h: &HistogramSnapshot) -> proto::Metric {
     m
 }
 
+/// Where the snapshot-send families are in [`PEER_FAMILIES`].
+const SNAPSHOT_SEND_FIRST: usize = 6;
+const SNAPSHOT_SEND_LAST: usize = 9;
+/// Where the snapshot-receive families are in [`PEER_FAMILIES`].
+const SNAPSHOT_RECEIVE_FIRST: usize = 10;
+const SNAPSHOT_RECEIVE_LAST: usize = 13;
+
 /// The families of etcd's rafthttp, in registration order, with their kind and labels.
 const PEER_FAMILIES: [(&str, &str, MetricType, &[&str]); 15] = [
     (
@@ -264,7 +271,8 @@ const PEER_FAMILIES: [(&str, &str, MetricType, &[&str]); 15] = [
 
 /// Exports a member's [`PeerStats`] as etcd's rafthttp families: one series per peer the
 /// member has had a link with (created at zero when the peer is added, kept after it is
-/// removed, so counters never go back).
+/// removed, so counters never go back); the `etcd_network_snapshot_*` series of a peer
+/// appear once a snapshot went to or came from it, as etcd's do.
 pub struct PeerCollector {
     stats: Arc<PeerStats>,
     local: String,
@@ -335,8 +343,23 @@ impl Collector for PeerCollector {
                 histogram(&from, &l.snapshot_receive_seconds.snapshot()),
                 histogram(&to, &l.rtt.snapshot()),
             ];
-            for (family, m) in families.iter_mut().zip(series) {
-                family.push(m);
+            // The snapshot families get a peer's series once a snapshot went to (or came
+            // from) it, as etcd's: the rest are there from the start, at zero.
+            let sent_snapshot = load(&l.snapshot_send_success) > 0
+                || load(&l.snapshot_send_failures) > 0
+                || l.snapshot_send_inflight.load(Ordering::Relaxed) != 0;
+            let received_snapshot = load(&l.snapshot_receive_success) > 0
+                || load(&l.snapshot_receive_failures) > 0
+                || l.snapshot_receive_inflight.load(Ordering::Relaxed) != 0;
+            for (i, (family, m)) in families.iter_mut().zip(series).enumerate() {
+                let shown = match i {
+                    SNAPSHOT_SEND_FIRST..=SNAPSHOT_SEND_LAST => sent_snapshot,
+                    SNAPSHOT_RECEIVE_FIRST..=SNAPSHOT_RECEIVE_LAST => received_snapshot,
+                    _ => true,
+                };
+                if shown {
+                    family.push(m);
+                }
             }
         }
         PEER_FAMILIES

@@ -80,14 +80,33 @@ fn peer_families_have_etcds_names_types_labels_and_buckets() {
         r#"etcd_network_peer_round_trip_time_seconds_bucket{To="1f",le="3.2768"} 1"#,
         r#"etcd_network_peer_round_trip_time_seconds_bucket{To="1f",le="+Inf"} 1"#,
         r#"etcd_network_peer_round_trip_time_seconds_count{To="1f"} 1"#,
-        "# TYPE etcd_network_snapshot_send_inflights_total gauge",
-        r#"etcd_network_snapshot_send_success{To="1f"} 0"#,
-        r#"etcd_network_snapshot_receive_failures{From="1f"} 0"#,
-        r#"etcd_network_snapshot_send_total_duration_seconds_bucket{To="1f",le="51.2"} 0"#,
-        r#"etcd_network_snapshot_receive_total_duration_seconds_bucket{From="1f",le="0.1"} 0"#,
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
     }
+    // The snapshot families appear with the first snapshot, each direction on its own.
+    assert!(!text.contains("snapshot"), "{text}");
+    assert_eq!(text.matches("# TYPE ").count(), 7, "{text}");
+    link.snapshot_send_success.fetch_add(1, Ordering::Relaxed);
+    link.snapshot_send_seconds.observe(3.0);
+    let text = render(&registry);
+    for line in [
+        "# TYPE etcd_network_snapshot_send_inflights_total gauge",
+        r#"etcd_network_snapshot_send_success{To="1f"} 1"#,
+        r#"etcd_network_snapshot_send_failures{To="1f"} 0"#,
+        r#"etcd_network_snapshot_send_inflights_total{To="1f"} 0"#,
+        r#"etcd_network_snapshot_send_total_duration_seconds_bucket{To="1f",le="1.6"} 0"#,
+        r#"etcd_network_snapshot_send_total_duration_seconds_bucket{To="1f",le="3.2"} 1"#,
+        r#"etcd_network_snapshot_send_total_duration_seconds_bucket{To="1f",le="51.2"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert!(!text.contains("snapshot_receive"), "{text}");
+    assert_eq!(text.matches("# TYPE ").count(), 11, "{text}");
+    link.snapshot_receive_failures
+        .fetch_add(1, Ordering::Relaxed);
+    let text = render(&registry);
+    assert!(text.lines().any(|l| l
+        == r#"etcd_network_snapshot_receive_total_duration_seconds_bucket{From="1f",le="0.1"} 0"#));
     assert_eq!(text.matches("# TYPE ").count(), 15, "{text}");
 }
 
