@@ -406,3 +406,258 @@ async fn gateway_serves_hash_hashkv_and_transfer_leadership() {
     .await;
     assert_eq!((code, body.as_str()), (200, "{}"));
 }
+
+/// Opens a gateway stream on `path` with `body` (a watch's request stream is left open) and
+/// reads until `want` appears (10 s at most).
+async fn first_stream_line_contains(port: u16, path: &str, body: &str, want: &str) -> bool {
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // A bidirectional stream's request stays open (chunked); a server stream's is whole.
+    let req = if path.ends_with("/watch") {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n",
+            body.len()
+        )
+    } else {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = c.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return false;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains(want) {
+                return true;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or(false)
+}
+
+/// Every unary route of etcd 3.4/3.5's gateway (and the keep-alive stream) answers as its
+/// gRPC method, in one pass over a fresh member: KV, leases and their `/v3/kv/lease/*`
+/// aliases, cluster, maintenance, auth, lock and election, and the first line of the
+/// Watch and Observe streams. (Snapshot, hashkv and transfer-leadership have tests of their
+/// own.)
+#[tokio::test]
+async fn gateway_answers_every_etcd_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let port = s.port;
+    // POSTs `body` to `/v3/<path>`: the status must be `want`; returns the JSON answer.
+    let post = |path: &'static str, body: String, want: u16| async move {
+        let (code, text) = http(port, "POST", &format!("/v3/{path}"), &body).await;
+        assert_eq!(code, want, "POST /v3/{path} {body}: {text}");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::Null)
+    };
+    let str_of = |v: &serde_json::Value, field: &str| -> String {
+        v[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field} in {v}"))
+            .to_string()
+    };
+
+    // KV (a = "YQ==", b = "Yg==").
+    post("kv/put", r#"{"key":"YQ==","value":"Yg=="}"#.into(), 200).await;
+    let r = post("kv/range", r#"{"key":"YQ=="}"#.into(), 200).await;
+    assert_eq!(r["kvs"][0]["value"], "Yg==");
+    let r = post(
+        "kv/txn",
+        r#"{"compare":[{"key":"YQ==","target":"VALUE","value":"Yg=="}],"success":[{"request_put":{"key":"Yg==","value":"YQ=="}}]}"#.into(),
+        200,
+    )
+    .await;
+    assert_eq!(r["succeeded"], true);
+    let r = post("kv/deleterange", r#"{"key":"Yg=="}"#.into(), 200).await;
+    assert_eq!(r["deleted"], "1");
+    post("kv/compaction", r#"{"revision":"2"}"#.into(), 200).await;
+
+    // Leases, and the /v3/kv/lease/* aliases.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = post("lease/grant", r#"{"TTL":"60"}"#.into(), 200).await;
+        assert_eq!(r["TTL"], "60");
+        ids.push(str_of(&r, "ID"));
+    }
+    for path in ["lease/timetolive", "kv/lease/timetolive"] {
+        let r = post(path, format!(r#"{{"ID":"{}","keys":true}}"#, ids[0]), 200).await;
+        assert_eq!(r["grantedTTL"], "60", "{path}");
+    }
+    for path in ["lease/leases", "kv/lease/leases"] {
+        let r = post(path, "{}".into(), 200).await;
+        assert_eq!(r["leases"].as_array().map(Vec::len), Some(2), "{path}: {r}");
+    }
+    let (code, text) = http(
+        port,
+        "POST",
+        "/v3/lease/keepalive",
+        &format!(r#"{{"ID":"{}"}}"#, ids[0]),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        text.contains(r#""result":{"#) && text.contains(r#""TTL":"60""#),
+        "{text}"
+    );
+
+    // Lock and election on the first lease.
+    let r = post(
+        "lock/lock",
+        format!(r#"{{"name":"bA==","lease":"{}"}}"#, ids[0]),
+        200,
+    )
+    .await;
+    let key = str_of(&r, "key");
+    post("lock/unlock", format!(r#"{{"key":"{key}"}}"#), 200).await;
+    let r = post(
+        "election/campaign",
+        format!(r#"{{"name":"ZQ==","lease":"{}","value":"djE="}}"#, ids[0]),
+        200,
+    )
+    .await;
+    let leader = r["leader"].to_string();
+    post(
+        "election/proclaim",
+        format!(r#"{{"leader":{leader},"value":"djI="}}"#),
+        200,
+    )
+    .await;
+    let r = post("election/leader", r#"{"name":"ZQ=="}"#.into(), 200).await;
+    assert_eq!(r["kv"]["value"], "djI=");
+    // The streams: the first line of Observe (the current leader) and of Watch (created).
+    for (path, body, want) in [
+        (
+            "/v3/election/observe",
+            r#"{"name":"ZQ=="}"#,
+            r#""value":"djI=""#,
+        ),
+        (
+            "/v3/watch",
+            r#"{"create_request":{"key":"YQ=="}}"#,
+            r#""created":true"#,
+        ),
+    ] {
+        assert!(
+            first_stream_line_contains(port, path, body, want).await,
+            "{path}"
+        );
+    }
+    post("election/resign", format!(r#"{{"leader":{leader}}}"#), 200).await;
+    // etcd answers ErrElectionNoLeader as a plain error: gRPC Unknown, HTTP 500.
+    let r = post("election/leader", r#"{"name":"ZQ=="}"#.into(), 500).await;
+    assert_eq!(r["error"], "election: no leader");
+    post("lease/revoke", format!(r#"{{"ID":"{}"}}"#, ids[0]), 200).await;
+    post("kv/lease/revoke", format!(r#"{{"ID":"{}"}}"#, ids[1]), 200).await;
+
+    // Cluster: a learner that never starts is added, updated, refused promotion, removed.
+    let r = post(
+        "cluster/member/add",
+        r#"{"peerURLs":["http://127.0.0.1:1"],"isLearner":true}"#.into(),
+        200,
+    )
+    .await;
+    let id = str_of(&r["member"], "ID");
+    post(
+        "cluster/member/update",
+        format!(r#"{{"ID":"{id}","peerURLs":["http://127.0.0.1:2"]}}"#),
+        200,
+    )
+    .await;
+    let r = post("cluster/member/promote", format!(r#"{{"ID":"{id}"}}"#), 412).await;
+    assert_eq!(r["code"], 9, "{r}");
+    post("cluster/member/remove", format!(r#"{{"ID":"{id}"}}"#), 200).await;
+    let r = post("cluster/member/list", "{}".into(), 200).await;
+    assert_eq!(r["members"].as_array().map(Vec::len), Some(1));
+
+    // Maintenance.
+    post("maintenance/alarm", "{}".into(), 200).await;
+    let r = post("maintenance/status", "{}".into(), 200).await;
+    assert!(r["version"].is_string(), "{r}");
+    post("maintenance/defragment", "{}".into(), 200).await;
+    let r = post("maintenance/hash", "{}".into(), 200).await;
+    assert!(r["hash"].is_number(), "{r}");
+    let r = post("maintenance/downgrade", "{}".into(), 501).await;
+    assert_eq!(r["code"], 12, "{r}");
+
+    // Auth: users and roles, then enable, authenticate and disable with the token.
+    post("auth/role/add", r#"{"name":"r"}"#.into(), 200).await;
+    post(
+        "auth/role/grant",
+        r#"{"name":"r","perm":{"permType":"READWRITE","key":"YQ=="}}"#.into(),
+        200,
+    )
+    .await;
+    let r = post("auth/role/get", r#"{"role":"r"}"#.into(), 200).await;
+    assert_eq!(r["perm"][0]["permType"], "READWRITE", "{r}");
+    post("auth/role/list", "{}".into(), 200).await;
+    post(
+        "auth/user/add",
+        r#"{"name":"u","password":"p"}"#.into(),
+        200,
+    )
+    .await;
+    post("auth/user/grant", r#"{"user":"u","role":"r"}"#.into(), 200).await;
+    let r = post("auth/user/get", r#"{"name":"u"}"#.into(), 200).await;
+    assert_eq!(r["roles"][0], "r", "{r}");
+    post("auth/user/list", "{}".into(), 200).await;
+    post(
+        "auth/user/changepw",
+        r#"{"name":"u","password":"q"}"#.into(),
+        200,
+    )
+    .await;
+    post("auth/user/revoke", r#"{"name":"u","role":"r"}"#.into(), 200).await;
+    post(
+        "auth/role/revoke",
+        r#"{"role":"r","key":"YQ=="}"#.into(),
+        200,
+    )
+    .await;
+    post("auth/role/delete", r#"{"role":"r"}"#.into(), 200).await;
+    post("auth/user/delete", r#"{"name":"u"}"#.into(), 200).await;
+    post(
+        "auth/user/add",
+        r#"{"name":"root","password":"rp"}"#.into(),
+        200,
+    )
+    .await;
+    post(
+        "auth/user/grant",
+        r#"{"user":"root","role":"root"}"#.into(),
+        200,
+    )
+    .await;
+    post("auth/enable", "{}".into(), 200).await;
+    let r = post("auth/status", "{}".into(), 200).await;
+    assert_eq!(r["enabled"], true, "{r}");
+    let r = post(
+        "auth/authenticate",
+        r#"{"name":"root","password":"rp"}"#.into(),
+        200,
+    )
+    .await;
+    let token = str_of(&r, "token");
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /v3/auth/disable HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {token}\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let r = post("auth/status", "{}".into(), 200).await;
+    assert_eq!(r.get("enabled"), None, "{r}");
+}

@@ -10,6 +10,7 @@
 use oxcd_testkit::robustness::{FaultKind, RobustnessConfig};
 use oxcd_testkit::{scenarios, ClusterConfig, Flavor};
 
+mod network_metrics;
 mod peer_tls;
 
 /// `size` oxcd members on OS-chosen loopback ports, every peer link through a fault proxy.

@@ -37,6 +37,8 @@ pub(crate) struct PeerGlue {
     pub(crate) snap_dir: PathBuf,
     pub(crate) raft: OnceLock<RaftHandle>,
     pub(crate) server: OnceLock<Weak<EtcdServer>>,
+    /// The per-peer counters, shared with the transport (both directions in one place).
+    pub(crate) stats: Arc<oxcd_peer::PeerStats>,
 }
 
 impl PeerGlue {
@@ -66,6 +68,10 @@ fn peer_error(e: ServerError) -> PeerError {
 }
 
 impl PeerHandler for PeerGlue {
+    fn peer_stats(&self) -> Option<Arc<oxcd_peer::PeerStats>> {
+        Some(self.stats.clone())
+    }
+
     fn cluster_id(&self) -> u64 {
         self.membership.read().cluster_id
     }

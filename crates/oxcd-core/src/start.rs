@@ -167,6 +167,7 @@ impl Core {
             snap_dir: dir.snap(),
             raft: std::sync::OnceLock::new(),
             server: std::sync::OnceLock::new(),
+            stats: oxcd_peer::PeerStats::new(),
         });
         let mut dial = DialOptions::from_env().map_err(|e| StartError::Raft(e.to_string()))?;
         dial.tls = cfg.peer_tls.clone();
@@ -174,6 +175,7 @@ impl Core {
             glue.clone(),
             TransportOptions {
                 dial,
+                stats: glue.stats.clone(),
                 ..Default::default()
             },
         )

@@ -8,7 +8,7 @@ use oxcd_proto::etcdserverpb::LeaseTimeToLiveResponse;
 use oxcd_raft::eraftpb::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::PeerError;
+use crate::{PeerError, PeerStats};
 
 /// A member as etcd's peer endpoint `GET /members` shows it (etcd's `membership.Member`
 /// JSON: the id as a number, `isLearner`, `name` and `clientURLs` left out when empty).
@@ -109,6 +109,12 @@ pub trait PeerHandler: Send + Sync + 'static {
     /// `msg`. On error the transport removes the file and the sender reports the snapshot
     /// failed. Runs on a blocking thread.
     fn receive_snapshot(&self, msg: Message, file: &Path) -> Result<(), PeerError>;
+
+    /// Where the receiving side counts bytes and failures per sender (share it with the
+    /// transport's [`crate::TransportOptions::stats`]); `None`: not counted.
+    fn peer_stats(&self) -> Option<std::sync::Arc<PeerStats>> {
+        None
+    }
 
     /// A follower forwarded a lease keep-alive: renew lease `id` if this member leads and
     /// return its TTL in seconds ([`PeerError::LeaseNotFound`], [`PeerError::NotLeader`]).

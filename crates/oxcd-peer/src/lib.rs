@@ -33,6 +33,15 @@
 //! tools and joining members: `GET /members` (etcd 3.4's JSON, `X-Etcd-Cluster-ID`
 //! header) and `GET /version`.
 //!
+//! # Metrics
+//!
+//! [`PeerStats`] holds per-peer atomics for etcd's `etcd_network_peer_*`,
+//! `etcd_network_active_peers`/`disconnected_peers_total` and `etcd_network_snapshot_*`
+//! families (what each counts is in its module docs); the transport and the [`router`]
+//! (through [`PeerHandler::peer_stats`]) record into one instance, oxcd-server exports it.
+//! Each peer is probed with etcd's `GET /raft/probing` every 4 s for the round-trip time,
+//! and the router answers that path as etcd does.
+//!
 //! # Identity
 //!
 //! Every call carries the sender's cluster id and member id in its metadata. A receiver of
@@ -68,6 +77,7 @@ mod handler;
 mod identity;
 mod proto;
 mod server;
+mod stats;
 mod transport;
 
 #[cfg(test)]
@@ -80,4 +90,7 @@ pub use files::remove_partial_snapshots;
 pub use handler::{MemberInfo, PeerHandler, PeerHashHeader, PeerHashKv, Versions};
 pub use identity::{CLUSTER_ID_KEY, MEMBER_ID_KEY};
 pub use server::router;
+pub use stats::{
+    AtomicHistogram, HistogramSnapshot, LinkStats, PeerStats, RTT_BUCKETS, SNAPSHOT_BUCKETS,
+};
 pub use transport::{PeerTransport, TransportOptions, TransportStats};

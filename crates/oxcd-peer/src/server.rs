@@ -20,18 +20,21 @@ use tonic::{Request, Status, Streaming};
 
 use crate::proto::raft_peer_server::{RaftPeer, RaftPeerServer};
 use crate::proto::{RaftBatch, RaftStreamEnd, SnapshotChunk, SnapshotReceived};
-use crate::transport::RemoveOnDrop;
-use crate::{identity, PeerError, PeerHandler};
+use crate::stats::LinkStats;
+use crate::transport::{probing_body, RemoveOnDrop, PROBING_PATH};
+use crate::{identity, PeerError, PeerHandler, PeerStats};
 
 /// Largest gRPC message accepted from a peer: a batch of raft messages (the sender closes
 /// a batch at 4 MiB, but one message with large entries may exceed it).
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// The peer port's routes: the `oxcdpeer.RaftPeer` gRPC service and etcd's `GET /members`,
-/// `GET /version` and `POST /members/promote/<id>`. Serve it on each `--listen-peer-urls` listener (plain HTTP/2
+/// `GET /version`, `GET /raft/probing`, `POST /members/promote/<id>` and
+/// `POST /members/hashkv`. Serve it on each `--listen-peer-urls` listener (plain HTTP/2
 /// today; peer TLS will wrap the listener, the router stays as it is).
 pub fn router(handler: Arc<dyn PeerHandler>) -> axum::Router {
     let grpc = RaftPeerServer::new(PeerService {
+        stats: handler.peer_stats(),
         handler: handler.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -39,6 +42,15 @@ pub fn router(handler: Arc<dyn PeerHandler>) -> axum::Router {
         axum::Router::new()
             .route("/members", get(members))
             .route("/version", get(version))
+            .route(
+                PROBING_PATH,
+                get(|| async {
+                    (
+                        [(CONTENT_TYPE, "application/json")],
+                        probing_body(std::time::SystemTime::now()),
+                    )
+                }),
+            )
             .route("/members/promote/{id}", post(member_promote))
             .route("/members/hashkv", post(hash_kv))
             .with_state(handler),
@@ -142,6 +154,8 @@ async fn version(State(handler): State<Arc<dyn PeerHandler>>) -> Response {
 /// The gRPC service.
 struct PeerService {
     handler: Arc<dyn PeerHandler>,
+    /// Where bytes and failures received are counted, by sender.
+    stats: Option<Arc<PeerStats>>,
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
@@ -156,15 +170,14 @@ impl RaftPeer for PeerService {
     ) -> Result<tonic::Response<RaftStreamEnd>, Status> {
         let from = identity::check(req.metadata(), &*self.handler)?;
         tracing::debug!(peer = %format!("{from:x}"), "peer stream opened");
-        let mut stream = req.into_inner();
-        while let Some(batch) = stream.message().await? {
-            for bytes in batch.messages {
-                let msg = wire::decode_message(bytes).map_err(invalid)?;
-                check_addressing(&*self.handler, from, msg.from, msg.to)?;
-                self.handler.step(msg)?;
-            }
+        let link = self.stats.as_ref().map(|s| s.link(from));
+        let result = self
+            .receive_batches(from, req.into_inner(), link.as_deref())
+            .await;
+        if let (Err(_), Some(link)) = (&result, &link) {
+            LinkStats::add(&link.received_failures, 1);
         }
-        Ok(tonic::Response::new(RaftStreamEnd {}))
+        result.map(|()| tonic::Response::new(RaftStreamEnd {}))
     }
 
     async fn snapshot(
@@ -172,9 +185,27 @@ impl RaftPeer for PeerService {
         req: Request<Streaming<SnapshotChunk>>,
     ) -> Result<tonic::Response<SnapshotReceived>, Status> {
         let from = identity::check(req.metadata(), &*self.handler)?;
-        let received = receive_snapshot(&self.handler, from, req.into_inner()).await?;
+        let link = self.stats.as_ref().map(|s| s.link(from));
+        let started = Instant::now();
+        if let Some(link) = &link {
+            link.snapshot_receive_inflight
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let result = receive_snapshot(&self.handler, from, req.into_inner(), link.as_deref()).await;
+        if let Some(link) = &link {
+            link.snapshot_receive_inflight
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            if result.is_ok() {
+                LinkStats::add(&link.snapshot_receive_success, 1);
+                link.snapshot_receive_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            } else {
+                LinkStats::add(&link.received_failures, 1);
+                LinkStats::add(&link.snapshot_receive_failures, 1);
+            }
+        }
         Ok(tonic::Response::new(SnapshotReceived {
-            received_bytes: received,
+            received_bytes: result?,
         }))
     }
 
@@ -203,6 +234,30 @@ impl RaftPeer for PeerService {
     }
 }
 
+impl PeerService {
+    /// Steps every message of the stream from `from` until it ends, counting the encoded
+    /// messages' bytes.
+    async fn receive_batches(
+        &self,
+        from: u64,
+        mut stream: Streaming<RaftBatch>,
+        link: Option<&LinkStats>,
+    ) -> Result<(), Status> {
+        while let Some(batch) = stream.message().await? {
+            if let Some(link) = link {
+                let bytes: usize = batch.messages.iter().map(|m| m.len()).sum();
+                LinkStats::add(&link.received_bytes, bytes as u64);
+            }
+            for bytes in batch.messages {
+                let msg = wire::decode_message(bytes).map_err(invalid)?;
+                check_addressing(&*self.handler, from, msg.from, msg.to)?;
+                self.handler.step(msg)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Refuses a message not from the member whose stream carries it, or not for this member
 /// (a peer URL now served by another member: stepping it here would be wrong).
 fn check_addressing(
@@ -227,6 +282,7 @@ async fn receive_snapshot(
     handler: &Arc<dyn PeerHandler>,
     from: u64,
     mut stream: Streaming<SnapshotChunk>,
+    link: Option<&LinkStats>,
 ) -> Result<u64, Status> {
     let started = Instant::now();
     let first = stream
@@ -263,6 +319,9 @@ async fn receive_snapshot(
             .await
             .map_err(|e| internal("cannot write", &path, e))?;
         received += c.data.len() as u64;
+        if let Some(link) = link {
+            LinkStats::add(&link.received_bytes, c.data.len() as u64);
+        }
         if received > total {
             return Err(invalid(format!(
                 "snapshot larger than the {total} bytes announced"

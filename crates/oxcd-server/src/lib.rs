@@ -103,6 +103,7 @@ pub async fn run_until(
             stop_rx.clone(),
             net::Http2Limits::of(&cfg),
             tls.peer.clone().filter(|_| secure),
+            net::Traffic::Other,
         )));
     }
     let level = if cfg.metrics_extensive {
@@ -115,6 +116,11 @@ pub async fn run_until(
     metrics
         .register(Box::new(tls.failures.clone()))
         .map_err(|e| StartError::Metrics(e.to_string()))?;
+    if let Some(stats) = core.peer_handler().peer_stats() {
+        metrics
+            .register_peers(stats)
+            .map_err(|e| StartError::Metrics(e.to_string()))?;
+    }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     // Not serving until the member has a leader (the follower task below decides).
     health_reporter
@@ -140,6 +146,7 @@ pub async fn run_until(
             stop_rx.clone(),
             net::Http2Limits::of(&cfg),
             tls.metrics.clone().filter(|_| secure),
+            net::Traffic::Other,
         )));
     }
     // Like etcd, clients are served once this member has joined the cluster's log.
@@ -175,6 +182,7 @@ pub async fn run_until(
             stop_rx.clone(),
             net::Http2Limits::of(&cfg),
             tls.client.clone().filter(|_| secure),
+            net::Traffic::Client,
         )));
     }
     // A WAL or backend failure stops raft or the applier; the process must not linger as a

@@ -30,6 +30,7 @@
 //! up no one), and the verified client certificate's common name is put in the extensions
 //! of every request on that connection.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -42,7 +43,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::url_text;
+use crate::metrics;
+use crate::metrics::network::Counted;
 use crate::tls::TlsAcceptor;
+use crate::tls_identity::ClientCertCommonName;
 
 use crate::StartError;
 
@@ -78,6 +82,17 @@ impl Http2Limits {
     }
 }
 
+/// Whether a listener's gRPC message bytes are counted as client traffic
+/// (`etcd_network_client_grpc_*_bytes_total`): the client listeners' are, the peer and
+/// metrics listeners' are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// Client URLs: counted.
+    Client,
+    /// Peer or metrics URLs: not counted.
+    Other,
+}
+
 /// Serves `app` on `listener` (over TLS when `tls` is given) until `stop` turns true, then
 /// shuts the open connections down gracefully (HTTP/2 GOAWAY, in-flight requests finish)
 /// and returns once they are closed. Accepted TCP connections get `TCP_NODELAY`: small gRPC
@@ -89,6 +104,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     limits: Http2Limits,
     tls: Option<TlsAcceptor>,
+    traffic: Traffic,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -118,13 +134,15 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
         }
+        let mut service = Connection {
+            inner: app.clone(),
+            addr: ClientAddr(remote),
+            cn: None,
+            count: traffic == Traffic::Client,
+        };
         let Some(acceptor) = &tls else {
-            let service = TowerToHyperService::new(WithClientAddr {
-                inner: app.clone(),
-                addr: ClientAddr(remote),
-            });
             let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
+                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
@@ -137,22 +155,13 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         let builder = builder.clone();
-        let app = app.clone();
         tokio::spawn(async move {
             let Some((stream, cn)) = acceptor.accept(tcp, remote).await else {
                 return;
             };
-            let app = tower::ServiceBuilder::new()
-                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ClientAddr(remote));
-                    if let Some(cn) = &cn {
-                        req.extensions_mut().insert(cn.clone());
-                    }
-                    req
-                })
-                .service(app);
+            service.cn = cn;
             let conn = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "client connection ended with an error");
@@ -168,32 +177,74 @@ pub async fn serve(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
-/// Puts the connection's [`ClientAddr`] into each request's extensions.
+/// One connection's service: puts the connection's [`ClientAddr`] (and a TLS client
+/// certificate's common name) into each request's extensions, and on client listeners
+/// counts the gRPC message bytes of each request and response
+/// ([`metrics::network::Counted`]: no allocation, an atomic add per data frame).
 #[derive(Clone)]
-struct WithClientAddr {
+struct Connection {
     inner: Router,
     addr: ClientAddr,
+    cn: Option<ClientCertCommonName>,
+    count: bool,
 }
 
-impl<B> tower::Service<axum::http::Request<B>> for WithClientAddr
+/// A response whose gRPC message bytes are counted (or not).
+type CountedResponse = axum::http::Response<Counted<axum::body::Body>>;
+
+/// Turns the router's answer into a [`CountedResponse`].
+type MapResponse =
+    fn(Result<axum::response::Response, Infallible>) -> Result<CountedResponse, Infallible>;
+
+fn count_response(
+    resp: Result<axum::response::Response, Infallible>,
+) -> Result<CountedResponse, Infallible> {
+    resp.map(|r| {
+        let counter =
+            metrics::network::is_grpc(r.headers()).then_some(&metrics::network::CLIENT_SENT_BYTES);
+        r.map(|b| Counted::new(b, counter))
+    })
+}
+
+fn pass_response(
+    resp: Result<axum::response::Response, Infallible>,
+) -> Result<CountedResponse, Infallible> {
+    resp.map(|r| r.map(|b| Counted::new(b, None)))
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for Connection
 where
-    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + Unpin + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    type Response = axum::response::Response;
-    type Error = std::convert::Infallible;
-    type Future = <Router as tower::Service<axum::http::Request<B>>>::Future;
+    type Response = CountedResponse;
+    type Error = Infallible;
+    type Future = futures::future::Map<
+        <Router as tower::Service<axum::http::Request<Counted<B>>>>::Future,
+        MapResponse,
+    >;
 
     fn poll_ready(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        <Router as tower::Service<axum::http::Request<B>>>::poll_ready(&mut self.inner, cx)
+        <Router as tower::Service<axum::http::Request<Counted<B>>>>::poll_ready(&mut self.inner, cx)
     }
 
     fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
         req.extensions_mut().insert(self.addr);
-        self.inner.call(req)
+        if let Some(cn) = &self.cn {
+            req.extensions_mut().insert(cn.clone());
+        }
+        let counted = self.count && metrics::network::is_grpc(req.headers());
+        let counter = counted.then_some(&metrics::network::CLIENT_RECEIVED_BYTES);
+        let req = req.map(|b| Counted::new(b, counter));
+        let map: MapResponse = if self.count {
+            count_response
+        } else {
+            pass_response
+        };
+        futures::FutureExt::map(self.inner.call(req), map)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Identity checks, lease forwarding and etcd's peer HTTP endpoints.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use oxcd_raft::eraftpb::{Message, MessageType};
 use oxcd_raft::Transport;
@@ -191,6 +192,18 @@ async fn messages_that_cannot_be_delivered_are_dropped_and_counted() {
     let stats = transport.stats();
     assert_eq!(stats.sent, 0);
     assert!(stats.unreachable > 0);
+    // etcd's per-peer figures: every message dropped for peer 2 is a send failure (plus
+    // each failed connection); nothing was sent, the link never came up; the unknown
+    // member 3 has no link.
+    let links = transport.peer_stats().links();
+    assert_eq!(links.len(), 1);
+    let (id, link) = &links[0];
+    assert_eq!(*id, 2);
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(load(&link.sent_failures) >= 100, "{link:?}");
+    assert_eq!(load(&link.sent_bytes), 0);
+    assert!(!link.active.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(load(&link.disconnects), 0);
     transport.remove_peer(2);
     assert!(transport.peer_ids().is_empty());
 
@@ -289,4 +302,101 @@ async fn a_black_holed_link_is_noticed_by_keepalive_and_recovers() {
         tick(&mut transport).await;
     }
     eprintln!("black hole noticed after {noticed:?}");
+}
+
+/// Bytes are counted on both sides of a link (the receiver through its handler's
+/// `peer_stats`), the link turns active, and the prober measures a round-trip time on
+/// etcd's `/raft/probing`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_count_bytes_both_ways_and_are_probed() {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    struct Counting {
+        inner: Arc<TestHandler>,
+        stats: Arc<crate::PeerStats>,
+    }
+    impl PeerHandler for Counting {
+        fn cluster_id(&self) -> u64 {
+            self.inner.cluster_id()
+        }
+        fn member_id(&self) -> u64 {
+            self.inner.member_id()
+        }
+        fn step(&self, msg: Message) -> Result<(), PeerError> {
+            self.inner.step(msg)
+        }
+        fn is_removed(&self, id: u64) -> bool {
+            self.inner.is_removed(id)
+        }
+        fn members(&self) -> Vec<crate::MemberInfo> {
+            self.inner.members()
+        }
+        fn versions(&self) -> crate::Versions {
+            self.inner.versions()
+        }
+        fn snapshot_dir(&self) -> std::path::PathBuf {
+            self.inner.snapshot_dir()
+        }
+        fn export_snapshot(&self, dest: &std::path::Path) -> Result<u64, PeerError> {
+            self.inner.export_snapshot(dest)
+        }
+        fn receive_snapshot(&self, msg: Message, file: &std::path::Path) -> Result<(), PeerError> {
+            self.inner.receive_snapshot(msg, file)
+        }
+        fn lease_renew(&self, id: i64) -> futures::future::BoxFuture<'_, Result<i64, PeerError>> {
+            self.inner.lease_renew(id)
+        }
+        fn lease_time_to_live(
+            &self,
+            id: i64,
+            keys: bool,
+        ) -> futures::future::BoxFuture<
+            '_,
+            Result<oxcd_proto::etcdserverpb::LeaseTimeToLiveResponse, PeerError>,
+        > {
+            self.inner.lease_time_to_live(id, keys)
+        }
+        fn peer_stats(&self) -> Option<Arc<crate::PeerStats>> {
+            Some(self.stats.clone())
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver_stats = crate::PeerStats::new();
+    let receiver = TestHandler::new(0xaaa, 1, tmp.path());
+    let _server = serve(
+        Arc::new(Counting {
+            inner: receiver.clone(),
+            stats: receiver_stats.clone(),
+        }),
+        24454,
+    )
+    .await;
+    let sender = TestHandler::new(0xaaa, 2, tmp.path());
+    let opts = TransportOptions {
+        probe_interval: Duration::from_millis(50),
+        ..TransportOptions::default()
+    };
+    let mut transport = PeerTransport::new(sender, opts).unwrap();
+    transport.set_peer_urls(1, vec![url(24454)]);
+    transport.send((0..10).map(|_| heartbeat(2, 1)).collect());
+    wait_until("the receiver steps the messages", || {
+        receiver.stepped.load(Relaxed) == 10
+    })
+    .await;
+    let sent = transport.peer_stats().link(1);
+    let received = receiver_stats.link(2);
+    wait_until("both sides count the same bytes", || {
+        let n = sent.sent_bytes.load(Relaxed);
+        n > 0 && n == received.received_bytes.load(Relaxed)
+    })
+    .await;
+    wait_until("the link is active", || sent.active.load(Relaxed)).await;
+    wait_until("a round trip is measured", || {
+        sent.srtt_nanos.load(Relaxed) > 0
+    })
+    .await;
+    assert_eq!(sent.sent_failures.load(Relaxed), 0);
+    assert_eq!(received.received_failures.load(Relaxed), 0);
+    transport.shutdown();
 }

@@ -6,6 +6,8 @@
 //! batches ([`stream`]). A `MsgSnapshot` instead starts a snapshot send on a stream of its
 //! own ([`snapshot`]), so heartbeats keep flowing while a large backend is sent.
 
+mod probe;
+pub(crate) use probe::{probing_body, PROBING_PATH};
 mod snapshot;
 pub(crate) use snapshot::RemoveOnDrop;
 mod stream;
@@ -22,6 +24,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::stats::{LinkStats, PeerStats};
 use crate::{DialOptions, PeerClient, PeerError, PeerHandler};
 
 /// Tunables of a [`PeerTransport`].
@@ -41,6 +44,11 @@ pub struct TransportOptions {
     pub backoff_min: Duration,
     /// Longest wait before reconnecting.
     pub backoff_max: Duration,
+    /// Where the per-peer counters go (share it with the handler's
+    /// [`PeerHandler::peer_stats`], so both directions land in one place).
+    pub stats: Arc<PeerStats>,
+    /// How often each peer is probed for its round-trip time (etcd: 4 s).
+    pub probe_interval: Duration,
 }
 
 impl Default for TransportOptions {
@@ -53,6 +61,8 @@ impl Default for TransportOptions {
             snapshot_chunk_bytes: 1 << 20,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
+            stats: PeerStats::new(),
+            probe_interval: probe::PROBE_INTERVAL,
         }
     }
 }
@@ -81,11 +91,14 @@ struct Counters {
     snapshots_failed: AtomicU64,
 }
 
-/// A peer: its URLs (watched by its task), its queue and its task.
+/// A peer: its URLs (watched by its tasks), its queue, its stream task and its prober.
 struct Peer {
     urls: watch::Sender<Vec<String>>,
     queue: mpsc::Sender<Message>,
     task: JoinHandle<()>,
+    prober: JoinHandle<()>,
+    /// Its counters.
+    link: Arc<LinkStats>,
     /// A snapshot send to this peer is running.
     snapshot_busy: Arc<AtomicBool>,
 }
@@ -93,6 +106,8 @@ struct Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         self.task.abort();
+        self.prober.abort();
+        self.link.deactivate();
     }
 }
 
@@ -222,16 +237,28 @@ impl PeerTransport {
         }
         let (urls_tx, urls_rx) = watch::channel(urls);
         let (queue, queue_rx) = mpsc::channel(self.shared.opts.queue_capacity.max(1));
-        let task =
-            self.shared
-                .runtime
-                .spawn(stream::run(self.shared.clone(), id, queue_rx, urls_rx));
+        let link = self.shared.opts.stats.link(id);
+        let task = self.shared.runtime.spawn(stream::run(
+            self.shared.clone(),
+            id,
+            queue_rx,
+            urls_rx.clone(),
+            link.clone(),
+        ));
+        let prober = self.shared.runtime.spawn(probe::run(
+            self.shared.opts.dial.clone(),
+            self.shared.opts.probe_interval,
+            urls_rx,
+            link.clone(),
+        ));
         peers.insert(
             id,
             Peer {
                 urls: urls_tx,
                 queue,
                 task,
+                prober,
+                link,
                 snapshot_busy: Arc::new(AtomicBool::new(false)),
             },
         );
@@ -290,6 +317,11 @@ impl PeerTransport {
         }
     }
 
+    /// The per-peer counters (etcd's `etcd_network_peer_*` families).
+    pub fn peer_stats(&self) -> Arc<PeerStats> {
+        self.shared.opts.stats.clone()
+    }
+
     /// A client for the peer requests that are not raft messages (lease forwarding),
     /// dialling as this transport does.
     pub fn client(&self) -> PeerClient {
@@ -312,6 +344,7 @@ impl PeerTransport {
         match peer.queue.try_send(msg) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                LinkStats::add(&peer.link.sent_failures, 1);
                 drop(peers);
                 let dropped = self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 // One line per 1024 drops is enough to see it.
@@ -324,6 +357,7 @@ impl PeerTransport {
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
+                LinkStats::add(&peer.link.sent_failures, 1);
                 drop(peers);
                 self.shared.count_dropped(1);
             }

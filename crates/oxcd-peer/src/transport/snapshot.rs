@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::Shared;
 use crate::proto::raft_peer_client::RaftPeerClient;
 use crate::proto::SnapshotChunk;
+use crate::stats::LinkStats;
 use crate::{identity, PeerError};
 
 /// How often progress is logged while a snapshot is sent.
@@ -51,13 +52,20 @@ pub(super) fn start(shared: &Arc<Shared>, msg: Message) {
         return;
     }
     let shared2 = shared.clone();
+    let link = shared.opts.stats.link(to);
     shared.runtime.spawn(async move {
         let index = msg.get_snapshot().get_metadata().index;
         let started = Instant::now();
+        link.snapshot_send_inflight.fetch_add(1, Ordering::Relaxed);
         let result = send(&shared2, msg, &urls).await;
+        link.snapshot_send_inflight.fetch_sub(1, Ordering::Relaxed);
         busy.store(false, Ordering::Release);
         match result {
             Ok(bytes) => {
+                LinkStats::add(&link.sent_bytes, bytes);
+                LinkStats::add(&link.snapshot_send_success, 1);
+                link.snapshot_send_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 tracing::info!(
                     peer = %format!("{to:x}"),
                     index,
@@ -68,6 +76,8 @@ pub(super) fn start(shared: &Arc<Shared>, msg: Message) {
                 shared2.report_snapshot(to, SnapshotStatus::Finish);
             }
             Err(e) => {
+                LinkStats::add(&link.sent_failures, 1);
+                LinkStats::add(&link.snapshot_send_failures, 1);
                 tracing::warn!(peer = %format!("{to:x}"), index, error = %e, "sending a snapshot failed");
                 if e == PeerError::MemberRemoved {
                     shared2.mark_removed();

@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use super::Shared;
 use crate::proto::raft_peer_client::RaftPeerClient;
 use crate::proto::RaftBatch;
+use crate::stats::LinkStats;
 use crate::{identity, PeerError};
 
 /// A stream that stayed up this long counts as working (for logging changes of state: a
@@ -45,6 +46,7 @@ pub(super) async fn run(
     to: u64,
     mut queue: mpsc::Receiver<Message>,
     mut urls: watch::Receiver<Vec<String>>,
+    link: Arc<LinkStats>,
 ) {
     let opts = &shared.opts;
     let peer = format!("{to:x}");
@@ -55,7 +57,10 @@ pub(super) async fn run(
         let ended = match opts.dial.connect(&list).await {
             Ok(channel) => {
                 tracing::debug!(%peer, urls = ?list, "connected to peer");
-                stream(&shared, to, channel, &mut queue, &mut urls, &mut log).await
+                let ended =
+                    stream(&shared, to, channel, &mut queue, &mut urls, &mut log, &link).await;
+                link.deactivate();
+                ended
             }
             Err(e) => Ended::Broken(e),
         };
@@ -68,6 +73,7 @@ pub(super) async fn run(
             }
             Ended::Broken(e) => e,
         };
+        LinkStats::add(&link.sent_failures, 1);
         if !log.down {
             // The link worked until now: retry soon.
             backoff = opts.backoff_min;
@@ -102,7 +108,10 @@ pub(super) async fn run(
                     Err(_) => return,
                 },
                 m = queue.recv() => match m {
-                    Some(_) => shared.count_dropped(1),
+                    Some(_) => {
+                        shared.count_dropped(1);
+                        LinkStats::add(&link.sent_failures, 1);
+                    }
                     None => return,
                 },
             }
@@ -129,6 +138,7 @@ async fn stream(
     queue: &mut mpsc::Receiver<Message>,
     urls: &mut watch::Receiver<Vec<String>>,
     log: &mut LinkLog,
+    link: &LinkStats,
 ) -> Ended {
     let mut client = RaftPeerClient::new(channel);
     let (tx, rx) = mpsc::channel::<RaftBatch>(4);
@@ -155,6 +165,7 @@ async fn stream(
             _ = &mut active, if !marked => {
                 marked = true;
                 mark_active(log, to);
+                link.activate();
                 shared.down.lock().remove(&to);
                 continue;
             }
@@ -167,7 +178,7 @@ async fn stream(
                 None => return Ended::QueueClosed,
             },
         };
-        let batch = collect(shared, first, queue);
+        let (batch, bytes) = collect(shared, first, queue);
         let n = batch.messages.len() as u64;
         tokio::select! {
             r = &mut call => return broken(r),
@@ -176,13 +187,19 @@ async fn stream(
                     return Ended::Broken(PeerError::Unreachable("stream closed".into()));
                 }
                 shared.counters.sent.fetch_add(n, Ordering::Relaxed);
+                LinkStats::add(&link.sent_bytes, bytes as u64);
             }
         }
     }
 }
 
-/// `first` and whatever else is queued, up to the batch limits.
-fn collect(shared: &Shared, first: Message, queue: &mut mpsc::Receiver<Message>) -> RaftBatch {
+/// `first` and whatever else is queued, up to the batch limits, and the batch's encoded
+/// message bytes.
+fn collect(
+    shared: &Shared,
+    first: Message,
+    queue: &mut mpsc::Receiver<Message>,
+) -> (RaftBatch, usize) {
     let opts = &shared.opts;
     let first = bytes::Bytes::from(wire::encode_message(&first));
     let mut bytes = first.len();
@@ -193,5 +210,5 @@ fn collect(shared: &Shared, first: Message, queue: &mut mpsc::Receiver<Message>)
         bytes += b.len();
         messages.push(b);
     }
-    RaftBatch { messages }
+    (RaftBatch { messages }, bytes)
 }

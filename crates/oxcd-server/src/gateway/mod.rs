@@ -339,8 +339,13 @@ where
                 Ok(req) => req,
                 Err(e) => return error_response(&Status::invalid_argument(e.to_string())),
             };
+            // etcd's gateway reaches its server over gRPC, whose codec counts the messages.
+            crate::metrics::network::count_gateway_received(req.encoded_len());
             match call(gateway, cred, req).await {
-                Ok(resp) => json_response(StatusCode::OK, json::to_json(&resp)),
+                Ok(resp) => {
+                    crate::metrics::network::count_gateway_sent(resp.encoded_len());
+                    json_response(StatusCode::OK, json::to_json(&resp))
+                }
                 Err(e) => error_response(&e.into()),
             }
         },

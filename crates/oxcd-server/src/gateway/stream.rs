@@ -136,10 +136,12 @@ fn split_values<T: Named>(
         match values.next() {
             Some(Ok(value)) => {
                 consumed = values.byte_offset();
-                ready.push_back(
-                    json::from_value::<T>(value)
-                        .map_err(|e| Status::invalid_argument(e.to_string())),
-                );
+                let decoded = json::from_value::<T>(value)
+                    .map_err(|e| Status::invalid_argument(e.to_string()));
+                if let Ok(msg) = &decoded {
+                    crate::metrics::network::count_gateway_received(msg.encoded_len());
+                }
+                ready.push_back(decoded);
             }
             Some(Err(e)) if e.is_eof() => break,
             Some(Err(e)) => {
@@ -160,6 +162,7 @@ fn split_values<T: Named>(
 pub fn line<T: Named>(item: &Result<T, Status>) -> Bytes {
     let mut out = match item {
         Ok(msg) => {
+            crate::metrics::network::count_gateway_sent(msg.encoded_len());
             let mut out = b"{\"result\":".to_vec();
             out.extend_from_slice(&json::to_json(msg));
             out.push(b'}');

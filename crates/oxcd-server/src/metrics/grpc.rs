@@ -297,9 +297,9 @@ pub async fn record(State(metrics): State<Arc<GrpcMetrics>>, req: Request, next:
 }
 
 /// Follows gRPC's length-prefixed framing (a flag byte, a 4-byte big-endian length, the
-/// message) across data chunks, counting whole messages.
+/// message) across data chunks, counting whole messages and their payload bytes.
 #[derive(Debug, Default)]
-struct Frames {
+pub(crate) struct Frames {
     /// Bytes of the current message's 5-byte prefix seen so far.
     prefix_seen: usize,
     /// The prefix's length bytes.
@@ -309,9 +309,11 @@ struct Frames {
 }
 
 impl Frames {
-    /// Feeds one chunk; returns how many messages it completed.
-    fn feed(&mut self, mut data: &[u8]) -> u64 {
+    /// Feeds one chunk; returns how many messages it completed and how many of its bytes
+    /// were message payload (not the 5-byte prefixes).
+    pub(crate) fn feed(&mut self, mut data: &[u8]) -> (u64, u64) {
         let mut done = 0;
+        let mut payload = 0u64;
         while !data.is_empty() {
             if self.prefix_seen < 5 {
                 if self.prefix_seen > 0 {
@@ -333,12 +335,13 @@ impl Frames {
                 .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
             data = &data[take..];
             self.remaining -= take as u64;
+            payload += take as u64;
             if self.remaining == 0 {
                 done += 1;
                 self.prefix_seen = 0;
             }
         }
-        done
+        (done, payload)
     }
 }
 
@@ -387,7 +390,7 @@ impl HttpBody for CountMessages {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let n = this.frames.feed(data);
+                    let (n, _) = this.frames.feed(data);
                     if n > 0 {
                         this.counter.inc_by(n);
                     }
@@ -438,13 +441,17 @@ mod tests {
         }
         for chunk in [1, 2, 4, 5, 6, 7, 64, 1000, stream.len()] {
             let mut frames = Frames::default();
-            let counted: u64 = stream.chunks(chunk).map(|c| frames.feed(c)).sum();
+            let (counted, payload) = stream
+                .chunks(chunk)
+                .map(|c| frames.feed(c))
+                .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
             assert_eq!(counted, 5, "chunks of {chunk}");
+            assert_eq!(payload, 3 + 300 + 1 + 70_000, "chunks of {chunk}");
         }
         // A message cut short is not counted until its last byte arrives.
         let mut frames = Frames::default();
         let m = message(10);
-        assert_eq!(frames.feed(&m[..14]), 0);
-        assert_eq!(frames.feed(&m[14..]), 1);
+        assert_eq!(frames.feed(&m[..14]), (0, 9));
+        assert_eq!(frames.feed(&m[14..]), (1, 1));
     }
 }

@@ -6,11 +6,14 @@
 //!   leader changes are counted by a sampler that follows the raft leader;
 //! * gRPC (`grpc_server_*`, go-grpc-prometheus's families): [`grpc`], recorded per call
 //!   through counters resolved once per method (no lock, no allocation when recording);
+//! * network (`etcd_network_*`): [`network`], client gRPC bytes counted as bodies pass
+//!   and peer traffic from oxcd-peer's per-peer atomics;
 //! * `process_*`: the prometheus crate's process collector (Linux).
 //!
 //! `--metrics=extensive` adds `grpc_server_handling_seconds`, as etcd does.
 
 pub mod grpc;
+pub mod network;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,6 +57,8 @@ struct ServerGauges {
     wal_fsync: Histogram,
     /// Every durable backend commit (oxcd-core's commit observer).
     backend_commit: Histogram,
+    client_received_bytes: IntCounter,
+    client_sent_bytes: IntCounter,
 }
 
 /// The registry and its families.
@@ -68,6 +73,8 @@ pub struct Metrics {
     failed_counted: AtomicU64,
     /// The `/health` successes and failures already added to their counters.
     health_counted: [AtomicU64; 2],
+    /// The client bytes received and sent already added to their counters.
+    client_bytes_counted: [AtomicU64; 2],
     /// etcd's `os_fd_*` gauges (Linux).
     fds: Option<FdGauges>,
 }
@@ -221,6 +228,16 @@ impl Metrics {
                 "etcd_disk_backend_commit_duration_seconds",
                 "The latency distributions of commit called by backend.",
             )?,
+            client_received_bytes: counter(
+                r,
+                "etcd_network_client_grpc_received_bytes_total",
+                "The total number of bytes received from grpc clients.",
+            )?,
+            client_sent_bytes: counter(
+                r,
+                "etcd_network_client_grpc_sent_bytes_total",
+                "The total number of bytes sent to grpc clients.",
+            )?,
         };
         let header = server.header(0);
         info(
@@ -264,6 +281,7 @@ impl Metrics {
             last_leader: AtomicU64::new(0),
             failed_counted: AtomicU64::new(0),
             health_counted: [AtomicU64::new(0), AtomicU64::new(0)],
+            client_bytes_counted: [AtomicU64::new(0), AtomicU64::new(0)],
             fds,
         });
         metrics.sample_leader();
@@ -303,6 +321,13 @@ impl Metrics {
         collector: Box<dyn prometheus::core::Collector>,
     ) -> Result<(), MetricsError> {
         self.registry.register(collector)
+    }
+
+    /// Exports the member's peer links (etcd's `etcd_network_peer_*`, `active_peers`,
+    /// `disconnected_peers_total` and `snapshot_*` families).
+    pub fn register_peers(&self, stats: Arc<oxcd_peer::PeerStats>) -> Result<(), MetricsError> {
+        let local = self.server.header(0).member_id;
+        self.register(Box::new(network::PeerCollector::new(stats, local)?))
     }
 
     /// The text exposition of every family (Prometheus format 0.0.4).
@@ -351,6 +376,16 @@ impl Metrics {
             &g.health_failures,
             &self.health_counted[1],
             crate::http::HEALTH_FAILURES.load(Ordering::Relaxed),
+        );
+        add_growth(
+            &g.client_received_bytes,
+            &self.client_bytes_counted[0],
+            network::CLIENT_RECEIVED_BYTES.load(Ordering::Relaxed),
+        );
+        add_growth(
+            &g.client_sent_bytes,
+            &self.client_bytes_counted[1],
+            network::CLIENT_SENT_BYTES.load(Ordering::Relaxed),
         );
         if let Some(fds) = &self.fds {
             fds.refresh();

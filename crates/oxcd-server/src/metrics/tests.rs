@@ -35,3 +35,113 @@ fn cluster_version_label_is_major_minor() {
     assert_eq!(major_minor("3.5.0"), "3.5");
     assert_eq!(major_minor("3.5"), "3.5");
 }
+
+fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn peer_families_have_etcds_names_types_labels_and_buckets() {
+    use std::sync::atomic::Ordering;
+
+    let stats = oxcd_peer::PeerStats::new();
+    let registry = Registry::new();
+    registry
+        .register(Box::new(
+            network::PeerCollector::new(stats.clone(), 0xabc).unwrap(),
+        ))
+        .unwrap();
+    // No peer yet: no family (etcd's vectors have no series either).
+    assert_eq!(render(&registry), "");
+
+    let link = stats.link(0x1f);
+    link.sent_bytes.fetch_add(300, Ordering::Relaxed);
+    link.received_bytes.fetch_add(200, Ordering::Relaxed);
+    link.active.store(true, Ordering::Relaxed);
+    link.rtt.observe(0.0003);
+    let text = render(&registry);
+    for line in [
+        "# HELP etcd_network_peer_sent_bytes_total The total number of bytes sent to peers.",
+        "# TYPE etcd_network_peer_sent_bytes_total counter",
+        r#"etcd_network_peer_sent_bytes_total{To="1f"} 300"#,
+        r#"etcd_network_peer_received_bytes_total{From="1f"} 200"#,
+        "# TYPE etcd_network_active_peers gauge",
+        r#"etcd_network_active_peers{Local="abc",Remote="1f"} 1"#,
+        r#"etcd_network_disconnected_peers_total{Local="abc",Remote="1f"} 0"#,
+        r#"etcd_network_peer_sent_failures_total{To="1f"} 0"#,
+        r#"etcd_network_peer_received_failures_total{From="1f"} 0"#,
+        "# TYPE etcd_network_peer_round_trip_time_seconds histogram",
+        r#"etcd_network_peer_round_trip_time_seconds_bucket{To="1f",le="0.0002"} 0"#,
+        r#"etcd_network_peer_round_trip_time_seconds_bucket{To="1f",le="0.0004"} 1"#,
+        r#"etcd_network_peer_round_trip_time_seconds_bucket{To="1f",le="3.2768"} 1"#,
+        r#"etcd_network_peer_round_trip_time_seconds_bucket{To="1f",le="+Inf"} 1"#,
+        r#"etcd_network_peer_round_trip_time_seconds_count{To="1f"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    // The snapshot families appear with the first snapshot, each direction on its own.
+    assert!(!text.contains("snapshot"), "{text}");
+    assert_eq!(text.matches("# TYPE ").count(), 7, "{text}");
+    link.snapshot_send_success.fetch_add(1, Ordering::Relaxed);
+    link.snapshot_send_seconds.observe(3.0);
+    let text = render(&registry);
+    for line in [
+        "# TYPE etcd_network_snapshot_send_inflights_total gauge",
+        r#"etcd_network_snapshot_send_success{To="1f"} 1"#,
+        r#"etcd_network_snapshot_send_failures{To="1f"} 0"#,
+        r#"etcd_network_snapshot_send_inflights_total{To="1f"} 0"#,
+        r#"etcd_network_snapshot_send_total_duration_seconds_bucket{To="1f",le="1.6"} 0"#,
+        r#"etcd_network_snapshot_send_total_duration_seconds_bucket{To="1f",le="3.2"} 1"#,
+        r#"etcd_network_snapshot_send_total_duration_seconds_bucket{To="1f",le="51.2"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert!(!text.contains("snapshot_receive"), "{text}");
+    assert_eq!(text.matches("# TYPE ").count(), 11, "{text}");
+    link.snapshot_receive_failures
+        .fetch_add(1, Ordering::Relaxed);
+    let text = render(&registry);
+    assert!(text.lines().any(|l| l
+        == r#"etcd_network_snapshot_receive_total_duration_seconds_bucket{From="1f",le="0.1"} 0"#));
+    assert_eq!(text.matches("# TYPE ").count(), 15, "{text}");
+}
+
+#[tokio::test]
+async fn counted_bodies_count_grpc_message_payloads_only() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use axum::body::{Body, HttpBody};
+
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // Two gRPC messages (5-byte prefix + payload) split across frames.
+    let mut wire = vec![0, 0, 0, 0, 6];
+    wire.extend_from_slice(b"abcdef");
+    wire.extend_from_slice(&[0, 0, 0, 0, 2]);
+    wire.extend_from_slice(b"xy");
+    let chunks: Vec<Result<bytes::Bytes, std::convert::Infallible>> = wire
+        .chunks(4)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let body = Body::from_stream(futures::stream::iter(chunks));
+    let mut counted = network::Counted::new(body, Some(&COUNTER));
+    let mut got = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut counted).poll_frame(cx)).await
+    {
+        got.extend_from_slice(frame.unwrap().data_ref().unwrap());
+    }
+    assert_eq!(got, wire, "the body passes through unchanged");
+    assert_eq!(COUNTER.load(Ordering::Relaxed), 8);
+
+    // Without a counter nothing is counted.
+    let mut plain = network::Counted::new(Body::from(wire.clone()), None);
+    while std::future::poll_fn(|cx| std::pin::Pin::new(&mut plain).poll_frame(cx))
+        .await
+        .is_some()
+    {}
+    assert_eq!(COUNTER.load(Ordering::Relaxed), 8);
+}

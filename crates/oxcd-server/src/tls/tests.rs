@@ -75,7 +75,14 @@ async fn the_verified_client_cn_reaches_the_handlers() {
         keepalive_timeout: std::time::Duration::from_secs(20),
         max_concurrent_streams: 100,
     };
-    let server = tokio::spawn(serve(listener, app, stop_rx, limits, Some(acceptor)));
+    let server = tokio::spawn(serve(
+        listener,
+        app,
+        stop_rx,
+        limits,
+        Some(acceptor),
+        crate::net::Traffic::Client,
+    ));
 
     let mut roots = rustls::RootCertStore::empty();
     roots
