@@ -410,28 +410,11 @@ fn make_mirror_copies_a_live_etcd_into_oxcd() {
     ctl(&etcd.endpoint, &["del", "m/2", "--prefix"]);
     ctl(&etcd.endpoint, &["put", "m/new", "last"]);
     ctl(&etcd.endpoint, &["put", "other", "not mirrored"]);
-    let kvs = |ep: &str| -> Vec<(String, String)> {
-        let out = ctl(ep, &["get", "m/", "--prefix"]);
-        let lines: Vec<&str> = out.lines().collect();
-        lines
-            .chunks(2)
-            .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
-            .collect()
-    };
-    let want = kvs(&etcd.endpoint);
+    let want = pairs(&etcd.endpoint, "m/");
     assert_eq!(want.len(), 21);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = kvs(&oxcd.endpoint());
-        if got == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the mirror did not converge: {got:?} != {want:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    converge("etcdctl make-mirror", &want, || {
+        pairs(&oxcd.endpoint(), "m/")
+    });
     assert_eq!(ctl(&oxcd.endpoint(), &["get", "other"]), "");
     let _ = mirror.kill();
     let _ = mirror.wait();
@@ -608,4 +591,185 @@ fn etcd_users_roles_and_enabled_auth_import_into_oxcd() {
     ]);
     assert!(ok, "{out}");
     compare_auth(&from_dir, &want);
+}
+
+/// Runs `etcdctl txn` (non-interactive) against `endpoint` with `script` on stdin.
+fn ctl_txn(endpoint: &str, script: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("txn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl txn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `get <prefix> --prefix` as (key, value) pairs.
+fn pairs(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
+    let out = ctl(endpoint, &["get", prefix, "--prefix"]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .chunks(2)
+        .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
+        .collect()
+}
+
+/// Waits until `get(dest)` equals `want`.
+fn converge(what: &str, want: &[(String, String)], get: impl Fn() -> Vec<(String, String)>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = get();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not converge: {got:?} != {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `oxcdctl make-mirror` as etcdctl 3.4's: a consistent copy of the prefix at one revision,
+/// then every later change (one transaction per source revision, deletes included) under
+/// `--dest-prefix` or at the root (`--no-dest-prefix`), and the count of keys mirrored
+/// printed periodically (every second here, through the test knob).
+#[test]
+fn oxcdctl_make_mirror_copies_a_live_etcd_into_oxcd() {
+    if !etcd_installed("oxcdctl_make_mirror_copies_a_live_etcd_into_oxcd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&tmp.path().join("etcd"));
+    let oxcd = Server::start(&tmp.path().join("oxcd"));
+    let src = etcd.endpoint.clone();
+    for i in 0..30 {
+        ctl(&src, &["put", &format!("m/{i:02}"), "before"]);
+    }
+    ctl(&src, &["put", "other", "not mirrored"]);
+
+    // The two prefix flags together: etcdctl's refusal, word for word.
+    let both = [
+        "make-mirror",
+        "--dest-prefix=x/",
+        "--no-dest-prefix",
+        "--prefix=m/",
+    ];
+    let theirs = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={src}"))
+        .args(both)
+        .arg(oxcd.endpoint())
+        .output()
+        .unwrap();
+    let ours = Command::new(crate::check::oxcdctl())
+        .arg(format!("--endpoints={src}"))
+        .args(both)
+        .arg(oxcd.endpoint())
+        .output()
+        .unwrap();
+    let last = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(theirs.status.code(), Some(128), "{theirs:?}");
+    assert_eq!(ours.status.code(), theirs.status.code(), "{ours:?}");
+    assert_eq!(last(&ours), last(&theirs));
+
+    let spawn_mirror = |flags: &[&str]| {
+        let mut child = Command::new(crate::check::oxcdctl())
+            .env("OXCDCTL_MAKE_MIRROR_INTERVAL", "1")
+            .arg(format!("--endpoints={src}"))
+            .arg("make-mirror")
+            .args(flags)
+            .arg(oxcd.endpoint())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn oxcdctl make-mirror");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    };
+    let (mut mirror, counts) = spawn_mirror(&["--prefix=m/", "--dest-prefix=copy/"]);
+
+    // Writes while the mirror runs: overwrites, a range delete (10 deletes at one revision),
+    // a transaction of 3 puts, a new key, and a key outside the prefix.
+    for i in 0..10 {
+        ctl(&src, &["put", &format!("m/{i:02}"), "during"]);
+    }
+    ctl(&src, &["del", "m/2", "--prefix"]);
+    ctl_txn(&src, "\nput m/t1 a\nput m/t2 b\nput m/t3 c\n\n\n");
+    ctl(&src, &["put", "m/new", "last"]);
+    ctl(&src, &["put", "other", "still not mirrored"]);
+    let want: Vec<(String, String)> = pairs(&src, "m/")
+        .into_iter()
+        .map(|(k, v)| (k.replacen("m/", "copy/", 1), v))
+        .collect();
+    assert_eq!(want.len(), 24);
+    converge("make-mirror --dest-prefix", &want, || {
+        pairs(&oxcd.endpoint(), "copy/")
+    });
+    assert_eq!(
+        ctl(&oxcd.endpoint(), &["get", "", "--prefix", "--keys-only"])
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("copy/"))
+            .collect::<Vec<_>>(),
+        Vec::<&str>::new()
+    );
+    // 30 copied, then 10 puts, 10 deletes, 3 + 1 puts mirrored: the periodic count gets there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("54") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match counts.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("make-mirror never printed 54: {seen:?}"),
+        }
+    }
+    assert!(seen.iter().all(|l| l.parse::<u64>().is_ok()), "{seen:?}");
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+
+    // --no-dest-prefix: the same keys at the destination's root.
+    let (mut mirror, _counts) = spawn_mirror(&["--prefix=m/", "--no-dest-prefix"]);
+    ctl(&src, &["put", "m/00", "after"]);
+    let want: Vec<(String, String)> = pairs(&src, "m/")
+        .into_iter()
+        .map(|(k, v)| (k.replacen("m/", "", 1), v))
+        .collect();
+    converge("make-mirror --no-dest-prefix", &want, || {
+        pairs(&oxcd.endpoint(), "")
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("copy/"))
+            .collect()
+    });
+    let _ = mirror.kill();
+    let _ = mirror.wait();
 }
