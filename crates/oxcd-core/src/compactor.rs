@@ -572,6 +572,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_scaled_clock_sleeps_and_advances_factor_times_faster() {
+        let clock = ScaledClock::new(100);
+        let (real, seen) = (Instant::now(), clock.now());
+        clock.sleep(Duration::from_secs(1)).await;
+        assert!(real.elapsed() < Duration::from_millis(900), "slept 1/100 s");
+        assert!(clock.now() - seen >= Duration::from_secs(1), "time ran 100x");
+    }
+
+    #[tokio::test]
     async fn stop_ends_the_loop() {
         let (clock, _target, stop, task) = start(AutoCompaction::Periodic(MIN));
         let mut rx = clock.sleeping.subscribe();
