@@ -577,7 +577,10 @@ mod tests {
         let (real, seen) = (Instant::now(), clock.now());
         clock.sleep(Duration::from_secs(1)).await;
         assert!(real.elapsed() < Duration::from_millis(900), "slept 1/100 s");
-        assert!(clock.now() - seen >= Duration::from_secs(1), "time ran 100x");
+        assert!(
+            clock.now() - seen >= Duration::from_secs(1),
+            "time ran 100x"
+        );
     }
 
     #[tokio::test]
