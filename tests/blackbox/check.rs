@@ -14,7 +14,7 @@ use oxcd_proto::etcdserverpb::{PutRequest, RangeRequest};
 use crate::harness::Server;
 
 /// The `oxcdctl` binary next to `oxcd`, built once per test run.
-fn oxcdctl() -> PathBuf {
+pub(crate) fn oxcdctl() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {

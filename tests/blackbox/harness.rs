@@ -55,6 +55,25 @@ impl Server {
 
     /// Spawns oxcd without waiting.
     pub fn spawn(data_dir: &Path, port: u16, peer_port: u16, extra: &[&str]) -> Server {
+        Self::spawn_env(data_dir, port, peer_port, extra, &[])
+    }
+
+    /// Starts oxcd with extra flags and environment variables (test knobs), waiting until
+    /// it is ready.
+    pub fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut s = Self::spawn_env(data_dir, free_port(), free_port(), extra, env);
+        s.wait_ready();
+        s
+    }
+
+    /// Spawns oxcd with extra flags and environment variables, without waiting.
+    pub fn spawn_env(
+        data_dir: &Path,
+        port: u16,
+        peer_port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let client = format!("http://127.0.0.1:{port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let mut cmd = Command::new(oxcd_bin());
@@ -67,6 +86,7 @@ impl Server {
             .arg(format!("--initial-cluster=t1={peer}"))
             .args(extra)
             .env_remove("OXCD_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn oxcd");

@@ -1,7 +1,8 @@
 //! Moving in from etcd: data written to a real etcd 3.4 (Debian's `etcd-server`), saved
 //! with `etcdctl snapshot save` (or read from its stopped data dir), imported with
-//! `oxcd import`, and compared through `etcdctl` against the same etcd; and `etcdctl
-//! make-mirror` from a live etcd into oxcd. Skipped, saying so, when etcd is not
+//! `oxcd import`, and compared through `etcdctl` against the same etcd (keys, leases and
+//! history; users, roles, permissions and enabled auth); and `etcdctl make-mirror` /
+//! `oxcdctl make-mirror` from a live etcd into oxcd. Skipped, saying so, when etcd is not
 //! installed (CI installs it).
 
 use std::path::{Path, PathBuf};
@@ -409,29 +410,366 @@ fn make_mirror_copies_a_live_etcd_into_oxcd() {
     ctl(&etcd.endpoint, &["del", "m/2", "--prefix"]);
     ctl(&etcd.endpoint, &["put", "m/new", "last"]);
     ctl(&etcd.endpoint, &["put", "other", "not mirrored"]);
-    let kvs = |ep: &str| -> Vec<(String, String)> {
-        let out = ctl(ep, &["get", "m/", "--prefix"]);
-        let lines: Vec<&str> = out.lines().collect();
-        lines
-            .chunks(2)
-            .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
-            .collect()
-    };
-    let want = kvs(&etcd.endpoint);
+    let want = pairs(&etcd.endpoint, "m/");
     assert_eq!(want.len(), 21);
+    converge("etcdctl make-mirror", &want, || {
+        pairs(&oxcd.endpoint(), "m/")
+    });
+    assert_eq!(ctl(&oxcd.endpoint(), &["get", "other"]), "");
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+}
+
+/// Runs etcdctl as `user` (`name:password`, or none); its stdout, or the last line of its
+/// stderr as the error (etcdctl 3.4 logs client retries as JSON lines with timestamps
+/// before its `Error: ...` line).
+fn ctl_as(endpoint: &str, user: Option<&str>, args: &[&str]) -> Result<String, String> {
+    let mut all: Vec<String> = user.map(|u| format!("--user={u}")).into_iter().collect();
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    ctl_try(endpoint, &all).map_err(|e| e.lines().last().unwrap_or_default().to_string())
+}
+
+/// The commands whose answers must be the same on etcd and on the imported oxcd: the user
+/// and role listings and records (as root), and what each user may and may not do.
+const AUTH_CHECKS: &[(Option<&str>, &[&str])] = &[
+    (Some("root:rootpw"), &["user", "list"]),
+    (Some("root:rootpw"), &["role", "list"]),
+    (Some("root:rootpw"), &["user", "get", "root"]),
+    (Some("root:rootpw"), &["user", "get", "alice"]),
+    (Some("root:rootpw"), &["user", "get", "bob"]),
+    (Some("root:rootpw"), &["user", "get", "--detail", "bob"]),
+    (Some("root:rootpw"), &["role", "get", "reader"]),
+    (Some("root:rootpw"), &["role", "get", "writer"]),
+    (Some("root:rootpw"), &["role", "get", "empty"]),
+    (Some("root:rootpw"), &["get", "", "--prefix", "--keys-only"]),
+    // Auth is on: no credentials, no answer.
+    (None, &["get", "key/a"]),
+    (None, &["user", "list"]),
+    // alice reads key/ and nothing else, and writes nothing.
+    (Some("alice:secret"), &["get", "key/", "--prefix"]),
+    (Some("alice:secret"), &["get", "other"]),
+    (Some("alice:secret"), &["put", "key/a", "x"]),
+    (Some("alice:secret"), &["user", "list"]),
+    (Some("alice:wrong"), &["get", "key/a"]),
+    (Some("nobody:secret"), &["get", "key/a"]),
+    // bob also writes `other` and everything from `w/` on, and reads none of the latter.
+    (Some("bob:pw2"), &["get", "key/b"]),
+    (Some("bob:pw2"), &["get", "other"]),
+    (Some("bob:pw2"), &["get", "w/1"]),
+    (Some("bob:pw2"), &["del", "key/a"]),
+];
+
+/// Writes keys, users, roles and permissions to `e`, enables auth, saves a snapshot into
+/// `snap`, and records etcd's answers to [`AUTH_CHECKS`].
+fn write_auth_scenario(e: &Etcd, snap: &Path) -> Vec<Result<String, String>> {
+    let ep = &e.endpoint;
+    for (k, v) in [("key/a", "1"), ("key/b", "2"), ("other", "3"), ("w/1", "4")] {
+        ctl(ep, &["put", k, v]);
+    }
+    ctl(ep, &["role", "add", "reader"]);
+    ctl(ep, &["role", "add", "writer"]);
+    ctl(ep, &["role", "add", "empty"]);
+    ctl(
+        ep,
+        &[
+            "role",
+            "grant-permission",
+            "reader",
+            "read",
+            "key/",
+            "--prefix",
+        ],
+    );
+    ctl(
+        ep,
+        &["role", "grant-permission", "writer", "readwrite", "other"],
+    );
+    ctl(
+        ep,
+        &[
+            "role",
+            "grant-permission",
+            "writer",
+            "write",
+            "w/",
+            "--from-key",
+        ],
+    );
+    ctl(ep, &["user", "add", "root:rootpw", "--interactive=false"]);
+    ctl(ep, &["user", "grant-role", "root", "root"]);
+    ctl(ep, &["user", "add", "alice:secret", "--interactive=false"]);
+    ctl(ep, &["user", "grant-role", "alice", "reader"]);
+    ctl(ep, &["user", "add", "bob:pw2", "--interactive=false"]);
+    ctl(ep, &["user", "grant-role", "bob", "writer"]);
+    ctl(ep, &["user", "grant-role", "bob", "reader"]);
+    ctl(ep, &["user", "add", "carol:pw3", "--interactive=false"]);
+    ctl(ep, &["auth", "enable"]);
+    ctl_as(
+        ep,
+        Some("root:rootpw"),
+        &["snapshot", "save", snap.to_str().unwrap()],
+    )
+    .unwrap();
+    let answers: Vec<_> = AUTH_CHECKS
+        .iter()
+        .map(|(user, args)| ctl_as(ep, *user, args))
+        .collect();
+    // The scenario is what it means to be: alice is refused outside key/, bob inside w/.
+    assert_eq!(
+        answers[14],
+        Err("Error: etcdserver: permission denied".to_string())
+    );
+    assert_eq!(
+        answers[20],
+        Err("Error: etcdserver: permission denied".to_string())
+    );
+    answers
+}
+
+/// Starts oxcd on the imported `dir`: it answers [`AUTH_CHECKS`] as etcd did, and the
+/// imported users keep working (bob writes what he may).
+fn compare_auth(dir: &Path, want: &[Result<String, String>]) {
+    let oxcd = Server::start_with(dir, free_port(), free_port(), &[]);
+    let ep = oxcd.endpoint();
+    for ((user, args), want) in AUTH_CHECKS.iter().zip(want) {
+        assert_eq!(
+            &ctl_as(&ep, *user, args),
+            want,
+            "etcdctl --user={user:?} {args:?}"
+        );
+    }
+    assert_eq!(
+        ctl_as(&ep, Some("bob:pw2"), &["put", "w/2", "new"]),
+        Ok("OK\n".to_string())
+    );
+    assert_eq!(
+        ctl_as(
+            &ep,
+            Some("root:rootpw"),
+            &["get", "w/2", "--print-value-only"]
+        ),
+        Ok("new\n".to_string())
+    );
+    // Root can turn auth off, after which anyone reads.
+    ctl_as(&ep, Some("root:rootpw"), &["auth", "disable"]).unwrap();
+    assert_eq!(
+        ctl_as(&ep, None, &["get", "other", "--print-value-only"]),
+        Ok("3\n".to_string())
+    );
+}
+
+#[test]
+fn etcd_users_roles_and_enabled_auth_import_into_oxcd() {
+    if !etcd_installed("etcd_users_roles_and_enabled_auth_import_into_oxcd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&tmp.path().join("etcd"));
+    let snap = tmp.path().join("snap.db");
+    let want = write_auth_scenario(&etcd, &snap);
+    let etcd_dir = etcd.stop();
+
+    let from_snap = tmp.path().join("from-snap");
+    let (ok, out) = oxcd_import(&[
+        "--from-etcd-snapshot",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        from_snap.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("4 users, 3 roles"), "{out}");
+    assert!(out.contains("authentication was enabled in etcd"), "{out}");
+    compare_auth(&from_snap, &want);
+
+    let from_dir = tmp.path().join("from-dir");
+    let (ok, out) = oxcd_import(&[
+        "--from-etcd-data-dir",
+        etcd_dir.to_str().unwrap(),
+        "--data-dir",
+        from_dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    compare_auth(&from_dir, &want);
+}
+
+/// Runs `etcdctl txn` (non-interactive) against `endpoint` with `script` on stdin.
+fn ctl_txn(endpoint: &str, script: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("txn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl txn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `get <prefix> --prefix` as (key, value) pairs.
+fn pairs(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
+    let out = ctl(endpoint, &["get", prefix, "--prefix"]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .chunks(2)
+        .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
+        .collect()
+}
+
+/// Waits until `get(dest)` equals `want`.
+fn converge(what: &str, want: &[(String, String)], get: impl Fn() -> Vec<(String, String)>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = kvs(&oxcd.endpoint());
+        let got = get();
         if got == want {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "the mirror did not converge: {got:?} != {want:?}"
+            "{what} did not converge: {got:?} != {want:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(ctl(&oxcd.endpoint(), &["get", "other"]), "");
+}
+
+/// `oxcdctl make-mirror` as etcdctl 3.4's: a consistent copy of the prefix at one revision,
+/// then every later change (one transaction per source revision, deletes included) under
+/// `--dest-prefix` or at the root (`--no-dest-prefix`), and the count of keys mirrored
+/// printed periodically (every second here, through the test knob).
+#[test]
+fn oxcdctl_make_mirror_copies_a_live_etcd_into_oxcd() {
+    if !etcd_installed("oxcdctl_make_mirror_copies_a_live_etcd_into_oxcd") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&tmp.path().join("etcd"));
+    let oxcd = Server::start(&tmp.path().join("oxcd"));
+    let src = etcd.endpoint.clone();
+    for i in 0..30 {
+        ctl(&src, &["put", &format!("m/{i:02}"), "before"]);
+    }
+    ctl(&src, &["put", "other", "not mirrored"]);
+
+    // The two prefix flags together: etcdctl's refusal, word for word.
+    let both = [
+        "make-mirror",
+        "--dest-prefix=x/",
+        "--no-dest-prefix",
+        "--prefix=m/",
+    ];
+    let theirs = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={src}"))
+        .args(both)
+        .arg(oxcd.endpoint())
+        .output()
+        .unwrap();
+    let ours = Command::new(crate::check::oxcdctl())
+        .arg(format!("--endpoints={src}"))
+        .args(both)
+        .arg(oxcd.endpoint())
+        .output()
+        .unwrap();
+    let last = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(theirs.status.code(), Some(128), "{theirs:?}");
+    assert_eq!(ours.status.code(), theirs.status.code(), "{ours:?}");
+    assert_eq!(last(&ours), last(&theirs));
+
+    let spawn_mirror = |flags: &[&str]| {
+        let mut child = Command::new(crate::check::oxcdctl())
+            .env("OXCDCTL_MAKE_MIRROR_INTERVAL", "1")
+            .arg(format!("--endpoints={src}"))
+            .arg("make-mirror")
+            .args(flags)
+            .arg(oxcd.endpoint())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn oxcdctl make-mirror");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    };
+    let (mut mirror, counts) = spawn_mirror(&["--prefix=m/", "--dest-prefix=copy/"]);
+
+    // Writes while the mirror runs: overwrites, a range delete (10 deletes at one revision),
+    // a transaction of 3 puts, a new key, and a key outside the prefix.
+    for i in 0..10 {
+        ctl(&src, &["put", &format!("m/{i:02}"), "during"]);
+    }
+    ctl(&src, &["del", "m/2", "--prefix"]);
+    ctl_txn(&src, "\nput m/t1 a\nput m/t2 b\nput m/t3 c\n\n\n");
+    ctl(&src, &["put", "m/new", "last"]);
+    ctl(&src, &["put", "other", "still not mirrored"]);
+    let want: Vec<(String, String)> = pairs(&src, "m/")
+        .into_iter()
+        .map(|(k, v)| (k.replacen("m/", "copy/", 1), v))
+        .collect();
+    assert_eq!(want.len(), 24);
+    converge("make-mirror --dest-prefix", &want, || {
+        pairs(&oxcd.endpoint(), "copy/")
+    });
+    assert_eq!(
+        ctl(&oxcd.endpoint(), &["get", "", "--prefix", "--keys-only"])
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("copy/"))
+            .collect::<Vec<_>>(),
+        Vec::<&str>::new()
+    );
+    // 30 copied, then 10 puts, 10 deletes, 3 + 1 puts mirrored: the periodic count gets there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("54") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match counts.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("make-mirror never printed 54: {seen:?}"),
+        }
+    }
+    assert!(seen.iter().all(|l| l.parse::<u64>().is_ok()), "{seen:?}");
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+
+    // --no-dest-prefix: the same keys at the destination's root.
+    let (mut mirror, _counts) = spawn_mirror(&["--prefix=m/", "--no-dest-prefix"]);
+    ctl(&src, &["put", "m/00", "after"]);
+    let want: Vec<(String, String)> = pairs(&src, "m/")
+        .into_iter()
+        .map(|(k, v)| (k.replacen("m/", "", 1), v))
+        .collect();
+    converge("make-mirror --no-dest-prefix", &want, || {
+        pairs(&oxcd.endpoint(), "")
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("copy/"))
+            .collect()
+    });
     let _ = mirror.kill();
     let _ = mirror.wait();
 }

@@ -12,7 +12,9 @@
 //!
 //! Loops and timings follow etcd's exactly, including its quirks (a revision retention
 //! written as a duration is that many nanoseconds' worth of revisions). Time comes from a
-//! [`Clock`], so tests drive the compactor with a fake one.
+//! [`Clock`], so tests drive the compactor with a fake one; black-box tests speed the real
+//! one up through the `OXCD_TEST_COMPACTOR_SPEEDUP` test knob ([`clock_from_env`]), since
+//! revision mode looks only every 5 minutes.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -108,6 +110,59 @@ impl Clock for TokioClock {
 
     fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(tokio::time::sleep(d))
+    }
+}
+
+/// The real clock running `factor` times faster: sleeps last `1/factor` of what is asked
+/// and time seems to pass `factor` times as fast, so every period of etcd's loops shrinks
+/// by that much.
+#[derive(Debug, Clone, Copy)]
+pub struct ScaledClock {
+    start: Instant,
+    factor: u32,
+}
+
+impl ScaledClock {
+    /// The real clock sped up `factor` times (`factor` >= 1).
+    pub fn new(factor: u32) -> ScaledClock {
+        ScaledClock {
+            start: Instant::now(),
+            factor: factor.max(1),
+        }
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> Instant {
+        let real = self.start.elapsed();
+        self.start + real.saturating_mul(self.factor)
+    }
+
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(d / self.factor))
+    }
+}
+
+/// The test knob that speeds the compactor's clock up: a whole factor > 1.
+pub const SPEEDUP_ENV: &str = "OXCD_TEST_COMPACTOR_SPEEDUP";
+
+/// The compactor's clock: [`TokioClock`], or a [`ScaledClock`] when [`SPEEDUP_ENV`] holds a
+/// factor above 1 (a test knob, not one of etcd's settings; logged as a warning).
+pub fn clock_from_env() -> Arc<dyn Clock> {
+    match std::env::var(SPEEDUP_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|f| *f > 1)
+    {
+        Some(factor) => {
+            tracing::warn!(
+                factor,
+                knob = SPEEDUP_ENV,
+                "auto-compaction clock sped up (a test knob)"
+            );
+            Arc::new(ScaledClock::new(factor))
+        }
+        None => Arc::new(TokioClock),
     }
 }
 
@@ -514,6 +569,18 @@ mod tests {
         clock.step().await;
         assert_eq!(target.taken(), vec![(5 * five, 140)]);
         let _ = stop.send(true);
+    }
+
+    #[tokio::test]
+    async fn a_scaled_clock_sleeps_and_advances_factor_times_faster() {
+        let clock = ScaledClock::new(100);
+        let (real, seen) = (Instant::now(), clock.now());
+        clock.sleep(Duration::from_secs(1)).await;
+        assert!(real.elapsed() < Duration::from_millis(900), "slept 1/100 s");
+        assert!(
+            clock.now() - seen >= Duration::from_secs(1),
+            "time ran 100x"
+        );
     }
 
     #[tokio::test]

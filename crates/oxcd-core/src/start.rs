@@ -290,7 +290,7 @@ impl Core {
             tokio::spawn(crate::compactor::run(
                 policy,
                 server.clone(),
-                Arc::new(crate::compactor::TokioClock),
+                crate::compactor::clock_from_env(),
                 stop_rx.clone(),
             ));
         }

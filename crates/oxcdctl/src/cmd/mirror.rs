@@ -1,6 +1,9 @@
 //! `make-mirror <destination>`: copies the keys under `--prefix` to another cluster at one
 //! revision, then applies every later change (one txn per source revision), printing the
 //! number of keys mirrored every 30 seconds, as etcdctl.
+//!
+//! `OXCDCTL_MAKE_MIRROR_INTERVAL` (whole seconds) shortens that period: a test knob, not part
+//! of etcdctl's interface.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -23,6 +26,12 @@ use crate::output::prefix_range_end;
 
 /// Keys fetched per range request of the initial copy (clientv3 mirror's batch limit).
 const BATCH: i64 = 1000;
+
+/// etcdctl's period between two prints of the count of keys mirrored.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+
+/// The test knob that replaces [`REPORT_EVERY`] (whole seconds, > 0).
+const REPORT_EVERY_ENV: &str = "OXCDCTL_MAKE_MIRROR_INTERVAL";
 
 /// `make-mirror`.
 pub(super) async fn run(ctx: &Ctx, a: &MakeMirrorArgs) -> Result<(), CtlError> {
@@ -56,9 +65,14 @@ pub(super) async fn run(ctx: &Ctx, a: &MakeMirrorArgs) -> Result<(), CtlError> {
     };
     let total = Arc::new(AtomicI64::new(0));
     let counter = Arc::clone(&total);
+    let every = std::env::var(REPORT_EVERY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(REPORT_EVERY, Duration::from_secs);
     let reporter = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(30)).await;
+            tokio::time::sleep(every).await;
             let _ = emit(format!("{}\n", counter.load(Ordering::Relaxed)).as_bytes());
         }
     });
