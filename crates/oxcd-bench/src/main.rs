@@ -97,11 +97,13 @@ struct Cli {
     /// endpoints without `https://`.
     #[arg(long, global = true)]
     cacert: Option<PathBuf>,
-    /// Client certificate (PEM file) for servers with --client-cert-auth; needs --key.
-    #[arg(long, global = true, requires = "key")]
+    /// Client certificate (PEM file) for servers that check clients (--client-cert-auth,
+    /// or --trusted-ca-file, which implies it); needs --key. Before the workload's name
+    /// (`watch --key` is the watched key).
+    #[arg(long, requires = "key")]
     cert: Option<PathBuf>,
-    /// Key of --cert (PEM file).
-    #[arg(long, global = true, requires = "cert")]
+    /// Key of --cert (PEM file); before the workload's name.
+    #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -733,7 +735,10 @@ async fn run(cli: Cli) -> Result<bool, String> {
         ));
     }
     if cli.gateway && (cli.user.is_some() || cli.tls()?.is_some()) {
-        return Err("--gateway speaks plain HTTP without auth: no --user, --cacert, --cert or https://".into());
+        return Err(
+            "--gateway speaks plain HTTP without auth: no --user, --cacert, --cert or https://"
+                .into(),
+        );
     }
     if matches!(workload, Workload::Watch(_)) {
         return run_watch(&cli, workload).await;
@@ -905,8 +910,14 @@ mod tests {
 
     #[test]
     fn endpoint_urls() {
-        assert_eq!(endpoint_url("127.0.0.1:2379", false), "http://127.0.0.1:2379");
-        assert_eq!(endpoint_url("127.0.0.1:2379", true), "https://127.0.0.1:2379");
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379", false),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379", true),
+            "https://127.0.0.1:2379"
+        );
         assert_eq!(endpoint_url("http://h:1", true), "http://h:1");
         assert_eq!(endpoint_url("https://h:1", false), "https://h:1");
     }
@@ -915,15 +926,27 @@ mod tests {
     fn auth_and_tls_flags() {
         let cli = parse(&["--user", "bench:pa:ss", "put"]);
         let user = cli.user.as_ref().unwrap();
-        assert_eq!((user.name.as_str(), user.password.as_str()), ("bench", "pa:ss"));
-        assert!(!format!("{cli:?}").contains("pa:ss"), "the password is never printed");
+        assert_eq!(
+            (user.name.as_str(), user.password.as_str()),
+            ("bench", "pa:ss")
+        );
+        assert!(
+            !format!("{cli:?}").contains("pa:ss"),
+            "the password is never printed"
+        );
         assert!(cli.tls().unwrap().is_none());
         for bad in ["bench", ":pw"] {
             assert!(Cli::try_parse_from(["oxcd-bench", "--user", bad, "put"]).is_err());
         }
-        // --cert needs --key and the other way round.
+        // --cert needs --key and the other way round; neither clashes with the
+        // workloads' own KEY and --key.
         assert!(Cli::try_parse_from(["oxcd-bench", "--cert", "c.pem", "put"]).is_err());
         assert!(Cli::try_parse_from(["oxcd-bench", "--key", "k.pem", "put"]).is_err());
+        let cli = parse(&["--cert", "c.pem", "--key", "k.pem", "range", "foo"]);
+        assert_eq!(cli.key, Some(PathBuf::from("k.pem")));
+        assert!(matches!(&cli.command, Command::Range { key, .. } if key == "foo"));
+        let cli = parse(&["--cert", "c.pem", "--key", "k.pem", "watch", "--key", "w"]);
+        assert!(matches!(&cli.command, Command::Watch { key: Some(k), .. } if k == "w"));
         // An https:// endpoint alone: TLS against the system's roots.
         let cli = parse(&["--endpoints", "https://h:1", "put"]);
         assert_eq!(cli.tls().unwrap(), Some(TlsOptions::new()));

@@ -938,13 +938,29 @@ async fn login(ep: &str, user: &str, password: &str) -> Result<Client, Error> {
     Client::connect([ep], Some(options)).await
 }
 
+/// Prints `LABEL ok` for a call whose answer shows nothing else.
+fn ok<T>(label: &str) -> impl FnOnce(&T) + '_ {
+    move |_| println!("{label} ok")
+}
+
 /// Users, a role with a prefix permission, auth enable; clients with user and password.
 async fn auth_user_password(c: &mut Client, p: &str, ep: &str) -> Step {
-    let ok = |label: &'static str| move |_: &_| println!("{label} ok");
     let conf = format!("{}-conf", &p[..p.len() - 1]);
-    check("enable without root", c.auth_enable().await, ok("enable without root"))?;
-    check("user add root", c.user_add("root", "rootpw", None).await, ok("user add root"))?;
-    check("grant root", c.user_grant_role("root", "root").await, ok("grant root"))?;
+    check(
+        "enable without root",
+        c.auth_enable().await,
+        ok("enable without root"),
+    )?;
+    check(
+        "user add root",
+        c.user_add("root", "rootpw", None).await,
+        ok("user add root"),
+    )?;
+    check(
+        "grant root",
+        c.user_grant_role("root", "root").await,
+        ok("grant root"),
+    )?;
     check("role add", c.role_add("rsrole").await, ok("role add"))?;
     check(
         "grant prefix",
@@ -968,8 +984,16 @@ async fn auth_user_password(c: &mut Client, p: &str, ep: &str) -> Step {
             );
         }
     })?;
-    check("user add", c.user_add("rsuser", "rspw", None).await, ok("user add"))?;
-    check("grant role", c.user_grant_role("rsuser", "rsrole").await, ok("grant role"))?;
+    check(
+        "user add",
+        c.user_add("rsuser", "rspw", None).await,
+        ok("user add"),
+    )?;
+    check(
+        "grant role",
+        c.user_grant_role("rsuser", "rsrole").await,
+        ok("grant role"),
+    )?;
     check("enable", c.auth_enable().await, ok("enable"))?;
     check("wrong password", login(ep, "rsuser", "wrong").await, |_| {
         println!("wrong password accepted")
@@ -1031,7 +1055,11 @@ async fn auth_user_password(c: &mut Client, p: &str, ep: &str) -> Step {
         c.put(format!("{p}anon"), "v", None).await,
         show_put("anonymous put"),
     )?;
-    if let Some(mut root) = check("root login", login(ep, "root", "rootpw").await, ok("root login"))? {
+    if let Some(mut root) = check(
+        "root login",
+        login(ep, "root", "rootpw").await,
+        ok("root login"),
+    )? {
         check("user list as root", root.user_list().await, |r| {
             println!("user list {:?}", r.users())
         })?;
@@ -1047,10 +1075,26 @@ async fn auth_user_password(c: &mut Client, p: &str, ep: &str) -> Step {
         c.delete(p, Some(DeleteOptions::new().with_prefix())).await,
         show_del("delete keys"),
     )?;
-    check("user delete", c.user_delete("rsuser").await, ok("user delete"))?;
-    check("root delete", c.user_delete("root").await, ok("root delete"))?;
-    check("role delete", c.role_delete("rsrole").await, ok("role delete"))?;
-    check("root role delete", c.role_delete("root").await, ok("root role delete"))?;
+    check(
+        "user delete",
+        c.user_delete("rsuser").await,
+        ok("user delete"),
+    )?;
+    check(
+        "root delete",
+        c.user_delete("root").await,
+        ok("root delete"),
+    )?;
+    check(
+        "role delete",
+        c.role_delete("rsrole").await,
+        ok("role delete"),
+    )?;
+    check(
+        "root role delete",
+        c.role_delete("root").await,
+        ok("root role delete"),
+    )?;
     Ok(())
 }
 
@@ -1087,7 +1131,11 @@ async fn tls_client_cert(p: &str, ep: &str) -> Step {
         }
     };
     let key = format!("{p}k");
-    check("put", good.put(key.as_str(), "v1", None).await, show_put("put"))?;
+    check(
+        "put",
+        good.put(key.as_str(), "v1", None).await,
+        show_put("put"),
+    )?;
     check("get", good.get(key.as_str(), None).await, show_get("get"))?;
     for (label, ca, identity) in [
         ("no client certificate", "ca.pem", None),
