@@ -643,3 +643,145 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
         .await
         .unwrap();
 }
+
+/// oxcd-client (feature `tls`) against oxcd with `--client-cert-auth`: a CA and a client
+/// certificate, a bare `host:port`, a watch over TLS, no client certificate, a CA that did
+/// not sign the server, a wrong server name, no verification; then auth over TLS (user and
+/// password, a wrong password, permission denied).
+#[tokio::test]
+async fn oxcd_client_over_mutual_tls_with_user_and_password() {
+    use futures::StreamExt;
+    use oxcd_client::{
+        Client, ConnectOptions, ErrorKind, GetOptions, Permission, PutOptions, TlsOptions,
+        WatchOptions,
+    };
+
+    async fn connect(endpoint: &str, tls: TlsOptions) -> oxcd_client::Result<Client> {
+        Client::connect_with([endpoint], ConnectOptions::new().with_tls(tls)).await
+    }
+    async fn put_get(endpoint: &str, tls: TlsOptions) -> oxcd_client::Result<()> {
+        let client = connect(endpoint, tls).await?;
+        client.kv().put("secure", "yes", PutOptions::new()).await?;
+        let got = client.kv().get("secure", GetOptions::new()).await?;
+        assert_eq!(got.kvs[0].value, b"yes");
+        Ok(())
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let f = files(pki.path());
+    let mut flags = server_flags(&f);
+    flags.push(format!("--trusted-ca-file={}", f.ca_file));
+    flags.push("--client-cert-auth".into());
+    let s = https_server(dir.path(), &flags);
+    let endpoint = format!("https://127.0.0.1:{}", s.port);
+    let client_cert = write(pki.path(), "client.pem", &f.client.0);
+    let client_key = write(pki.path(), "client-key.pem", &f.client.1);
+    let verified = TlsOptions::new()
+        .with_ca_file(&f.ca_file)
+        .unwrap()
+        .with_identity_files(&client_cert, &client_key)
+        .unwrap();
+
+    put_get(&endpoint, verified.clone())
+        .await
+        .expect("verified TLS with a client certificate");
+    // A bare host:port uses TLS when TLS options are given.
+    put_get(&format!("127.0.0.1:{}", s.port), verified.clone())
+        .await
+        .expect("host:port with TLS options");
+
+    // A watch stream over the same TLS connection sees a put.
+    let client = connect(&endpoint, verified.clone()).await.unwrap();
+    let mut events = client
+        .watch()
+        .watch("tls/w", WatchOptions::new())
+        .await
+        .unwrap();
+    client
+        .kv()
+        .put("tls/w", "1", PutOptions::new())
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream is open")
+        .unwrap();
+    assert_eq!(response.events[0].kv.as_ref().unwrap().value, b"1");
+
+    // Refused: no client certificate (as against etcd: Unavailable), a CA that did not sign
+    // the server, a name the certificate does not carry.
+    let anonymous = TlsOptions::new().with_ca_file(&f.ca_file).unwrap();
+    let refused = put_get(&endpoint, anonymous).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Unavailable, "{refused}");
+    let other = Ca::new("other-ca");
+    let other_ca = write(pki.path(), "other-ca.pem", &other.pem);
+    let unknown_ca = TlsOptions::new()
+        .with_ca_file(&other_ca)
+        .unwrap()
+        .with_identity_files(&client_cert, &client_key)
+        .unwrap();
+    let untrusted = put_get(&endpoint, unknown_ca.clone()).await.unwrap_err();
+    assert!(untrusted.to_string().contains("certificate"), "{untrusted}");
+    let wrong_name = verified.clone().with_domain_name("not-the-server");
+    let mismatch = put_get(&endpoint, wrong_name).await.unwrap_err();
+    assert!(mismatch.to_string().contains("certificate"), "{mismatch}");
+    // No verification (oxcd_client::danger::AcceptAnyServerCert): encrypted, still with
+    // the client certificate.
+    put_get(&endpoint, unknown_ca.with_insecure_skip_verify())
+        .await
+        .expect("unverified, yet encrypted and with a client certificate");
+
+    // Auth over TLS: root, a user with readwrite on tls/, auth enable.
+    let auth = client.auth();
+    auth.user_add("root", Some("rootpw")).await.unwrap();
+    auth.user_grant_role("root", "root").await.unwrap();
+    auth.role_add("app").await.unwrap();
+    auth.role_grant_permission("app", Permission::read_write("tls/").with_prefix())
+        .await
+        .unwrap();
+    auth.user_add("alice", Some("alicepw")).await.unwrap();
+    auth.user_grant_role("alice", "app").await.unwrap();
+    auth.enable().await.unwrap();
+    let login = |user: &str, password: &str| {
+        Client::connect_with(
+            [endpoint.as_str()],
+            ConnectOptions::new()
+                .with_tls(verified.clone())
+                .with_user(user, password),
+        )
+    };
+    let alice = login("alice", "alicepw").await.unwrap();
+    alice
+        .kv()
+        .put("tls/a", "1", PutOptions::new())
+        .await
+        .unwrap();
+    let denied = alice
+        .kv()
+        .put("elsewhere", "1", PutOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::PermissionDenied, "{denied}");
+    assert_eq!(denied.to_string(), "etcdserver: permission denied");
+    let wrong = login("alice", "wrong").await.unwrap_err();
+    assert_eq!(wrong.kind(), ErrorKind::AuthFailed, "{wrong}");
+    assert_eq!(
+        wrong.to_string(),
+        "etcdserver: authentication failed, invalid user ID or password"
+    );
+    // Without a token, with auth on, the certificate's CN (alice) is the user: etcd's
+    // client-cert auth. Inside tls/ it may write, outside not.
+    client
+        .kv()
+        .put("tls/cn", "1", PutOptions::new())
+        .await
+        .expect("the CN's user writes in its range");
+    let by_cn = client
+        .kv()
+        .put("elsewhere", "1", PutOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(by_cn.kind(), ErrorKind::PermissionDenied, "{by_cn}");
+}

@@ -58,6 +58,8 @@
 //! TLS: with the cargo feature `tls`, `https://` endpoints are secured with rustls
 //! (`ConnectOptions::with_tls` sets the CA, a client certificate, the server name, or
 //! skips verification); without it they are refused with [`Error::InvalidArgument`].
+//! [`danger::AcceptAnyServerCert`] (feature `danger`, in `tls`) is the rustls verifier behind
+//! skipping verification, public for oxcdctl and the server.
 
 /// The builders shared by every option type that names a key space (get, delete, watch):
 /// one place for how `with_prefix`, `with_from_key` and `with_range` set its `range`.
@@ -85,6 +87,8 @@ mod auth;
 mod client;
 mod cluster;
 mod concurrency;
+#[cfg(feature = "danger")]
+pub mod danger;
 mod endpoints;
 mod error;
 mod kv;

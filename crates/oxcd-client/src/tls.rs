@@ -5,12 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use crate::danger::AcceptAnyServerCert;
 use crate::error::{Error, Result};
 
 /// How to secure `https://` endpoints.
@@ -98,7 +95,7 @@ impl TlsOptions {
             config = config.identity(Identity::from_pem(cert, key));
         }
         let secured = if self.insecure_skip_verify {
-            endpoint.tls_config_with_verifier(config, Arc::new(AcceptAnyServerCert::new()))
+            endpoint.tls_config_with_verifier(config, Arc::new(AcceptAnyServerCert::default()))
         } else {
             config = match &self.ca_pem {
                 Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
@@ -113,59 +110,4 @@ impl TlsOptions {
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path)
         .map_err(|e| Error::InvalidArgument(format!("cannot read {}: {e}", path.display())))
-}
-
-/// A verifier that trusts every certificate but still checks the handshake's signatures.
-#[derive(Debug)]
-struct AcceptAnyServerCert(Arc<CryptoProvider>);
-
-impl AcceptAnyServerCert {
-    fn new() -> Self {
-        AcceptAnyServerCert(Arc::new(rustls::crypto::ring::default_provider()))
-    }
-}
-
-impl ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

@@ -18,6 +18,10 @@ CLIENTS_DIR=$HERE/clients
 # Own ports (not run's 23790/23791), so a slow socket release after the etcdctl
 # scenarios cannot collide.
 C_REF=$((PORT_BASE + 2)) C_REF_PEER=$((PORT_BASE + 12)) C_SUT=$((PORT_BASE + 3)) C_SUT_PEER=$((PORT_BASE + 13))
+# Scenarios named tls_*: against etcd and oxcd on https:// with --client-cert-auth
+# (tls.sh's start_tls_server and make_pki), on ports of their own.
+C_TLS_REF=$((PORT_BASE + 8)) C_TLS_REF_PEER=$((PORT_BASE + 18)) C_TLS_SUT=$((PORT_BASE + 9)) C_TLS_SUT_PEER=$((PORT_BASE + 19))
+CLIENT_TLS_STATE=
 CLIENT_NAMES=(python-etcd3 python-etcd3gw node-etcd3 rust-etcd-client)
 declare -A CLIENT_CMD=() RESULT=()
 NYS=0 NYS_NAMES=()
@@ -99,6 +103,22 @@ align_revisions() {
   for ((i = 0; i < n; i++)); do EP=$ep quiet put conformance-pad x; done
 }
 
+# client_tls_servers: the TLS pair for tls_* scenarios, started on first use; the client
+# programs find the PKI (ca.pem, client.pem/client-key.pem, other-ca.pem, other.pem/
+# other-key.pem) in CONFORMANCE_PKI.
+client_tls_servers() {
+  case $CLIENT_TLS_STATE in up) return 0 ;; failed) return 1 ;; esac
+  CLIENT_TLS_STATE=failed
+  PKI=$WORK/pki
+  [ -s "$PKI/server.pem" ] || make_pki "$PKI"
+  start_tls_server ctls-ref "$ETCD_BIN" $C_TLS_REF $C_TLS_REF_PEER || return 1
+  start_tls_server ctls-sut "$OXCD_BIN" $C_TLS_SUT $C_TLS_SUT_PEER || { stop_server ctls-ref; return 1; }
+  ETCDCTL_CACERT=$PKI/ca.pem ETCDCTL_CERT=$PKI/client.pem ETCDCTL_KEY=$PKI/client-key.pem learn_ids ctls-ref $C_TLS_REF
+  ETCDCTL_CACERT=$PKI/ca.pem ETCDCTL_CERT=$PKI/client.pem ETCDCTL_KEY=$PKI/client-key.pem learn_ids ctls-sut $C_TLS_SUT
+  export CONFORMANCE_PKI=$PKI
+  CLIENT_TLS_STATE=up
+}
+
 client_transcript() { # label port client scenario > raw
   local rc=0
   # shellcheck disable=SC2086 # CLIENT_CMD is a command line
@@ -108,11 +128,20 @@ client_transcript() { # label port client scenario > raw
 
 run_client_scenario() { # client scenario
   local c=$1 s=$2 name="$1/$2" d=$WORK/clients/$1
-  align_revisions
-  client_transcript ref $C_REF "$c" "$s" >"$d/$s.ref.raw"
-  client_transcript sut $C_SUT "$c" "$s" >"$d/$s.sut.raw"
-  normalize cref $C_REF $C_REF_PEER <"$d/$s.ref.raw" >"$d/$s.ref"
-  normalize csut $C_SUT $C_SUT_PEER <"$d/$s.sut.raw" >"$d/$s.sut"
+  local ref=cref ref_port=$C_REF ref_peer=$C_REF_PEER sut=csut sut_port=$C_SUT sut_peer=$C_SUT_PEER
+  if [[ $s == tls_* ]]; then
+    if ! client_tls_servers; then
+      echo "etcd and oxcd with TLS did not both start (log above)" >"$d/$s.diff"
+      RESULT[$c|$s]=FAIL; report FAIL "$name" "$d/$s.diff"; return
+    fi
+    ref=ctls-ref ref_port=$C_TLS_REF ref_peer=$C_TLS_REF_PEER sut=ctls-sut sut_port=$C_TLS_SUT sut_peer=$C_TLS_SUT_PEER
+  else
+    align_revisions
+  fi
+  client_transcript ref "$ref_port" "$c" "$s" >"$d/$s.ref.raw"
+  client_transcript sut "$sut_port" "$c" "$s" >"$d/$s.sut.raw"
+  normalize "$ref" "$ref_port" "$ref_peer" <"$d/$s.ref.raw" >"$d/$s.ref"
+  normalize "$sut" "$sut_port" "$sut_peer" <"$d/$s.sut.raw" >"$d/$s.sut"
   if grep -q '^UNIMPLEMENTED' "$d/$s.ref"; then
     { echo "etcd itself answered Unimplemented:"; sed 's/^/  /' "$d/$s.ref"; } >"$d/$s.diff"
     RESULT[$c|$s]=FAIL; report FAIL "$name" "$d/$s.diff"; return
@@ -229,7 +258,7 @@ run_client_suites() {
       done
       log "$c: scenarios took $((SECONDS - t0))s"
     done
-    stop_server cref; stop_server csut
+    stop_server cref; stop_server csut; stop_server ctls-ref; stop_server ctls-sut
   fi
 
   # RESULTS.md: only from a complete run against something other than etcd itself.

@@ -285,9 +285,9 @@ pub fn peer_client_config(info: &TlsInfo, common: &TlsCommon) -> Result<Arc<Clie
     let builder = if info.self_signed {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verify::AcceptAnyServerCert(
-                provider.clone(),
-            )))
+            .with_custom_certificate_verifier(Arc::new(
+                oxcd_client::danger::AcceptAnyServerCert::new(provider.clone()),
+            ))
     } else if info.trusted_ca_file.is_empty() {
         return Err(
             "peer TLS needs --peer-trusted-ca-file to verify the other members' certificates; pass the CA's PEM file, or use --peer-auto-tls".into(),

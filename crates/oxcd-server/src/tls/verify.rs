@@ -1,13 +1,13 @@
 //! Certificate checks beyond the chain: etcd's allowed CN / hostname, its CRL check by serial
-//! number, its peer SAN check against the remote address; and the verifier of
-//! self-signed (`--peer-auto-tls`) peers, which etcd does not verify either.
+//! number, its peer SAN check against the remote address. (Self-signed `--peer-auto-tls`
+//! peers, which etcd does not verify either, are dialed with oxcd-client's
+//! [`AcceptAnyServerCert`](oxcd_client::danger::AcceptAnyServerCert).)
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
@@ -181,54 +181,4 @@ pub(crate) async fn check_peer_san(
         "tls: {:?} does not match any of DNSNames {dns:?}",
         remote.to_string()
     ))
-}
-
-/// Trusts any server certificate but checks the handshake's signatures: how etcd dials
-/// peers whose certificates it generated itself (`--peer-auto-tls`).
-#[derive(Debug)]
-pub(crate) struct AcceptAnyServerCert(pub Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

@@ -9,7 +9,11 @@
 // gRPC Unimplemented the scenario stops with a last line `UNIMPLEMENTED <what>`, which
 // `run` records as "not yet supported". Each scenario uses its own key prefix `js/<name>/`.
 'use strict';
-const { Etcd3, GRPCNotImplementedError } = require('etcd3');
+const fs = require('fs');
+const { Etcd3, GRPCNotImplementedError, Range } = require('etcd3');
+
+// The endpoint under test (HOST:PORT), for scenarios that open clients of their own.
+let ENDPOINT = '127.0.0.1:2379';
 
 class Unimplemented extends Error {}
 
@@ -228,6 +232,90 @@ const SCENARIOS = {
     await call('resign', () => campaign.resign(), () => out('resigned'));
     await call('leader after resign', () => election.leader(), r => out('leader after resign', String(r)));
   },
+
+  // Users, a role with a prefix permission, auth enable; clients logging in with a user name
+  // and password (etcd3's `auth` option: Authenticate, then the token on every call).
+  async auth_user_password(c, p) {
+    const hosts = `http://${ENDPOINT}`;
+    const step = (label, fn) => call(label, fn, () => out(label, 'ok'));
+    const names = users => users.map(u => u.name).sort().join(',');
+    await step('enable without root', () => c.auth.authEnable());
+    await step('user add root', () => c.user('root').create('rootpw'));
+    await step('grant root', () => c.user('root').addRole('root'));
+    await step('role add', () => c.role('jsrole').create());
+    await step('grant prefix', () => c.role('jsrole').grant({ permission: 'Readwrite', range: Range.prefix(p) }));
+    await step('grant read key', () => c.role('jsrole').grant({ permission: 'Read', key: p.slice(0, -1) + '-conf' }));
+    await call('role permissions', () => c.role('jsrole').permissions(),
+      r => out('role permissions', r.map(x => `${x.permission}:${s(x.range.start)}..${s(x.range.end)}`).sort().join(' ')));
+    await step('user add', () => c.user('jsuser').create('jspw'));
+    await step('grant role', () => c.user('jsuser').addRole('jsrole'));
+    await step('enable', () => c.auth.authEnable());
+    try {
+      const bad = new Etcd3({ hosts, auth: { username: 'jsuser', password: 'wrong' } });
+      await call('wrong password', () => bad.get(p + 'k').string(), r => out('wrong password answered', s(r)));
+      bad.close();
+      const nobody = new Etcd3({ hosts, auth: { username: 'nobody', password: 'pw' } });
+      await call('unknown user', () => nobody.get(p + 'k').string(), r => out('unknown user answered', s(r)));
+      nobody.close();
+      const u = new Etcd3({ hosts, auth: { username: 'jsuser', password: 'jspw' } });
+      await call('put own prefix', () => u.put(p + 'k').value('v').exec(), showPut('put own prefix'));
+      await call('get own prefix', () => u.getAll().prefix(p).exec(), showRange('get own prefix'));
+      await call('put outside', () => u.put('js/elsewhere').value('v').exec(), showPut('put outside'));
+      await call('get outside', () => u.get('js/elsewhere').exec(), showRange('get outside'));
+      await call('get read-only key', () => u.get(p.slice(0, -1) + '-conf').exec(), showRange('get read-only key'));
+      await call('put read-only key', () => u.put(p.slice(0, -1) + '-conf').value('x').exec(), showPut('put read-only key'));
+      await call('delete prefix wider than own', () => u.delete().prefix('js/').exec(), showDel('delete prefix wider than own'));
+      await call('txn reading outside', () => u.if(p + 'k', 'Value', '==', 'v').then(u.get('js/elsewhere')).commit(),
+        showTxn('txn reading outside'));
+      await call('user list as user', () => u.getUsers(), r => out('user list', names(r)));
+      await call('anonymous put', () => c.put(p + 'anon').value('v').exec(), showPut('anonymous put'));
+      u.close();
+    } finally {
+      const root = new Etcd3({ hosts, auth: { username: 'root', password: 'rootpw' } });
+      await call('user list as root', () => root.getUsers(), r => out('user list', names(r)));
+      await step('delete root while enabled', () => root.user('root').delete());
+      await step('disable', () => root.auth.authDisable());
+      root.close();
+      await call('delete keys', () => c.delete().prefix(p).exec(), showDel('delete keys'));
+      await step('user delete', () => c.user('jsuser').delete());
+      await step('root delete', () => c.user('root').delete());
+      await step('role delete', () => c.role('jsrole').delete());
+      await step('root role delete', () => c.role('root').delete());
+    }
+  },
+
+  // TLS (run with CONFORMANCE_PKI set, against servers with --client-cert-auth): a CA and a
+  // client certificate; then no client certificate, another CA's client certificate, a CA
+  // that did not sign the server. Refusals are shown as the client's error class: the TLS
+  // alert texts are the TLS libraries', not the servers' behaviour.
+  async tls_client_cert(_c, p) {
+    const pki = process.env.CONFORMANCE_PKI;
+    const file = name => fs.readFileSync(`${pki}/${name}`);
+    const hosts = `https://${ENDPOINT}`;
+    const client = credentials => new Etcd3({
+      hosts, credentials,
+      // One attempt: a refused handshake is the result, not something to retry.
+      faultHandling: { global: require('cockatiel').Policy.noop, host: () => require('cockatiel').Policy.noop },
+      defaultCallOptions: ctx => (ctx.isStream ? {} : { deadline: Date.now() + 5000 }),
+    });
+    const good = client({ rootCertificate: file('ca.pem'), privateKey: file('client-key.pem'), certChain: file('client.pem') });
+    await call('put', () => good.put(p + 'k').value('v1').exec(), showPut('put'));
+    await call('get', () => good.get(p + 'k').exec(), showRange('get'));
+    good.close();
+    const refused = async (label, credentials) => {
+      const x = client(credentials);
+      try {
+        await x.get(p + 'k').string();
+        out(label, 'answered');
+      } catch (e) {
+        out(label, 'refused', e.constructor.name);
+      }
+      x.close();
+    };
+    await refused('no client certificate', { rootCertificate: file('ca.pem') });
+    await refused('other CA client certificate', { rootCertificate: file('ca.pem'), privateKey: file('other-key.pem'), certChain: file('other.pem') });
+    await refused('CA that did not sign the server', { rootCertificate: file('other-ca.pem'), privateKey: file('client-key.pem'), certChain: file('client.pem') });
+  },
 };
 
 async function main() {
@@ -238,6 +326,7 @@ async function main() {
   }
   const [endpoint, name] = args;
   if (!SCENARIOS[name]) { console.error(`unknown scenario ${name}`); return 2; }
+  ENDPOINT = endpoint;
   const c = new Etcd3({ hosts: `http://${endpoint}` });
   try {
     await SCENARIOS[name](c, `js/${name}/`);

@@ -9,9 +9,10 @@
 //! records as "not yet supported". Each scenario uses its own key prefix `rs/<scenario>/`.
 
 use etcd_client::{
-    AlarmAction, AlarmType, Client, CompactionOptions, Compare, CompareOp, DeleteOptions, Error,
-    EventType, GetOptions, KeyValue, LeaseTimeToLiveOptions, PutOptions, ResponseHeader, SortOrder,
-    SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    AlarmAction, AlarmType, Certificate, Client, CompactionOptions, Compare, CompareOp,
+    ConnectOptions, DeleteOptions, Error, EventType, GetOptions, Identity, KeyValue,
+    LeaseTimeToLiveOptions, Permission, PutOptions, ResponseHeader, SortOrder, SortTarget,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ const SCENARIOS: &[&str] = &[
     "maintenance",
     "watch",
     "lease",
+    "auth_user_password",
+    "tls_client_cert",
 ];
 
 /// Stops a scenario: the server answered Unimplemented (already printed).
@@ -926,6 +929,239 @@ async fn lease(c: &mut Client, p: &str) -> Step {
     Ok(())
 }
 
+/// A client of `ep` logged in as `user` (etcd-client's `with_user`: Authenticate on
+/// connect, then the token on every call).
+async fn login(ep: &str, user: &str, password: &str) -> Result<Client, Error> {
+    let options = ConnectOptions::new()
+        .with_user(user, password)
+        .with_timeout(Duration::from_secs(10));
+    Client::connect([ep], Some(options)).await
+}
+
+/// Prints `LABEL ok` for a call whose answer shows nothing else.
+fn ok<T>(label: &str) -> impl FnOnce(&T) + '_ {
+    move |_| println!("{label} ok")
+}
+
+/// Users, a role with a prefix permission, auth enable; clients with user and password.
+async fn auth_user_password(c: &mut Client, p: &str, ep: &str) -> Step {
+    let conf = format!("{}-conf", &p[..p.len() - 1]);
+    check(
+        "enable without root",
+        c.auth_enable().await,
+        ok("enable without root"),
+    )?;
+    check(
+        "user add root",
+        c.user_add("root", "rootpw", None).await,
+        ok("user add root"),
+    )?;
+    check(
+        "grant root",
+        c.user_grant_role("root", "root").await,
+        ok("grant root"),
+    )?;
+    check("role add", c.role_add("rsrole").await, ok("role add"))?;
+    check(
+        "grant prefix",
+        c.role_grant_permission("rsrole", Permission::read_write(p).with_prefix())
+            .await,
+        ok("grant prefix"),
+    )?;
+    check(
+        "grant read key",
+        c.role_grant_permission("rsrole", Permission::read(conf.as_str()))
+            .await,
+        ok("grant read key"),
+    )?;
+    check("role get", c.role_get("rsrole").await, |r| {
+        for perm in r.permissions() {
+            println!(
+                "role get perm type={:?} key={} range_end={}",
+                perm.get_type(),
+                s(perm.key()),
+                s(perm.range_end())
+            );
+        }
+    })?;
+    check(
+        "user add",
+        c.user_add("rsuser", "rspw", None).await,
+        ok("user add"),
+    )?;
+    check(
+        "grant role",
+        c.user_grant_role("rsuser", "rsrole").await,
+        ok("grant role"),
+    )?;
+    check("enable", c.auth_enable().await, ok("enable"))?;
+    check("wrong password", login(ep, "rsuser", "wrong").await, |_| {
+        println!("wrong password accepted")
+    })?;
+    check("unknown user", login(ep, "nobody", "pw").await, |_| {
+        println!("unknown user accepted")
+    })?;
+    if let Some(mut u) = check("login", login(ep, "rsuser", "rspw").await, ok("login"))? {
+        let inside = format!("{p}k");
+        check(
+            "put own prefix",
+            u.put(inside.as_str(), "v", None).await,
+            show_put("put own prefix"),
+        )?;
+        check(
+            "get own prefix",
+            u.get(p, Some(GetOptions::new().with_prefix())).await,
+            show_get("get own prefix"),
+        )?;
+        check(
+            "put outside",
+            u.put("rs/elsewhere", "v", None).await,
+            show_put("put outside"),
+        )?;
+        check(
+            "get outside",
+            u.get("rs/elsewhere", None).await,
+            show_get("get outside"),
+        )?;
+        check(
+            "get read-only key",
+            u.get(conf.as_str(), None).await,
+            show_get("get read-only key"),
+        )?;
+        check(
+            "put read-only key",
+            u.put(conf.as_str(), "x", None).await,
+            show_put("put read-only key"),
+        )?;
+        check(
+            "delete prefix wider than own",
+            u.delete("rs/", Some(DeleteOptions::new().with_prefix()))
+                .await,
+            show_del("delete prefix wider than own"),
+        )?;
+        let txn = Txn::new()
+            .when([Compare::value(inside.as_str(), CompareOp::Equal, "v")])
+            .and_then([TxnOp::get("rs/elsewhere", None)]);
+        check("txn reading outside", u.txn(txn).await, |r| {
+            println!("txn reading outside");
+            print_txn("  ", r)
+        })?;
+        check("user list as user", u.user_list().await, |r| {
+            println!("user list {:?}", r.users())
+        })?;
+    }
+    check(
+        "anonymous put",
+        c.put(format!("{p}anon"), "v", None).await,
+        show_put("anonymous put"),
+    )?;
+    if let Some(mut root) = check(
+        "root login",
+        login(ep, "root", "rootpw").await,
+        ok("root login"),
+    )? {
+        check("user list as root", root.user_list().await, |r| {
+            println!("user list {:?}", r.users())
+        })?;
+        check(
+            "delete root while enabled",
+            root.user_delete("root").await,
+            ok("delete root while enabled"),
+        )?;
+        check("disable", root.auth_disable().await, ok("disable"))?;
+    }
+    check(
+        "delete keys",
+        c.delete(p, Some(DeleteOptions::new().with_prefix())).await,
+        show_del("delete keys"),
+    )?;
+    check(
+        "user delete",
+        c.user_delete("rsuser").await,
+        ok("user delete"),
+    )?;
+    check(
+        "root delete",
+        c.user_delete("root").await,
+        ok("root delete"),
+    )?;
+    check(
+        "role delete",
+        c.role_delete("rsrole").await,
+        ok("role delete"),
+    )?;
+    check(
+        "root role delete",
+        c.role_delete("root").await,
+        ok("root role delete"),
+    )?;
+    Ok(())
+}
+
+/// A client of `https://ep` with `ca` and, if given, a client certificate (PEM file names in
+/// `$CONFORMANCE_PKI`).
+async fn tls_client(ep: &str, ca: &str, identity: Option<(&str, &str)>) -> Result<Client, String> {
+    let pki = std::env::var("CONFORMANCE_PKI").map_err(|_| "CONFORMANCE_PKI is not set")?;
+    let read = |name: &str| {
+        std::fs::read(format!("{pki}/{name}")).map_err(|e| format!("{pki}/{name}: {e}"))
+    };
+    let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    let options = ConnectOptions::new()
+        .with_tls(tls)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(5));
+    Client::connect([format!("https://{ep}")], Some(options))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// TLS (run with `CONFORMANCE_PKI` set, against servers with --client-cert-auth): a CA and a
+/// client certificate; then no client certificate, another CA's client certificate, a CA that
+/// did not sign the server: each must fail (connecting or on the first call). The TLS alert
+/// texts are the TLS libraries', so a refusal prints only that it was refused.
+async fn tls_client_cert(p: &str, ep: &str) -> Step {
+    let mut good = match tls_client(ep, "ca.pem", Some(("client.pem", "client-key.pem"))).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("connect error {e}");
+            return Ok(());
+        }
+    };
+    let key = format!("{p}k");
+    check(
+        "put",
+        good.put(key.as_str(), "v1", None).await,
+        show_put("put"),
+    )?;
+    check("get", good.get(key.as_str(), None).await, show_get("get"))?;
+    for (label, ca, identity) in [
+        ("no client certificate", "ca.pem", None),
+        (
+            "other CA client certificate",
+            "ca.pem",
+            Some(("other.pem", "other-key.pem")),
+        ),
+        (
+            "CA that did not sign the server",
+            "other-ca.pem",
+            Some(("client.pem", "client-key.pem")),
+        ),
+    ] {
+        let answer = match tls_client(ep, ca, identity).await {
+            Err(_) => "refused".to_string(),
+            Ok(mut c) => match c.get(key.as_str(), None).await {
+                Ok(_) => "answered".to_string(),
+                Err(_) => "refused".to_string(),
+            },
+        };
+        println!("{label} {answer}");
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -936,6 +1172,11 @@ async fn main() {
         return;
     }
     let (ep, name) = (&args[0], args[1].as_str());
+    let p = format!("rs/{name}/");
+    if name == "tls_client_cert" {
+        let _ = tls_client_cert(&p, ep).await;
+        return;
+    }
     let mut c = match Client::connect([ep.as_str()], None).await {
         Ok(c) => c,
         Err(e) => {
@@ -943,7 +1184,6 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let p = format!("rs/{name}/");
     let _ = match name {
         "kv_put_get" => kv_put_get(&mut c, &p).await,
         "kv_range_options" => kv_range_options(&mut c, &p).await,
@@ -956,6 +1196,7 @@ async fn main() {
         "maintenance" => maintenance(&mut c, &p).await,
         "watch" => watch(&mut c, &p).await,
         "lease" => lease(&mut c, &p).await,
+        "auth_user_password" => auth_user_password(&mut c, &p, ep).await,
         other => {
             eprintln!("unknown scenario {other}");
             std::process::exit(2);
