@@ -1,7 +1,6 @@
 //! Spawns real `oxcd` processes on free loopback ports in temporary data dirs.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -17,10 +16,19 @@ pub fn oxcd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_oxcd")
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, taken in order from a block below the
+/// kernel's ephemeral range (32768 and up here). A port the OS picks (bind to 0)
+/// comes from the ephemeral range, where any process's outgoing connection may
+/// take it between the pick and oxcd's bind ("Address already in use"). Each
+/// test binary gets its own block of 1,000 ports by its pid.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
+    static PORTS: std::sync::OnceLock<oxcd_testkit::PortSource> = std::sync::OnceLock::new();
+    PORTS
+        .get_or_init(|| {
+            let start = 12_000 + (std::process::id() % 8) as u16 * 1_000;
+            oxcd_testkit::PortSource::range(start, start + 1_000)
+        })
+        .next()
         .map(|a| a.port())
         .expect("no free port")
 }
