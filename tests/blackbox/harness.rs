@@ -16,18 +16,10 @@ pub fn oxcd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_oxcd")
 }
 
-/// A port nobody listens on right now, taken in order from a block below the
-/// kernel's ephemeral range (32768 and up here). A port the OS picks (bind to 0)
-/// comes from the ephemeral range, where any process's outgoing connection may
-/// take it between the pick and oxcd's bind ("Address already in use"). Each
-/// test binary gets its own block of 1,000 ports by its pid.
+/// A port nobody listens on right now, from this test binary's block below the
+/// kernel's ephemeral range (see `PortSource::per_process`).
 pub fn free_port() -> u16 {
-    static PORTS: std::sync::OnceLock<oxcd_testkit::PortSource> = std::sync::OnceLock::new();
-    PORTS
-        .get_or_init(|| {
-            let start = 12_000 + (std::process::id() % 8) as u16 * 1_000;
-            oxcd_testkit::PortSource::range(start, start + 1_000)
-        })
+    oxcd_testkit::PortSource::per_process()
         .next()
         .map(|a| a.port())
         .expect("no free port")

@@ -15,9 +15,8 @@ use rcgen::{
 };
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    oxcd_testkit::PortSource::per_process()
+        .next()
         .unwrap()
         .port()
 }

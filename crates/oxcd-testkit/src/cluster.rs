@@ -71,7 +71,7 @@ impl ClusterConfig {
                 "--election-timeout=500".into(),
             ],
             tmpfs_mb: Vec::new(),
-            ports: PortSource::Os,
+            ports: PortSource::per_process(),
             ready_timeout: Duration::from_secs(30),
             token: "oxcd-testkit".into(),
         }

@@ -28,6 +28,21 @@ impl PortSource {
         }
     }
 
+    /// This process's block of 1,000 ports below the kernel's ephemeral range (which
+    /// starts at 32768 by default), chosen by pid (12000–19999), shared by every caller
+    /// in the process. A port the OS picks comes from the ephemeral range, where any
+    /// process's outgoing connection can take it between the pick and the server's
+    /// bind ("Address already in use"); these ports are taken only by a bind.
+    pub fn per_process() -> PortSource {
+        static SHARED: std::sync::OnceLock<PortSource> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let start = 12_000 + (std::process::id() % 8) as u16 * 1_000;
+                PortSource::range(start, start + 1_000)
+            })
+            .clone()
+    }
+
     /// A loopback address nobody listens on right now.
     pub fn next(&self) -> std::io::Result<SocketAddr> {
         match self {
