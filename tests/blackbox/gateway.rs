@@ -661,3 +661,78 @@ async fn gateway_answers_every_etcd_route() {
     let r = post("auth/status", "{}".into(), 200).await;
     assert_eq!(r.get("enabled"), None, "{r}");
 }
+
+#[tokio::test]
+async fn mvcc_counters_move_as_etcds_after_a_put_a_range_a_delete_and_a_txn() {
+    use oxcd_proto::etcdserverpb::{
+        compare, request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+        TxnRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let families = [
+        "etcd_mvcc_range_total",
+        "etcd_mvcc_put_total",
+        "etcd_mvcc_delete_total",
+        "etcd_mvcc_txn_total",
+    ];
+    let counts = |body: &str| {
+        families.map(|f| {
+            sample(body, f)
+                .unwrap_or_else(|| panic!("{f} missing from\n{body}"))
+                .parse::<u64>()
+                .unwrap()
+        })
+    };
+    let (_, body) = http(s.port, "GET", "/metrics", "").await;
+    for f in families {
+        assert!(body.contains(&format!("# TYPE {f} counter")), "{f}");
+    }
+    let before = counts(&body);
+    let mut kv = s.kv().await;
+    let put = PutRequest {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    kv.put(put.clone()).await.unwrap();
+    kv.range(RangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    kv.delete_range(DeleteRangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // etcd: the compare on a read transaction (one range), then the put and the range on
+    // the write transaction (two ops: one txn).
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            key: b"k".to_vec(),
+            target: compare::CompareTarget::Version as i32,
+            result: compare::CompareResult::Equal as i32,
+            ..Default::default()
+        }],
+        success: vec![
+            RequestOp {
+                request: Some(request_op::Request::RequestPut(put)),
+            },
+            RequestOp {
+                request: Some(request_op::Request::RequestRange(RangeRequest {
+                    key: b"k".to_vec(),
+                    ..Default::default()
+                })),
+            },
+        ],
+        failure: vec![],
+    };
+    assert!(kv.txn(txn).await.unwrap().into_inner().succeeded);
+    let (_, body) = http(s.port, "GET", "/metrics", "").await;
+    let after = counts(&body);
+    let moved: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(moved, [3, 2, 1, 1], "range, put, delete, txn");
+}

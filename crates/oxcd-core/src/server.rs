@@ -61,6 +61,11 @@ impl EtcdServer {
         &self.proposal_stats
     }
 
+    /// The ranges, puts, deletes and txns the store ran (etcd's `etcd_mvcc_*_total`).
+    pub fn mvcc_op_counts(&self) -> oxcd_mvcc::OpCounts {
+        self.store.op_counts()
+    }
+
     /// The configuration the core runs with.
     pub fn config(&self) -> &CoreConfig {
         &self.cfg

@@ -59,6 +59,8 @@ struct ServerGauges {
     backend_commit: Histogram,
     client_received_bytes: IntCounter,
     client_sent_bytes: IntCounter,
+    /// `etcd_mvcc_{range,put,delete,txn}_total`, from the store's counts.
+    mvcc_ops: [IntCounter; 4],
 }
 
 /// The registry and its families.
@@ -75,6 +77,8 @@ pub struct Metrics {
     health_counted: [AtomicU64; 2],
     /// The client bytes received and sent already added to their counters.
     client_bytes_counted: [AtomicU64; 2],
+    /// The store's ranges, puts, deletes and txns already added to their counters.
+    mvcc_ops_counted: [AtomicU64; 4],
     /// etcd's `os_fd_*` gauges (Linux).
     fds: Option<FdGauges>,
 }
@@ -132,6 +136,34 @@ fn disk_histogram(registry: &Registry, name: &str, help: &str) -> Result<Histogr
     )?;
     registry.register(Box::new(h.clone()))?;
     Ok(h)
+}
+
+/// etcd's `etcd_mvcc_range_total`, `_put_total`, `_delete_total` and `_txn_total`, in
+/// that order.
+fn mvcc_op_counters(registry: &Registry) -> Result<[IntCounter; 4], MetricsError> {
+    let r = registry;
+    Ok([
+        counter(
+            r,
+            "etcd_mvcc_range_total",
+            "Total number of ranges seen by this member.",
+        )?,
+        counter(
+            r,
+            "etcd_mvcc_put_total",
+            "Total number of puts seen by this member.",
+        )?,
+        counter(
+            r,
+            "etcd_mvcc_delete_total",
+            "Total number of deletes seen by this member.",
+        )?,
+        counter(
+            r,
+            "etcd_mvcc_txn_total",
+            "Total number of txns seen by this member.",
+        )?,
+    ])
 }
 
 /// A gauge family with one series set to 1 (etcd's "info" gauges).
@@ -238,6 +270,7 @@ impl Metrics {
                 "etcd_network_client_grpc_sent_bytes_total",
                 "The total number of bytes sent to grpc clients.",
             )?,
+            mvcc_ops: mvcc_op_counters(r)?,
         };
         let header = server.header(0);
         info(
@@ -282,6 +315,7 @@ impl Metrics {
             failed_counted: AtomicU64::new(0),
             health_counted: [AtomicU64::new(0), AtomicU64::new(0)],
             client_bytes_counted: [AtomicU64::new(0), AtomicU64::new(0)],
+            mvcc_ops_counted: Default::default(),
             fds,
         });
         metrics.sample_leader();
@@ -387,6 +421,15 @@ impl Metrics {
             &self.client_bytes_counted[1],
             network::CLIENT_SENT_BYTES.load(Ordering::Relaxed),
         );
+        let ops = self.server.mvcc_op_counts();
+        for ((counter, counted), total) in g.mvcc_ops.iter().zip(&self.mvcc_ops_counted).zip([
+            ops.ranges,
+            ops.puts,
+            ops.deletes,
+            ops.txns,
+        ]) {
+            add_growth(counter, counted, total);
+        }
         if let Some(fds) = &self.fds {
             fds.refresh();
         }
