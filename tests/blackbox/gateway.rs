@@ -141,9 +141,24 @@ async fn metrics_carry_etcds_families() {
         "# TYPE etcd_disk_wal_fsync_duration_seconds histogram",
         r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
         r#"grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 0"#,
+        // Present at zero from the start, as etcd's.
+        "# TYPE etcd_server_slow_apply_total counter",
+        "etcd_server_slow_apply_total 0",
+        "# TYPE etcd_server_slow_read_indexes_total counter",
+        "etcd_server_slow_read_indexes_total 0",
+        "# TYPE etcd_server_read_indexes_failed_total counter",
+        "etcd_server_read_indexes_failed_total 0",
+        // A gauge in etcd despite its name.
+        "# TYPE etcd_disk_wal_write_bytes_total gauge",
     ] {
         assert!(body.contains(line), "{line} missing from\n{body}");
     }
+    // The put's WAL records were written.
+    let wal_bytes: f64 = sample(&body, "etcd_disk_wal_write_bytes_total")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wal_bytes > 0.0, "{body}");
     // The put's WAL fsync was observed.
     let fsyncs = body
         .lines()
