@@ -141,9 +141,24 @@ async fn metrics_carry_etcds_families() {
         "# TYPE etcd_disk_wal_fsync_duration_seconds histogram",
         r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
         r#"grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 0"#,
+        // Present at zero from the start, as etcd's.
+        "# TYPE etcd_server_slow_apply_total counter",
+        "etcd_server_slow_apply_total 0",
+        "# TYPE etcd_server_slow_read_indexes_total counter",
+        "etcd_server_slow_read_indexes_total 0",
+        "# TYPE etcd_server_read_indexes_failed_total counter",
+        "etcd_server_read_indexes_failed_total 0",
+        // A gauge in etcd despite its name.
+        "# TYPE etcd_disk_wal_write_bytes_total gauge",
     ] {
         assert!(body.contains(line), "{line} missing from\n{body}");
     }
+    // The put's WAL records were written.
+    let wal_bytes: f64 = sample(&body, "etcd_disk_wal_write_bytes_total")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wal_bytes > 0.0, "{body}");
     // The put's WAL fsync was observed.
     let fsyncs = body
         .lines()
@@ -660,4 +675,79 @@ async fn gateway_answers_every_etcd_route() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let r = post("auth/status", "{}".into(), 200).await;
     assert_eq!(r.get("enabled"), None, "{r}");
+}
+
+#[tokio::test]
+async fn mvcc_counters_move_as_etcds_after_a_put_a_range_a_delete_and_a_txn() {
+    use oxcd_proto::etcdserverpb::{
+        compare, request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+        TxnRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let families = [
+        "etcd_mvcc_range_total",
+        "etcd_mvcc_put_total",
+        "etcd_mvcc_delete_total",
+        "etcd_mvcc_txn_total",
+    ];
+    let counts = |body: &str| {
+        families.map(|f| {
+            sample(body, f)
+                .unwrap_or_else(|| panic!("{f} missing from\n{body}"))
+                .parse::<u64>()
+                .unwrap()
+        })
+    };
+    let (_, body) = http(s.port, "GET", "/metrics", "").await;
+    for f in families {
+        assert!(body.contains(&format!("# TYPE {f} counter")), "{f}");
+    }
+    let before = counts(&body);
+    let mut kv = s.kv().await;
+    let put = PutRequest {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    kv.put(put.clone()).await.unwrap();
+    kv.range(RangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    kv.delete_range(DeleteRangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // etcd: the compare on a read transaction (one range), then the put and the range on
+    // the write transaction (two ops: one txn).
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            key: b"k".to_vec(),
+            target: compare::CompareTarget::Version as i32,
+            result: compare::CompareResult::Equal as i32,
+            ..Default::default()
+        }],
+        success: vec![
+            RequestOp {
+                request: Some(request_op::Request::RequestPut(put)),
+            },
+            RequestOp {
+                request: Some(request_op::Request::RequestRange(RangeRequest {
+                    key: b"k".to_vec(),
+                    ..Default::default()
+                })),
+            },
+        ],
+        failure: vec![],
+    };
+    assert!(kv.txn(txn).await.unwrap().into_inner().succeeded);
+    let (_, body) = http(s.port, "GET", "/metrics", "").await;
+    let after = counts(&body);
+    let moved: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert_eq!(moved, [3, 2, 1, 1], "range, put, delete, txn");
 }

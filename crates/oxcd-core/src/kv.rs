@@ -19,6 +19,17 @@ impl EtcdServer {
         cred: &Credentials,
         req: RangeRequest,
     ) -> Result<RangeResponse, ServerError> {
+        let started = std::time::Instant::now();
+        let resp = self.range_inner(cred, req).await;
+        crate::slow_apply::check(started, "read-only range ");
+        resp
+    }
+
+    async fn range_inner(
+        &self,
+        cred: &Credentials,
+        req: RangeRequest,
+    ) -> Result<RangeResponse, ServerError> {
         if !req.serializable {
             self.refuse_on_learner()?;
         }
@@ -75,15 +86,21 @@ impl EtcdServer {
         self.refuse_on_learner()?;
         validate::check_txn(&req, self.cfg.max_txn_ops)?;
         let mut resp = if validate::txn_is_read_only(&req) {
-            if !validate::txn_is_serializable(&req) {
-                self.linearizable_barrier().await?;
-            }
-            self.serialized_read(
-                cred,
-                |auth, info| check_txn(auth, info, &req),
-                || Ok(self.store.txn_read_only(&req)?),
-            )
-            .await?
+            let started = std::time::Instant::now();
+            let read = async {
+                if !validate::txn_is_serializable(&req) {
+                    self.linearizable_barrier().await?;
+                }
+                self.serialized_read(
+                    cred,
+                    |auth, info| check_txn(auth, info, &req),
+                    || Ok(self.store.txn_read_only(&req)?),
+                )
+                .await
+            };
+            let resp = read.await;
+            crate::slow_apply::check(started, "read-only txn ");
+            resp?
         } else {
             self.check_quota(crate::quota::txn_cost(&req)).await?;
             self.propose_as(cred, req).await?

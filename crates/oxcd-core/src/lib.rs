@@ -39,6 +39,7 @@ pub mod proposal;
 mod quota;
 pub mod restore;
 mod server;
+mod slow_apply;
 mod snapshot;
 mod start;
 pub mod validate;
@@ -55,8 +56,10 @@ pub use membership::{cluster_id, member_id, Member, Membership};
 pub use oxcd_auth::{AuthInfo, AuthStore};
 /// Sets the observer of every WAL fdatasync's duration (oxcd-raft's hook, for metrics).
 pub use oxcd_raft::set_fsync_observer as set_wal_fsync_observer;
+pub use oxcd_raft::wal_write_bytes;
 /// Who leads, as raft pushes it ([`EtcdServer::leadership`]).
 pub use oxcd_raft::Leadership;
 pub use server::EtcdServer;
+pub use slow_apply::slow_applies;
 pub use snapshot::{SnapshotChunk, SNAPSHOT_CHUNK_BYTES};
 pub use start::{Core, StartError};

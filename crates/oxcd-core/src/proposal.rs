@@ -170,6 +170,34 @@ impl ProposalStats {
     }
 }
 
+/// Linearizable reads' ReadIndex rounds that failed or were slow (etcd's
+/// `etcd_server_read_indexes_failed_total` and `etcd_server_slow_read_indexes_total`).
+#[derive(Debug, Default)]
+pub struct ReadIndexStats {
+    slow: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ReadIndexStats {
+    /// ReadIndex rounds that timed out, since start.
+    pub fn slow(&self) -> u64 {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    /// ReadIndex rounds raft refused (no leader, leader changed), since start.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_slow(&self) {
+        self.slow.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A pending proposal; no longer pending when dropped (answered, or its caller gone).
 pub(crate) struct PendingGuard<'a>(&'a ProposalStats);
 

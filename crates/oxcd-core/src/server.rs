@@ -28,7 +28,7 @@ use crate::auth::{Credentials, FailureLimiter};
 use crate::config::CoreConfig;
 use crate::error::ServerError;
 use crate::membership::Membership;
-use crate::proposal::{IdGenerator, Proposal, ProposalStats, Waiters};
+use crate::proposal::{IdGenerator, Proposal, ProposalStats, ReadIndexStats, Waiters};
 
 /// The server: one method per etcd operation (see the crate documentation).
 pub struct EtcdServer {
@@ -49,6 +49,8 @@ pub struct EtcdServer {
     pub(crate) transport: oxcd_peer::PeerTransport,
     /// Pending and failed proposals, for the metrics.
     pub(crate) proposal_stats: Arc<ProposalStats>,
+    /// Failed and slow ReadIndex rounds, for the metrics.
+    pub(crate) read_index_stats: ReadIndexStats,
     /// Users, roles, permissions and tokens.
     pub(crate) auth: Arc<oxcd_auth::AuthStore>,
     /// Failed authentications per client address.
@@ -59,6 +61,17 @@ impl EtcdServer {
     /// Pending and failed proposals (etcd's `proposals_pending` / `_failed_total`).
     pub fn proposal_stats(&self) -> &ProposalStats {
         &self.proposal_stats
+    }
+
+    /// The ranges, puts, deletes and txns the store ran (etcd's `etcd_mvcc_*_total`).
+    pub fn mvcc_op_counts(&self) -> oxcd_mvcc::OpCounts {
+        self.store.op_counts()
+    }
+
+    /// Failed and slow ReadIndex rounds (etcd's `read_indexes_failed_total` /
+    /// `slow_read_indexes_total`).
+    pub fn read_index_stats(&self) -> &ReadIndexStats {
+        &self.read_index_stats
     }
 
     /// The configuration the core runs with.
@@ -213,13 +226,32 @@ impl EtcdServer {
     /// Waits until this member has applied everything committed before the call: the
     /// barrier a linearizable read needs.
     pub async fn linearizable_barrier(&self) -> Result<(), ServerError> {
+        let read = std::sync::atomic::AtomicBool::new(false);
         let fut = async {
-            let index = self.raft.read_index().await?;
+            let index = match self.raft.read_index().await {
+                Ok(index) => index,
+                Err(e) => {
+                    // etcd counts a timed-out round as slow and a refused one (no
+                    // leader, leader changed) as failed; a stopping server as neither.
+                    match e {
+                        oxcd_raft::RaftError::Timeout => self.read_index_stats.count_slow(),
+                        oxcd_raft::RaftError::Stopped => {}
+                        _ => self.read_index_stats.count_failed(),
+                    }
+                    return Err(e.into());
+                }
+            };
+            read.store(true, std::sync::atomic::Ordering::Relaxed);
             self.applied_to(index).await
         };
         tokio::time::timeout(self.request_timeout(), fut)
             .await
-            .map_err(|_| ServerError::Timeout)?
+            .map_err(|_| {
+                if !read.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.read_index_stats.count_slow();
+                }
+                ServerError::Timeout
+            })?
     }
 
     /// Waits (without limit) until the applier has applied `index`; at once if it has.

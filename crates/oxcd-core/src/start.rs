@@ -270,6 +270,7 @@ impl Core {
             peer_client: transport.client(),
             transport: transport.clone(),
             proposal_stats: Default::default(),
+            read_index_stats: Default::default(),
             auth,
             auth_failures: Default::default(),
         });

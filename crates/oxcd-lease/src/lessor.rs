@@ -244,7 +244,7 @@ impl Lessor {
                 // Page through every current key; values are fetched too, a page at a time.
                 let mut from = vec![0u8];
                 loop {
-                    let page = store.range(&RangeRequest {
+                    let page = store.range_uncounted(&RangeRequest {
                         key: from.clone(),
                         range_end: vec![0],
                         limit: 10_000,

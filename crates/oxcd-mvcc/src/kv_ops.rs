@@ -17,6 +17,7 @@ use redb::ReadableTable;
 use crate::backend::get_kv;
 use crate::key_index::TreeIndex;
 use crate::key_range::key_bounds;
+use crate::op_counts::Tally;
 use crate::revision::Revision;
 use crate::MvccError;
 
@@ -215,6 +216,8 @@ pub(crate) struct WriteCtx<'a, T> {
     overlay: BTreeMap<Vec<u8>, Option<KeyValue>>,
     pre: HashMap<Vec<u8>, Option<KeyValue>>,
     changes: Vec<Change>,
+    /// The operations run, as etcd's metrics count them.
+    pub(crate) tally: Tally,
 }
 
 impl<'a, T> WriteCtx<'a, T>
@@ -230,6 +233,7 @@ where
             overlay: BTreeMap::new(),
             pre: HashMap::new(),
             changes: Vec::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -347,6 +351,7 @@ where
     pub(crate) fn put(&mut self, p: &PutRequest) -> Result<PutResponse, MvccError> {
         let mut prev = None;
         if p.ignore_value || p.ignore_lease || p.prev_kv {
+            self.tally.range();
             prev = self.current_get(&p.key)?;
         }
         let (mut value, mut lease) = (None, p.lease);
@@ -362,6 +367,7 @@ where
             }
         }
         let value = value.unwrap_or_else(|| p.value.clone());
+        self.tally.put();
         self.put_kv(&p.key, value, lease)?;
         Ok(PutResponse {
             header: header(self.new_rev()),
@@ -374,6 +380,10 @@ where
         &mut self,
         d: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, MvccError> {
+        if d.prev_kv {
+            self.tally.range();
+        }
+        self.tally.delete();
         let items = self.current_items(&d.key, &d.range_end);
         let mut prev_kvs = Vec::new();
         let mut keys = Vec::with_capacity(items.len());
@@ -407,6 +417,7 @@ where
 
     /// Etcd's `applyCompare` (a failed read counts as a failed compare).
     fn compare(&self, c: &Compare) -> bool {
+        self.tally.range();
         let Ok(rr) = self.range_keys(&c.key, &c.range_end, RangeOpts::default()) else {
             return false;
         };
@@ -448,8 +459,11 @@ where
                     self.check_puts(nt, child, lease_ok)?;
                 }
                 Some(request_op::Request::RequestPut(p)) => {
-                    if (p.ignore_value || p.ignore_lease) && self.current_get(&p.key)?.is_none() {
-                        return Err(MvccError::KeyNotFound);
+                    if p.ignore_value || p.ignore_lease {
+                        self.tally.range();
+                        if self.current_get(&p.key)?.is_none() {
+                            return Err(MvccError::KeyNotFound);
+                        }
                     }
                     if p.lease != 0 && !lease_ok(p.lease) {
                         return Err(MvccError::LeaseNotFound);
@@ -497,6 +511,10 @@ where
         let path = self.compare_to_path(t);
         self.check_puts(t, &path, lease_ok)?;
         self.check_ranges(t, &path)?;
+        if !etcd_txn_read_only(t) {
+            // etcd reads the compares on a read transaction, then writes on another.
+            self.tally.end();
+        }
         let mut resp = self.apply_txn(t, &path)?;
         let rev = if self.changes.is_empty() {
             self.base_rev
@@ -512,9 +530,12 @@ where
         let mut responses = Vec::new();
         for op in path.ops(t) {
             let response = match &op.request {
-                Some(request_op::Request::RequestRange(r)) => Some(
-                    response_op::Response::ResponseRange(range_request(self, r)?),
-                ),
+                Some(request_op::Request::RequestRange(r)) => {
+                    self.tally.range();
+                    Some(response_op::Response::ResponseRange(range_request(
+                        self, r,
+                    )?))
+                }
                 Some(request_op::Request::RequestPut(p)) => {
                     Some(response_op::Response::ResponsePut(self.put(p)?))
                 }
@@ -538,6 +559,14 @@ where
             responses,
         })
     }
+}
+
+/// etcd's `isTxnReadonly`: only ranges in both branches (a nested txn counts as a write).
+fn etcd_txn_read_only(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| matches!(op.request, Some(request_op::Request::RequestRange(_))))
 }
 
 fn path_mismatch() -> MvccError {

@@ -26,6 +26,7 @@ use crate::kv_ops::{
     check_put_flags, check_txn_flags, collect_revs, range_request, resolve_rev, Change, KvRead,
     RangeOpts, RangeResult, WriteCtx,
 };
+use crate::op_counts::{OpCounters, OpCounts};
 use crate::revision::Revision;
 use crate::MvccError;
 
@@ -104,6 +105,8 @@ pub struct Store {
     pub(crate) open_leases: Mutex<Option<Vec<LeaseAttachment>>>,
     /// The last figure [`Store::db_size_in_use`] computed.
     in_use: AtomicU64,
+    /// Ranges, puts, deletes and txns run (etcd's `etcd_mvcc_*_total`).
+    pub(crate) ops: OpCounters,
     pub(crate) state: RwLock<State>,
     pub(crate) writer: Mutex<Writer>,
     pub(crate) applied_rev: AtomicI64,
@@ -228,6 +231,7 @@ impl Store {
             cache_bytes,
             open_leases: Mutex::new(Some(open_leases)),
             in_use: AtomicU64::new(0),
+            ops: OpCounters::default(),
             state: RwLock::new(State {
                 index,
                 committed_rev: current,
@@ -355,6 +359,13 @@ impl Store {
 
     /// Etcd's Range on the committed state. Fills `header.revision` only.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        self.ops.range();
+        range_request(&ReadView { store: self }, req)
+    }
+
+    /// [`Store::range`] for the server's own reads (rebuilding the lessor's key
+    /// attachments), which etcd does not count in `etcd_mvcc_range_total`.
+    pub fn range_uncounted(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
         range_request(&ReadView { store: self }, req)
     }
 
@@ -410,7 +421,9 @@ impl Store {
         let rtxn = self.begin_read()?;
         let table = rtxn.open_table(KV_TABLE)?;
         let mut ctx = WriteCtx::new(&st.index, &table, st.committed_rev, st.compact_rev);
-        let resp = ctx.txn(req, &|_| false)?;
+        let resp = ctx.txn(req, &|_| false);
+        self.ops.add(&ctx.tally);
+        let resp = resp?;
         if !ctx.into_changes().is_empty() {
             return Err(MvccError::backend("txn_read_only given a txn that writes"));
         }
@@ -595,7 +608,9 @@ impl Store {
         let (resp, changes) = {
             let st = self.state.read();
             let mut ctx = WriteCtx::new(&st.index, &table, base_rev, st.compact_rev);
-            let resp = f(&mut ctx)?;
+            let resp = f(&mut ctx);
+            self.ops.add(&ctx.tally);
+            let resp = resp?;
             (resp, ctx.into_changes())
         };
         // Write the changes through the same table handle: opening a redb table costs
@@ -699,7 +714,16 @@ impl Store {
     /// batch), compacts the index, then physically deletes the unneeded revisions in
     /// batches and persists `finishedCompactRev`. Runs synchronously.
     pub fn compact(&self, rev: i64, index: u64) -> Result<CompactionResponse, MvccError> {
-        self.compact_with(rev, index, None)
+        let resp = self.compact_with(rev, index, None)?;
+        // etcd's applier reads the current revision with a range after compacting.
+        self.ops.range();
+        Ok(resp)
+    }
+
+    /// The ranges, puts, deletes and txns run since the store was opened, as etcd's
+    /// `etcd_mvcc_*_total` count them.
+    pub fn op_counts(&self) -> OpCounts {
+        self.ops.get()
     }
 
     pub(crate) fn compact_with(

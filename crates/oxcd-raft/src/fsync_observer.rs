@@ -1,6 +1,9 @@
 //! A process-wide observer of WAL fsync durations (the server's
 //! `etcd_disk_wal_fsync_duration_seconds`), set once; unset, observing costs one atomic load.
+//! Also the process-wide count of bytes written to WAL segments
+//! (`etcd_disk_wal_write_bytes_total`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -19,4 +22,16 @@ pub(crate) fn observe(took: Duration) {
     if let Some(observer) = OBSERVER.get() {
         observer(took);
     }
+}
+
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes written to WAL segments by this process (records and segment headers).
+pub fn wal_write_bytes() -> u64 {
+    WRITTEN.load(Ordering::Relaxed)
+}
+
+/// Counts `n` more bytes written to a WAL segment.
+pub(crate) fn wrote(n: usize) {
+    WRITTEN.fetch_add(n as u64, Ordering::Relaxed);
 }

@@ -18,7 +18,7 @@ pub mod sched;
 pub mod wal;
 pub mod wire;
 
-pub use fsync_observer::{set_fsync_observer, DurationObserver};
+pub use fsync_observer::{set_fsync_observer, wal_write_bytes, DurationObserver};
 pub use node::{
     conf_change, CommittedEntry, EntryKind, Leadership, NoopTransport, RaftConfig, RaftError,
     RaftHandle, RaftNode, RaftStatus, Role, SnapshotSource, SnapshotUnavailable, StartOptions,

@@ -387,7 +387,10 @@ impl Applier {
             index: entry.index,
             header: &header,
         };
-        let result = match self.chain.apply(&ctx, op) {
+        let started = Instant::now();
+        let applied = self.chain.apply(&ctx, op);
+        crate::slow_apply::check(started, "");
+        let result = match applied {
             Ok((response, events)) => {
                 if let ApplyResponse::MemberUpdate(_) | ApplyResponse::MemberAttributes(_) =
                     response

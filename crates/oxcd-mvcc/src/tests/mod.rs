@@ -2,4 +2,5 @@
 //! proptest.
 
 mod model;
+mod op_counts;
 mod semantics;

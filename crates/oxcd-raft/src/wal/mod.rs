@@ -386,6 +386,7 @@ impl Wal {
             self.poisoned = true;
             return Err(WalError::io(&self.current_path(), e));
         }
+        crate::fsync_observer::wrote(buf.len());
         self.unsynced = !sync;
         self.seg_len += buf.len() as u64;
         buf.clear();
@@ -499,6 +500,7 @@ fn create_segment(
     f.write_all_at(&buf, 0)
         .and_then(|()| f.sync_data())
         .map_err(|e| WalError::io(&path, e))?;
+    crate::fsync_observer::wrote(buf.len());
     segment::preallocate(&f, &path, preallocate)?;
     segment::sync_dir(dir)?;
     let id = SegmentId {

@@ -59,6 +59,13 @@ struct ServerGauges {
     backend_commit: Histogram,
     client_received_bytes: IntCounter,
     client_sent_bytes: IntCounter,
+    /// `etcd_mvcc_{range,put,delete,txn}_total`, from the store's counts.
+    mvcc_ops: [IntCounter; 4],
+    /// A gauge in etcd, despite its name.
+    wal_write_bytes: Gauge,
+    slow_read_indexes: IntCounter,
+    read_indexes_failed: IntCounter,
+    slow_applies: IntCounter,
 }
 
 /// The registry and its families.
@@ -75,6 +82,12 @@ pub struct Metrics {
     health_counted: [AtomicU64; 2],
     /// The client bytes received and sent already added to their counters.
     client_bytes_counted: [AtomicU64; 2],
+    /// The store's ranges, puts, deletes and txns already added to their counters.
+    mvcc_ops_counted: [AtomicU64; 4],
+    /// The slow and failed ReadIndex rounds already added to their counters.
+    read_index_counted: [AtomicU64; 2],
+    /// The slow applies already added to their counter.
+    slow_applies_counted: AtomicU64,
     /// etcd's `os_fd_*` gauges (Linux).
     fds: Option<FdGauges>,
 }
@@ -132,6 +145,34 @@ fn disk_histogram(registry: &Registry, name: &str, help: &str) -> Result<Histogr
     )?;
     registry.register(Box::new(h.clone()))?;
     Ok(h)
+}
+
+/// etcd's `etcd_mvcc_range_total`, `_put_total`, `_delete_total` and `_txn_total`, in
+/// that order.
+fn mvcc_op_counters(registry: &Registry) -> Result<[IntCounter; 4], MetricsError> {
+    let r = registry;
+    Ok([
+        counter(
+            r,
+            "etcd_mvcc_range_total",
+            "Total number of ranges seen by this member.",
+        )?,
+        counter(
+            r,
+            "etcd_mvcc_put_total",
+            "Total number of puts seen by this member.",
+        )?,
+        counter(
+            r,
+            "etcd_mvcc_delete_total",
+            "Total number of deletes seen by this member.",
+        )?,
+        counter(
+            r,
+            "etcd_mvcc_txn_total",
+            "Total number of txns seen by this member.",
+        )?,
+    ])
 }
 
 /// A gauge family with one series set to 1 (etcd's "info" gauges).
@@ -238,6 +279,27 @@ impl Metrics {
                 "etcd_network_client_grpc_sent_bytes_total",
                 "The total number of bytes sent to grpc clients.",
             )?,
+            mvcc_ops: mvcc_op_counters(r)?,
+            wal_write_bytes: gauge(
+                r,
+                "etcd_disk_wal_write_bytes_total",
+                "Total number of bytes written in WAL.",
+            )?,
+            slow_read_indexes: counter(
+                r,
+                "etcd_server_slow_read_indexes_total",
+                "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+            )?,
+            read_indexes_failed: counter(
+                r,
+                "etcd_server_read_indexes_failed_total",
+                "The total number of failed read indexes seen.",
+            )?,
+            slow_applies: counter(
+                r,
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
+            )?,
         };
         let header = server.header(0);
         info(
@@ -282,6 +344,9 @@ impl Metrics {
             failed_counted: AtomicU64::new(0),
             health_counted: [AtomicU64::new(0), AtomicU64::new(0)],
             client_bytes_counted: [AtomicU64::new(0), AtomicU64::new(0)],
+            mvcc_ops_counted: Default::default(),
+            read_index_counted: Default::default(),
+            slow_applies_counted: AtomicU64::new(0),
             fds,
         });
         metrics.sample_leader();
@@ -386,6 +451,32 @@ impl Metrics {
             &g.client_sent_bytes,
             &self.client_bytes_counted[1],
             network::CLIENT_SENT_BYTES.load(Ordering::Relaxed),
+        );
+        let ops = self.server.mvcc_op_counts();
+        for ((counter, counted), total) in g.mvcc_ops.iter().zip(&self.mvcc_ops_counted).zip([
+            ops.ranges,
+            ops.puts,
+            ops.deletes,
+            ops.txns,
+        ]) {
+            add_growth(counter, counted, total);
+        }
+        g.wal_write_bytes.set(oxcd_core::wal_write_bytes() as f64);
+        let reads = self.server.read_index_stats();
+        add_growth(
+            &g.slow_read_indexes,
+            &self.read_index_counted[0],
+            reads.slow(),
+        );
+        add_growth(
+            &g.read_indexes_failed,
+            &self.read_index_counted[1],
+            reads.failed(),
+        );
+        add_growth(
+            &g.slow_applies,
+            &self.slow_applies_counted,
+            oxcd_core::slow_applies(),
         );
         if let Some(fds) = &self.fds {
             fds.refresh();

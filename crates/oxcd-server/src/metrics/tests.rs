@@ -145,3 +145,27 @@ async fn counted_bodies_count_grpc_message_payloads_only() {
     {}
     assert_eq!(COUNTER.load(Ordering::Relaxed), 8);
 }
+
+#[test]
+fn mvcc_op_counters_have_etcds_names_types_and_help() {
+    let registry = Registry::new();
+    let counters = mvcc_op_counters(&registry).unwrap();
+    counters[1].inc_by(2);
+    let text = render(&registry);
+    for line in [
+        "# HELP etcd_mvcc_range_total Total number of ranges seen by this member.",
+        "# TYPE etcd_mvcc_range_total counter",
+        "etcd_mvcc_range_total 0",
+        "# HELP etcd_mvcc_put_total Total number of puts seen by this member.",
+        "# TYPE etcd_mvcc_put_total counter",
+        "etcd_mvcc_put_total 2",
+        "# HELP etcd_mvcc_delete_total Total number of deletes seen by this member.",
+        "# TYPE etcd_mvcc_delete_total counter",
+        "etcd_mvcc_delete_total 0",
+        "# HELP etcd_mvcc_txn_total Total number of txns seen by this member.",
+        "# TYPE etcd_mvcc_txn_total counter",
+        "etcd_mvcc_txn_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+}
