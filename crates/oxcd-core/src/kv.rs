@@ -118,7 +118,16 @@ impl EtcdServer {
     ) -> Result<CompactionResponse, ServerError> {
         self.refuse_on_learner()?;
         self.check_admin(cred).await?;
+        let (rev, physical) = (req.revision, req.physical);
         let mut resp = self.propose_as(cred, req).await?;
+        if physical {
+            // etcd answers a physical compaction once its rows are gone from the backend
+            // (of this member; the compactor deletes them in the background).
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.wait_compacted(rev))
+                .await
+                .map_err(|e| ServerError::Internal(format!("waiting for the compaction: {e}")))??;
+        }
         self.fill_header(&mut resp.header);
         Ok(resp)
     }

@@ -241,6 +241,9 @@ impl Core {
                 hub: hub.clone(),
             },
         };
+        // Compactions delete their old revisions in the background, a short batch at a
+        // time, so the applier (and every write behind it) does not wait for them.
+        oxcd_mvcc::spawn_compactor(&store).map_err(|e| StartError::Apply(e.to_string()))?;
         // The applier blocks on the backend, so it gets a thread of its own.
         let applier_thread = std::thread::Builder::new()
             .name("oxcd-apply".into())

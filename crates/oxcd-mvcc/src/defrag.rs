@@ -13,8 +13,10 @@
 //!    leases, membership, alarms) are rewritten whole; the new file is made durable,
 //!    renamed over the database, and the store swaps its handle.
 //!
-//! A compaction (which deletes old revisions) or a snapshot installed during the bulk copy
-//! invalidates it: the copy is then redone with the writer paused, as etcd does it. A read
+//! Compactions queued before finish deleting first, and none deletes during the copy (the
+//! `compact` module's gate). A snapshot installed during the bulk copy (it cannot be, it
+//! takes the gate too; checked anyway) would invalidate it: the copy would then be redone
+//! with the writer paused, as etcd does it. A read
 //! begun before the swap goes on in the old file (still open, though unlinked), reads
 //! begun after it see the new file.
 
@@ -166,21 +168,23 @@ impl Store {
     /// one written to.
     pub fn defrag(&self) -> Result<DefragStats, MvccError> {
         let started = Instant::now();
-        let (snap, base_db, base_rev, base_compact, size_before, in_use_before) = {
+        // Compactions queued so far delete their rows first, so the new file is as small
+        // as it can be (an operator compacts, then defragments); while the gate is held no
+        // row vanishes under the copy. A compaction scheduled meanwhile only changes the
+        // index and the meta table (copied whole by the catch-up) and deletes its rows
+        // from the new file afterwards.
+        let gate = self.compactions.gate.lock();
+        self.finish_compactions_locked(&gate)?;
+        let (snap, base_db, base_rev, size_before) = {
             let mut w = self.writer.lock();
             w.check()?;
             // Everything applied so far goes into the copy.
             let r = self.commit_locked(&mut w, false);
             poison(&mut w, r)?;
-            (
-                self.begin_read()?,
-                self.db(),
-                w.rev,
-                self.compact_revision(),
-                self.db_size(),
-                self.in_use_locked(&w),
-            )
+            (self.begin_read()?, self.db(), w.rev, self.db_size())
         };
+        // Counted from the read snapshot, off the writer lock.
+        let in_use_before = self.count_in_use();
         tracing::info!(
             path = %self.path.display(),
             current_db_size_bytes = size_before,
@@ -222,20 +226,17 @@ impl Store {
         }
         let copied = (|| {
             let current = self.db();
-            let (new_db, rows) =
-                if Arc::ptr_eq(&current, &base_db) && self.compact_revision() == base_compact {
-                    let rows = catch_up(&current.begin_read()?, &bulk_db, base_rev)?;
-                    (bulk_db, bulk_rows + rows)
-                } else {
-                    tracing::info!(
-                        "compacted or replaced during the copy; copying again with writes paused"
-                    );
-                    drop(bulk_db);
-                    let _ = std::fs::remove_file(&tmp);
-                    let new_db = create()?;
-                    let rows = copy_tables(&current, &new_db)?;
-                    (new_db, rows)
-                };
+            let (new_db, rows) = if Arc::ptr_eq(&current, &base_db) {
+                let rows = catch_up(&current.begin_read()?, &bulk_db, base_rev)?;
+                (bulk_db, bulk_rows + rows)
+            } else {
+                tracing::info!("replaced during the copy; copying again with writes paused");
+                drop(bulk_db);
+                let _ = std::fs::remove_file(&tmp);
+                let new_db = create()?;
+                let rows = copy_tables(&current, &new_db)?;
+                (new_db, rows)
+            };
             std::fs::rename(&tmp, &self.path).map_err(|e| {
                 MvccError::backend(format!(
                     "cannot rename {} to {}: {e}",
@@ -262,9 +263,10 @@ impl Store {
             ));
             poison(&mut w, Err::<(), _>(e.clone()))?;
         }
-        let size_after = self.db_size();
-        let in_use_after = self.in_use_locked(&w);
         drop(w);
+        drop(gate);
+        let size_after = self.db_size();
+        let in_use_after = self.count_in_use();
         let paused = paused.elapsed();
         let took = started.elapsed();
         // Reads still running in the old file keep it open; the last one closes it.

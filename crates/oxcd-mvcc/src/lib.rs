@@ -3,7 +3,7 @@
 //!
 //! Layout: [`revision`] (revision and on-disk key encoding), [`key_index`] (the
 //! in-memory index of key generations), [`backend`] (redb tables), `kv_ops`
-//! (request semantics: range/put/delete/txn), `compact` (compaction), `history`
+//! (request semantics: range/put/delete/txn), `compact` (compaction, its deletions in the background), `history`
 //! (watchers' reads of past events), `aux` (generic auxiliary tables written in the
 //! same batch), `builder` (a new backend from rows imported from etcd), `defrag` (rewriting the backend file without its free pages), `snapshot` (exporting
 //! the backend for a peer and replacing it with one received) and
@@ -29,6 +29,7 @@ mod store;
 
 pub use aux::AuxEntry;
 pub use builder::{BackendBuilder, BuiltBackend};
+pub use compact::spawn_compactor;
 pub use defrag::DefragStats;
 pub use error::MvccError;
 pub use hash::KvHash;
@@ -37,7 +38,7 @@ pub use key_range::{key_bounds, KeyRange};
 pub use op_counts::OpCounts;
 pub use revision::Revision;
 pub use snapshot::{is_backend_file, scan_file, EntryVisitor, ExportInfo, FileScan};
-pub use store::{LeaseAttachment, Store, DEFAULT_CACHE_BYTES};
+pub use store::{LeaseAttachment, Store, DEFAULT_CACHE_BYTES, IN_USE_MAX_AGE};
 
 #[cfg(test)]
 mod tests;

@@ -240,6 +240,8 @@ impl Store {
     /// ends. If `src` cannot be opened or read, nothing changes. If the rename cannot be
     /// made durable, the store refuses further writes (like any backend failure).
     pub fn replace_with(&self, src: &Path) -> Result<(), MvccError> {
+        // No compaction batch may run on the old file once its index is gone.
+        let gate = self.compactions.gate.lock();
         let mut w = self.writer.lock();
         w.check()?;
         let new_db = redb::Builder::new()
@@ -259,6 +261,8 @@ impl Store {
         })?;
         // From here on the path names the new file: the store must use it.
         let old = self.swap_db(new_db);
+        // The old file's compactions are moot; the new file's own is resumed below.
+        self.compactions.clear();
         let Loaded {
             index,
             open_leases,
@@ -296,13 +300,14 @@ impl Store {
             old_file_closed = std::sync::Arc::try_unwrap(old).map(drop).is_ok(),
             "replaced the backend with a snapshot"
         );
-        match scheduled {
-            Some(s) if s > compact_rev => {
-                tracing::info!(rev = s, "resuming the snapshot's interrupted compaction");
-                self.resume_compaction(s)
+        if let Some(s) = scheduled.filter(|&s| s > compact_rev) {
+            tracing::info!(rev = s, "resuming the snapshot's interrupted compaction");
+            self.resume_compaction(s);
+            if !self.compactions.in_background() {
+                self.finish_compactions_locked(&gate)?;
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 }
 

@@ -71,6 +71,9 @@ impl Writer {
 /// call per missed page, not a disk read.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
+/// How long [`Store::db_size_in_use`] serves a figure before counting again.
+pub const IN_USE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A key and the lease it is attached to.
 pub type LeaseAttachment = (Vec<u8>, i64);
 
@@ -103,12 +106,15 @@ pub struct Store {
     pub(crate) cache_bytes: usize,
     /// Lease attachments found while opening, until taken or a key is written.
     pub(crate) open_leases: Mutex<Option<Vec<LeaseAttachment>>>,
-    /// The last figure [`Store::db_size_in_use`] computed.
+    /// The last figure [`Store::db_size_in_use`] counted, and when.
     in_use: AtomicU64,
+    in_use_at: Mutex<Option<std::time::Instant>>,
     /// Ranges, puts, deletes and txns run (etcd's `etcd_mvcc_*_total`).
     pub(crate) ops: OpCounters,
     pub(crate) state: RwLock<State>,
     pub(crate) writer: Mutex<Writer>,
+    /// Compactions still deleting rows, and the gate their batches hold.
+    pub(crate) compactions: Arc<crate::compact::Compactions>,
     pub(crate) applied_rev: AtomicI64,
     pub(crate) applied_index: AtomicU64,
     pub(crate) committed_index: AtomicU64,
@@ -204,7 +210,8 @@ impl Store {
 
     /// Opens (creating if missing) the store at `path` with a redb page cache of
     /// `cache_bytes`, rebuilds the key index from the revision table and finishes an
-    /// interrupted compaction. A leftover of an interrupted [`Store::defrag`] is removed.
+    /// interrupted compaction (its rows are deleted by the compactor thread, or by the next
+    /// [`Store::compact`], [`Store::finish_compactions`] or [`Store::defrag`]). A leftover of an interrupted [`Store::defrag`] is removed.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, MvccError> {
         crate::defrag::remove_leftover(path);
         let db = redb::Builder::new()
@@ -231,6 +238,7 @@ impl Store {
             cache_bytes,
             open_leases: Mutex::new(Some(open_leases)),
             in_use: AtomicU64::new(0),
+            in_use_at: Mutex::new(None),
             ops: OpCounters::default(),
             state: RwLock::new(State {
                 index,
@@ -244,6 +252,7 @@ impl Store {
                 nondurable: false,
                 failed: None,
             }),
+            compactions: Default::default(),
             applied_rev: AtomicI64::new(current),
             applied_index: AtomicU64::new(consistent_index),
             committed_index: AtomicU64::new(consistent_index),
@@ -251,7 +260,7 @@ impl Store {
         if let Some(s) = scheduled {
             if s > compact_rev {
                 tracing::info!(rev = s, "resuming interrupted compaction");
-                store.resume_compaction(s)?;
+                store.resume_compaction(s);
             }
         }
         Ok(store)
@@ -320,37 +329,50 @@ impl Store {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Bytes of the database file in use: its allocated pages (etcd's `dbSizeInUse`, the
-    /// file size less its free pages). Never waits long for the writer: while it is busy
-    /// (a long compaction or a defragmentation) the last figure is returned.
+    /// Bytes of the database file in use (etcd's `dbSizeInUse`, the file size less its
+    /// free pages): the bytes of every table's pages, as of the last commit.
+    ///
+    /// Counting them walks every page of the file, so it never runs under the writer lock
+    /// (a Status call or a metrics scrape must not stall writes for the length of a walk
+    /// over a large database) and a figure is served for [`IN_USE_MAX_AGE`] before it is
+    /// counted again; a caller arriving while another counts gets the last figure.
     pub fn db_size_in_use(&self) -> u64 {
-        match self
-            .writer
-            .try_lock_for(std::time::Duration::from_millis(50))
-        {
-            Some(w) => self.in_use_locked(&w),
-            None => self.in_use.load(Ordering::Relaxed),
+        // A figure from before a defragmentation may exceed the new file's size.
+        let last = || self.in_use.load(Ordering::Relaxed).min(self.db_size());
+        let Some(mut counted_at) = self.in_use_at.try_lock() else {
+            return last();
+        };
+        if counted_at.is_some_and(|t| t.elapsed() < IN_USE_MAX_AGE) {
+            return last();
         }
+        let in_use = self.count_in_use();
+        *counted_at = Some(std::time::Instant::now());
+        in_use
     }
 
-    /// [`Store::db_size_in_use`] given the writer: statistics need a write transaction,
-    /// and holding the writer's lock keeps it from waiting on (or holding up) the
-    /// applier's. Falls back to the file size if redb cannot tell.
-    pub(crate) fn in_use_locked(&self, w: &Writer) -> u64 {
+    /// Counts the bytes in use now (see [`Store::db_size_in_use`]) and keeps the figure.
+    /// Falls back to the file size if the file cannot be read.
+    pub(crate) fn count_in_use(&self) -> u64 {
         let size = self.db_size();
-        let stats = (|| {
-            Ok::<_, MvccError>(match &w.txn {
-                Some(t) => t.stats()?,
-                None => {
-                    let t = self.db().begin_write()?;
-                    let s = t.stats();
-                    t.abort()?;
-                    s?
-                }
-            })
+        let counted = (|| {
+            let rtxn = self.begin_read()?;
+            let mut bytes = 0u64;
+            for handle in rtxn.list_tables()? {
+                let stats =
+                    if redb::TableHandle::name(&handle) == redb::TableHandle::name(&META_TABLE) {
+                        rtxn.open_table(META_TABLE)?.stats()?
+                    } else {
+                        let def = redb::TableDefinition::<&[u8], &[u8]>::new(
+                            redb::TableHandle::name(&handle),
+                        );
+                        rtxn.open_table(def)?.stats()?
+                    };
+                bytes += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+            }
+            Ok::<_, MvccError>(bytes)
         })();
-        let in_use = match stats {
-            Ok(s) => (s.allocated_pages() * s.page_size() as u64).min(size),
+        let in_use = match counted {
+            Ok(bytes) => bytes.min(size),
             Err(_) => size,
         };
         self.in_use.store(in_use, Ordering::Relaxed);
@@ -711,12 +733,17 @@ impl KvRead for ReadView<'_> {
 impl Store {
     /// Compacts at `rev` (etcd's `Compact`): errors if `rev` is already compacted or
     /// is a future revision; persists `scheduledCompactRev` durably (with the pending
-    /// batch), compacts the index, then physically deletes the unneeded revisions in
-    /// batches and persists `finishedCompactRev`. Runs synchronously.
+    /// batch) and compacts the index. The rows no longer needed are then deleted from the
+    /// backend in batches by the compactor thread, if [`crate::spawn_compactor`] started
+    /// one ([`Store::wait_compacted`] waits for them), and otherwise before this returns;
+    /// `finishedCompactRev` is persisted at the end (see the `compact` module).
     pub fn compact(&self, rev: i64, index: u64) -> Result<CompactionResponse, MvccError> {
-        let resp = self.compact_with(rev, index, None)?;
+        let resp = self.schedule(rev, index)?;
         // etcd's applier reads the current revision with a range after compacting.
         self.ops.range();
+        if !self.compactions.in_background() {
+            self.finish_compactions()?;
+        }
         Ok(resp)
     }
 
@@ -726,12 +753,8 @@ impl Store {
         self.ops.get()
     }
 
-    pub(crate) fn compact_with(
-        &self,
-        rev: i64,
-        index: u64,
-        stop_after_batches: Option<usize>,
-    ) -> Result<CompactionResponse, MvccError> {
+    /// The applier's half of [`Store::compact`]: checks, persists and queues.
+    pub(crate) fn schedule(&self, rev: i64, index: u64) -> Result<CompactionResponse, MvccError> {
         let mut w = self.writer.lock();
         w.check()?;
         let check = {
@@ -751,8 +774,6 @@ impl Store {
         }
         let r = self.schedule_compaction(&mut w, rev, index);
         poison(&mut w, r)?;
-        let r = crate::compact::run(self, &mut w, rev, stop_after_batches);
-        poison(&mut w, r)?;
         Ok(CompactionResponse {
             header: Some(oxcd_proto::etcdserverpb::ResponseHeader {
                 revision: w.rev,
@@ -768,14 +789,18 @@ impl Store {
         drop(meta);
         self.record_index(w, index)?;
         self.commit_locked(w, true)?;
-        self.state.write().compact_rev = rev;
+        self.resume_compaction(rev);
         Ok(())
     }
 
-    pub(crate) fn resume_compaction(&self, rev: i64) -> Result<(), MvccError> {
-        let mut w = self.writer.lock();
-        self.state.write().compact_rev = rev;
-        let r = crate::compact::run(self, &mut w, rev, None);
-        poison(&mut w, r)
+    /// Compacts the index at `rev` (persisted as scheduled already) and queues the
+    /// deletion of the rows it no longer needs.
+    pub(crate) fn resume_compaction(&self, rev: i64) {
+        let keep = {
+            let mut st = self.state.write();
+            st.compact_rev = rev;
+            st.index.compact(rev)
+        };
+        self.compactions.push(rev, keep);
     }
 }

@@ -1,6 +1,7 @@
 //! Store-level tests: etcd semantics, persistence, compaction, and a model-based
 //! proptest.
 
+mod compaction;
 mod model;
 mod op_counts;
 mod semantics;

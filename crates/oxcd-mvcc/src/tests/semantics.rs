@@ -573,7 +573,8 @@ fn interrupted_compaction_finishes_on_open() {
         redb::ReadableTableMetadata::len(&t).unwrap()
     };
     // Stop after one batch: scheduled is persisted, finished is not.
-    s.compact_with(2500, 9, Some(1)).unwrap();
+    s.schedule(2500, 9).unwrap();
+    s.compaction_batches(1).unwrap();
     s.commit(true).unwrap();
     let partial = total(&s);
     assert!(partial > 600, "{partial}");
@@ -584,6 +585,9 @@ fn interrupted_compaction_finishes_on_open() {
     drop(s);
     let s = Store::open(&path).unwrap();
     assert_eq!(s.compact_revision(), 2500);
+    assert!(s.compaction_pending());
+    s.finish_compactions().unwrap();
+    assert!(!s.compaction_pending());
     assert_eq!(total(&s), 7 + 501);
     assert_eq!(
         s.get_meta(crate::backend::META_FINISHED_COMPACT).unwrap(),
