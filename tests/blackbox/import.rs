@@ -718,6 +718,17 @@ fn oxcdctl_make_mirror_copies_a_live_etcd_into_oxcd() {
         (child, rx)
     };
     let (mut mirror, counts) = spawn_mirror(&["--prefix=m/", "--dest-prefix=copy/"]);
+    // The writes below must come after the initial copy: one landing before it would be
+    // copied instead of mirrored as an event, and the count would end one short.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match counts.recv_timeout(left) {
+            Ok(line) if line == "30" => break,
+            Ok(_) => {}
+            Err(_) => panic!("make-mirror never printed its initial copy of 30 keys"),
+        }
+    }
 
     // Writes while the mirror runs: overwrites, a range delete (10 deletes at one revision),
     // a transaction of 3 puts, a new key, and a key outside the prefix.
