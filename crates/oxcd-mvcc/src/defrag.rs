@@ -224,6 +224,7 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        let committed_ms = paused.elapsed().as_millis() as u64;
         let copied = (|| {
             let current = self.db();
             let (new_db, rows) = if Arc::ptr_eq(&current, &base_db) {
@@ -237,6 +238,7 @@ impl Store {
                 let rows = copy_tables(&current, &new_db)?;
                 (new_db, rows)
             };
+            let caught_up_ms = paused.elapsed().as_millis() as u64;
             std::fs::rename(&tmp, &self.path).map_err(|e| {
                 MvccError::backend(format!(
                     "cannot rename {} to {}: {e}",
@@ -244,9 +246,9 @@ impl Store {
                     self.path.display()
                 ))
             })?;
-            Ok::<_, MvccError>((new_db, rows))
+            Ok::<_, MvccError>((new_db, rows, caught_up_ms))
         })();
-        let (new_db, rows) = match copied {
+        let (new_db, rows, caught_up_ms) = match copied {
             Ok(v) => v,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -254,6 +256,7 @@ impl Store {
                 return Err(e);
             }
         };
+        let renamed_ms = paused.elapsed().as_millis() as u64;
         // From here on the path names the new file: the store must use it.
         let old = self.swap_db(new_db);
         if let Err(e) = oxcd_fs::sync_parent(&self.path) {
@@ -279,6 +282,9 @@ impl Store {
             rows,
             took_ms = took.as_millis() as u64,
             writes_paused_ms = paused.as_millis() as u64,
+            committed_ms,
+            caught_up_ms,
+            renamed_ms,
             old_file_closed = closed_now,
             "defragmented"
         );
