@@ -4,42 +4,16 @@
 
 use std::sync::Arc;
 
-use oxcd_proto::etcdserverpb::{PutRequest, RangeRequest};
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
+use super::semantics::put;
 use crate::backend::{KV_TABLE, META_FINISHED_COMPACT};
 use crate::{spawn_compactor, Store};
 
-fn put(s: &Store, k: &str, v: &str) -> i64 {
-    let (r, _) = s
-        .put(
-            &PutRequest {
-                key: k.into(),
-                value: v.into(),
-                ..Default::default()
-            },
-            0,
-            &|_| true,
-        )
-        .unwrap();
-    s.commit(false).unwrap();
-    r.header.unwrap().revision
-}
-
+/// The key's value and mod revision at `rev`.
 fn get(s: &Store, k: &str, rev: i64) -> Option<(String, i64)> {
-    let r = s
-        .range(&RangeRequest {
-            key: k.into(),
-            revision: rev,
-            ..Default::default()
-        })
-        .unwrap();
-    r.kvs.first().map(|kv| {
-        (
-            String::from_utf8(kv.value.clone()).unwrap(),
-            kv.mod_revision,
-        )
-    })
+    super::semantics::get(s, k, rev)
+        .map(|kv| (String::from_utf8(kv.value).unwrap(), kv.mod_revision))
 }
 
 fn rows(s: &Store) -> u64 {

@@ -16,7 +16,8 @@ fn any_lease(_: i64) -> bool {
     true
 }
 
-fn put(s: &Store, k: &str, v: &str) -> i64 {
+/// Puts `k = v` and commits; returns the revision.
+pub(crate) fn put(s: &Store, k: &str, v: &str) -> i64 {
     let (r, _) = s
         .put(
             &PutRequest {
@@ -47,7 +48,8 @@ fn del(s: &Store, k: &str, end: &str) -> i64 {
     r.deleted
 }
 
-fn get(s: &Store, k: &str, rev: i64) -> Option<KeyValue> {
+/// The key `k` at revision `rev` (0: the current one).
+pub(crate) fn get(s: &Store, k: &str, rev: i64) -> Option<KeyValue> {
     let r = s
         .range(&RangeRequest {
             key: k.into(),
