@@ -122,6 +122,54 @@ async fn health_probes_answer_as_etcd_35() {
 }
 
 #[tokio::test]
+async fn defrags_and_snapshots_are_timed_as_etcds_histograms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let (_, body) = http(s.port, "GET", "/metrics", "").await;
+    for line in [
+        "etcd_disk_defrag_inflight 0",
+        "etcd_disk_backend_defrag_duration_seconds_count 0",
+        "etcd_disk_backend_snapshot_duration_seconds_count 0",
+        // etcd's buckets: 100 ms and 10 ms doubling.
+        r#"etcd_disk_backend_defrag_duration_seconds_bucket{le="409.6"} 0"#,
+        r#"etcd_disk_backend_snapshot_duration_seconds_bucket{le="655.36"} 0"#,
+    ] {
+        assert!(body.contains(line), "{line} missing from\n{body}");
+    }
+    let mut m = s.maintenance().await;
+    m.defragment(oxcd_proto::etcdserverpb::DefragmentRequest {})
+        .await
+        .unwrap();
+    let mut stream = m
+        .snapshot(oxcd_proto::etcdserverpb::SnapshotRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last_remaining = None;
+    while let Some(chunk) = stream.message().await.unwrap() {
+        last_remaining = Some(chunk.remaining_bytes);
+    }
+    assert_eq!(last_remaining, Some(0));
+    // The snapshot is observed once its last message is handed over: scrape until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, body) = http(s.port, "GET", "/metrics", "").await;
+        let defrags = sample(&body, "etcd_disk_backend_defrag_duration_seconds_count");
+        let snapshots = sample(&body, "etcd_disk_backend_snapshot_duration_seconds_count");
+        assert_eq!(defrags.as_deref(), Some("1"), "{body}");
+        if snapshots.as_deref() == Some("1") {
+            assert!(body.contains("etcd_disk_defrag_inflight 0"), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "snapshot not observed:\n{body}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
 async fn metrics_carry_etcds_families() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());

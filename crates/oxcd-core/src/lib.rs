@@ -19,8 +19,8 @@
 mod alarm;
 pub mod apply;
 mod auth;
+mod backend_observer;
 mod cluster;
-mod commit_observer;
 pub mod compactor;
 mod concurrency;
 mod config;
@@ -47,7 +47,7 @@ pub mod version;
 
 pub use alarm::AlarmSet;
 pub use auth::Credentials;
-pub use commit_observer::set_backend_commit_observer;
+pub use backend_observer::{set_backend_observer, BackendOp};
 pub use compactor::AutoCompaction;
 pub use config::{ClusterSpec, CoreConfig};
 pub use data_dir::{DataDir, DataDirLock};

@@ -1,6 +1,7 @@
 //! Maintenance operations: Status, Alarm, Defragment, and the health probe behind
 //! `/health`.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use oxcd_proto::etcdserverpb::{
@@ -62,11 +63,19 @@ impl EtcdServer {
         self.check_admin(cred).await?;
         tracing::info!("starting defragment");
         let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.defrag())
-            .await
-            .map_err(|e| ServerError::Internal(format!("defragmentation task failed: {e}")))?;
+        let running = self.defrags_running.clone();
+        // Counted in the blocking task: it goes on even if the caller goes away.
+        let result = tokio::task::spawn_blocking(move || {
+            running.fetch_add(1, Ordering::Relaxed);
+            let r = store.defrag();
+            running.fetch_sub(1, Ordering::Relaxed);
+            r
+        })
+        .await
+        .map_err(|e| ServerError::Internal(format!("defragmentation task failed: {e}")))?;
         match result {
             Ok(stats) => {
+                crate::backend_observer::observe(crate::BackendOp::Defrag, stats.took);
                 tracing::info!(?stats, "finished defragmenting the storage backend");
                 // etcd answers with an empty response, header included.
                 Ok(DefragmentResponse { header: None })

@@ -51,6 +51,8 @@ pub struct EtcdServer {
     pub(crate) proposal_stats: Arc<ProposalStats>,
     /// Failed and slow ReadIndex rounds, for the metrics.
     pub(crate) read_index_stats: ReadIndexStats,
+    /// Defragmentations running now (etcd's `etcd_disk_defrag_inflight`).
+    pub(crate) defrags_running: Arc<std::sync::atomic::AtomicU64>,
     /// Users, roles, permissions and tokens.
     pub(crate) auth: Arc<oxcd_auth::AuthStore>,
     /// Failed authentications per client address.
@@ -66,6 +68,13 @@ impl EtcdServer {
     /// The ranges, puts, deletes and txns the store ran (etcd's `etcd_mvcc_*_total`).
     pub fn mvcc_op_counts(&self) -> oxcd_mvcc::OpCounts {
         self.store.op_counts()
+    }
+
+    /// Whether a defragmentation is running (etcd's `etcd_disk_defrag_inflight`).
+    pub fn defragmenting(&self) -> bool {
+        self.defrags_running
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
     }
 
     /// Failed and slow ReadIndex rounds (etcd's `read_indexes_failed_total` /

@@ -132,6 +132,7 @@ fn send_file(
         version: String::new(),
     };
     if tx.blocking_send(Ok(done)).is_ok() {
+        crate::backend_observer::observe(crate::BackendOp::Snapshot, started.elapsed());
         tracing::info!(
             total_bytes = total,
             size = %human_bytes(total),

@@ -274,6 +274,7 @@ impl Core {
             transport: transport.clone(),
             proposal_stats: Default::default(),
             read_index_stats: Default::default(),
+            defrags_running: Default::default(),
             auth,
             auth_failures: Default::default(),
         });

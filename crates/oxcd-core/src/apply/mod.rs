@@ -230,7 +230,7 @@ impl Applier {
         self.store
             .commit(true)
             .map_err(|e| FatalApplyError(e.to_string()))?;
-        crate::commit_observer::observe(started.elapsed());
+        crate::backend_observer::observe(crate::BackendOp::Commit, started.elapsed());
         self.raft.set_durable_applied(applied);
         Ok(())
     }
