@@ -122,7 +122,7 @@ async fn health_probes_answer_as_etcd_35() {
 }
 
 #[tokio::test]
-async fn defrags_and_snapshots_are_timed_as_etcds_histograms() {
+async fn defrags_snapshots_and_hashes_are_timed_as_etcds_histograms() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     let (_, body) = http(s.port, "GET", "/metrics", "").await;
@@ -133,6 +133,9 @@ async fn defrags_and_snapshots_are_timed_as_etcds_histograms() {
         // etcd's buckets: 100 ms and 10 ms doubling.
         r#"etcd_disk_backend_defrag_duration_seconds_bucket{le="409.6"} 0"#,
         r#"etcd_disk_backend_snapshot_duration_seconds_bucket{le="655.36"} 0"#,
+        "etcd_mvcc_hash_duration_seconds_count 0",
+        "etcd_mvcc_hash_rev_duration_seconds_count 0",
+        r#"etcd_mvcc_hash_rev_duration_seconds_bucket{le="163.84"} 0"#,
     ] {
         assert!(body.contains(line), "{line} missing from\n{body}");
     }
@@ -140,6 +143,19 @@ async fn defrags_and_snapshots_are_timed_as_etcds_histograms() {
     m.defragment(oxcd_proto::etcdserverpb::DefragmentRequest {})
         .await
         .unwrap();
+    m.hash(oxcd_proto::etcdserverpb::HashRequest {})
+        .await
+        .unwrap();
+    m.hash_kv(oxcd_proto::etcdserverpb::HashKvRequest { revision: 0 })
+        .await
+        .unwrap();
+    let (_, body) = http(s.port, "GET", "/metrics", "").await;
+    for line in [
+        "etcd_mvcc_hash_duration_seconds_count 1",
+        "etcd_mvcc_hash_rev_duration_seconds_count 1",
+    ] {
+        assert!(body.contains(line), "{line} missing from\n{body}");
+    }
     let mut stream = m
         .snapshot(oxcd_proto::etcdserverpb::SnapshotRequest {})
         .await

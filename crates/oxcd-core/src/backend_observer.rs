@@ -1,9 +1,10 @@
 //! Process-wide observers of backend operations' durations, for the server's histograms
 //! (`etcd_disk_backend_commit_duration_seconds`, `_defrag_duration_seconds`,
-//! `_snapshot_duration_seconds`), each set once; unset, observing costs one atomic load.
+//! `_snapshot_duration_seconds`, `etcd_mvcc_hash_duration_seconds`,
+//! `_hash_rev_duration_seconds`), each set once; unset, observing costs one atomic load.
 
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oxcd_raft::DurationObserver;
 
@@ -16,17 +17,22 @@ pub enum BackendOp {
     Defrag,
     /// A snapshot sent to a client (Maintenance.Snapshot), from the export to the last chunk.
     Snapshot,
+    /// Maintenance.Hash: the hash of everything kept.
+    Hash,
+    /// A hash up to a revision (etcd's `HashByRev`): HashKV, and the corruption checks.
+    HashRev,
 }
 
-static OBSERVERS: [OnceLock<DurationObserver>; 3] =
-    [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+/// One slot per [`BackendOp`], indexed by its discriminant.
+const OPS: usize = 5;
+const _: () = assert!(
+    BackendOp::HashRev as usize + 1 == OPS,
+    "one slot per BackendOp"
+);
+static OBSERVERS: [OnceLock<DurationObserver>; OPS] = [const { OnceLock::new() }; OPS];
 
 fn slot(op: BackendOp) -> &'static OnceLock<DurationObserver> {
-    &OBSERVERS[match op {
-        BackendOp::Commit => 0,
-        BackendOp::Defrag => 1,
-        BackendOp::Snapshot => 2,
-    }]
+    &OBSERVERS[op as usize]
 }
 
 /// Sets the observer of `op`'s durations; false if one was set already.
@@ -39,4 +45,12 @@ pub(crate) fn observe(op: BackendOp, took: Duration) {
     if let Some(observer) = slot(op).get() {
         observer(took);
     }
+}
+
+/// Runs `f` (one `op`) and reports how long it took.
+pub(crate) fn timed<T>(op: BackendOp, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let r = f();
+    observe(op, started.elapsed());
+    r
 }

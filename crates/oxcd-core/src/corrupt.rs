@@ -35,7 +35,10 @@ struct PeerHash {
 impl EtcdServer {
     /// This member's own hash at its current revision.
     fn own_hash(&self) -> Result<KvHash, ServerError> {
-        Ok(self.store.hash_kv(0)?)
+        Ok(crate::backend_observer::timed(
+            crate::BackendOp::HashRev,
+            || self.store.hash_kv(0),
+        )?)
     }
 
     /// Every other member's hash up to `revision`, asked concurrently.

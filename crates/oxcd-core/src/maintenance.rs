@@ -10,6 +10,7 @@ use oxcd_proto::etcdserverpb::{
 };
 
 use crate::auth::Credentials;
+use crate::backend_observer::{timed, BackendOp};
 use crate::error::ServerError;
 use crate::server::EtcdServer;
 use crate::version::ETCD_SERVER_VERSION;
@@ -75,7 +76,7 @@ impl EtcdServer {
         .map_err(|e| ServerError::Internal(format!("defragmentation task failed: {e}")))?;
         match result {
             Ok(stats) => {
-                crate::backend_observer::observe(crate::BackendOp::Defrag, stats.took);
+                crate::backend_observer::observe(BackendOp::Defrag, stats.took);
                 tracing::info!(?stats, "finished defragmenting the storage backend");
                 // etcd answers with an empty response, header included.
                 Ok(DefragmentResponse { header: None })
@@ -95,7 +96,7 @@ impl EtcdServer {
     ) -> Result<HashKvResponse, ServerError> {
         self.refuse_on_learner()?;
         self.check_admin(cred).await?;
-        let h = self.store.hash_kv(req.revision)?;
+        let h = timed(BackendOp::HashRev, || self.store.hash_kv(req.revision))?;
         Ok(HashKvResponse {
             header: Some(self.header(self.store.current_revision())),
             hash: h.hash,
@@ -111,7 +112,7 @@ impl EtcdServer {
     pub async fn hash(&self, cred: &Credentials) -> Result<HashResponse, ServerError> {
         self.refuse_on_learner()?;
         self.check_admin(cred).await?;
-        let h = self.store.hash_kv(0)?;
+        let h = timed(BackendOp::Hash, || self.store.hash_kv(0))?;
         Ok(HashResponse {
             header: Some(self.header(h.hash_revision)),
             hash: h.hash,

@@ -158,10 +158,10 @@ impl PeerHandler for PeerGlue {
     }
 
     fn hash_kv(&self, revision: i64) -> Result<oxcd_peer::PeerHashKv, PeerError> {
-        let h = self
-            .store
-            .hash_kv(revision)
-            .map_err(|e| PeerError::InvalidRequest(e.to_string()))?;
+        let h = crate::backend_observer::timed(crate::BackendOp::HashRev, || {
+            self.store.hash_kv(revision)
+        })
+        .map_err(|e| PeerError::InvalidRequest(e.to_string()))?;
         Ok(oxcd_peer::PeerHashKv {
             header: oxcd_peer::PeerHashHeader {
                 member_id: self.membership.read().local_id,

@@ -62,6 +62,9 @@ struct ServerGauges {
     backend_defrag: Histogram,
     backend_snapshot: Histogram,
     defrag_inflight: Gauge,
+    /// Every Hash, and every HashKV (etcd 3.5's families).
+    hash: Histogram,
+    hash_rev: Histogram,
     client_received_bytes: IntCounter,
     client_sent_bytes: IntCounter,
     /// `etcd_mvcc_{range,put,delete,txn}_total`, from the store's counts.
@@ -307,6 +310,21 @@ impl Metrics {
                 "etcd_disk_defrag_inflight",
                 "Whether or not defrag is active on the member. 1 means active, 0 means not.",
             )?,
+            // etcd 3.5: 10 ms doubling to about 164 s.
+            hash: histogram(
+                r,
+                "etcd_mvcc_hash_duration_seconds",
+                "The latency distribution of storage hash operation.",
+                0.01,
+                15,
+            )?,
+            hash_rev: histogram(
+                r,
+                "etcd_mvcc_hash_rev_duration_seconds",
+                "The latency distribution of storage hash by revision operation.",
+                0.01,
+                15,
+            )?,
             client_received_bytes: counter(
                 r,
                 "etcd_network_client_grpc_received_bytes_total",
@@ -395,6 +413,8 @@ impl Metrics {
             (BackendOp::Commit, &metrics.gauges.backend_commit),
             (BackendOp::Defrag, &metrics.gauges.backend_defrag),
             (BackendOp::Snapshot, &metrics.gauges.backend_snapshot),
+            (BackendOp::Hash, &metrics.gauges.hash),
+            (BackendOp::HashRev, &metrics.gauges.hash_rev),
         ] {
             let h = histogram.clone();
             oxcd_core::set_backend_observer(
