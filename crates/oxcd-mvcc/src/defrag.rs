@@ -14,9 +14,8 @@
 //!    renamed over the database, and the store swaps its handle.
 //!
 //! Compactions queued before finish deleting first, and none deletes during the copy (the
-//! `compact` module's gate). A snapshot installed during the bulk copy (it cannot be, it
-//! takes the gate too; checked anyway) would invalidate it: the copy would then be redone
-//! with the writer paused, as etcd does it. A read
+//! `compact` module's gate, which a snapshot install takes too, so the file cannot be
+//! replaced under the copy either). A read
 //! begun before the swap goes on in the old file (still open, though unlinked), reads
 //! begun after it see the new file.
 
@@ -25,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, Durability, Key, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition, TableHandle, Value, WriteTransaction,
+    Database, Durability, Key, ReadTransaction, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
 use crate::backend::{KV_TABLE, META_TABLE};
@@ -88,14 +87,9 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
     Ok(from.len()?)
 }
 
-/// Copies every table of `src` into the empty `dst` in one durable transaction. Tables are
-/// copied in key order, so redb fills each page before starting the next.
-fn copy_tables(src: &Database, dst: &Database) -> Result<u64, MvccError> {
-    copy_tables_from(&src.begin_read()?, dst)
-}
-
-/// [`copy_tables`] from a read transaction the caller already holds (so it can read the
-/// meta table of the same point in time).
+/// Copies every table of `rtxn` into the empty `dst` in one durable transaction. Tables
+/// are copied in key order, so redb fills each page before starting the next. The caller
+/// holds the read transaction (so it can read the meta table of the same point in time).
 pub(crate) fn copy_tables_from(rtxn: &ReadTransaction, dst: &Database) -> Result<u64, MvccError> {
     if rtxn.list_multimap_tables()?.next().is_some() {
         return Err(MvccError::backend(
@@ -175,13 +169,13 @@ impl Store {
         // from the new file afterwards.
         let gate = self.compactions.gate.lock();
         self.finish_compactions_locked(&gate)?;
-        let (snap, base_db, base_rev, size_before) = {
+        let (snap, base_rev, size_before) = {
             let mut w = self.writer.lock();
             w.check()?;
             // Everything applied so far goes into the copy.
             let r = self.commit_locked(&mut w, false);
             poison(&mut w, r)?;
-            (self.begin_read()?, self.db(), w.rev, self.db_size())
+            (self.begin_read()?, w.rev, self.db_size())
         };
         // Counted from the read snapshot, off the writer lock.
         let in_use_before = self.count_in_use();
@@ -193,14 +187,10 @@ impl Store {
         );
         let tmp = tmp_path(&self.path);
         let _ = std::fs::remove_file(&tmp);
-        let create = || {
-            redb::Builder::new()
-                .set_cache_size(self.cache_bytes)
-                .create(&tmp)
-                .map_err(MvccError::from)
-        };
         let bulk = (|| {
-            let new_db = create()?;
+            let new_db = redb::Builder::new()
+                .set_cache_size(self.cache_bytes)
+                .create(&tmp)?;
             let rows = copy_tables_from(&snap, &new_db)?;
             Ok::<_, MvccError>((new_db, rows))
         })();
@@ -226,18 +216,10 @@ impl Store {
         }
         let committed_ms = paused.elapsed().as_millis() as u64;
         let copied = (|| {
-            let current = self.db();
-            let (new_db, rows) = if Arc::ptr_eq(&current, &base_db) {
-                let rows = catch_up(&current.begin_read()?, &bulk_db, base_rev)?;
-                (bulk_db, bulk_rows + rows)
-            } else {
-                tracing::info!("replaced during the copy; copying again with writes paused");
-                drop(bulk_db);
-                let _ = std::fs::remove_file(&tmp);
-                let new_db = create()?;
-                let rows = copy_tables(&current, &new_db)?;
-                (new_db, rows)
-            };
+            // The file copied from is still the current one: a snapshot install, the only
+            // other swap, takes the gate this defragmentation holds.
+            let rows = bulk_rows + catch_up(&*self.begin_read()?, &bulk_db, base_rev)?;
+            let new_db = bulk_db;
             let caught_up_ms = paused.elapsed().as_millis() as u64;
             std::fs::rename(&tmp, &self.path).map_err(|e| {
                 MvccError::backend(format!(

@@ -211,7 +211,8 @@ impl Store {
     /// Opens (creating if missing) the store at `path` with a redb page cache of
     /// `cache_bytes`, rebuilds the key index from the revision table and finishes an
     /// interrupted compaction (its rows are deleted by the compactor thread, or by the next
-    /// [`Store::compact`], [`Store::finish_compactions`] or [`Store::defrag`]). A leftover of an interrupted [`Store::defrag`] is removed.
+    /// [`Store::compact`], [`Store::finish_compactions`] or [`Store::defrag`]). A leftover
+    /// of an interrupted [`Store::defrag`] is removed.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, MvccError> {
         crate::defrag::remove_leftover(path);
         let db = redb::Builder::new()
