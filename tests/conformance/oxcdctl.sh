@@ -297,7 +297,7 @@ ctlsc_member_learner() {
 #   oxcd/cluster_endpoints: etcdctl's per-endpoint calls to an http:// member URL send the
 #     :authority `http://host:port`, which oxcd's HTTP/2 server refuses (RST_STREAM
 #     PROTOCOL_ERROR); oxcdctl sends host:port and succeeds. An oxcd bug to fix.
-#   oxcd/snapshot: oxcd's snapshot file is its own backend (redb), which etcdctl 3.4's
+#   oxcd/snapshot: oxcd's snapshot file is its own (a dump of its backend), which etcdctl 3.4's
 #     `snapshot status` cannot open ("invalid database") and oxcdctl reads
 #     (tests/conformance/DIFFERENCES.md).
 OXCDCTL_KNOWN_DIFFERENCES=" etcd/get_count_only oxcd/get_count_only oxcd/cluster_endpoints oxcd/snapshot "

@@ -18,7 +18,7 @@
 //!    their revisions and versions, leases and alarms are kept, as etcd keeps them.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use oxcd_mvcc::Store;
@@ -272,16 +272,7 @@ fn build(cfg: &RestoreConfig, root: &Path, membership: &Membership) -> Result<i6
         }
     }
     let db = snap.join("db");
-    copy_checked(cfg, &db)?;
-    let len = std::fs::metadata(&db)
-        .map_err(|e| io_err("cannot stat", &db, e))?
-        .len();
-    oxcd_mvcc::scan_file(&db, len, &mut |_, _, _| {}).map_err(|e| {
-        RestoreError::Invalid(format!(
-            "{} is not a complete oxcd snapshot ({e}); was it truncated?",
-            cfg.snapshot.display()
-        ))
-    })?;
+    place_backend(cfg, &db)?;
     let store = Store::open(&db).map_err(|e| io_err("cannot open the restored backend", &db, e))?;
     let backend = |e: oxcd_mvcc::MvccError| io_err("cannot write the restored backend", &db, e);
     membership.save(&store).map_err(backend)?;
@@ -295,8 +286,11 @@ fn build(cfg: &RestoreConfig, root: &Path, membership: &Membership) -> Result<i6
     Ok(revision)
 }
 
-/// Copies the snapshot's contents (without its trailer) to `db`, checking the trailer.
-fn copy_checked(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
+/// Writes the backend held by the snapshot to `db`, checking the snapshot's trailer (and
+/// that it is complete) on the way: a dump (what Maintenance.Snapshot streams) is
+/// rebuilt into a backend; a backend file (a copy of a data dir's `member/snap/db`, or a
+/// snapshot saved by oxcd before the dump format) is copied and then read in full.
+fn place_backend(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
     let src = &cfg.snapshot;
     let mut f = std::fs::File::open(src).map_err(|e| io_err("cannot open", src, e))?;
     let size = f
@@ -307,7 +301,9 @@ fn copy_checked(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
     let n = f
         .read(&mut head)
         .map_err(|e| io_err("cannot read", src, e))?;
-    if !oxcd_mvcc::is_backend_file(&head[..n]) {
+    let head = &head[..n];
+    let is_dump = oxcd_mvcc::is_dump(head);
+    if !is_dump && !oxcd_mvcc::is_backend_file(head) {
         let etcd = looks_like_bbolt(src);
         return Err(RestoreError::Invalid(if etcd {
             format!(
@@ -325,36 +321,80 @@ fn copy_checked(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
         return Err(RestoreError::MissingHash);
     }
     let body = if has_hash { size - SHA_LEN } else { size };
-    let mut out = std::fs::File::create(db).map_err(|e| io_err("cannot create", db, e))?;
-    out.write_all(&head[..n])
-        .map_err(|e| io_err("cannot write", db, e))?;
-    let mut hash = Sha256::new();
-    hash.update(&head[..n]);
-    let mut left = body - n as u64;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        f.read_exact(&mut buf[..want])
-            .map_err(|e| io_err("cannot read", src, e))?;
-        hash.update(&buf[..want]);
-        out.write_all(&buf[..want])
-            .map_err(|e| io_err("cannot write", db, e))?;
-        left -= want as u64;
-    }
-    if has_hash {
-        let mut trailer = [0u8; SHA_LEN as usize];
-        f.read_exact(&mut trailer)
-            .map_err(|e| io_err("cannot read", src, e))?;
-        let got = hash.finalize();
-        if !cfg.skip_hash_check && got.as_slice() != trailer {
-            return Err(RestoreError::HashMismatch {
-                expected: go_bytes(&trailer),
-                got: go_bytes(&got),
-            });
+    let truncated = |e: &dyn std::fmt::Display| {
+        RestoreError::Invalid(format!(
+            "{} is not a complete oxcd snapshot ({e}); was it truncated?",
+            src.display()
+        ))
+    };
+    let mut reader = HashingReader {
+        inner: std::io::BufReader::with_capacity(1 << 20, std::io::Read::chain(head, &mut f)),
+        hash: Sha256::new(),
+        read: 0,
+    };
+    if is_dump {
+        if let Err(e) = oxcd_mvcc::restore_dump(&mut reader, body, db) {
+            // A damaged dump is refused for its digest first, as etcd refuses any file.
+            if has_hash && !cfg.skip_hash_check {
+                let rest = body.saturating_sub(reader.read);
+                std::io::copy(&mut (&mut reader).take(rest), &mut std::io::sink())
+                    .map_err(|e| io_err("cannot read", src, e))?;
+                check_trailer(reader)?;
+            }
+            return Err(truncated(&e));
         }
+    } else {
+        let mut out = std::fs::File::create(db).map_err(|e| io_err("cannot create", db, e))?;
+        let copied = std::io::copy(&mut (&mut reader).take(body), &mut out)
+            .map_err(|e| io_err("cannot copy the snapshot to", db, e))?;
+        if copied != body {
+            return Err(truncated(&format!("{copied} of {body} bytes")));
+        }
+        out.sync_all().map_err(|e| io_err("cannot sync", db, e))?;
     }
-    out.sync_all().map_err(|e| io_err("cannot sync", db, e))?;
+    if has_hash && !cfg.skip_hash_check {
+        check_trailer(reader)?;
+    }
+    if !is_dump {
+        // A backend file is only known to be complete once read in full.
+        oxcd_mvcc::scan_file(db, body, &mut |_, _, _| {}).map_err(|e| truncated(&e))?;
+    }
     Ok(())
+}
+
+/// Checks that the 32 bytes after what `reader` has read are the SHA-256 of it.
+fn check_trailer(reader: HashingReader<impl Read>) -> Result<(), RestoreError> {
+    let HashingReader {
+        mut inner, hash, ..
+    } = reader;
+    let mut trailer = [0u8; SHA_LEN as usize];
+    inner
+        .read_exact(&mut trailer)
+        .map_err(|e| RestoreError::Io(format!("cannot read the snapshot's sha256: {e}")))?;
+    let got = hash.finalize();
+    if got.as_slice() != trailer {
+        return Err(RestoreError::HashMismatch {
+            expected: go_bytes(&trailer),
+            got: go_bytes(&got),
+        });
+    }
+    Ok(())
+}
+
+/// Hashes and counts what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    read: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// Whether `path` holds a bbolt file (etcd's backend): its meta page magic 0xED0CDAED at

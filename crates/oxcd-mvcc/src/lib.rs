@@ -6,7 +6,8 @@
 //! (request semantics: range/put/delete/txn), `compact` (compaction, its deletions in the background), `history`
 //! (watchers' reads of past events), `aux` (generic auxiliary tables written in the
 //! same batch), `builder` (a new backend from rows imported from etcd), `defrag` (rewriting the backend file without its free pages), `snapshot` (exporting
-//! the backend for a peer and replacing it with one received) and
+//! the backend for a peer and replacing it with one received), `dump` (the snapshot
+//! stream a client saves, and a backend rebuilt from one) and
 //! [`Store`] (the public entry point).
 
 #![warn(missing_docs)]
@@ -16,6 +17,7 @@ pub mod backend;
 mod builder;
 mod compact;
 mod defrag;
+mod dump;
 mod error;
 mod hash;
 mod history;
@@ -31,6 +33,7 @@ pub use aux::AuxEntry;
 pub use builder::{BackendBuilder, BuiltBackend};
 pub use compact::spawn_compactor;
 pub use defrag::DefragStats;
+pub use dump::{is_dump, restore_dump, scan_dump, SnapshotDump};
 pub use error::MvccError;
 pub use hash::KvHash;
 pub use history::{History, HistoryRequest};

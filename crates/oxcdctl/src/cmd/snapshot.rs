@@ -43,7 +43,7 @@ pub(super) fn status(printer: Printer, args: &[String]) -> Result<(), CtlError> 
     let n = std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .unwrap_or(0);
-    if oxcd_mvcc::is_backend_file(&head[..n]) {
+    if oxcd_mvcc::is_backend_file(&head[..n]) || oxcd_mvcc::is_dump(&head[..n]) {
         let status = oxcd_status(path).map_err(|e| CtlError::new(ExitCode::Error, e))?;
         return emit(&printer.db_status(&status)?);
     }
@@ -60,11 +60,12 @@ pub(super) fn status(printer: Printer, args: &[String]) -> Result<(), CtlError> 
     emit(&printer.db_status(&status)?)
 }
 
-/// The status of an oxcd snapshot (a redb backend, with or without its SHA-256 trailer):
-/// the hash is CRC-32C over each table's name and then its keys and values, in table-name
-/// order (etcd's over bbolt buckets, the same way); the revision is the store's; total
-/// keys counts the entries of every table, as etcd counts every bucket's; the size is the
-/// backend's (the file less its trailer).
+/// The status of an oxcd snapshot (a dump as Maintenance.Snapshot streams it, or a redb
+/// backend; either with or without its SHA-256 trailer): the hash is CRC-32C over each
+/// table's name and then its keys and values, in table-name order (etcd's over bbolt
+/// buckets, the same way), so a dump and the backend restored from it hash alike; the
+/// revision is the store's; total keys counts the entries of every table, as etcd counts
+/// every bucket's; the size is the file's less its trailer.
 fn oxcd_status(path: &std::path::Path) -> Result<DbStatus, String> {
     let size = std::fs::metadata(path)
         .map_err(|e| format!("stat {}: {e}", path.display()))?
@@ -72,14 +73,26 @@ fn oxcd_status(path: &std::path::Path) -> Result<DbStatus, String> {
     let len = if size % 512 == 32 { size - 32 } else { size };
     let mut hash = Crc32c::default();
     let mut table = String::new();
-    let scan = oxcd_mvcc::scan_file(path, len, &mut |t, k, v| {
+    let mut each = |t: &str, k: &[u8], v: &[u8]| {
         if t != table {
             table = t.to_string();
             hash.write(t.as_bytes());
         }
         hash.write(k);
         hash.write(v);
-    })
+    };
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let mut head = [0u8; 8];
+    let n = std::io::Read::read(&mut file, &mut head)
+        .map_err(|e| format!("read {}: {e}", path.display()))?;
+    let scan = if oxcd_mvcc::is_dump(&head[..n]) {
+        let mut r =
+            std::io::BufReader::with_capacity(1 << 20, std::io::Read::chain(&head[..n], file));
+        oxcd_mvcc::scan_dump(&mut r, len, &mut each)
+    } else {
+        oxcd_mvcc::scan_file(path, len, &mut each)
+    }
     .map_err(|e| format!("snapshot file integrity check failed: {e}"))?;
     Ok(DbStatus {
         hash: hash.sum(),
