@@ -118,6 +118,12 @@ pub struct Store {
     pub(crate) applied_rev: AtomicI64,
     pub(crate) applied_index: AtomicU64,
     pub(crate) committed_index: AtomicU64,
+    /// Held by [`Store::defrag`] while it makes the rename of its new file durable, after
+    /// it let writes go on in that file; holds the error if that failed. A durable commit
+    /// waits for it: until the rename is durable a crash may bring back the old file, and
+    /// the raft log must still hold what was applied since (it is released only behind a
+    /// durable commit).
+    pub(crate) rename_sync: Mutex<Option<MvccError>>,
 }
 
 /// What opening a database file finds in it: the key index and the positions the store
@@ -257,6 +263,7 @@ impl Store {
             applied_rev: AtomicI64::new(current),
             applied_index: AtomicU64::new(consistent_index),
             committed_index: AtomicU64::new(consistent_index),
+            rename_sync: Mutex::new(None),
         };
         if let Some(s) = scheduled {
             if s > compact_rev {
@@ -539,12 +546,17 @@ impl Store {
             meta_put_u64(&mut meta, META_CONSISTENT_INDEX, w.index)?;
             meta_put_u64(&mut meta, META_CURRENT_REV, w.rev as u64)?;
         }
+        let rename = durable.then(|| self.rename_sync.lock());
+        if let Some(Some(e)) = rename.as_deref() {
+            return Err(e.clone());
+        }
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
             Durability::None
         })?;
         txn.commit()?;
+        drop(rename);
         w.nondurable = !durable;
         self.state.write().committed_rev = w.rev;
         self.committed_index.store(w.index, Ordering::Release);
