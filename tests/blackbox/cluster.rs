@@ -101,6 +101,28 @@ async fn learner_add_promote_remove_follow_etcds_rules() {
         "etcdserver: can only promote a learner member"
     );
 
+    // Both refusals were promotions run by this member as leader: etcd counts them by
+    // reason (its error's text); none succeeded.
+    let (_, body) = crate::gateway::http(s.port, "GET", "/metrics", "").await;
+    for (series, want) in [
+        (
+            r#"etcd_server_learner_promote_failures{Reason="etcdserver: can only promote a learner member which is in sync with leader"}"#,
+            Some("1"),
+        ),
+        (
+            r#"etcd_server_learner_promote_failures{Reason="etcdserver: can only promote a learner member"}"#,
+            Some("1"),
+        ),
+        ("etcd_server_learner_promote_successes", Some("0")),
+    ] {
+        assert_eq!(
+            crate::gateway::sample(&body, series).as_deref(),
+            want,
+            "{series}:\n{body}"
+        );
+    }
+    assert!(body.contains("# TYPE etcd_server_learner_promote_failures counter"));
+
     let removed = c
         .member_remove(MemberRemoveRequest { id: learner.id })
         .await

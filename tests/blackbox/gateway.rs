@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::harness::Server;
 
 /// A minimal HTTP/1.1 request; returns the status code and the body.
-async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+pub(crate) async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -214,8 +214,48 @@ async fn metrics_carry_etcds_families() {
         "etcd_server_read_indexes_failed_total 0",
         // A gauge in etcd despite its name.
         "# TYPE etcd_disk_wal_write_bytes_total gauge",
+        // No read transaction outlives its read.
+        "# TYPE etcd_mvcc_db_open_read_transactions gauge",
+        "etcd_mvcc_db_open_read_transactions 0",
+        // A sole member sends no heartbeats.
+        "# TYPE etcd_server_heartbeat_send_failures_total counter",
+        "etcd_server_heartbeat_send_failures_total 0",
+        "# TYPE etcd_server_learner_promote_successes counter",
+        "etcd_server_learner_promote_successes 0",
+        "# TYPE etcd_server_snapshot_apply_in_progress_total gauge",
+        "etcd_server_snapshot_apply_in_progress_total 0",
+        // No snapshot received: etcd's histograms at zero, with etcd's buckets.
+        "# TYPE etcd_snap_db_fsync_duration_seconds histogram",
+        r#"etcd_snap_db_fsync_duration_seconds_bucket{le="0.001"} 0"#,
+        "etcd_snap_db_fsync_duration_seconds_count 0",
+        "# TYPE etcd_snap_db_save_total_duration_seconds histogram",
+        r#"etcd_snap_db_save_total_duration_seconds_bucket{le="51.2"} 0"#,
+        "etcd_snap_db_save_total_duration_seconds_count 0",
+        // etcd 3.5's: the put, applied once.
+        "# TYPE etcd_server_apply_duration_seconds histogram",
+        r#"etcd_server_apply_duration_seconds_count{op="Put",success="true",version="v3"} 1"#,
+        r#"etcd_server_apply_duration_seconds_bucket{op="Put",success="true",version="v3",le="+Inf"} 1"#,
+        // The put, from a client without a version header.
+        "# TYPE etcd_server_client_requests_total counter",
+        r#"etcd_server_client_requests_total{client_api_version="unknown",type="unary"} 1"#,
     ] {
         assert!(body.contains(line), "{line} missing from\n{body}");
+    }
+    // etcd 3.5's apply buckets: 0.1 ms doubling, 20 of them.
+    for le in ["0.0001", "0.0002", "52.4288"] {
+        let bucket = format!(
+            r#"etcd_server_apply_duration_seconds_bucket{{op="Put",success="true",version="v3",le="{le}"}}"#
+        );
+        assert!(sample(&body, &bucket).is_some(), "{bucket} missing");
+    }
+    assert!(!body.contains(r#"le="104.8576""#), "{body}");
+
+    // Vectors without a series yet are not shown, as etcd's.
+    for absent in [
+        "etcd_server_learner_promote_failures",
+        "etcd_network_server_stream_failures_total",
+    ] {
+        assert!(!body.contains(absent), "{absent} in\n{body}");
     }
     // The put's WAL records were written.
     let wal_bytes: f64 = sample(&body, "etcd_disk_wal_write_bytes_total")
@@ -311,7 +351,7 @@ async fn a_second_lock_waits_for_the_first_unlock() {
 }
 
 /// One sample of `/metrics` (the line starting with `series`), if present.
-fn sample(body: &str, series: &str) -> Option<String> {
+pub(crate) fn sample(body: &str, series: &str) -> Option<String> {
     body.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map(str::to_string)
@@ -814,4 +854,247 @@ async fn mvcc_counters_move_as_etcds_after_a_put_a_range_a_delete_and_a_txn() {
     let after = counts(&body);
     let moved: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
     assert_eq!(moved, [3, 2, 1, 1], "range, put, delete, txn");
+}
+
+/// A gRPC codec of raw message bytes: sends what no etcd message decodes from.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let mut out = vec![0; bytes::Buf::remaining(src)];
+        bytes::Buf::copy_to_slice(src, &mut out);
+        Ok(Some(out))
+    }
+}
+
+/// `req` with Go clientv3's API version header.
+fn with_version<T>(mut req: tonic::Request<T>, version: &str) -> tonic::Request<T> {
+    req.metadata_mut()
+        .insert("client-api-version", version.parse().unwrap());
+    req
+}
+
+/// Scrapes `/metrics` until `series` reads `want`; returns that scrape.
+async fn metrics_until(port: u16, series: &str, want: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http(port, "GET", "/metrics", "").await;
+        if sample(&body, series).as_deref() == Some(want) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never read {want}:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_client_requests_by_type_and_api_version() {
+    use oxcd_proto::etcdserverpb::{
+        kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion, PutRequest,
+        RangeRequest, WatchCreateRequest, WatchRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let series = |kind: &str, version: &str| {
+        format!(
+            r#"etcd_server_client_requests_total{{client_api_version="{version}",type="{kind}"}}"#
+        )
+    };
+    let count = |body: &str, kind: &str, version: &str| {
+        sample(body, &series(kind, version)).map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    let (_, before) = http(s.port, "GET", "/metrics", "").await;
+    let channel = tonic::transport::Channel::from_shared(s.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut kv = KvClient::new(channel.clone());
+    let put = || PutRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    };
+    // Go's clientv3 sends its API version with every call.
+    for v in ["3.5", "3.5", "3.4"] {
+        kv.put(with_version(tonic::Request::new(put()), v))
+            .await
+            .unwrap();
+    }
+    // No header; a value no client sends.
+    kv.range(RangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    kv.range(with_version(
+        tonic::Request::new(RangeRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        }),
+        "9.9",
+    ))
+    .await
+    .unwrap();
+    // A stream counts once, whatever it carries.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"w".to_vec(),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut watch = WatchClient::new(channel)
+        .watch(with_version(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            "3.5",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(watch.message().await.unwrap().unwrap().created);
+    // The gateway calls its server as etcd's does over gRPC: no client version.
+    let (code, _) = http(s.port, "POST", "/v3/kv/range", r#"{"key":"aw=="}"#).await;
+    assert_eq!(code, 200);
+    let (_, after) = http(s.port, "GET", "/metrics", "").await;
+    for (kind, version, moved) in [
+        ("unary", "3.5", 2),
+        ("unary", "3.4", 1),
+        ("unary", "unknown", 3),
+        ("stream", "3.5", 1),
+    ] {
+        assert_eq!(
+            count(&after, kind, version) - count(&before, kind, version),
+            moved,
+            "{kind} {version}:\n{after}"
+        );
+    }
+    assert!(!after.contains(r#"client_api_version="9.9""#), "{after}");
+    assert!(
+        after.contains("# HELP etcd_server_client_requests_total The total number of client requests per client version."),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_watch_and_keep_alive_requests_that_cannot_be_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let channel = tonic::transport::Channel::from_shared(s.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // A message no etcd request decodes from (a truncated field tag), on each stream API;
+    // the streams stay open on the client's side.
+    let mut open = Vec::new();
+    for (path, api) in [
+        ("/etcdserverpb.Watch/Watch", "watch"),
+        ("/etcdserverpb.Lease/LeaseKeepAlive", "lease-keepalive"),
+    ] {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+        tx.send(vec![0xff]).await.unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let resp = grpc
+            .streaming(
+                tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await;
+        open.push((tx, resp));
+        let series =
+            format!(r#"etcd_network_server_stream_failures_total{{API="{api}",Type="receive"}}"#);
+        let body = metrics_until(s.port, &series, "1").await;
+        assert!(
+            body.contains("# TYPE etcd_network_server_stream_failures_total counter"),
+            "{body}"
+        );
+    }
+    // A client that goes away is not a failure (etcd's client-context errors).
+    drop(open);
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(oxcd_proto::etcdserverpb::WatchRequest {
+        request_union: Some(
+            oxcd_proto::etcdserverpb::watch_request::RequestUnion::CreateRequest(
+                oxcd_proto::etcdserverpb::WatchCreateRequest {
+                    key: b"w".to_vec(),
+                    ..Default::default()
+                },
+            ),
+        ),
+    })
+    .await
+    .unwrap();
+    let mut watch = oxcd_proto::etcdserverpb::watch_client::WatchClient::new(channel)
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(watch.message().await.unwrap().unwrap().created);
+    drop(watch);
+    drop(tx);
+    let canceled = r#"grpc_server_handled_total{grpc_code="Canceled",grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"}"#;
+    let body = metrics_until(s.port, canceled, "1").await;
+    for (api, kind) in [
+        ("watch", "receive"),
+        ("lease-keepalive", "receive"),
+        ("watch", "send"),
+        ("lease-keepalive", "send"),
+    ] {
+        let want = if kind == "receive" { Some("1") } else { None };
+        assert_eq!(
+            sample(
+                &body,
+                &format!(
+                    r#"etcd_network_server_stream_failures_total{{API="{api}",Type="{kind}"}}"#
+                )
+            )
+            .as_deref(),
+            want,
+            "{api} {kind}:\n{body}"
+        );
+    }
 }

@@ -2,7 +2,9 @@
 //! `/metrics`: every rafthttp family but the snapshot ones (no snapshot is sent) with etcd's
 //! type, non-zero peer bytes on every link
 //! raft uses, active links, round-trip times from the prober, and client gRPC bytes that
-//! grow by exactly the messages' sizes (what etcd's codec counts).
+//! grow by exactly the messages' sizes (what etcd's codec counts); the server families
+//! present from the start; and the heartbeats a paused leader sends late, counted in
+//! `etcd_server_heartbeat_send_failures_total`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -158,6 +160,17 @@ async fn three_members_export_etcds_network_metrics() {
                 "member {i}: {family} is not a {kind}:\n{body}"
             );
         }
+        // Present from the start on every member, as etcd's: nothing is being installed and
+        // no snapshot was received.
+        for line in [
+            "# TYPE etcd_server_heartbeat_send_failures_total counter\n",
+            "# TYPE etcd_server_snapshot_apply_in_progress_total gauge\n",
+            "etcd_server_snapshot_apply_in_progress_total 0\n",
+            "etcd_snap_db_fsync_duration_seconds_count 0\n",
+            "etcd_snap_db_save_total_duration_seconds_count 0\n",
+        ] {
+            assert!(body.contains(line), "member {i}: no {line:?} in\n{body}");
+        }
         for j in links {
             let (me, peer) = (&ids[i], &ids[j]);
             let to = format!("{{To=\"{peer}\"}}");
@@ -179,6 +192,34 @@ async fn three_members_export_etcds_network_metrics() {
             )));
         }
     }
+
+    // A leader stopped for longer than two heartbeat intervals (the testkit's 50 ms) but
+    // less than an election timeout (500 ms) sends its next heartbeats late: etcd counts
+    // each and warns.
+    let failures = "etcd_server_heartbeat_send_failures_total";
+    let before = value(&samples(&get(&url(&c, leader), "/metrics").await), failures);
+    c.pause(leader);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    c.resume(leader);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = value(&samples(&get(&url(&c, leader), "/metrics").await), failures);
+        if now > before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no late heartbeat counted:\n{}",
+            c.log_tail(leader, 20)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        c.log_tail(leader, 200)
+            .contains("leader failed to send out heartbeat on time"),
+        "{}",
+        c.log_tail(leader, 20)
+    );
 
     // etcd's probing endpoint on the peer port.
     let probing = get(&c.members()[0].listen_peer_url, "/raft/probing").await;

@@ -187,7 +187,9 @@ impl EtcdServer {
         let members = loop {
             let l = *leadership.borrow_and_update();
             if l.is_leader() {
-                match self.promote_here(req.id).await {
+                let promoted = self.promote_here(req.id).await;
+                crate::member_events::count_promote(&promoted);
+                match promoted {
                     Err(ServerError::NotLeader) => {}
                     other => break other?,
                 }

@@ -18,6 +18,7 @@
 
 mod alarm;
 pub mod apply;
+pub mod apply_observer;
 mod auth;
 mod backend_observer;
 mod cluster;
@@ -32,6 +33,7 @@ mod kv;
 mod lease;
 mod lessor_loop;
 mod maintenance;
+mod member_events;
 mod membership;
 mod peer;
 mod probe;
@@ -46,14 +48,17 @@ pub mod validate;
 pub mod version;
 
 pub use alarm::AlarmSet;
+pub use apply_observer::{set_apply_observer, ApplyOp, ALL_APPLY_OPS, APPLY_OPS};
 pub use auth::Credentials;
 pub use backend_observer::{set_backend_observer, BackendOp};
 pub use compactor::AutoCompaction;
 pub use config::{ClusterSpec, CoreConfig};
 pub use data_dir::{DataDir, DataDirLock};
 pub use error::ServerError;
+pub use member_events::{learner_promotes, snapshot_applies_in_progress};
 pub use membership::{cluster_id, member_id, Member, Membership};
 pub use oxcd_auth::{AuthInfo, AuthStore};
+pub use oxcd_raft::heartbeat_send_failures;
 /// Sets the observer of every WAL fdatasync's duration (oxcd-raft's hook, for metrics).
 pub use oxcd_raft::set_fsync_observer as set_wal_fsync_observer;
 pub use oxcd_raft::wal_write_bytes;

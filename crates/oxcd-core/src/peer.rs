@@ -174,7 +174,9 @@ impl PeerHandler for PeerGlue {
 
     fn member_promote(&self, id: u64) -> BoxFuture<'_, Result<Vec<MemberInfo>, PeerError>> {
         Box::pin(async move {
-            let members = self.server()?.promote_here(id).await.map_err(peer_error)?;
+            let promoted = self.server()?.promote_here(id).await;
+            crate::member_events::count_promote(&promoted);
+            let members = promoted.map_err(peer_error)?;
             Ok(members
                 .into_iter()
                 .map(|m| MemberInfo {

@@ -70,6 +70,12 @@ impl EtcdServer {
         self.store.op_counts()
     }
 
+    /// The read transactions open on the backend now (etcd's
+    /// `etcd_mvcc_db_open_read_transactions`).
+    pub fn open_read_transactions(&self) -> u64 {
+        self.store.open_read_transactions()
+    }
+
     /// Whether a defragmentation is running (etcd's `etcd_disk_defrag_inflight`).
     pub fn defragmenting(&self) -> bool {
         self.defrags_running

@@ -84,6 +84,24 @@ pub(crate) struct ReadSnap {
     // Field order matters: the transaction ends before the database may close.
     txn: ReadTransaction,
     _db: Arc<Database>,
+    _open: OpenRead,
+}
+
+/// Counts one open read transaction in the store's gauge for as long as it lives (etcd's
+/// `etcd_mvcc_db_open_read_transactions`).
+struct OpenRead(Arc<AtomicI64>);
+
+impl OpenRead {
+    fn new(count: &Arc<AtomicI64>) -> OpenRead {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenRead(count.clone())
+    }
+}
+
+impl Drop for OpenRead {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::ops::Deref for ReadSnap {
@@ -111,6 +129,8 @@ pub struct Store {
     in_use_at: Mutex<Option<std::time::Instant>>,
     /// Ranges, puts, deletes and txns run (etcd's `etcd_mvcc_*_total`).
     pub(crate) ops: OpCounters,
+    /// Read transactions open now (every [`ReadSnap`] alive).
+    open_reads: Arc<AtomicI64>,
     pub(crate) state: RwLock<State>,
     pub(crate) writer: Mutex<Writer>,
     /// Compactions still deleting rows, and the gate their batches hold.
@@ -247,6 +267,7 @@ impl Store {
             in_use: AtomicU64::new(0),
             in_use_at: Mutex::new(None),
             ops: OpCounters::default(),
+            open_reads: Arc::default(),
             state: RwLock::new(State {
                 index,
                 committed_rev: current,
@@ -291,6 +312,7 @@ impl Store {
         Ok(ReadSnap {
             txn: db.begin_read()?,
             _db: db,
+            _open: OpenRead::new(&self.open_reads),
         })
     }
 
@@ -764,6 +786,13 @@ impl Store {
     /// `etcd_mvcc_*_total` count them.
     pub fn op_counts(&self) -> OpCounts {
         self.ops.get()
+    }
+
+    /// The read transactions open on the backend now: ranges, txns' reads, hashes,
+    /// history reads for watchers, snapshot exports and defragmentations in progress
+    /// (etcd's `etcd_mvcc_db_open_read_transactions`).
+    pub fn open_read_transactions(&self) -> u64 {
+        self.open_reads.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// The applier's half of [`Store::compact`]: checks, persists and queues.

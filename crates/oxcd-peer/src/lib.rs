@@ -92,5 +92,6 @@ pub use identity::{CLUSTER_ID_KEY, MEMBER_ID_KEY};
 pub use server::router;
 pub use stats::{
     AtomicHistogram, HistogramSnapshot, LinkStats, PeerStats, RTT_BUCKETS, SNAPSHOT_BUCKETS,
+    SNAP_DB_FSYNC_BUCKETS,
 };
 pub use transport::{PeerTransport, TransportOptions, TransportStats};

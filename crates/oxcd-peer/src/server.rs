@@ -191,7 +191,14 @@ impl RaftPeer for PeerService {
             link.snapshot_receive_inflight
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let result = receive_snapshot(&self.handler, from, req.into_inner(), link.as_deref()).await;
+        let result = receive_snapshot(
+            &self.handler,
+            from,
+            req.into_inner(),
+            link.as_deref(),
+            self.stats.as_deref(),
+        )
+        .await;
         if let Some(link) = &link {
             link.snapshot_receive_inflight
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -283,6 +290,7 @@ async fn receive_snapshot(
     from: u64,
     mut stream: Streaming<SnapshotChunk>,
     link: Option<&LinkStats>,
+    stats: Option<&PeerStats>,
 ) -> Result<u64, Status> {
     let started = Instant::now();
     let first = stream
@@ -309,6 +317,8 @@ async fn receive_snapshot(
     let path = crate::files::receiving(&dir, index, from);
     let mut cleanup = RemoveOnDrop(Some(path.clone()));
     tracing::info!(peer = %format!("{from:x}"), index, total_bytes = total, "receiving a snapshot");
+    // etcd's save starts with creating the file.
+    let save_started = Instant::now();
     let mut file = tokio::fs::File::create(&path)
         .await
         .map_err(|e| internal("cannot create", &path, e))?;
@@ -334,23 +344,37 @@ async fn receive_snapshot(
             "snapshot stream ended after {received} of {total} bytes"
         )));
     }
-    file.sync_all()
-        .await
-        .map_err(|e| internal("cannot sync", &path, e))?;
+    let fsync_started = Instant::now();
+    let synced = file.sync_all().await;
+    // etcd observes the fsync whether or not it failed.
+    if let Some(stats) = stats {
+        stats
+            .snap_db_fsync_seconds
+            .observe(fsync_started.elapsed().as_secs_f64());
+    }
+    synced.map_err(|e| internal("cannot sync", &path, e))?;
     drop(file);
     let h = handler.clone();
     let file_path = path.clone();
-    tokio::task::spawn_blocking(move || {
+    let (saved_after, handed) = tokio::task::spawn_blocking(move || {
         oxcd_fs::sync_parent(&file_path).map_err(|e| {
             PeerError::Internal(format!(
                 "cannot sync the directory of {}: {e}",
                 file_path.display()
             ))
         })?;
-        h.receive_snapshot(msg, &file_path)
+        let saved_after = save_started.elapsed();
+        Ok::<_, PeerError>((saved_after, h.receive_snapshot(msg, &file_path)))
     })
     .await
     .map_err(|e| Status::internal(format!("snapshot handler panicked: {e}")))??;
+    // Saved: the file and its directory entry are durable (etcd: renamed into place).
+    if let Some(stats) = stats {
+        stats
+            .snap_db_save_seconds
+            .observe(saved_after.as_secs_f64());
+    }
+    handed?;
     // The handler owns the file now.
     cleanup.0 = None;
     let secs = started.elapsed().as_secs_f64().max(1e-3);

@@ -217,11 +217,33 @@ impl LinkStats {
     }
 }
 
-/// The links of a member's transport, by peer id. Cloned handles share it: the transport
-/// counts what it sends, the peer router what it receives, the metrics read it.
-#[derive(Debug, Default)]
+/// Upper bounds of etcd's `etcd_snap_db_fsync_duration_seconds` buckets: 1 ms doubling 14
+/// times (to 8.192 s).
+pub const SNAP_DB_FSYNC_BUCKETS: [f64; 14] = exponential::<14>(0.001);
+
+/// The links of a member's transport, by peer id, and how the snapshots it received were
+/// saved. Cloned handles share it: the transport counts what it sends, the peer router what
+/// it receives, the metrics read it.
+#[derive(Debug)]
 pub struct PeerStats {
     links: Mutex<BTreeMap<u64, Arc<LinkStats>>>,
+    /// The fsync of each received snapshot's file (etcd's
+    /// `etcd_snap_db_fsync_duration_seconds`).
+    pub snap_db_fsync_seconds: AtomicHistogram,
+    /// Each received snapshot's save, from creating its file to the file and its directory
+    /// synced, the transfer included (etcd's `etcd_snap_db_save_total_duration_seconds`,
+    /// whose save copies from the peer's request body too).
+    pub snap_db_save_seconds: AtomicHistogram,
+}
+
+impl Default for PeerStats {
+    fn default() -> Self {
+        PeerStats {
+            links: Mutex::default(),
+            snap_db_fsync_seconds: AtomicHistogram::new(&SNAP_DB_FSYNC_BUCKETS),
+            snap_db_save_seconds: AtomicHistogram::new(&SNAPSHOT_BUCKETS),
+        }
+    }
 }
 
 impl PeerStats {

@@ -20,9 +20,9 @@ pub mod wire;
 
 pub use fsync_observer::{set_fsync_observer, wal_write_bytes, DurationObserver};
 pub use node::{
-    conf_change, CommittedEntry, EntryKind, Leadership, NoopTransport, RaftConfig, RaftError,
-    RaftHandle, RaftNode, RaftStatus, Role, SnapshotSource, SnapshotUnavailable, StartOptions,
-    Transport,
+    conf_change, heartbeat_send_failures, CommittedEntry, EntryKind, Leadership, NoopTransport,
+    RaftConfig, RaftError, RaftHandle, RaftNode, RaftStatus, Role, SnapshotSource,
+    SnapshotUnavailable, StartOptions, Transport,
 };
 pub use wal::{Wal, WalContents, WalError, WalOptions};
 

@@ -254,6 +254,7 @@ impl Applier {
                 entry.index
             ))
         };
+        let _in_progress = crate::member_events::SnapshotApply::start();
         let started = Instant::now();
         let s = &self.snapshots;
         self.store
@@ -387,8 +388,14 @@ impl Applier {
             index: entry.index,
             header: &header,
         };
+        let observed = crate::apply_observer::ApplyOp::of(&op);
         let started = Instant::now();
         let applied = self.chain.apply(&ctx, op);
+        if let Some(observed) = observed {
+            // etcd: a compacted-revision error is a success.
+            let success = matches!(applied, Ok(_) | Err(ServerError::Compacted));
+            crate::apply_observer::observe(observed, success, started.elapsed());
+        }
         crate::slow_apply::check(started, "");
         let result = match applied {
             Ok((response, events)) => {

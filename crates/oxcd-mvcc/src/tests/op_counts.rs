@@ -125,3 +125,25 @@ fn a_write_txn_counts_its_compares_and_its_ops_as_two_mvcc_txns() {
     s.txn_read_only(&read).unwrap();
     assert_eq!(s.op_counts(), counts(6, 1, 1, 3));
 }
+
+#[test]
+fn open_read_transactions_count_live_read_snapshots() {
+    let (_d, s) = open();
+    let yes = |_: i64| true;
+    s.put(&put_req("a", false), 1, &yes).unwrap();
+    s.commit(false).unwrap();
+    assert_eq!(s.open_read_transactions(), 0);
+    let first = s.begin_read().unwrap();
+    let second = s.begin_read().unwrap();
+    assert_eq!(s.open_read_transactions(), 2);
+    drop(first);
+    assert_eq!(s.open_read_transactions(), 1);
+    drop(second);
+    // A range opens and closes its own.
+    s.range(&RangeRequest {
+        key: b"a".to_vec(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(s.open_read_transactions(), 0);
+}

@@ -119,6 +119,14 @@ async fn a_member_behind_the_compacted_log_receives_the_snapshot_as_a_file() {
     })
     .await;
     assert_eq!(m1.transport.stats().snapshots_failed, 0);
+    // The receiver timed the file's fsync and its whole save once (etcd's
+    // etcd_snap_db_fsync_duration_seconds and _save_total_duration_seconds).
+    let stats = &m2.handler.stats;
+    assert_eq!(stats.snap_db_fsync_seconds.snapshot().count, 1);
+    let save = stats.snap_db_save_seconds.snapshot();
+    assert_eq!(save.count, 1);
+    assert!(save.sum >= stats.snap_db_fsync_seconds.snapshot().sum);
+    assert_eq!(m1.handler.stats.snap_db_save_seconds.snapshot().count, 0);
     // Neither side leaves a temporary file behind.
     for dir in [&m1.handler.snap_dir, &m2.handler.snap_dir] {
         let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();

@@ -90,6 +90,8 @@ pub(super) struct TestHandler {
     pub(super) export_delay: Duration,
     /// Messages stepped.
     pub(super) stepped: std::sync::atomic::AtomicU64,
+    /// What the peer router counts of what it receives.
+    pub(super) stats: Arc<crate::PeerStats>,
 }
 
 impl TestHandler {
@@ -116,6 +118,7 @@ impl TestHandler {
             snapshot_padding,
             export_delay,
             stepped: 0.into(),
+            stats: crate::PeerStats::new(),
         })
     }
 }
@@ -170,6 +173,10 @@ impl PeerHandler for TestHandler {
 
     fn snapshot_dir(&self) -> PathBuf {
         self.snap_dir.clone()
+    }
+
+    fn peer_stats(&self) -> Option<Arc<crate::PeerStats>> {
+        Some(self.stats.clone())
     }
 
     fn export_snapshot(&self, dest: &Path) -> Result<u64, PeerError> {

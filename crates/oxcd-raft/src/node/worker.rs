@@ -34,6 +34,7 @@ use raft::eraftpb::{Entry, EntryType, HardState};
 use raft::{RawNode, ReadState, StateRole, Storage};
 use tokio::sync::{mpsc as tokio_mpsc, oneshot, watch};
 
+use super::heartbeat::HeartbeatDetector;
 use super::membership::ConfHistory;
 use super::snapshot::NodeStorage;
 use super::storage::bootstrap;
@@ -98,6 +99,8 @@ pub(crate) struct Worker<T: Transport> {
     delivered_to: u64,
     /// A received snapshot to hand to the applier again before anything else.
     pending_snapshot: Option<(u64, u64, Vec<u8>)>,
+    /// Whether this leader's heartbeats go out on time.
+    heartbeats: HeartbeatDetector,
 }
 
 impl<T: Transport> Worker<T> {
@@ -162,6 +165,7 @@ impl<T: Transport> Worker<T> {
             unapplied_conf_changes: VecDeque::new(),
             delivered_to: boot.raft_applied,
             pending_snapshot: boot.pending_snapshot,
+            heartbeats: HeartbeatDetector::new(cfg.tick.saturating_mul(cfg.heartbeat_ticks as u32)),
         })
     }
 
@@ -378,6 +382,10 @@ impl<T: Transport> Worker<T> {
 
     fn process_ready(&mut self) -> Result<(), RaftError> {
         let mut rd = self.raw.ready();
+        if rd.ss().is_some() {
+            // A new leader or role: heartbeat intervals are measured afresh, as etcd's.
+            self.heartbeats.reset();
+        }
         self.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
@@ -415,6 +423,7 @@ impl<T: Transport> Worker<T> {
 
     fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
         if !msgs.is_empty() {
+            self.heartbeats.check(&msgs);
             self.transport.send(msgs);
         }
     }

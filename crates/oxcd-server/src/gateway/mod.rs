@@ -339,8 +339,10 @@ where
                 Ok(req) => req,
                 Err(e) => return error_response(&Status::invalid_argument(e.to_string())),
             };
-            // etcd's gateway reaches its server over gRPC, whose codec counts the messages.
+            // etcd's gateway reaches its server over gRPC, whose codec counts the messages
+            // and whose interceptor the call (no client version: `unknown`).
             crate::metrics::network::count_gateway_received(req.encoded_len());
+            crate::metrics::grpc::count_client_request(true, None);
             match call(gateway, cred, req).await {
                 Ok(resp) => {
                     crate::metrics::network::count_gateway_sent(resp.encoded_len());

@@ -22,6 +22,8 @@ pub async fn watch(
     ext: axum::http::Extensions,
     body: Body,
 ) -> Response {
+    // etcd's gateway opens the stream on its server over gRPC, without a client version.
+    crate::metrics::grpc::count_client_request(false, None);
     let cred = super::credentials(&headers, &ext);
     let requests = requests::<WatchRequest>(body, gateway.max_body_bytes);
     respond(gateway.watch.open(Box::pin(requests), false, cred))
@@ -29,6 +31,8 @@ pub async fn watch(
 
 /// `POST /v3/lease/keepalive`: a keep-alive stream.
 pub async fn keep_alive(State(gateway): State<Gateway>, body: Body) -> Response {
+    // etcd's gateway opens the stream on its server over gRPC, without a client version.
+    crate::metrics::grpc::count_client_request(false, None);
     let requests = requests::<LeaseKeepAliveRequest>(body, gateway.max_body_bytes);
     respond(crate::grpc::lease::keep_alive(
         gateway.server.clone(),
@@ -49,7 +53,11 @@ pub async fn observe(
         Err(status) => return super::error_response(&status),
     };
     match json::from_json::<LeaderRequest>(&bytes) {
-        Ok(req) => respond(crate::grpc::election::observe(&gateway.server, &cred, req)),
+        Ok(req) => {
+            // etcd's gateway calls its server over gRPC, without a client version.
+            crate::metrics::grpc::count_client_request(false, None);
+            respond(crate::grpc::election::observe(&gateway.server, &cred, req))
+        }
         Err(e) => super::error_response(&Status::invalid_argument(e.to_string())),
     }
 }
@@ -69,6 +77,8 @@ pub async fn snapshot(
     if let Err(e) = json::from_json::<SnapshotRequest>(&bytes) {
         return super::error_response(&Status::invalid_argument(e.to_string()));
     }
+    // etcd's gateway opens the stream on its server over gRPC, without a client version.
+    crate::metrics::grpc::count_client_request(false, None);
     let cred = super::credentials(&headers, &ext);
     match crate::grpc::maintenance::snapshot(&gateway.server, &cred).await {
         Ok(stream) => respond(stream),

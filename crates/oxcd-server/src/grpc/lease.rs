@@ -56,10 +56,17 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
-        Ok(Response::new(keep_alive(
-            self.server.clone(),
-            req.into_inner(),
-        )))
+        // A request the stream could not deliver (etcd's receive failure); the gateway's
+        // streams are not counted: etcd's gateway only forwards what it decoded.
+        let inbound = req.into_inner().inspect(|r| {
+            if let Err(status) = r {
+                crate::metrics::grpc::stream_receive_failed(
+                    crate::metrics::grpc::StreamApi::LeaseKeepAlive,
+                    status,
+                );
+            }
+        });
+        Ok(Response::new(keep_alive(self.server.clone(), inbound)))
     }
 
     async fn lease_time_to_live(

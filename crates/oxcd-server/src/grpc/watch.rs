@@ -84,11 +84,17 @@ impl Watch for WatchService {
         self.server.refuse_on_learner()?;
         let require_leader = super::requires_leader(req.metadata());
         let cred = super::credentials(&req);
-        Ok(Response::new(self.open(
-            req.into_inner(),
-            require_leader,
-            cred,
-        )))
+        // A request the stream could not deliver (etcd's receive failure); the gateway's
+        // streams are not counted: etcd's gateway only forwards what it decoded.
+        let inbound = req.into_inner().inspect(|r| {
+            if let Err(status) = r {
+                crate::metrics::grpc::stream_receive_failed(
+                    crate::metrics::grpc::StreamApi::Watch,
+                    status,
+                );
+            }
+        });
+        Ok(Response::new(self.open(inbound, require_leader, cred)))
     }
 }
 

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -130,6 +131,94 @@ const METHODS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
 ];
+
+/// The gRPC metadata header in which Go's clientv3 sends its API version (`3.5`).
+const CLIENT_API_VERSION: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("client-api-version");
+
+/// The `client_api_version` label values of `etcd_server_client_requests_total`: etcd's
+/// `unknown` (no header), then every `3.<minor>` a client could send. A value outside the
+/// list (no Go clientv3 sends one) is counted as `unknown` too, which keeps recording to
+/// one comparison and one atomic add, and the family's series bounded.
+pub const API_VERSIONS: [&str; 17] = [
+    "unknown", "3.0", "3.1", "3.2", "3.3", "3.4", "3.5", "3.6", "3.7", "3.8", "3.9", "3.10",
+    "3.11", "3.12", "3.13", "3.14", "3.15",
+];
+
+/// The `type` label values of `etcd_server_client_requests_total`, by index.
+pub const REQUEST_TYPES: [&str; 2] = ["unary", "stream"];
+
+/// Client requests by [`REQUEST_TYPES`] and [`API_VERSIONS`] index, process-wide; added
+/// to `etcd_server_client_requests_total` when scraped.
+pub static CLIENT_REQUESTS: [[AtomicU64; API_VERSIONS.len()]; 2] =
+    [const { [const { AtomicU64::new(0) }; API_VERSIONS.len()] }; 2];
+
+/// Where a request whose `client-api-version` header is `value` is counted in
+/// [`API_VERSIONS`]: `3.<minor>` for a listed minor, else `unknown` (0).
+pub fn api_version_slot(value: Option<&[u8]>) -> usize {
+    let Some(minor) = value.and_then(|v| v.strip_prefix(b"3.")) else {
+        return 0;
+    };
+    let n = match minor {
+        [d] if d.is_ascii_digit() => usize::from(d - b'0'),
+        [b'1', d] if d.is_ascii_digit() => 10 + usize::from(d - b'0'),
+        _ => return 0,
+    };
+    if n + 1 < API_VERSIONS.len() {
+        n + 1
+    } else {
+        0
+    }
+}
+
+/// Counts one client request (etcd's interceptors: every unary call and every stream,
+/// by the client's API version).
+pub fn count_client_request(unary: bool, api_version: Option<&[u8]>) {
+    CLIENT_REQUESTS[usize::from(!unary)][api_version_slot(api_version)]
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+/// The `(Type, API)` label values of `etcd_network_server_stream_failures_total`, by index.
+pub const STREAM_FAILURE_LABELS: [(&str, &str); 4] = [
+    ("receive", "watch"),
+    ("send", "watch"),
+    ("receive", "lease-keepalive"),
+    ("send", "lease-keepalive"),
+];
+
+/// Stream failures by [`STREAM_FAILURE_LABELS`] index, process-wide.
+pub static STREAM_FAILURES: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// Which stream API failed.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamApi {
+    /// `Watch`.
+    Watch,
+    /// `LeaseKeepAlive`.
+    LeaseKeepAlive,
+}
+
+/// Whether a stream error is the client going away (etcd's `isClientCtxErr`: canceled,
+/// past its deadline, disconnected), which etcd does not count as a failure.
+pub fn is_client_gone(status: &tonic::Status) -> bool {
+    matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded)
+        || (status.code() == Code::Unavailable && status.message() == "client disconnected")
+}
+
+/// Counts (and logs, as etcd's warning) a request that could not be received from a
+/// client's stream, unless the client went away.
+pub fn stream_receive_failed(api: StreamApi, status: &tonic::Status) {
+    let (index, what) = match api {
+        StreamApi::Watch => (0, "watch request"),
+        StreamApi::LeaseKeepAlive => (2, "lease keepalive request"),
+    };
+    if is_client_gone(status) {
+        tracing::debug!(error = %status, "failed to receive {what} from gRPC stream");
+    } else {
+        tracing::warn!(error = %status, "failed to receive {what} from gRPC stream");
+        STREAM_FAILURES[index].fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// One method's series.
 struct MethodSeries {
@@ -255,6 +344,10 @@ pub async fn record(State(metrics): State<Arc<GrpcMetrics>>, req: Request, next:
     else {
         return next.run(req).await;
     };
+    count_client_request(
+        series.unary,
+        req.headers().get(CLIENT_API_VERSION).map(|v| v.as_bytes()),
+    );
     let started = Instant::now();
     series.started.inc();
     if series.unary {
@@ -424,7 +517,46 @@ impl HttpBody for CountMessages {
 
 #[cfg(test)]
 mod tests {
-    use super::Frames;
+    use super::{api_version_slot, is_client_gone, Frames, API_VERSIONS};
+
+    #[test]
+    fn the_api_version_label_is_the_clients_known_version_or_unknown() {
+        let label = |v: Option<&[u8]>| API_VERSIONS[api_version_slot(v)];
+        assert_eq!(label(None), "unknown");
+        assert_eq!(label(Some(b"3.5")), "3.5");
+        assert_eq!(label(Some(b"3.0")), "3.0");
+        assert_eq!(label(Some(b"3.4")), "3.4");
+        assert_eq!(label(Some(b"3.10")), "3.10");
+        assert_eq!(label(Some(b"3.15")), "3.15");
+        for other in [
+            &b""[..],
+            b"3",
+            b"3.",
+            b"3.16",
+            b"3.20",
+            b"3.5.1",
+            b"2.3",
+            b"4.0",
+            b"3.x",
+            b"unknown",
+            b"3.05",
+        ] {
+            assert_eq!(label(Some(other)), "unknown", "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_client_going_away_is_not_a_stream_failure() {
+        assert!(is_client_gone(&tonic::Status::cancelled("gone")));
+        assert!(is_client_gone(&tonic::Status::deadline_exceeded("late")));
+        assert!(is_client_gone(&tonic::Status::unavailable(
+            "client disconnected"
+        )));
+        assert!(!is_client_gone(&tonic::Status::out_of_range(
+            "decoded message length too large"
+        )));
+        assert!(!is_client_gone(&tonic::Status::internal("decode")));
+    }
 
     fn message(len: u32) -> Vec<u8> {
         let mut m = vec![0];

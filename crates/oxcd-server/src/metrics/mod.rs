@@ -3,9 +3,16 @@
 //! `/metrics` and on `--listen-metrics-urls`.
 //!
 //! * server state (`etcd_server_*`, `etcd_mvcc_db_*`): read from the server when scraped;
-//!   leader changes are counted by a sampler that follows the raft leader;
+//!   leader changes are counted by a sampler that follows the raft leader; the core's and
+//!   raft's process-wide counts (slow applies, late heartbeats, learner promotions, snapshot
+//!   installs) are added when scraped;
+//! * durations: observers set once in oxcd-raft (WAL fsync) and oxcd-core (backend
+//!   commits, defragmentations, snapshots, hashes; applied requests for etcd 3.5's
+//!   `etcd_server_apply_duration_seconds`, whose series are resolved on first use);
 //! * gRPC (`grpc_server_*`, go-grpc-prometheus's families): [`grpc`], recorded per call
-//!   through counters resolved once per method (no lock, no allocation when recording);
+//!   through counters resolved once per method (no lock, no allocation when recording),
+//!   with etcd's `etcd_server_client_requests_total` (by the `client-api-version` header)
+//!   and `etcd_network_server_stream_failures_total` counted in process-wide atomics;
 //! * network (`etcd_network_*`): [`network`], client gRPC bytes counted as bodies pass
 //!   and peer traffic from oxcd-peer's per-peer atomics;
 //! * `process_*`: the prometheus crate's process collector (Linux).
@@ -16,15 +23,15 @@ pub mod grpc;
 pub mod network;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use oxcd_core::version::{ETCD_CLUSTER_VERSION, ETCD_SERVER_VERSION};
 use oxcd_core::BackendOp;
 use oxcd_core::EtcdServer;
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec,
+    IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 /// Which families are exported (`--metrics`).
@@ -74,6 +81,16 @@ struct ServerGauges {
     slow_read_indexes: IntCounter,
     read_indexes_failed: IntCounter,
     slow_applies: IntCounter,
+    open_read_txns: Gauge,
+    heartbeat_send_failures: IntCounter,
+    learner_promote_successes: IntCounter,
+    /// By `Reason`.
+    learner_promote_failures: IntCounterVec,
+    snapshot_apply_in_progress: Gauge,
+    /// By `type` and `client_api_version`.
+    client_requests: IntCounterVec,
+    /// By `Type` and `API`.
+    stream_failures: IntCounterVec,
 }
 
 /// The registry and its families.
@@ -96,6 +113,8 @@ pub struct Metrics {
     read_index_counted: [AtomicU64; 2],
     /// The slow applies already added to their counter.
     slow_applies_counted: AtomicU64,
+    /// The late heartbeats already added to their counter.
+    heartbeats_counted: AtomicU64,
     /// etcd's `os_fd_*` gauges (Linux).
     fds: Option<FdGauges>,
 }
@@ -124,6 +143,53 @@ impl FdGauges {
             self.limit.set(soft);
         }
     }
+}
+
+/// Raises `counter` to `total` (a count that only grows), for a vector's child that mirrors
+/// a process-wide count: no bookkeeping of what was added, the child holds it.
+fn raise_to(counter: &IntCounter, total: u64) {
+    let have = counter.get();
+    if total > have {
+        counter.inc_by(total - have);
+    }
+}
+
+/// A counter family with labels, registered.
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+/// etcd 3.5's `etcd_server_apply_duration_seconds{version,op,success}` (0.1 ms doubling,
+/// 20 buckets), recorded through oxcd-core's apply observer: each operation's two series
+/// are created the first time they are observed (as etcd's vector creates them), then
+/// recording is one atomic load and the histogram's atomics.
+fn observe_applies(registry: &Registry) -> Result<(), MetricsError> {
+    let vec = HistogramVec::new(
+        HistogramOpts::new(
+            "etcd_server_apply_duration_seconds",
+            "The latency distributions of v2 apply called by backend.",
+        )
+        .buckets(exponential_buckets(0.0001, 2.0, 20)?),
+        &["version", "op", "success"],
+    )?;
+    registry.register(Box::new(vec.clone()))?;
+    let series: Box<[[OnceLock<Histogram>; 2]; oxcd_core::APPLY_OPS]> =
+        Box::new([const { [const { OnceLock::new() }; 2] }; oxcd_core::APPLY_OPS]);
+    oxcd_core::set_apply_observer(Box::new(move |op, success, took| {
+        let h = series[op as usize][usize::from(success)].get_or_init(|| {
+            let outcome = if success { "true" } else { "false" };
+            vec.with_label_values(&["v3", op.name(), outcome])
+        });
+        h.observe(took.as_secs_f64());
+    }));
+    Ok(())
 }
 
 /// Adds to `counter` what `total` (a count that only grows) grew by since `counted`.
@@ -356,7 +422,46 @@ impl Metrics {
                 "etcd_server_slow_apply_total",
                 "The total number of slow apply requests (likely overloaded from slow disk).",
             )?,
+            open_read_txns: gauge(
+                r,
+                "etcd_mvcc_db_open_read_transactions",
+                "The number of currently open read transactions",
+            )?,
+            heartbeat_send_failures: counter(
+                r,
+                "etcd_server_heartbeat_send_failures_total",
+                "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+            )?,
+            learner_promote_successes: counter(
+                r,
+                "etcd_server_learner_promote_successes",
+                "The total number of successful learner promotions while this member is leader.",
+            )?,
+            learner_promote_failures: counter_vec(
+                r,
+                "etcd_server_learner_promote_failures",
+                "The total number of failed learner promotions (likely learner not ready) while this member is leader.",
+                &["Reason"],
+            )?,
+            snapshot_apply_in_progress: gauge(
+                r,
+                "etcd_server_snapshot_apply_in_progress_total",
+                "1 if the server is applying the incoming snapshot. 0 if none.",
+            )?,
+            client_requests: counter_vec(
+                r,
+                "etcd_server_client_requests_total",
+                "The total number of client requests per client version.",
+                &["type", "client_api_version"],
+            )?,
+            stream_failures: counter_vec(
+                r,
+                "etcd_network_server_stream_failures_total",
+                "The total number of stream failures from the local server.",
+                &["Type", "API"],
+            )?,
         };
+        observe_applies(r)?;
         let header = server.header(0);
         info(
             r,
@@ -403,6 +508,7 @@ impl Metrics {
             mvcc_ops_counted: Default::default(),
             read_index_counted: Default::default(),
             slow_applies_counted: AtomicU64::new(0),
+            heartbeats_counted: AtomicU64::new(0),
             fds,
         });
         metrics.sample_leader();
@@ -548,6 +654,42 @@ impl Metrics {
             &self.slow_applies_counted,
             oxcd_core::slow_applies(),
         );
+        g.open_read_txns
+            .set(self.server.open_read_transactions() as f64);
+        add_growth(
+            &g.heartbeat_send_failures,
+            &self.heartbeats_counted,
+            oxcd_core::heartbeat_send_failures(),
+        );
+        let (promoted, failed) = oxcd_core::learner_promotes();
+        raise_to(&g.learner_promote_successes, promoted);
+        for (reason, n) in failed {
+            raise_to(
+                &g.learner_promote_failures
+                    .with_label_values(&[reason.as_str()]),
+                n,
+            );
+        }
+        g.snapshot_apply_in_progress
+            .set(oxcd_core::snapshot_applies_in_progress() as f64);
+        // Vectors' series appear once they count something, as etcd's.
+        for (kind, by_version) in grpc::REQUEST_TYPES.iter().zip(&grpc::CLIENT_REQUESTS) {
+            for (version, n) in grpc::API_VERSIONS.iter().zip(by_version) {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    raise_to(&g.client_requests.with_label_values(&[*kind, *version]), n);
+                }
+            }
+        }
+        for ((kind, api), n) in grpc::STREAM_FAILURE_LABELS
+            .iter()
+            .zip(&grpc::STREAM_FAILURES)
+        {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                raise_to(&g.stream_failures.with_label_values(&[*kind, *api]), n);
+            }
+        }
         if let Some(fds) = &self.fds {
             fds.refresh();
         }

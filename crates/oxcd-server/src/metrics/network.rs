@@ -16,7 +16,8 @@
 //! * **Peers**: [`PeerCollector`] exports oxcd-peer's per-peer atomics
 //!   ([`oxcd_peer::PeerStats`], whose docs say what each counts) under etcd's rafthttp
 //!   names, types, help texts, labels (`To`, `From`, `Local`, `Remote`: member ids in
-//!   hex, as etcd's `types.ID` prints them) and buckets, read when scraped.
+//!   hex, as etcd's `types.ID` prints them) and buckets, read when scraped; with them the
+//!   member's received snapshots' fsync and save durations (`etcd_snap_db_*`).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -269,6 +270,19 @@ const PEER_FAMILIES: [(&str, &str, MetricType, &[&str]); 15] = [
     ),
 ];
 
+/// etcd's snap families: how the snapshots this member received were saved (no labels;
+/// present from the start, as etcd's).
+const SNAP_DB_FAMILIES: [(&str, &str); 2] = [
+    (
+        "etcd_snap_db_fsync_duration_seconds",
+        "The latency distributions of fsyncing .snap.db file",
+    ),
+    (
+        "etcd_snap_db_save_total_duration_seconds",
+        "The total latency distributions of v3 snapshot save",
+    ),
+];
+
 /// Exports a member's [`PeerStats`] as etcd's rafthttp families: one series per peer the
 /// member has had a link with (created at zero when the peer is added, kept after it is
 /// removed, so counters never go back); the `etcd_network_snapshot_*` series of a peer
@@ -284,10 +298,16 @@ impl PeerCollector {
     pub fn new(stats: Arc<PeerStats>, local_id: u64) -> Result<PeerCollector, prometheus::Error> {
         let descs = PEER_FAMILIES
             .iter()
-            .map(|(name, help, _, labels)| {
+            .map(|(name, help, _, labels)| (*name, *help, *labels))
+            .chain(
+                SNAP_DB_FAMILIES
+                    .iter()
+                    .map(|(name, help)| (*name, *help, &[][..])),
+            )
+            .map(|(name, help, labels)| {
                 Desc::new(
-                    (*name).to_string(),
-                    (*help).to_string(),
+                    name.to_string(),
+                    help.to_string(),
                     labels.iter().map(|l| (*l).to_string()).collect(),
                     Default::default(),
                 )
@@ -362,11 +382,18 @@ impl Collector for PeerCollector {
                 }
             }
         }
+        let snap_db = [
+            &self.stats.snap_db_fsync_seconds,
+            &self.stats.snap_db_save_seconds,
+        ]
+        .map(|h| vec![histogram(&[], &h.snapshot())]);
         PEER_FAMILIES
             .iter()
+            .map(|(_, _, kind, _)| *kind)
+            .chain([MetricType::HISTOGRAM; 2])
             .zip(&self.descs)
-            .zip(families)
-            .map(|(((_, _, kind, _), desc), metrics)| family(desc, *kind, metrics))
+            .zip(families.into_iter().chain(snap_db))
+            .map(|((kind, desc), metrics)| family(desc, kind, metrics))
             .collect()
     }
 }

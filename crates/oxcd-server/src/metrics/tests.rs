@@ -55,8 +55,36 @@ fn peer_families_have_etcds_names_types_labels_and_buckets() {
             network::PeerCollector::new(stats.clone(), 0xabc).unwrap(),
         ))
         .unwrap();
-    // No peer yet: no family (etcd's vectors have no series either).
-    assert_eq!(render(&registry), "");
+    // No peer yet: no peer family (etcd's vectors have no series either), only the
+    // received snapshots' save histograms, at zero with etcd's buckets.
+    let text = render(&registry);
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .collect();
+    assert_eq!(
+        families,
+        [
+            "etcd_snap_db_fsync_duration_seconds histogram",
+            "etcd_snap_db_save_total_duration_seconds histogram"
+        ],
+        "{text}"
+    );
+    for line in [
+        "# HELP etcd_snap_db_fsync_duration_seconds The latency distributions of fsyncing .snap.db file",
+        r#"etcd_snap_db_fsync_duration_seconds_bucket{le="0.001"} 0"#,
+        r#"etcd_snap_db_fsync_duration_seconds_bucket{le="8.192"} 0"#,
+        "etcd_snap_db_fsync_duration_seconds_count 0",
+        "# HELP etcd_snap_db_save_total_duration_seconds The total latency distributions of v3 snapshot save",
+        r#"etcd_snap_db_save_total_duration_seconds_bucket{le="0.1"} 0"#,
+        r#"etcd_snap_db_save_total_duration_seconds_bucket{le="51.2"} 0"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    assert!(!text.contains(r#"le="16.384""#), "{text}");
+    stats.snap_db_save_seconds.observe(0.3);
+    assert!(render(&registry)
+        .contains(r#"etcd_snap_db_save_total_duration_seconds_bucket{le="0.4"} 1"#));
 
     let link = stats.link(0x1f);
     link.sent_bytes.fetch_add(300, Ordering::Relaxed);
@@ -83,9 +111,10 @@ fn peer_families_have_etcds_names_types_labels_and_buckets() {
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
     }
-    // The snapshot families appear with the first snapshot, each direction on its own.
-    assert!(!text.contains("snapshot"), "{text}");
-    assert_eq!(text.matches("# TYPE ").count(), 7, "{text}");
+    // The snapshot families appear with the first snapshot, each direction on its own (the
+    // two `etcd_snap_db_*` families are there from the start).
+    assert!(!text.contains("etcd_network_snapshot"), "{text}");
+    assert_eq!(text.matches("# TYPE ").count(), 7 + 2, "{text}");
     link.snapshot_send_success.fetch_add(1, Ordering::Relaxed);
     link.snapshot_send_seconds.observe(3.0);
     let text = render(&registry);
@@ -101,13 +130,13 @@ fn peer_families_have_etcds_names_types_labels_and_buckets() {
         assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
     }
     assert!(!text.contains("snapshot_receive"), "{text}");
-    assert_eq!(text.matches("# TYPE ").count(), 11, "{text}");
+    assert_eq!(text.matches("# TYPE ").count(), 11 + 2, "{text}");
     link.snapshot_receive_failures
         .fetch_add(1, Ordering::Relaxed);
     let text = render(&registry);
     assert!(text.lines().any(|l| l
         == r#"etcd_network_snapshot_receive_total_duration_seconds_bucket{From="1f",le="0.1"} 0"#));
-    assert_eq!(text.matches("# TYPE ").count(), 15, "{text}");
+    assert_eq!(text.matches("# TYPE ").count(), 15 + 2, "{text}");
 }
 
 #[tokio::test]
