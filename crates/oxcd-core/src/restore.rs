@@ -18,7 +18,7 @@
 //!    their revisions and versions, leases and alarms are kept, as etcd keeps them.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use oxcd_mvcc::Store;
@@ -327,34 +327,30 @@ fn place_backend(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
             src.display()
         ))
     };
-    let mut reader = HashingReader {
-        inner: std::io::BufReader::with_capacity(1 << 20, std::io::Read::chain(head, &mut f)),
-        hash: Sha256::new(),
-        read: 0,
-    };
-    if is_dump {
-        if let Err(e) = oxcd_mvcc::restore_dump(&mut reader, body, db) {
-            // A damaged dump is refused for its digest first, as etcd refuses any file.
-            if has_hash && !cfg.skip_hash_check {
-                let rest = body.saturating_sub(reader.read);
-                std::io::copy(&mut (&mut reader).take(rest), &mut std::io::sink())
-                    .map_err(|e| io_err("cannot read", src, e))?;
-                check_trailer(reader)?;
-            }
-            return Err(truncated(&e));
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, std::io::Read::chain(head, &mut f));
+    std::thread::scope(|scope| {
+        // The digest is checked on a thread of its own, which reads the file a second time
+        // (from the page cache): hashing a gigabyte takes about as long as rebuilding the
+        // backend from it.
+        let digest = (has_hash && !cfg.skip_hash_check)
+            .then(|| scope.spawn(move || check_digest(src, body)));
+        let placed = if is_dump {
+            oxcd_mvcc::restore_dump(&mut reader, body, db)
+                .map(drop)
+                .map_err(|e| truncated(&e))
+        } else {
+            copy_backend(&mut reader, body, db, &truncated)
+        };
+        // A damaged file is refused for its digest first, as etcd refuses any file.
+        if let Some(digest) = digest {
+            digest.join().unwrap_or_else(|_| {
+                Err(RestoreError::Io(
+                    "the snapshot's digest check panicked".into(),
+                ))
+            })?;
         }
-    } else {
-        let mut out = std::fs::File::create(db).map_err(|e| io_err("cannot create", db, e))?;
-        let copied = std::io::copy(&mut (&mut reader).take(body), &mut out)
-            .map_err(|e| io_err("cannot copy the snapshot to", db, e))?;
-        if copied != body {
-            return Err(truncated(&format!("{copied} of {body} bytes")));
-        }
-        out.sync_all().map_err(|e| io_err("cannot sync", db, e))?;
-    }
-    if has_hash && !cfg.skip_hash_check {
-        check_trailer(reader)?;
-    }
+        placed
+    })?;
     if !is_dump {
         // A backend file is only known to be complete once read in full.
         oxcd_mvcc::scan_file(db, body, &mut |_, _, _| {}).map_err(|e| truncated(&e))?;
@@ -362,13 +358,42 @@ fn place_backend(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// Checks that the 32 bytes after what `reader` has read are the SHA-256 of it.
-fn check_trailer(reader: HashingReader<impl Read>) -> Result<(), RestoreError> {
-    let HashingReader {
-        mut inner, hash, ..
-    } = reader;
+/// Copies a backend file's `body` bytes from `reader` to `db`, durably.
+fn copy_backend(
+    reader: &mut impl Read,
+    body: u64,
+    db: &Path,
+    truncated: &dyn Fn(&dyn std::fmt::Display) -> RestoreError,
+) -> Result<(), RestoreError> {
+    let mut out = std::fs::File::create(db).map_err(|e| io_err("cannot create", db, e))?;
+    let copied = std::io::copy(&mut reader.take(body), &mut out)
+        .map_err(|e| io_err("cannot copy the snapshot to", db, e))?;
+    if copied != body {
+        return Err(truncated(&format!("{copied} of {body} bytes")));
+    }
+    out.sync_all().map_err(|e| io_err("cannot sync", db, e))
+}
+
+/// Checks that the 32 bytes after the first `body` bytes of `src` are their SHA-256.
+fn check_digest(src: &Path, body: u64) -> Result<(), RestoreError> {
+    let f = std::fs::File::open(src).map_err(|e| io_err("cannot open", src, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+    let mut hash = Sha256::new();
+    let mut left = body;
+    while left > 0 {
+        let buf = reader
+            .fill_buf()
+            .map_err(|e| io_err("cannot read", src, e))?;
+        if buf.is_empty() {
+            return Err(io_err("cannot read", src, "unexpected end of file"));
+        }
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        hash.update(&buf[..n]);
+        reader.consume(n);
+        left -= n as u64;
+    }
     let mut trailer = [0u8; SHA_LEN as usize];
-    inner
+    reader
         .read_exact(&mut trailer)
         .map_err(|e| RestoreError::Io(format!("cannot read the snapshot's sha256: {e}")))?;
     let got = hash.finalize();
@@ -379,22 +404,6 @@ fn check_trailer(reader: HashingReader<impl Read>) -> Result<(), RestoreError> {
         });
     }
     Ok(())
-}
-
-/// Hashes and counts what is read through it.
-struct HashingReader<R> {
-    inner: R,
-    hash: Sha256,
-    read: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.read += n as u64;
-        Ok(n)
-    }
 }
 
 /// Whether `path` holds a bbolt file (etcd's backend): its meta page magic 0xED0CDAED at
