@@ -337,7 +337,10 @@ fn place_backend(cfg: &RestoreConfig, db: &Path) -> Result<(), RestoreError> {
         let placed = if is_dump {
             oxcd_mvcc::restore_dump(&mut reader, body, db)
                 .map(drop)
-                .map_err(|e| truncated(&e))
+                .map_err(|e| match e {
+                    oxcd_mvcc::MvccError::Corrupt { .. } => truncated(&e),
+                    other => io_err("cannot restore the backend into", db, other),
+                })
         } else {
             copy_backend(&mut reader, body, db, &truncated)
         };

@@ -52,6 +52,8 @@ const MAX_FIELD: u32 = 1 << 30;
 /// Bytes of rows inserted per (non-durable) commit while restoring, so a large restore
 /// never holds all of it in one transaction.
 const RESTORE_BYTES_PER_COMMIT: u64 = 256 << 20;
+/// Bytes of rows a restore gathers before inserting them.
+const RESTORE_BATCH_BYTES: usize = 8 << 20;
 
 /// Whether `head` (the first bytes of a file) starts like a dump.
 pub fn is_dump(head: &[u8]) -> bool {
@@ -103,8 +105,10 @@ impl Store {
         let mut body = HEADER_LEN + FOOTER_LEN;
         visit_rows(&snap, &mut |row| {
             body += match row {
-                Row::Table(name) => 1 + 4 + name.len() as u64,
-                Row::Entry(k, v) => 1 + 4 + 4 + k.len() as u64 + v.len() as u64,
+                Row::Table(name) => 1 + 4 + u64::from(field_len(name.len())?),
+                Row::Entry(k, v) => {
+                    1 + 4 + 4 + u64::from(field_len(k.len())?) + u64::from(field_len(v.len())?)
+                }
             };
             Ok(())
         })?;
@@ -158,15 +162,18 @@ impl SnapshotDump {
         out.write_all(&footer).map_err(io)?;
         written += FOOTER_LEN;
         // The read transaction is the one the size was counted in: nothing can differ.
-        if written > self.size {
-            return Err(MvccError::backend(format!(
-                "the snapshot grew while it was written ({written} bytes, {} counted)",
-                self.size
-            )));
-        }
+        let padding = self
+            .size
+            .checked_sub(written)
+            .filter(|&p| p < PAD_TO)
+            .ok_or_else(|| {
+                MvccError::backend(format!(
+                    "the snapshot changed while it was written ({written} bytes, {} counted)",
+                    self.size
+                ))
+            })?;
         let zeros = [0u8; PAD_TO as usize];
-        out.write_all(&zeros[..(self.size - written) as usize])
-            .map_err(io)?;
+        out.write_all(&zeros[..padding as usize]).map_err(io)?;
         Ok(())
     }
 }
@@ -193,6 +200,11 @@ fn visit_rows(
     txn: &redb::ReadTransaction,
     each: &mut dyn FnMut(Row<'_>) -> Result<(), MvccError>,
 ) -> Result<(), MvccError> {
+    if txn.list_multimap_tables()?.next().is_some() {
+        return Err(MvccError::backend(
+            "the database holds a multimap table this version does not know",
+        ));
+    }
     let mut names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
     names.sort();
     for name in &names {
@@ -297,42 +309,83 @@ pub fn restore_dump(r: &mut dyn Read, len: u64, dest: &Path) -> Result<FileScan,
             .set_cache_size(crate::DEFAULT_CACHE_BYTES)
             .create(dest)?;
         let mut scan = RowScan::default();
-        let mut txn = Some(db.begin_write()?);
-        let mut pending = 0u64;
+        let mut txn = db.begin_write()?;
+        let mut batch = RowBatch::default();
+        let mut uncommitted = 0u64;
         read_dump(r, len, &mut |table, k, v| {
             scan.row(table, k, v)?;
-            let Some(w) = txn.as_mut() else {
-                return Err(MvccError::backend("the restore's transaction is gone"));
-            };
-            if table == META_TABLE.name() {
-                let key = std::str::from_utf8(k)
-                    .map_err(|_| MvccError::corrupt("a meta key of the snapshot is not UTF-8"))?;
-                w.open_table(META_TABLE)?.insert(key, v)?;
-            } else {
-                w.open_table(TableDefinition::<&[u8], &[u8]>::new(table))?
-                    .insert(k, v)?;
-            }
-            pending += (k.len() + v.len()) as u64;
-            if pending >= RESTORE_BYTES_PER_COMMIT {
-                if let Some(mut full) = txn.take() {
-                    full.set_durability(Durability::None)?;
-                    full.commit()?;
+            if table != batch.table || batch.buf.len() >= RESTORE_BATCH_BYTES {
+                uncommitted += batch.insert_into(&txn)?;
+                batch.table.clear();
+                batch.table.push_str(table);
+                if uncommitted >= RESTORE_BYTES_PER_COMMIT {
+                    let full = std::mem::replace(&mut txn, db.begin_write()?);
+                    commit(full, Durability::None)?;
+                    uncommitted = 0;
                 }
-                txn = Some(db.begin_write()?);
-                pending = 0;
             }
+            batch.push(k, v);
             Ok(())
         })?;
-        if let Some(mut last) = txn.take() {
-            last.set_durability(Durability::Immediate)?;
-            last.commit()?;
-        }
+        batch.insert_into(&txn)?;
+        commit(txn, Durability::Immediate)?;
         Ok(scan.finish())
     })();
     if built.is_err() {
         let _ = std::fs::remove_file(dest);
     }
     built
+}
+
+fn commit(mut txn: redb::WriteTransaction, durability: Durability) -> Result<(), MvccError> {
+    txn.set_durability(durability)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Rows of one table gathered so they are inserted under one open table (opening a table
+/// per row costs more than inserting it).
+#[derive(Default)]
+struct RowBatch {
+    table: String,
+    /// The keys and values, one after another.
+    buf: Vec<u8>,
+    /// Where each row's key ends and its value ends in `buf`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl RowBatch {
+    fn push(&mut self, k: &[u8], v: &[u8]) {
+        self.buf.extend_from_slice(k);
+        let key_end = self.buf.len();
+        self.buf.extend_from_slice(v);
+        self.ends.push((key_end, self.buf.len()));
+    }
+
+    /// Inserts the rows into their table in `txn` and empties the batch; returns the bytes
+    /// inserted.
+    fn insert_into(&mut self, txn: &redb::WriteTransaction) -> Result<u64, MvccError> {
+        let mut start = 0;
+        if self.table == META_TABLE.name() {
+            let mut t = txn.open_table(META_TABLE)?;
+            for &(key_end, end) in &self.ends {
+                let key = std::str::from_utf8(&self.buf[start..key_end])
+                    .map_err(|_| MvccError::corrupt("a meta key of the snapshot is not UTF-8"))?;
+                t.insert(key, &self.buf[key_end..end])?;
+                start = end;
+            }
+        } else if !self.ends.is_empty() {
+            let mut t = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&self.table))?;
+            for &(key_end, end) in &self.ends {
+                t.insert(&self.buf[start..key_end], &self.buf[key_end..end])?;
+                start = end;
+            }
+        }
+        let bytes = self.buf.len() as u64;
+        self.buf.clear();
+        self.ends.clear();
+        Ok(bytes)
+    }
 }
 
 /// What [`read_dump`] hands each entry to: `(table, key, value)`.
@@ -440,7 +493,9 @@ impl Counted<'_> {
         let mut b = [0u8; 4];
         self.fill(&mut b)?;
         let n = u32::from_be_bytes(b);
-        if n > MAX_FIELD {
+        // Checked before anything is allocated for it: a damaged length must not cost
+        // gigabytes of memory.
+        if n > MAX_FIELD || u64::from(n) > self.len - self.read {
             return Err(MvccError::corrupt(format!(
                 "a length of {n} bytes at offset {} of the snapshot",
                 self.read - 4

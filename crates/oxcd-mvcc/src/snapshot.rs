@@ -7,9 +7,10 @@
 //! replacement is its swap (the file is renamed over the database and the directory
 //! fsynced, reads begun before go on in the old file).
 //!
-//! The same export is what a client's Maintenance.Snapshot streams; [`scan_file`] reads
-//! such a file for `snapshot status`, and [`Store::reset_for_restore`] turns one into the
-//! backend of a new cluster (`snapshot restore`).
+//! A client's Maintenance.Snapshot streams a dump of the rows instead (the `dump`
+//! module); [`scan_file`] reads a backend file for `snapshot status`, and
+//! [`Store::reset_for_restore`] turns a restored backend into that of a new cluster
+//! (`snapshot restore`).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -174,9 +175,10 @@ impl Store {
         };
         let _ = std::fs::remove_file(dest);
         let written = (|| {
+            let (backend, _pacing) = crate::defrag::PacedFile::create(dest)?;
             let db = redb::Builder::new()
                 .set_cache_size(self.cache_bytes)
-                .create(dest)?;
+                .create_with_backend(backend)?;
             copy_tables_from(&snap, &db)?;
             drop(db);
             oxcd_fs::sync_parent(dest).map_err(|e| {

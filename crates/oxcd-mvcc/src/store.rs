@@ -553,6 +553,22 @@ impl Store {
         poison(&mut w, r)
     }
 
+    /// Commits durably like `commit(true)`, unless a defragmentation is still making the
+    /// rename of its new file durable: then nothing is committed and `false` is returned
+    /// at once, so a periodic durable commit never holds up writes behind that fsync (the
+    /// raft log keeps what the commit would have let it release).
+    pub fn try_commit_durable(&self) -> Result<bool, MvccError> {
+        let mut w = self.writer.lock();
+        w.check()?;
+        // A defragmentation takes `rename_sync` only while holding the writer lock, so it
+        // cannot take it between this check and the commit.
+        if self.rename_sync.try_lock().is_none() {
+            return Ok(false);
+        }
+        let r = self.commit_locked(&mut w, true);
+        poison(&mut w, r).map(|()| true)
+    }
+
     pub(crate) fn commit_locked(&self, w: &mut Writer, durable: bool) -> Result<(), MvccError> {
         if w.txn.is_none() && !(durable && w.nondurable) {
             return Ok(());

@@ -215,14 +215,30 @@ impl Applier {
                         .into(),
                 ));
             }
-            if last_durable.elapsed() >= DURABLE_INTERVAL || undurable_entries >= DURABLE_ENTRIES {
-                self.commit_durable(last_applied)?;
+            if (last_durable.elapsed() >= DURABLE_INTERVAL || undurable_entries >= DURABLE_ENTRIES)
+                && self.try_commit_durable(last_applied)?
+            {
                 last_durable = Instant::now();
                 undurable_entries = 0;
             }
         }
         // Shutting down: make everything applied durable so the next start replays nothing.
         self.commit_durable(last_applied)
+    }
+
+    /// The periodic durable commit: skipped (false) while a defragmentation makes its
+    /// rename durable, and tried again after the next batch.
+    fn try_commit_durable(&self, applied: u64) -> Result<bool, FatalApplyError> {
+        let started = std::time::Instant::now();
+        let done = self
+            .store
+            .try_commit_durable()
+            .map_err(|e| FatalApplyError(e.to_string()))?;
+        if done {
+            crate::backend_observer::observe(crate::BackendOp::Commit, started.elapsed());
+            self.raft.set_durable_applied(applied);
+        }
+        Ok(done)
     }
 
     fn commit_durable(&self, applied: u64) -> Result<(), FatalApplyError> {

@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use oxcd_proto::etcdserverpb::{LeaseKeepAliveRequest, SnapshotRequest, WatchRequest};
+use oxcd_proto::etcdserverpb::{
+    LeaseKeepAliveRequest, SnapshotRequest, SnapshotResponse, WatchRequest,
+};
 use oxcd_proto::v3electionpb::LeaderRequest;
 use tonic::Status;
 
@@ -81,9 +83,37 @@ pub async fn snapshot(
     crate::metrics::grpc::count_client_request(false, None);
     let cred = super::credentials(&headers, &ext);
     match crate::grpc::maintenance::snapshot(&gateway.server, &cred).await {
-        Ok(stream) => respond(stream),
+        Ok(stream) => respond(stream.flat_map(|r| futures::stream::iter(etcd_sized(r)))),
         Err(status) => super::error_response(&status),
     }
+}
+
+/// The bytes of each line of the gateway's snapshot stream: etcd's chunk size. The gRPC
+/// stream's messages are larger (`oxcd_core::SNAPSHOT_CHUNK_BYTES`); cut to etcd's size,
+/// the JSON lines stay within what line readers sized for etcd's gateway accept (Go's
+/// `bufio.Scanner` stops at 64 KiB).
+const GATEWAY_SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// `msg` as messages of at most [`GATEWAY_SNAPSHOT_CHUNK`] bytes, each with the bytes still
+/// to come after it.
+fn etcd_sized(msg: Result<SnapshotResponse, Status>) -> Vec<Result<SnapshotResponse, Status>> {
+    let m = match msg {
+        Ok(m) if m.blob.len() > GATEWAY_SNAPSHOT_CHUNK => m,
+        other => return vec![other],
+    };
+    let mut left = m.blob.len() as u64;
+    m.blob
+        .chunks(GATEWAY_SNAPSHOT_CHUNK)
+        .map(|piece| {
+            left -= piece.len() as u64;
+            Ok(SnapshotResponse {
+                header: m.header,
+                remaining_bytes: m.remaining_bytes + left,
+                blob: piece.to_vec(),
+                version: m.version.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The requests in `body`, decoded as each complete JSON value arrives. A value that is
