@@ -2,11 +2,15 @@
 
 use redb::{ReadableTable, TableDefinition};
 
-use crate::revision::Revision;
 use crate::MvccError;
 
-/// Revision-keyed table: 17-byte revision (+ `t` for tombstones) -> encoded `KeyValue`.
+/// Revision-keyed table: 17-byte revision (+ `t` for tombstones) -> encoded `KeyValue`, or
+/// for a large row its head behind a marker (see the `rows` module, which every read and
+/// write of it goes through).
 pub const KV_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
+/// The chunks of the large rows of [`KV_TABLE`]: 17-byte revision + chunk index (u32,
+/// big-endian) -> [`CHUNK_BYTES`] bytes of the row.
+pub const KV_CHUNK_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_chunk");
 /// Generic meta table keyed by name; values are raw bytes (integers big-endian).
 pub const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -56,68 +60,22 @@ pub fn meta_put_u64(
     Ok(())
 }
 
-/// Fetches and decodes the live (non-tombstone) value at `rev`.
-pub fn get_kv<T>(table: &T, rev: Revision) -> Result<oxcd_proto::mvccpb::KeyValue, MvccError>
-where
-    T: ReadableTable<&'static [u8], &'static [u8]>,
-{
-    let k = rev.to_bytes(false);
-    let Some(v) = table.get(k.as_slice())? else {
-        return Err(MvccError::corrupt(format!(
-            "revision {}.{} is indexed but missing from the backend",
-            rev.main, rev.sub
-        )));
-    };
-    decode_kv(v.value())
-}
-
-/// Decodes a stored `KeyValue`.
+/// Decodes a logical row (an encoded `KeyValue`).
 pub fn decode_kv(b: &[u8]) -> Result<oxcd_proto::mvccpb::KeyValue, MvccError> {
     <oxcd_proto::mvccpb::KeyValue as prost::Message>::decode(b)
         .map_err(|e| MvccError::corrupt(format!("undecodable KeyValue: {e}")))
 }
 
-/// The `key` and `lease` fields of a stored `KeyValue`, read without decoding (nor
-/// copying) the rest: rebuilding the index at start-up needs nothing else, and skipping
-/// the value saves an allocation and a copy per row.
-pub fn kv_key_and_lease(mut b: &[u8]) -> Result<(&[u8], i64), MvccError> {
-    fn varint(b: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for (i, &byte) in b.iter().enumerate().take(10) {
-            v |= u64::from(byte & 0x7f) << (7 * i);
-            if byte < 0x80 {
-                *b = &b[i + 1..];
-                return Some(v);
-            }
-        }
-        None
-    }
-    let bad = || MvccError::corrupt("undecodable KeyValue");
-    let (mut key, mut lease): (&[u8], i64) = (&[], 0);
-    while !b.is_empty() {
-        let tag = varint(&mut b).ok_or_else(bad)?;
-        match tag & 7 {
-            0 => {
-                let v = varint(&mut b).ok_or_else(bad)?;
-                if tag >> 3 == 6 {
-                    lease = v as i64;
-                }
-            }
-            1 => b = b.get(8..).ok_or_else(bad)?,
-            2 => {
-                let len = usize::try_from(varint(&mut b).ok_or_else(bad)?).map_err(|_| bad())?;
-                let field = b.get(..len).ok_or_else(bad)?;
-                if tag >> 3 == 1 {
-                    key = field;
-                }
-                b = &b[len..];
-            }
-            5 => b = b.get(4..).ok_or_else(bad)?,
-            _ => return Err(bad()),
-        }
-    }
-    Ok((key, lease))
+/// The `key` and `lease` fields of a [`KV_TABLE`] value — an encoded `KeyValue` (an inline
+/// row, or a row of etcd's) or the head of a chunked row (see the `rows` module) — read
+/// without decoding (nor copying) the rest, nor reading any chunk: rebuilding the index at
+/// start-up needs nothing else, and skipping the value saves an allocation and a copy per
+/// row.
+pub fn kv_key_and_lease(b: &[u8]) -> Result<(&[u8], i64), MvccError> {
+    crate::rows::stored_key_and_lease(b)
 }
+
+pub use crate::rows::{read_row_in, write_row_in, CHUNK_BYTES, INLINE_MAX};
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! [`BackendBuilder`]: a new backend file written from revisions taken elsewhere — an
 //! etcd backend being imported — rather than by applying requests. The revision table
 //! uses etcd's own encoding (17-byte revision key, `t` for a tombstone, an encoded
-//! `mvccpb.KeyValue` as value), so etcd's rows are checked and stored as they are.
+//! `mvccpb.KeyValue` as value), so etcd's rows are checked and stored as they are (a large
+//! one split into chunks like any other: see the `rows` module).
 
 use std::path::{Path, PathBuf};
 
@@ -12,11 +13,15 @@ use crate::backend::{
     META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE,
 };
 use crate::revision::Revision;
+use crate::rows::{put_row, Chunks};
 use crate::MvccError;
 
 /// Rows written per (non-durable) commit, so a large import never holds all of it in one
 /// transaction.
 const ROWS_PER_COMMIT: u64 = 20_000;
+/// Or this many bytes of rows, whichever comes first (20,000 rows of 64 KiB would be 1.3 GB
+/// in one transaction).
+const BYTES_PER_COMMIT: u64 = 64 << 20;
 
 /// What a [`BackendBuilder`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +45,7 @@ pub struct BackendBuilder {
     path: PathBuf,
     building: PathBuf,
     pending: u64,
+    pending_bytes: u64,
     built: BuiltBackend,
     max_main: i64,
     last: Option<Revision>,
@@ -70,6 +76,7 @@ impl BackendBuilder {
             path: path.to_path_buf(),
             building,
             pending: 0,
+            pending_bytes: 0,
             built: BuiltBackend {
                 compact_revision: -1,
                 ..Default::default()
@@ -141,16 +148,17 @@ impl BackendBuilder {
             )));
         }
         {
-            let txn = self.txn()?;
+            let txn: &WriteTransaction = self.txn()?;
             let mut t = txn.open_table(KV_TABLE)?;
-            t.insert(rev_key, kv)?;
+            put_row(&mut t, &Chunks::new(txn), rev_key, kv)?;
         }
         self.last = Some(rev);
         self.max_main = self.max_main.max(rev.main);
         self.built.rows += 1;
         self.built.tombstones += u64::from(tombstone);
         self.pending += 1;
-        if self.pending >= ROWS_PER_COMMIT {
+        self.pending_bytes += kv.len() as u64;
+        if self.pending >= ROWS_PER_COMMIT || self.pending_bytes >= BYTES_PER_COMMIT {
             self.commit(false)?;
         }
         Ok(rev)
@@ -183,6 +191,7 @@ impl BackendBuilder {
             txn.commit()?;
         }
         self.pending = 0;
+        self.pending_bytes = 0;
         Ok(())
     }
 

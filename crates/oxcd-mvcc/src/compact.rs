@@ -29,10 +29,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use redb::ReadableTable;
+use redb::{ReadableTable, WriteTransaction};
 
 use crate::backend::{meta_put_u64, KV_TABLE, META_FINISHED_COMPACT, META_TABLE};
 use crate::revision::Revision;
+use crate::rows::{remove_row, Chunks};
 use crate::store::{poison, Store, Writer};
 use crate::MvccError;
 
@@ -132,9 +133,9 @@ impl Store {
     }
 
     /// Deletes the unneeded rows of up to [`COMPACTION_BATCH`] revisions from `next` on
-    /// (for at most [`BATCH_TIME`]) and commits; the last batch also records
-    /// `finishedCompactRev`. Returns where the next batch starts, how many rows went, and
-    /// whether the job is done.
+    /// (for at most [`BATCH_TIME`]; a large row's chunks count towards the batch, each as a
+    /// row) and commits; the last batch also records `finishedCompactRev`. Returns where the
+    /// next batch starts, how many rows went, and whether the job is done.
     fn delete_batch(
         &self,
         w: &mut Writer,
@@ -144,12 +145,14 @@ impl Store {
     ) -> Result<(Vec<u8>, usize, bool), MvccError> {
         let started = Instant::now();
         let end = Revision::new(rev + 1, 0).to_bytes(false);
-        let txn = self.open_txn(w)?;
+        let txn: &WriteTransaction = self.open_txn(w)?;
         let mut table = txn.open_table(KV_TABLE)?;
-        let mut examined = 0usize;
+        // A row's chunks go with it, in the same transaction.
+        let chunks = Chunks::new(txn);
+        let mut work = 0usize;
         let mut deleted = 0usize;
         let mut done = false;
-        while !done && examined < COMPACTION_BATCH && started.elapsed() < BATCH_TIME {
+        while !done && work < COMPACTION_BATCH && started.elapsed() < BATCH_TIME {
             // Revisions are read in slices so the table is not borrowed while deleting.
             let mut revs = Vec::with_capacity(100);
             for entry in table.range(next.as_slice()..end.as_slice())? {
@@ -159,19 +162,26 @@ impl Store {
                 }
             }
             done = revs.len() < 100;
-            for k in &revs {
+            for (i, k) in revs.iter().enumerate() {
+                if i > 0 && (work >= COMPACTION_BATCH || started.elapsed() >= BATCH_TIME) {
+                    // The rest of the slice is left to the next batch.
+                    done = false;
+                    break;
+                }
                 let (r, _) = Revision::from_bytes(k)?;
                 // Rows of the compaction revision itself stay (its tombstones would
                 // otherwise go): a watcher may start at the compact revision and must see
                 // all of it. The next compaction removes them.
                 if r.main != rev && !keep.contains(&r) {
-                    table.remove(k.as_slice())?;
+                    let (_, chunks_removed) = remove_row(&mut table, &chunks, k)?;
                     deleted += 1;
+                    work += chunks_removed as usize;
                 }
+                work += 1;
                 next = Revision::new(r.main, r.sub + 1).to_bytes(false);
             }
-            examined += revs.len();
         }
+        drop(chunks);
         drop(table);
         if done {
             let mut meta = txn.open_table(META_TABLE)?;

@@ -34,7 +34,7 @@ use redb::{
     StorageBackend, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
-use crate::backend::{KV_TABLE, META_TABLE};
+use crate::backend::{KV_CHUNK_TABLE, KV_TABLE, META_TABLE};
 use crate::revision::Revision;
 use crate::store::{poison, Store};
 use crate::MvccError;
@@ -96,8 +96,9 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
     Ok(from.len()?)
 }
 
-/// Copies every table of `rtxn` into the empty `dst` in one durable transaction. Tables
-/// are copied in key order, so redb fills each page before starting the next. The caller
+/// Copies every table of `rtxn` into the empty `dst` in one durable transaction, rows as
+/// they are stored (the chunk table of large rows with the others). Tables are copied in
+/// key order, so redb fills each page before starting the next. The caller
 /// holds the read transaction (so it can read the meta table of the same point in time).
 pub(crate) fn copy_tables_from(rtxn: &ReadTransaction, dst: &Database) -> Result<u64, MvccError> {
     if rtxn.list_multimap_tables()?.next().is_some() {
@@ -123,24 +124,28 @@ pub(crate) fn copy_tables_from(rtxn: &ReadTransaction, dst: &Database) -> Result
 }
 
 /// Copies into `dst` (a copy of the database as of revision `copied_rev`) what changed in
-/// `rtxn` since: the revision table's rows above `copied_rev`, and every other table whole.
-/// Returns the rows written.
+/// `rtxn` since: the rows of the revision table and of its chunk table above `copied_rev`
+/// (a chunk's key starts with its row's revision), and every other table whole. Returns
+/// the rows written.
 fn catch_up(rtxn: &ReadTransaction, dst: &Database, copied_rev: i64) -> Result<u64, MvccError> {
     let mut wtxn = dst.begin_write()?;
     let mut rows = 0u64;
-    {
-        let from = rtxn.open_table(KV_TABLE)?;
-        let mut to = wtxn.open_table(KV_TABLE)?;
-        let start = Revision::new(copied_rev + 1, 0).to_bytes(false);
+    let start = Revision::new(copied_rev + 1, 0).to_bytes(false);
+    let names: Vec<String> = rtxn.list_tables()?.map(|h| h.name().to_string()).collect();
+    for def in [KV_TABLE, KV_CHUNK_TABLE] {
+        if !names.iter().any(|n| n == def.name()) {
+            continue;
+        }
+        let from = rtxn.open_table(def)?;
+        let mut to = wtxn.open_table(def)?;
         for entry in from.range(start.as_slice()..)? {
             let (k, v) = entry?;
             to.insert(k.value(), v.value())?;
             rows += 1;
         }
     }
-    for handle in rtxn.list_tables()? {
-        let name = handle.name().to_string();
-        if name == KV_TABLE.name() {
+    for name in names {
+        if name == KV_TABLE.name() || name == KV_CHUNK_TABLE.name() {
             continue;
         }
         rows += if name == META_TABLE.name() {
@@ -418,7 +423,6 @@ mod tests {
     use oxcd_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 
     use super::*;
-    use crate::backend::KV_TABLE;
 
     fn put(s: &Store, key: &[u8], value: &[u8], idx: u64) {
         let req = PutRequest {

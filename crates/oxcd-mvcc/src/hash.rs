@@ -3,7 +3,9 @@
 //! same hash at the same revision; a member whose hash differs has diverged.
 //!
 //! The hash is a CRC-32 (IEEE) over the revision table's name, then each row's key (the
-//! encoded revision) and value, in revision order, for revisions up to the one asked for.
+//! encoded revision) and logical value (the encoded `KeyValue`, however it is stored: see
+//! the `rows` module, so members storing the same data in different layouts agree), in
+//! revision order, for revisions up to the one asked for.
 //! Rows at or below the compact revision that a finished compaction would remove (an
 //! in-progress one may not have yet) are skipped, as etcd skips them, so a member in the
 //! middle of compacting hashes like one that has finished.
@@ -12,8 +14,9 @@ use std::collections::HashSet;
 
 use redb::TableHandle;
 
-use crate::backend::{decode_kv, KV_TABLE};
+use crate::backend::{kv_key_and_lease, KV_TABLE};
 use crate::revision::Revision;
+use crate::rows::{each_piece, Chunks};
 use crate::store::Store;
 use crate::MvccError;
 
@@ -45,6 +48,7 @@ impl Store {
             (self.begin_read()?, rev, st.compact_rev)
         };
         let table = rtxn.open_table(KV_TABLE)?;
+        let chunks = Chunks::new(&*rtxn);
         // Rows at or below the compact revision survive compaction only as the value each
         // key held at that revision: find those first.
         let mut old_rows = Vec::new();
@@ -53,7 +57,7 @@ impl Store {
             let (k, v) = entry?;
             let (r, tombstone) = Revision::from_bytes(k.value())?;
             if !tombstone {
-                old_rows.push((decode_kv(v.value())?.key, r));
+                old_rows.push((kv_key_and_lease(v.value())?.0.to_vec(), r));
             }
         }
         let kept: HashSet<Revision> = {
@@ -72,7 +76,7 @@ impl Store {
             let (r, _) = Revision::from_bytes(k.value())?;
             if r.main > compact || kept.contains(&r) {
                 hasher.update(k.value());
-                hasher.update(v.value());
+                each_piece(&chunks, k.value(), v.value(), &mut |p| hasher.update(p))?;
             }
         }
         Ok(KvHash {

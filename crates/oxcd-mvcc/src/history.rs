@@ -3,9 +3,10 @@
 
 use oxcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
-use crate::backend::{decode_kv, get_kv, KV_TABLE};
+use crate::backend::{kv_key_and_lease, KV_TABLE};
 use crate::key_range::KeyRange;
 use crate::revision::Revision;
+use crate::rows::{decode_row, get_kv, Chunks};
 use crate::store::Store;
 use crate::MvccError;
 
@@ -64,17 +65,19 @@ impl Store {
             to
         };
         let table = rtxn.open_table(KV_TABLE)?;
+        let chunks = Chunks::new(&*rtxn);
         let lo = Revision::new(req.from, 0).to_bytes(false);
         let hi = Revision::new(to.saturating_add(1), 0).to_bytes(false);
         for entry in table.range(lo.as_slice()..hi.as_slice())? {
             let (k, v) = entry?;
             let (rev, tombstone) = Revision::from_bytes(k.value())?;
-            let mut kv = decode_kv(v.value())?;
+            // The key is read from the row alone: a large value out of range is not read.
             if let Some(r) = &req.range {
-                if !r.contains(&kv.key) {
+                if !r.contains(kv_key_and_lease(v.value())?.0) {
                     continue;
                 }
             }
+            let mut kv = decode_row(&chunks, k.value(), v.value())?;
             let ty = if tombstone {
                 kv = KeyValue {
                     key: kv.key,
@@ -109,7 +112,7 @@ impl Store {
             };
             for (ev, prev) in out.events.iter_mut().zip(prevs) {
                 if let Some(r) = prev {
-                    ev.prev_kv = Some(get_kv(&table, r)?);
+                    ev.prev_kv = Some(get_kv(&table, &chunks, r)?);
                 }
             }
         }

@@ -14,11 +14,11 @@ use oxcd_proto::etcdserverpb::{
 use oxcd_proto::mvccpb::KeyValue;
 use redb::ReadableTable;
 
-use crate::backend::get_kv;
 use crate::key_index::TreeIndex;
 use crate::key_range::key_bounds;
 use crate::op_counts::Tally;
 use crate::revision::Revision;
+use crate::rows::{get_kv, ReadChunks};
 use crate::MvccError;
 
 /// Options of a low-level range (etcd's `mvcc.RangeOptions`).
@@ -211,6 +211,7 @@ enum Src {
 pub(crate) struct WriteCtx<'a, T> {
     index: &'a TreeIndex,
     table: &'a T,
+    chunks: &'a dyn ReadChunks,
     base_rev: i64,
     compact_rev: i64,
     overlay: BTreeMap<Vec<u8>, Option<KeyValue>>,
@@ -224,10 +225,17 @@ impl<'a, T> WriteCtx<'a, T>
 where
     T: ReadableTable<&'static [u8], &'static [u8]>,
 {
-    pub(crate) fn new(index: &'a TreeIndex, table: &'a T, base_rev: i64, compact_rev: i64) -> Self {
+    pub(crate) fn new(
+        index: &'a TreeIndex,
+        table: &'a T,
+        chunks: &'a dyn ReadChunks,
+        base_rev: i64,
+        compact_rev: i64,
+    ) -> Self {
         WriteCtx {
             index,
             table,
+            chunks,
             base_rev,
             compact_rev,
             overlay: BTreeMap::new(),
@@ -251,7 +259,7 @@ where
             return Ok(v.clone());
         }
         let v = match self.index.get(key, self.base_rev) {
-            Some(at) => Some(get_kv(self.table, at)?),
+            Some(at) => Some(get_kv(self.table, self.chunks, at)?),
             None => None,
         };
         self.pre.insert(key.to_vec(), v.clone());
@@ -310,7 +318,7 @@ where
 
     fn materialize(&self, src: Src) -> Result<KeyValue, MvccError> {
         match src {
-            Src::Base(rev) => get_kv(self.table, rev),
+            Src::Base(rev) => get_kv(self.table, self.chunks, rev),
             Src::Over(kv) => Ok(kv),
         }
     }
@@ -685,7 +693,7 @@ where
         let (revs, count) = collect_revs(self.index, key, range_end, rev, limit, ro.count);
         let kvs = revs
             .into_iter()
-            .map(|r| get_kv(self.table, r))
+            .map(|r| get_kv(self.table, self.chunks, r))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RangeResult {
             kvs,

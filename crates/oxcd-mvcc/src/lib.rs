@@ -26,6 +26,7 @@ mod key_range;
 mod kv_ops;
 mod op_counts;
 pub mod revision;
+mod rows;
 mod snapshot;
 mod store;
 

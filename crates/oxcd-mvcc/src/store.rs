@@ -17,7 +17,7 @@ use redb::{
 };
 
 use crate::backend::{
-    get_kv, kv_key_and_lease, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE,
+    kv_key_and_lease, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE,
     META_CONSISTENT_INDEX, META_CURRENT_REV, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
     META_TABLE, META_TERM,
 };
@@ -28,6 +28,7 @@ use crate::kv_ops::{
 };
 use crate::op_counts::{OpCounters, OpCounts};
 use crate::revision::Revision;
+use crate::rows::{get_kv, put_row, Chunks};
 use crate::MvccError;
 
 /// State shared with readers.
@@ -472,7 +473,14 @@ impl Store {
         let st = self.state.read();
         let rtxn = self.begin_read()?;
         let table = rtxn.open_table(KV_TABLE)?;
-        let mut ctx = WriteCtx::new(&st.index, &table, st.committed_rev, st.compact_rev);
+        let chunks = Chunks::new(&*rtxn);
+        let mut ctx = WriteCtx::new(
+            &st.index,
+            &table,
+            &chunks,
+            st.committed_rev,
+            st.compact_rev,
+        );
         let resp = ctx.txn(req, &|_| false);
         self.ops.add(&ctx.tally);
         let resp = resp?;
@@ -676,11 +684,13 @@ impl Store {
             &mut WriteCtx<'_, redb::Table<'_, &'static [u8], &'static [u8]>>,
         ) -> Result<R, MvccError>,
     ) -> Result<(R, Vec<Change>), MvccError> {
-        let txn = self.open_txn(w)?;
+        let txn: &WriteTransaction = self.open_txn(w)?;
         let mut table = txn.open_table(KV_TABLE)?;
+        // Opened only if a large row is read or written.
+        let chunks = Chunks::new(txn);
         let (resp, changes) = {
             let st = self.state.read();
-            let mut ctx = WriteCtx::new(&st.index, &table, base_rev, st.compact_rev);
+            let mut ctx = WriteCtx::new(&st.index, &table, &chunks, base_rev, st.compact_rev);
             let resp = f(&mut ctx);
             self.ops.add(&ctx.tally);
             let resp = resp?;
@@ -700,7 +710,12 @@ impl Store {
             } else {
                 c.kv.encode_to_vec()
             };
-            table.insert(rev.to_bytes(c.tombstone).as_slice(), value.as_slice())?;
+            put_row(
+                &mut table,
+                &chunks,
+                rev.to_bytes(c.tombstone).as_slice(),
+                value.as_slice(),
+            )?;
         }
         Ok((resp, changes))
     }
@@ -769,8 +784,9 @@ impl KvRead for ReadView<'_> {
         let mut kvs = Vec::with_capacity(revs.len());
         if !revs.is_empty() {
             let table = rtxn.open_table(KV_TABLE)?;
+            let chunks = Chunks::new(&*rtxn);
             for r in revs {
-                kvs.push(get_kv(&table, r)?);
+                kvs.push(get_kv(&table, &chunks, r)?);
             }
         }
         Ok(RangeResult {

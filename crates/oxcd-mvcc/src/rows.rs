@@ -1,0 +1,524 @@
+//! The rows of the revision table, and where their bytes live: every read or write of a
+//! revision row goes through this module.
+//!
+//! A revision's *logical row* is an encoded `mvccpb.KeyValue` (etcd's encoding; hashes,
+//! snapshots' status and imports all see these bytes). It is stored in one of two layouts,
+//! told apart by the first byte of the [`KV_TABLE`] value:
+//!
+//! - **inline**: the value *is* the logical row (the only layout before chunking, and
+//!   etcd's). Rows of at most [`INLINE_MAX`] bytes are always stored so.
+//! - **chunked**: the logical row is split into a *head* (its first bytes, at least up to
+//!   the end of the `key` field) kept in the [`KV_TABLE`] value behind a small header, and
+//!   a run of [`CHUNK_BYTES`]-byte chunks in [`KV_CHUNK_TABLE`], keyed by the row's 17-byte
+//!   revision followed by the chunk's index (u32, big-endian), so a row's chunks are
+//!   adjacent and follow its revision order. The [`KV_TABLE`] value is:
+//!
+//!   ```text
+//!   0x00 0x01 varint(logical length) varint(chunk count) varint(lease as u64)
+//!   varint(key offset in head) varint(key length) head…
+//!   ```
+//!
+//!   The key and lease are thus readable from the [`KV_TABLE`] row alone (rebuilding the
+//!   index at start-up never reads a chunk).
+//!
+//! **Why the marker cannot be mistaken for an inline row.** An inline row is a protobuf
+//! encoding: empty (an all-default `KeyValue`), or starting with a field key, the varint
+//! `field_number << 3 | wire_type`. A first byte of `0x00` would be field number 0, which
+//! protobuf forbids (prost, like Go's protobuf, rejects it: "invalid tag value: 0"), so no
+//! encoding of a `KeyValue` — ours, or etcd's imported as is — starts with it. The second
+//! byte numbers the chunked layout's version. A store written before chunking holds inline
+//! rows only and is read unchanged; an older binary given a chunked row fails to decode it
+//! (a corrupt-data error) rather than misreading it.
+//!
+//! **Why chunks of [`CHUNK_BYTES`].** redb stores a B-tree leaf in a power-of-two number of
+//! 4 KiB pages: a 4-byte header, 8 bytes per entry (key and value end offsets) and the
+//! entries' bytes. A 64 KiB value alone in a leaf takes a 128 KiB page; a 2–4 KiB one a
+//! whole 4 KiB page. redb 4 packs the rightmost leaf full when keys arrive in ascending order
+//! (ours do: revisions), so a table of equal entries sized to divide a page evenly wastes
+//! nothing but the per-entry overhead and its branch pages. Four chunks of 994 bytes with
+//! their 21-byte keys fill a page exactly (4 + 4 × (8 + 21 + 994) = 4096). Measured with
+//! `tests::layout::redb_page_use` (64 MiB of rows written in ascending order, bytes in use
+//! over logical bytes): inline rows of 2.1 KB use 1.99×, 4.1 KB 2.00×, 64 KiB 2.00×; chunked
+//! with 994-byte chunks 1.07×, 1.06×, 1.06× (1 MiB rows: 1.06×). Half-page chunks (2,017 bytes)
+//! measured 1.06×, 1.05×, 1.04× but leave rows of 1–2 KB inline (up to 2×, which quarter-page
+//! chunks bring to 1.10×); whole-page chunks leave everything under 4 KB inline.
+//!
+//! A row and its chunks are written in the same write transaction, and removed together.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ops::Range;
+
+use oxcd_proto::mvccpb::KeyValue;
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableError, WriteTransaction};
+
+use crate::backend::{decode_kv, KV_CHUNK_TABLE, KV_TABLE};
+use crate::revision::{Revision, REV_BYTES_LEN};
+use crate::MvccError;
+
+/// Bytes of every chunk: four of them, with their keys, fill a 4 KiB redb leaf exactly.
+pub const CHUNK_BYTES: usize = 994;
+
+/// Logical rows of at most this many bytes are stored inline.
+pub const INLINE_MAX: usize = CHUNK_BYTES;
+
+/// First byte of a chunked row's [`KV_TABLE`] value (never the first byte of a protobuf
+/// encoding: see the module doc).
+const MARKER: u8 = 0x00;
+/// Second byte: the chunked layout's version.
+const CHUNKED_V1: u8 = 0x01;
+
+/// Length of a chunk's key: the row's revision and the chunk's index.
+const CHUNK_KEY_LEN: usize = REV_BYTES_LEN + 4;
+
+type Bytes = &'static [u8];
+
+/// "revision m.s" for messages (the raw bytes if they are not a revision).
+fn describe(row_key: &[u8]) -> String {
+    match Revision::from_bytes(row_key) {
+        Ok((r, _)) => format!("revision {}.{}", r.main, r.sub),
+        Err(_) => format!("row {row_key:?}"),
+    }
+}
+
+fn read_varint(b: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            *b = &b[i + 1..];
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Where the `key` field's bytes are in a logical row, and its `lease`, read without
+/// decoding (nor copying) the rest.
+pub(crate) fn encoded_key_and_lease(row: &[u8]) -> Result<(Range<usize>, i64), MvccError> {
+    let bad = || MvccError::corrupt("undecodable KeyValue");
+    let mut b = row;
+    let (mut key, mut lease) = (0..0, 0i64);
+    while !b.is_empty() {
+        let tag = read_varint(&mut b).ok_or_else(bad)?;
+        match tag & 7 {
+            0 => {
+                let v = read_varint(&mut b).ok_or_else(bad)?;
+                if tag >> 3 == 6 {
+                    lease = v as i64;
+                }
+            }
+            1 => b = b.get(8..).ok_or_else(bad)?,
+            2 => {
+                let len =
+                    usize::try_from(read_varint(&mut b).ok_or_else(bad)?).map_err(|_| bad())?;
+                if len > b.len() {
+                    return Err(bad());
+                }
+                if tag >> 3 == 1 {
+                    let start = row.len() - b.len();
+                    key = start..start + len;
+                }
+                b = &b[len..];
+            }
+            5 => b = b.get(4..).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        }
+    }
+    Ok((key, lease))
+}
+
+/// The header of a chunked row's [`KV_TABLE`] value.
+struct Chunked<'a> {
+    /// Length of the logical row.
+    len: usize,
+    /// Chunks in [`KV_CHUNK_TABLE`] (at least one).
+    chunks: u32,
+    lease: i64,
+    key: &'a [u8],
+    /// The logical row's first bytes.
+    head: &'a [u8],
+}
+
+/// The header of `stored` if it is a chunked row; `None` for an inline row.
+fn parse_chunked(stored: &[u8]) -> Result<Option<Chunked<'_>>, MvccError> {
+    let [MARKER, rest @ ..] = stored else {
+        return Ok(None);
+    };
+    let bad = |what: &str| MvccError::corrupt(format!("chunked revision row: {what}"));
+    let [CHUNKED_V1, b @ ..] = rest else {
+        return Err(bad(&format!(
+            "unknown layout {:?} (written by a newer version?)",
+            rest.first()
+        )));
+    };
+    let mut b: &[u8] = b;
+    let mut field = |what: &str| read_varint(&mut b).ok_or_else(|| bad(what));
+    let len = field("bad length")?;
+    let chunks = field("bad chunk count")?;
+    let lease = field("bad lease")? as i64;
+    let key_off = field("bad key offset")?;
+    let key_len = field("bad key length")?;
+    let len = usize::try_from(len).map_err(|_| bad("bad length"))?;
+    let chunks = u32::try_from(chunks)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| bad("bad chunk count"))?;
+    let head = b;
+    let key = usize::try_from(key_off)
+        .ok()
+        .zip(usize::try_from(key_len).ok())
+        .and_then(|(off, n)| head.get(off..off.checked_add(n)?))
+        .ok_or_else(|| bad("key outside the head"))?;
+    if head.len() > len {
+        return Err(bad("head longer than the row"));
+    }
+    Ok(Some(Chunked {
+        len,
+        chunks,
+        lease,
+        key,
+        head,
+    }))
+}
+
+/// The number of chunks of a stored row (0 if inline).
+fn chunk_count(stored: &[u8]) -> Result<u32, MvccError> {
+    Ok(parse_chunked(stored)?.map_or(0, |c| c.chunks))
+}
+
+/// The `key` and `lease` of the row stored as `stored` (either layout), without reading
+/// any chunk nor decoding the value.
+pub(crate) fn stored_key_and_lease(stored: &[u8]) -> Result<(&[u8], i64), MvccError> {
+    match parse_chunked(stored)? {
+        Some(c) => Ok((c.key, c.lease)),
+        None => {
+            let (key, lease) = encoded_key_and_lease(stored)?;
+            Ok((&stored[key], lease))
+        }
+    }
+}
+
+/// The key of chunk `i` of the row keyed `row_key` (its revision, tombstone mark or not).
+fn chunk_key(row_key: &[u8], i: u32) -> Result<[u8; CHUNK_KEY_LEN], MvccError> {
+    let rev = row_key
+        .get(..REV_BYTES_LEN)
+        .ok_or_else(|| MvccError::corrupt(format!("bad revision key {row_key:?}")))?;
+    let mut k = [0u8; CHUNK_KEY_LEN];
+    k[..REV_BYTES_LEN].copy_from_slice(rev);
+    k[REV_BYTES_LEN..].copy_from_slice(&i.to_be_bytes());
+    Ok(k)
+}
+
+/// A transaction the chunk table can be opened from.
+pub(crate) trait OpenChunks {
+    /// The open table.
+    type Table: ReadableTable<Bytes, Bytes>;
+    /// Opens the chunk table; `None` if a read-only transaction finds none (a backend
+    /// written before chunking, or holding no large row yet).
+    fn open_chunks(&self) -> Result<Option<Self::Table>, MvccError>;
+}
+
+impl OpenChunks for &ReadTransaction {
+    type Table = ReadOnlyTable<Bytes, Bytes>;
+
+    fn open_chunks(&self) -> Result<Option<Self::Table>, MvccError> {
+        match self.open_table(KV_CHUNK_TABLE) {
+            Ok(t) => Ok(Some(t)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl<'t> OpenChunks for &'t WriteTransaction {
+    type Table = Table<'t, Bytes, Bytes>;
+
+    fn open_chunks(&self) -> Result<Option<Self::Table>, MvccError> {
+        Ok(Some(self.open_table(KV_CHUNK_TABLE)?))
+    }
+}
+
+/// The chunk table of a transaction, opened on first use: most rows are inline, and
+/// opening a redb table costs about as much as an insert.
+pub(crate) struct Chunks<S: OpenChunks> {
+    src: S,
+    table: RefCell<Option<S::Table>>,
+}
+
+impl<S: OpenChunks> Chunks<S> {
+    pub(crate) fn new(src: S) -> Self {
+        Chunks {
+            src,
+            table: RefCell::new(None),
+        }
+    }
+
+    fn open(&self) -> Result<(), MvccError> {
+        if self.table.borrow().is_none() {
+            if let Some(t) = self.src.open_chunks()? {
+                *self.table.borrow_mut() = Some(t);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'t> Chunks<&'t WriteTransaction> {
+    fn with_table_mut<R>(
+        &self,
+        f: impl FnOnce(&mut Table<'t, Bytes, Bytes>) -> Result<R, MvccError>,
+    ) -> Result<R, MvccError> {
+        self.open()?;
+        let mut slot = self.table.borrow_mut();
+        let t = slot
+            .as_mut()
+            .ok_or_else(|| MvccError::backend("the chunk table did not open"))?;
+        f(t)
+    }
+
+    /// Removes chunks `from..to` of the row keyed `row_key`.
+    fn remove(&self, row_key: &[u8], from: u32, to: u32) -> Result<(), MvccError> {
+        if from >= to {
+            return Ok(());
+        }
+        self.with_table_mut(|t| {
+            for i in from..to {
+                t.remove(chunk_key(row_key, i)?.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Reads the chunks of chunked rows (type-erased, so readers need not be generic over the
+/// kind of transaction).
+pub(crate) trait ReadChunks {
+    /// Calls `f` with each of the `chunks` chunks of the row keyed `row_key`, in order.
+    fn each_chunk(
+        &self,
+        row_key: &[u8],
+        chunks: u32,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), MvccError>;
+}
+
+impl<S: OpenChunks> ReadChunks for Chunks<S> {
+    fn each_chunk(
+        &self,
+        row_key: &[u8],
+        chunks: u32,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), MvccError> {
+        self.open()?;
+        let slot = self.table.borrow();
+        let Some(t) = slot.as_ref() else {
+            return Err(MvccError::corrupt(format!(
+                "{} is stored in chunks, but the backend has no chunk table",
+                describe(row_key)
+            )));
+        };
+        let lo = chunk_key(row_key, 0)?;
+        let hi = chunk_key(row_key, chunks - 1)?;
+        let mut next = 0u32;
+        for entry in t.range(lo.as_slice()..=hi.as_slice())? {
+            let (k, v) = entry?;
+            if k.value().get(REV_BYTES_LEN..) != Some(next.to_be_bytes().as_slice()) {
+                break;
+            }
+            f(v.value());
+            next += 1;
+        }
+        if next != chunks {
+            return Err(MvccError::corrupt(format!(
+                "{}: chunk {next} of its {chunks} is missing",
+                describe(row_key)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Calls `f` with the pieces of the logical row stored as `stored` under `row_key`, in
+/// order (their concatenation is the logical row).
+pub(crate) fn each_piece(
+    chunks: &dyn ReadChunks,
+    row_key: &[u8],
+    stored: &[u8],
+    f: &mut dyn FnMut(&[u8]),
+) -> Result<(), MvccError> {
+    let Some(c) = parse_chunked(stored)? else {
+        f(stored);
+        return Ok(());
+    };
+    f(c.head);
+    let mut total = c.head.len();
+    chunks.each_chunk(row_key, c.chunks, &mut |p| {
+        total += p.len();
+        f(p);
+    })?;
+    if total != c.len {
+        return Err(MvccError::corrupt(format!(
+            "{}: {total} bytes in its head and chunks, {} expected",
+            describe(row_key),
+            c.len
+        )));
+    }
+    Ok(())
+}
+
+/// The logical row stored as `stored` under `row_key` (borrowed if inline).
+pub(crate) fn logical_row<'v>(
+    chunks: &dyn ReadChunks,
+    row_key: &[u8],
+    stored: &'v [u8],
+) -> Result<Cow<'v, [u8]>, MvccError> {
+    let Some(c) = parse_chunked(stored)? else {
+        return Ok(Cow::Borrowed(stored));
+    };
+    let mut out = Vec::with_capacity(c.len);
+    each_piece(chunks, row_key, stored, &mut |p| out.extend_from_slice(p))?;
+    Ok(Cow::Owned(out))
+}
+
+/// Decodes the row stored as `stored` under `row_key`.
+pub(crate) fn decode_row(
+    chunks: &dyn ReadChunks,
+    row_key: &[u8],
+    stored: &[u8],
+) -> Result<KeyValue, MvccError> {
+    decode_kv(&logical_row(chunks, row_key, stored)?)
+}
+
+/// Fetches and decodes the live (non-tombstone) value at `rev`.
+pub(crate) fn get_kv<T>(
+    table: &T,
+    chunks: &dyn ReadChunks,
+    rev: Revision,
+) -> Result<KeyValue, MvccError>
+where
+    T: ReadableTable<Bytes, Bytes>,
+{
+    let k = rev.to_bytes(false);
+    let Some(v) = table.get(k.as_slice())? else {
+        return Err(MvccError::corrupt(format!(
+            "revision {}.{} is indexed but missing from the backend",
+            rev.main, rev.sub
+        )));
+    };
+    decode_row(chunks, &k, v.value())
+}
+
+/// How a logical row is split.
+struct Plan {
+    head: usize,
+    chunks: u32,
+    key: Range<usize>,
+    lease: i64,
+}
+
+/// How `logical` is stored: `None` inline, else its split.
+fn plan(logical: &[u8]) -> Result<Option<Plan>, MvccError> {
+    if logical.len() <= INLINE_MAX {
+        return Ok(None);
+    }
+    let (key, lease) = encoded_key_and_lease(logical)?;
+    // The head keeps the key field (readable without the chunks) and the remainder.
+    let n = (logical.len() - key.end) / CHUNK_BYTES;
+    if n == 0 {
+        return Ok(None);
+    }
+    let chunks = u32::try_from(n)
+        .map_err(|_| MvccError::backend(format!("a row of {} bytes", logical.len())))?;
+    Ok(Some(Plan {
+        head: logical.len() - n * CHUNK_BYTES,
+        chunks,
+        key,
+        lease,
+    }))
+}
+
+/// Writes the logical row `logical` under `row_key` (replacing any row there, chunks
+/// included), inline or chunked, in `table` (the open [`KV_TABLE`]) and `chunks` of the
+/// same write transaction.
+pub(crate) fn put_row(
+    table: &mut Table<'_, Bytes, Bytes>,
+    chunks: &Chunks<&WriteTransaction>,
+    row_key: &[u8],
+    logical: &[u8],
+) -> Result<(), MvccError> {
+    let (new, old) = match plan(logical)? {
+        None => {
+            let old = table.insert(row_key, logical)?;
+            (0, old.map(|v| chunk_count(v.value())).transpose()?)
+        }
+        Some(p) => {
+            chunks.with_table_mut(|t| {
+                for (i, chunk) in logical[p.head..].chunks_exact(CHUNK_BYTES).enumerate() {
+                    t.insert(chunk_key(row_key, i as u32)?.as_slice(), chunk)?;
+                }
+                Ok(())
+            })?;
+            let mut stored = Vec::with_capacity(p.head + 24);
+            stored.extend_from_slice(&[MARKER, CHUNKED_V1]);
+            put_varint(&mut stored, logical.len() as u64);
+            put_varint(&mut stored, u64::from(p.chunks));
+            put_varint(&mut stored, p.lease as u64);
+            put_varint(&mut stored, p.key.start as u64);
+            put_varint(&mut stored, p.key.len() as u64);
+            stored.extend_from_slice(&logical[..p.head]);
+            let old = table.insert(row_key, stored.as_slice())?;
+            (p.chunks, old.map(|v| chunk_count(v.value())).transpose()?)
+        }
+    };
+    // Rows are written once; a replaced row (a repair tool's) leaves no stale chunk.
+    chunks.remove(row_key, new, old.unwrap_or(0))
+}
+
+/// Removes the row `row_key` and its chunks; returns whether it existed and how many
+/// chunks it had.
+pub(crate) fn remove_row(
+    table: &mut Table<'_, Bytes, Bytes>,
+    chunks: &Chunks<&WriteTransaction>,
+    row_key: &[u8],
+) -> Result<(bool, u32), MvccError> {
+    let Some(n) = table
+        .remove(row_key)?
+        .map(|v| chunk_count(v.value()))
+        .transpose()?
+    else {
+        return Ok((false, 0));
+    };
+    chunks.remove(row_key, 0, n)?;
+    Ok((true, n))
+}
+
+/// Reads the logical row at `row_key` in a write transaction (for tools repairing or
+/// damaging a stopped member's backend); `None` if there is none.
+pub fn read_row_in(txn: &WriteTransaction, row_key: &[u8]) -> Result<Option<Vec<u8>>, MvccError> {
+    let table = txn.open_table(KV_TABLE)?;
+    let Some(v) = table.get(row_key)? else {
+        return Ok(None);
+    };
+    let chunks = Chunks::new(txn);
+    Ok(Some(logical_row(&chunks, row_key, v.value())?.into_owned()))
+}
+
+/// Writes the logical row `logical` at `row_key` in a write transaction, in the layout this
+/// version writes (for tools; see [`read_row_in`]).
+pub fn write_row_in(
+    txn: &WriteTransaction,
+    row_key: &[u8],
+    logical: &[u8],
+) -> Result<(), MvccError> {
+    let mut table = txn.open_table(KV_TABLE)?;
+    put_row(&mut table, &Chunks::new(txn), row_key, logical)
+}
