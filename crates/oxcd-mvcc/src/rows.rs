@@ -191,7 +191,7 @@ fn parse_chunked(stored: &[u8]) -> Result<Option<Chunked<'_>>, MvccError> {
 }
 
 /// The number of chunks of a stored row (0 if inline).
-fn chunk_count(stored: &[u8]) -> Result<u32, MvccError> {
+pub(crate) fn chunk_count(stored: &[u8]) -> Result<u32, MvccError> {
     Ok(parse_chunked(stored)?.map_or(0, |c| c.chunks))
 }
 

@@ -2,6 +2,7 @@
 //! proptest.
 
 mod compaction;
+mod layout;
 mod model;
 mod op_counts;
 mod semantics;
