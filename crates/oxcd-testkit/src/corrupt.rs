@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use oxcd_mvcc::backend::KV_TABLE;
+use oxcd_mvcc::backend::{kv_key_and_lease, read_row_in, write_row_in, KV_TABLE};
 use oxcd_proto::mvccpb::KeyValue;
 use prost::Message;
 use redb::ReadableTable;
@@ -16,26 +16,29 @@ pub fn flip_value_byte(data_dir: &Path, key: &[u8]) -> Result<(), String> {
     let err = |what: &str, e: &dyn std::fmt::Display| format!("{}: {what}: {e}", path.display());
     let db = redb::Database::open(&path).map_err(|e| err("open", &e))?;
     let txn = db.begin_write().map_err(|e| err("begin", &e))?;
-    {
-        let mut table = txn.open_table(KV_TABLE).map_err(|e| err("table", &e))?;
+    // Rows are read and written through the store's layout (a large row is in chunks).
+    let rev = {
+        let table = txn.open_table(KV_TABLE).map_err(|e| err("table", &e))?;
         let mut found = None;
         for row in table.iter().map_err(|e| err("scan", &e))?.rev() {
             let (rev, value) = row.map_err(|e| err("row", &e))?;
-            let kv = KeyValue::decode(value.value()).map_err(|e| err("decode", &e))?;
-            if kv.key == key {
-                found = Some((rev.value().to_vec(), kv));
+            let (row_key, _) = kv_key_and_lease(value.value()).map_err(|e| err("decode", &e))?;
+            if row_key == key {
+                found = Some(rev.value().to_vec());
                 break;
             }
         }
-        let (rev, mut kv) = found.ok_or_else(|| err("find", &"no such key"))?;
-        let first = kv
-            .value
-            .first_mut()
-            .ok_or_else(|| err("flip", &"the value is empty"))?;
-        *first ^= 0x01;
-        table
-            .insert(rev.as_slice(), kv.encode_to_vec().as_slice())
-            .map_err(|e| err("write", &e))?;
-    }
+        found.ok_or_else(|| err("find", &"no such key"))?
+    };
+    let row = read_row_in(&txn, &rev)
+        .map_err(|e| err("read", &e))?
+        .ok_or_else(|| err("read", &"the row vanished"))?;
+    let mut kv = KeyValue::decode(row.as_slice()).map_err(|e| err("decode", &e))?;
+    let first = kv
+        .value
+        .first_mut()
+        .ok_or_else(|| err("flip", &"the value is empty"))?;
+    *first ^= 0x01;
+    write_row_in(&txn, &rev, &kv.encode_to_vec()).map_err(|e| err("write", &e))?;
     txn.commit().map_err(|e| err("commit", &e))
 }
