@@ -8,8 +8,9 @@
 //! 1. the bulk copy reads one point in time (a read transaction taken after a commit) while
 //!    the applier goes on writing to the old file;
 //! 2. then, with the writer paused, a short catch-up copies what changed since: the revision
-//!    table only grows above the copied revision (puts, deletes and lease revokes all
-//!    write new revisions), so its rows above it are copied, and the small tables (meta,
+//!    table (and the chunk table of its large rows) only grows above the copied revision
+//!    (puts, deletes and lease revokes all write new revisions), so their rows above it are
+//!    copied, and the small tables (meta,
 //!    leases, membership, alarms) are rewritten whole; the new file is made durable,
 //!    renamed over the database, and the store swaps its handle;
 //! 3. writes go on in the new file while the directory is fsynced to make the rename

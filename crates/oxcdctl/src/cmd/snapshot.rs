@@ -63,9 +63,11 @@ pub(super) fn status(printer: Printer, args: &[String]) -> Result<(), CtlError> 
 /// The status of an oxcd snapshot (a dump as Maintenance.Snapshot streams it, or a redb
 /// backend; either with or without its SHA-256 trailer): the hash is CRC-32C over each
 /// table's name and then its keys and values, in table-name order (etcd's over bbolt
-/// buckets, the same way), so a dump and the backend restored from it hash alike; the
-/// revision is the store's; total keys counts the entries of every table, as etcd counts
-/// every bucket's; the size is the file's less its trailer.
+/// buckets, the same way), the revision table's values being its logical rows however the
+/// backend stores them (a large row's chunks are not visited), so a dump and the backend
+/// restored from it hash alike; the revision is the store's; total keys counts the entries
+/// of every table, as etcd counts every bucket's (a large row once); the size is the
+/// file's less its trailer.
 fn oxcd_status(path: &std::path::Path) -> Result<DbStatus, String> {
     let size = std::fs::metadata(path)
         .map_err(|e| format!("stat {}: {e}", path.display()))?
