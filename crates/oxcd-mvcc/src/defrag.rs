@@ -128,7 +128,11 @@ pub(crate) fn copy_tables_from(rtxn: &ReadTransaction, dst: &Database) -> Result
 /// `rtxn` since: the rows of the revision table and of its chunk table above `copied_rev`
 /// (a chunk's key starts with its row's revision), and every other table whole. Returns
 /// the rows written.
-pub(crate) fn catch_up(rtxn: &ReadTransaction, dst: &Database, copied_rev: i64) -> Result<u64, MvccError> {
+pub(crate) fn catch_up(
+    rtxn: &ReadTransaction,
+    dst: &Database,
+    copied_rev: i64,
+) -> Result<u64, MvccError> {
     let mut wtxn = dst.begin_write()?;
     let mut rows = 0u64;
     let start = Revision::new(copied_rev + 1, 0).to_bytes(false);

@@ -8,6 +8,11 @@
 //! while the store keeps serving. `snapshot restore` builds the new member's backend from
 //! them ([`restore_dump`]), and `snapshot status` reads them ([`scan_dump`]).
 //!
+//! The revision table's rows are dumped as their logical bytes (encoded `KeyValue`s, as
+//! etcd stores them), whatever the backend's storage layout (see the `rows` module): a large
+//! row's chunks are joined, the chunk table is not dumped, and a restore stores the rows in
+//! its own layout.
+//!
 //! Layout (integers big-endian):
 //!
 //! ```text
@@ -29,9 +34,11 @@ use std::path::Path;
 use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 
 use crate::backend::{
-    meta_get_i64, meta_get_u64, META_CONSISTENT_INDEX, META_CURRENT_REV, META_TABLE,
+    meta_get_i64, meta_get_u64, KV_CHUNK_TABLE, KV_TABLE, META_CONSISTENT_INDEX, META_CURRENT_REV,
+    META_TABLE,
 };
 use crate::revision::Revision;
+use crate::rows::{logical_len, logical_row, put_row, Chunks};
 use crate::store::{poison, ReadSnap, Store};
 use crate::{EntryVisitor, FileScan, MvccError};
 
@@ -103,11 +110,14 @@ impl Store {
             )
         };
         let mut body = HEADER_LEN + FOOTER_LEN;
-        visit_rows(&snap, &mut |row| {
+        visit_rows(&snap, true, &mut |row| {
             body += match row {
                 Row::Table(name) => 1 + 4 + u64::from(field_len(name.len())?),
                 Row::Entry(k, v) => {
                     1 + 4 + 4 + u64::from(field_len(k.len())?) + u64::from(field_len(v.len())?)
+                }
+                Row::Sized(k, len) => {
+                    1 + 4 + 4 + u64::from(field_len(k.len())?) + u64::from(field_len(len)?)
                 }
             };
             Ok(())
@@ -131,7 +141,7 @@ impl SnapshotDump {
         header[8..12].copy_from_slice(&DUMP_VERSION.to_be_bytes());
         out.write_all(&header).map_err(io)?;
         let (mut tables, mut rows, mut written) = (0u32, 0u64, HEADER_LEN);
-        visit_rows(&self.snap, &mut |row| {
+        visit_rows(&self.snap, false, &mut |row| {
             match row {
                 Row::Table(name) => {
                     tables += 1;
@@ -152,6 +162,7 @@ impl SnapshotDump {
                     out.write_all(v).map_err(io)?;
                     written += 9 + k.len() as u64 + v.len() as u64;
                 }
+                Row::Sized(..) => return Err(unsized_row()),
             }
             Ok(())
         })?;
@@ -191,13 +202,25 @@ enum Row<'a> {
     Table(&'a str),
     /// An entry of the current table (in key order; the meta table's keys as UTF-8).
     Entry(&'a [u8], &'a [u8]),
+    /// An entry of the revision table and the length of its (logical) value, when only
+    /// sizes were asked for.
+    Sized(&'a [u8], usize),
+}
+
+fn unsized_row() -> MvccError {
+    MvccError::backend("a row without its value in a walk that needs values")
 }
 
 /// Walks every table of `txn`, in name order, and every entry in key order. The meta
 /// table is the only one keyed by strings; every other table is bytes -> bytes (as the
-/// defragmentation's copy requires).
+/// defragmentation's copy requires). The revision table's entries are its logical rows
+/// (encoded `KeyValue`s, however the backend stores them: see the `rows` module) and the
+/// chunk table of its large rows is not visited, so the walk, a dump and a scan do not
+/// depend on the storage layout. With `sizes_only`, the revision table's entries come as
+/// [`Row::Sized`] (no chunk is read).
 fn visit_rows(
     txn: &redb::ReadTransaction,
+    sizes_only: bool,
     each: &mut dyn FnMut(Row<'_>) -> Result<(), MvccError>,
 ) -> Result<(), MvccError> {
     if txn.list_multimap_tables()?.next().is_some() {
@@ -208,12 +231,29 @@ fn visit_rows(
     let mut names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
     names.sort();
     for name in &names {
+        if name == KV_CHUNK_TABLE.name() {
+            continue;
+        }
         each(Row::Table(name))?;
         if name == META_TABLE.name() {
             let t = txn.open_table(META_TABLE)?;
             for entry in t.iter()? {
                 let (k, v) = entry?;
                 each(Row::Entry(k.value().as_bytes(), v.value()))?;
+            }
+        } else if name == KV_TABLE.name() {
+            let t = txn.open_table(KV_TABLE)?;
+            let chunks = Chunks::new(txn);
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                if sizes_only {
+                    each(Row::Sized(k.value(), logical_len(v.value())?))?;
+                } else {
+                    each(Row::Entry(
+                        k.value(),
+                        &logical_row(&chunks, k.value(), v.value())?,
+                    ))?;
+                }
             }
         } else {
             let t = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(name))?;
@@ -233,13 +273,14 @@ pub(crate) fn visit_backend_rows(
     scan: &mut RowScan,
 ) -> Result<(), MvccError> {
     let mut table = String::new();
-    visit_rows(txn, &mut |row| {
+    visit_rows(txn, false, &mut |row| {
         match row {
             Row::Table(name) => table = name.to_string(),
             Row::Entry(k, v) => {
                 scan.row(&table, k, v)?;
                 each(&table, k, v);
             }
+            Row::Sized(..) => return Err(unsized_row()),
         }
         Ok(())
     })
@@ -374,6 +415,23 @@ impl RowBatch {
                 t.insert(key, &self.buf[key_end..end])?;
                 start = end;
             }
+        } else if self.table == KV_TABLE.name() {
+            // Logical rows, stored in this version's layout (large ones in chunks).
+            let mut t = txn.open_table(KV_TABLE)?;
+            let chunks = Chunks::new(txn);
+            for &(key_end, end) in &self.ends {
+                put_row(
+                    &mut t,
+                    &chunks,
+                    &self.buf[start..key_end],
+                    &self.buf[key_end..end],
+                )?;
+                start = end;
+            }
+        } else if self.table == KV_CHUNK_TABLE.name() {
+            return Err(MvccError::corrupt(
+                "the snapshot holds a chunk table (dumps hold logical rows only)",
+            ));
         } else if !self.ends.is_empty() {
             let mut t = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&self.table))?;
             for &(key_end, end) in &self.ends {

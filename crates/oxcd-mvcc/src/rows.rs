@@ -375,6 +375,11 @@ pub(crate) fn each_piece(
     Ok(())
 }
 
+/// The length of the logical row stored as `stored` (no chunk is read).
+pub(crate) fn logical_len(stored: &[u8]) -> Result<usize, MvccError> {
+    Ok(parse_chunked(stored)?.map_or(stored.len(), |c| c.len))
+}
+
 /// The logical row stored as `stored` under `row_key` (borrowed if inline).
 pub(crate) fn logical_row<'v>(
     chunks: &dyn ReadChunks,
@@ -455,6 +460,12 @@ pub(crate) fn put_row(
     row_key: &[u8],
     logical: &[u8],
 ) -> Result<(), MvccError> {
+    if logical.first() == Some(&MARKER) {
+        return Err(MvccError::corrupt(format!(
+            "{}: a stored (chunked) row given where a KeyValue encoding is expected",
+            describe(row_key)
+        )));
+    }
     let (new, old) = match plan(logical)? {
         None => {
             let old = table.insert(row_key, logical)?;

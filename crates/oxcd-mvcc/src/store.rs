@@ -17,9 +17,8 @@ use redb::{
 };
 
 use crate::backend::{
-    kv_key_and_lease, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE,
-    META_CONSISTENT_INDEX, META_CURRENT_REV, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
-    META_TABLE, META_TERM,
+    kv_key_and_lease, meta_get_i64, meta_get_u64, meta_put_u64, KV_TABLE, META_CONSISTENT_INDEX,
+    META_CURRENT_REV, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE, META_TERM,
 };
 use crate::key_index::{RestoredRev, TreeIndex};
 use crate::kv_ops::{
@@ -474,13 +473,7 @@ impl Store {
         let rtxn = self.begin_read()?;
         let table = rtxn.open_table(KV_TABLE)?;
         let chunks = Chunks::new(&*rtxn);
-        let mut ctx = WriteCtx::new(
-            &st.index,
-            &table,
-            &chunks,
-            st.committed_rev,
-            st.compact_rev,
-        );
+        let mut ctx = WriteCtx::new(&st.index, &table, &chunks, st.committed_rev, st.compact_rev);
         let resp = ctx.txn(req, &|_| false);
         self.ops.add(&ctx.tally);
         let resp = resp?;
