@@ -321,6 +321,13 @@ impl Store {
             let rows = copy_tables_from(&snap, &new_db)?;
             // The store's own commits on this file, from the swap on, are not paced.
             pacing.store(false, Ordering::Relaxed);
+            // redb doubles a file as it grows (up to 4 GiB) and trims it only when more than
+            // half is free, or when it is closed: close the copy and open it again, so the
+            // new file is the size of its data (1.1 GiB of rows left it at 2.2 GiB).
+            drop(new_db);
+            let new_db = redb::Builder::new()
+                .set_cache_size(self.cache_bytes)
+                .open(&tmp)?;
             Ok::<_, MvccError>((new_db, rows))
         })();
         drop(snap);

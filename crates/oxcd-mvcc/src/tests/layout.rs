@@ -360,6 +360,7 @@ fn defrag_keeps_the_chunks_and_catch_up_copies_new_ones() {
             &value(10_000 + usize::from(i), i),
         );
     }
+
     let at = s.current_revision();
     s.compact(at - 4, 0).unwrap();
     s.commit(true).unwrap();
@@ -367,6 +368,7 @@ fn defrag_keeps_the_chunks_and_catch_up_copies_new_ones() {
     let chunks = chunk_rows(&s);
     let stats = s.defrag().unwrap();
     assert!(stats.rows > chunks);
+
     assert_eq!(all(&s, 0), want);
     assert_eq!(chunk_rows(&s), chunks);
     check_chunks(&s);
