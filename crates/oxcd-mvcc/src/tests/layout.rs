@@ -231,6 +231,9 @@ fn rows_of_every_size_read_back_and_only_large_ones_are_chunked() {
     assert_eq!(all(&s, 0).len(), want.len());
 }
 
+/// An event's type, value, mod revision and previous value.
+type Summary = (i32, Vec<u8>, i64, Option<Vec<u8>>);
+
 #[test]
 fn overwrites_deletes_and_history_of_large_values() {
     let (_dir, s) = super::semantics::open();
@@ -266,7 +269,7 @@ fn overwrites_deletes_and_history_of_large_values() {
             prev_kv: true,
         })
         .unwrap();
-    let summary: Vec<(i32, Vec<u8>, i64, Option<Vec<u8>>)> = h
+    let summary: Vec<Summary> = h
         .events
         .iter()
         .map(|e| {
