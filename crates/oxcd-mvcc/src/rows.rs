@@ -36,12 +36,15 @@
 //! whole 4 KiB page. redb 4 packs the rightmost leaf full when keys arrive in ascending order
 //! (ours do: revisions), so a table of equal entries sized to divide a page evenly wastes
 //! nothing but the per-entry overhead and its branch pages. Four chunks of 994 bytes with
-//! their 21-byte keys fill a page exactly (4 + 4 × (8 + 21 + 994) = 4096). Measured with
-//! `tests::layout::redb_page_use` (64 MiB of rows written in ascending order, bytes in use
-//! over logical bytes): inline rows of 2.1 KB use 1.99×, 4.1 KB 2.00×, 64 KiB 2.00×; chunked
-//! with 994-byte chunks 1.07×, 1.06×, 1.06× (1 MiB rows: 1.06×). Half-page chunks (2,017 bytes)
-//! measured 1.06×, 1.05×, 1.04× but leave rows of 1–2 KB inline (up to 2×, which quarter-page
-//! chunks bring to 1.10×); whole-page chunks leave everything under 4 KB inline.
+//! their 21-byte keys fill a page exactly (4 + 4 × (8 + 21 + 994) = 4096). Bytes in use
+//! (stored + fragmented + metadata) over logical bytes, 64 MiB of rows written in ascending
+//! order a few per commit: with this layout (`tests::layout::redb_page_use`) rows of 2.1 KB
+//! use 1.065×, 4.1 KB 1.056×, 64 KiB and 1 MiB 1.055×; rows of 300 B stay inline at 1.16×.
+//! A scratch variant of that test (rows and chunks written with redb directly) gave, inline,
+//! 1.99×, 2.00×, 2.00× for the first three; with half-page chunks (2,017 bytes) 1.06×,
+//! 1.05×, 1.04×, but rows of 1–2 KB stay inline (1 KB rows: 1.39×, which quarter-page
+//! chunks bring to 1.10×); whole-page chunks (4,063 bytes) leave every row under 4 KB
+//! inline (2.1 KB: 2×).
 //!
 //! A row and its chunks are written in the same write transaction, and removed together.
 
