@@ -58,9 +58,16 @@ const PAD_TO: u64 = 512;
 const MAX_FIELD: u32 = 1 << 30;
 /// Bytes of rows inserted per (non-durable) commit while restoring, so a large restore
 /// never holds all of it in one transaction.
+#[cfg(not(test))]
 const RESTORE_BYTES_PER_COMMIT: u64 = 256 << 20;
+/// Small in unit tests, so their restores commit in the middle too.
+#[cfg(test)]
+const RESTORE_BYTES_PER_COMMIT: u64 = 64 << 10;
 /// Bytes of rows a restore gathers before inserting them.
+#[cfg(not(test))]
 const RESTORE_BATCH_BYTES: usize = 8 << 20;
+#[cfg(test)]
+const RESTORE_BATCH_BYTES: usize = 16 << 10;
 
 /// Whether `head` (the first bytes of a file) starts like a dump.
 pub fn is_dump(head: &[u8]) -> bool {
@@ -350,26 +357,39 @@ pub fn restore_dump(r: &mut dyn Read, len: u64, dest: &Path) -> Result<FileScan,
             .set_cache_size(crate::DEFAULT_CACHE_BYTES)
             .create(dest)?;
         let mut scan = RowScan::default();
-        let mut txn = db.begin_write()?;
+        // redb has one writer at a time: a transaction is committed before the next begins
+        // (beginning one while another is open waits for it forever).
+        let mut txn = Some(db.begin_write()?);
         let mut batch = RowBatch::default();
         let mut uncommitted = 0u64;
         read_dump(r, len, &mut |table, k, v| {
             scan.row(table, k, v)?;
             if table != batch.table || batch.buf.len() >= RESTORE_BATCH_BYTES {
-                uncommitted += batch.insert_into(&txn)?;
+                if txn.is_none() {
+                    txn = Some(db.begin_write()?);
+                }
+                let open = txn
+                    .as_ref()
+                    .ok_or_else(|| MvccError::backend("the restore's transaction is gone"))?;
+                uncommitted += batch.insert_into(open)?;
                 batch.table.clear();
                 batch.table.push_str(table);
                 if uncommitted >= RESTORE_BYTES_PER_COMMIT {
-                    let full = std::mem::replace(&mut txn, db.begin_write()?);
-                    commit(full, Durability::None)?;
+                    if let Some(full) = txn.take() {
+                        commit(full, Durability::None)?;
+                    }
                     uncommitted = 0;
                 }
             }
             batch.push(k, v);
             Ok(())
         })?;
-        batch.insert_into(&txn)?;
-        commit(txn, Durability::Immediate)?;
+        let last = match txn {
+            Some(t) => t,
+            None => db.begin_write()?,
+        };
+        batch.insert_into(&last)?;
+        commit(last, Durability::Immediate)?;
         Ok(scan.finish())
     })();
     if built.is_err() {
