@@ -91,6 +91,16 @@ impl Model {
                 && (r.max_create_revision == 0 || kv.create_revision <= r.max_create_revision)
                 && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
         });
+        // etcd fetches only limit + 1 keys, in key order, unless it sorts on request or
+        // filters by revision; a sort that merely defaults to ascending for a target other
+        // than the key (sort_order NONE) reorders just those (etcdserver/apply.go).
+        let filtered = r.max_mod_revision != 0
+            || r.min_mod_revision != 0
+            || r.max_create_revision != 0
+            || r.min_create_revision != 0;
+        if r.sort_order == 0 && !filtered && r.limit > 0 {
+            kvs.truncate(r.limit as usize + 1);
+        }
         let mut order = r.sort_order;
         if r.sort_target != 0 && order == 0 {
             order = 1;

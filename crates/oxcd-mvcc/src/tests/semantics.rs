@@ -751,3 +751,33 @@ fn read_only_txn_matches_the_applied_txn_and_sees_only_committed_state() {
     assert!(s.txn_read_only(&w).is_err());
     assert!(get(&s, "z", 0).is_none());
 }
+
+/// etcd fetches limit + 1 keys in key order before a sort that only defaults to
+/// ascending (sort_order NONE with a target other than the key), so the sort reorders
+/// just those: not the first `limit` keys by creation (etcdserver/apply.go). Found by the
+/// model test, whose model sorted everything first.
+#[test]
+fn a_defaulted_sort_reorders_only_the_limited_keys_as_etcds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("db")).unwrap();
+    for k in ["b", "d", "c", "a"] {
+        put(&s, k, "");
+    }
+    let range = |sort_order: range_request::SortOrder| {
+        let r = s
+            .range(&RangeRequest {
+                key: "a".into(),
+                range_end: "e".into(),
+                limit: 2,
+                sort_target: range_request::SortTarget::Create as i32,
+                sort_order: sort_order as i32,
+                ..Default::default()
+            })
+            .unwrap();
+        keys(&r.kvs)
+    };
+    // a, b, c fetched; by creation: b (2), c (4), a (5).
+    assert_eq!(range(range_request::SortOrder::None), vec!["b", "c"]);
+    // Asked for: all sorted, then limited.
+    assert_eq!(range(range_request::SortOrder::Ascend), vec!["b", "d"]);
+}
