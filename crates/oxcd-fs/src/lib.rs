@@ -22,18 +22,17 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `file`'s dirty pages back to the disk and waits for them, without the metadata
-/// and journal work of an fsync (Linux's `sync_file_range`; elsewhere nothing). A long
-/// copy that calls this every few MiB keeps the disk's queue short, so the fsyncs of
-/// other files (the WAL's) do not wait behind gigabytes written back at once. It makes
-/// nothing durable.
+/// Waits until the writeback this function started last time on `file` is done, then
+/// starts writing back its dirty pages, without the metadata and journal work of an fsync
+/// (Linux's `sync_file_range`; elsewhere nothing). A long copy that calls this every few
+/// MiB keeps at most two such steps between it and the disk, so the fsyncs of other files
+/// (the WAL's) do not wait behind gigabytes written back at once, while the copy goes on
+/// during each step's writeback. It makes nothing durable.
 pub fn write_back(file: &File) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE;
         // SAFETY: the descriptor belongs to `file`, which outlives the call; offset 0 and
         // length 0 name the whole file.
         if unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) } != 0 {
