@@ -33,13 +33,10 @@ use std::path::Path;
 
 use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 
-use crate::backend::{
-    meta_get_i64, meta_get_u64, KV_CHUNK_TABLE, KV_TABLE, META_CONSISTENT_INDEX, META_CURRENT_REV,
-    META_TABLE,
-};
+use crate::backend::{KV_CHUNK_TABLE, KV_TABLE, META_CURRENT_REV, META_TABLE};
 use crate::revision::Revision;
 use crate::rows::{logical_len, logical_row, put_row, Chunks};
-use crate::store::{poison, ReadSnap, Store};
+use crate::store::{ReadSnap, Store};
 use crate::{EntryVisitor, FileScan, MvccError};
 
 /// The first bytes of every dump.
@@ -102,20 +99,7 @@ impl Store {
     /// until the dump is dropped. Its size is counted here, so the reader can be told the
     /// bytes still to come from the first chunk on.
     pub fn dump_snapshot(&self) -> Result<SnapshotDump, MvccError> {
-        let snap = {
-            let mut w = self.writer.lock();
-            w.check()?;
-            let r = self.commit_locked(&mut w, false);
-            poison(&mut w, r)?;
-            self.begin_read()?
-        };
-        let (consistent_index, revision) = {
-            let meta = snap.open_table(META_TABLE)?;
-            (
-                meta_get_u64(&meta, META_CONSISTENT_INDEX)?.unwrap_or(0),
-                meta_get_i64(&meta, META_CURRENT_REV)?.unwrap_or(1),
-            )
-        };
+        let (snap, consistent_index, revision) = self.point_in_time()?;
         let mut body = HEADER_LEN + FOOTER_LEN;
         visit_rows(&snap, true, &mut |row| {
             body += match row {

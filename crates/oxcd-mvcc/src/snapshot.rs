@@ -21,7 +21,7 @@ use crate::backend::{
     meta_get_i64, meta_get_u64, META_CONSISTENT_INDEX, META_CURRENT_REV, META_TABLE,
 };
 use crate::defrag::copy_tables_from;
-use crate::store::{poison, Loaded, Store};
+use crate::store::{poison, Loaded, ReadSnap, Store};
 use crate::MvccError;
 
 /// What a [`Store::export_snapshot`] wrote.
@@ -152,13 +152,11 @@ impl Store {
         Ok(rev)
     }
 
-    /// Copies the backend into a new database file at `dest` (replacing any file there),
-    /// fsynced with its directory. The copy is of one point in time holding everything
-    /// applied when it starts: the open write batch is committed first (not durably: the
-    /// copy is), so a raft snapshot at any index the applier has reported applied is
-    /// covered. The store keeps serving reads and writes while the tables are copied. On
-    /// error `dest` is removed.
-    pub fn export_snapshot(&self, dest: &Path) -> Result<ExportInfo, MvccError> {
+    /// A read transaction holding everything applied so far, with its consistent index
+    /// and revision: the open write batch is committed first (not durably: what is read
+    /// from it is a copy for elsewhere), so a raft snapshot at any index the applier has
+    /// reported applied is covered.
+    pub(crate) fn point_in_time(&self) -> Result<(ReadSnap, u64, i64), MvccError> {
         let snap = {
             let mut w = self.writer.lock();
             w.check()?;
@@ -173,6 +171,17 @@ impl Store {
                 meta_get_i64(&meta, META_CURRENT_REV)?.unwrap_or(1),
             )
         };
+        Ok((snap, consistent_index, revision))
+    }
+
+    /// Copies the backend into a new database file at `dest` (replacing any file there),
+    /// fsynced with its directory. The copy is of one point in time holding everything
+    /// applied when it starts: the open write batch is committed first (not durably: the
+    /// copy is), so a raft snapshot at any index the applier has reported applied is
+    /// covered. The store keeps serving reads and writes while the tables are copied. On
+    /// error `dest` is removed.
+    pub fn export_snapshot(&self, dest: &Path) -> Result<ExportInfo, MvccError> {
+        let (snap, consistent_index, revision) = self.point_in_time()?;
         let _ = std::fs::remove_file(dest);
         let written = (|| {
             let (backend, _pacing) = crate::defrag::PacedFile::create(dest)?;
