@@ -359,10 +359,7 @@ pub(crate) fn sample(body: &str, series: &str) -> Option<String> {
 
 #[tokio::test]
 async fn metrics_count_stream_messages_and_proposals() {
-    use oxcd_proto::etcdserverpb::{
-        watch_client::WatchClient, watch_request::RequestUnion, PutRequest, WatchCreateRequest,
-        WatchRequest,
-    };
+    use oxcd_proto::etcdserverpb::{watch_client::WatchClient, PutRequest};
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     assert_eq!(http(s.port, "GET", "/health", "").await.0, 200);
@@ -394,17 +391,9 @@ async fn metrics_count_stream_messages_and_proposals() {
         .connect()
         .await
         .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(WatchRequest {
-        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-            key: b"w".to_vec(),
-            ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
+    let (tx, rx) = watch_of(b"w").await;
     let mut stream = WatchClient::new(channel)
-        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .watch(rx)
         .await
         .unwrap()
         .into_inner();
@@ -929,8 +918,7 @@ async fn metrics_until(port: u16, series: &str, want: &str) -> String {
 #[tokio::test]
 async fn metrics_count_client_requests_by_type_and_api_version() {
     use oxcd_proto::etcdserverpb::{
-        kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion, PutRequest,
-        RangeRequest, WatchCreateRequest, WatchRequest,
+        kv_client::KvClient, watch_client::WatchClient, PutRequest, RangeRequest,
     };
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
@@ -976,20 +964,9 @@ async fn metrics_count_client_requests_by_type_and_api_version() {
     .await
     .unwrap();
     // A stream counts once, whatever it carries.
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(WatchRequest {
-        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-            key: b"w".to_vec(),
-            ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
+    let (_tx, rx) = watch_of(b"w").await;
     let mut watch = WatchClient::new(channel)
-        .watch(with_version(
-            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
-            "3.5",
-        ))
+        .watch(with_version(tonic::Request::new(rx), "3.5"))
         .await
         .unwrap()
         .into_inner();
@@ -1097,4 +1074,25 @@ async fn metrics_count_watch_and_keep_alive_requests_that_cannot_be_received() {
             "{api} {kind}:\n{body}"
         );
     }
+}
+
+/// The request stream of a Watch call that starts by watching `key`, and its sender (kept
+/// by the caller: dropping it ends the stream).
+async fn watch_of(
+    key: &[u8],
+) -> (
+    tokio::sync::mpsc::Sender<oxcd_proto::etcdserverpb::WatchRequest>,
+    tokio_stream::wrappers::ReceiverStream<oxcd_proto::etcdserverpb::WatchRequest>,
+) {
+    use oxcd_proto::etcdserverpb::{watch_request::RequestUnion, WatchCreateRequest, WatchRequest};
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    (tx, tokio_stream::wrappers::ReceiverStream::new(rx))
 }
