@@ -122,6 +122,11 @@ pub struct Store {
     db: RwLock<Arc<Database>>,
     pub(crate) path: PathBuf,
     pub(crate) cache_bytes: usize,
+    /// Size of the database file as of the last commit or swap. Read on every write
+    /// request (the quota check), where a `stat` of the path cost a path walk each time;
+    /// the file changes size only in a commit, a defragmentation's or a snapshot's swap,
+    /// and each of those refreshes it.
+    file_size: AtomicU64,
     /// Lease attachments found while opening, until taken or a key is written.
     pub(crate) open_leases: Mutex<Option<Vec<LeaseAttachment>>>,
     /// The last figure [`Store::db_size_in_use`] counted, and when.
@@ -285,7 +290,9 @@ impl Store {
             applied_index: AtomicU64::new(consistent_index),
             committed_index: AtomicU64::new(consistent_index),
             rename_sync: Mutex::new(None),
+            file_size: AtomicU64::new(0),
         };
+        store.refresh_file_size();
         if let Some(s) = scheduled {
             if s > compact_rev {
                 tracing::info!(rev = s, "resuming interrupted compaction");
@@ -303,7 +310,15 @@ impl Store {
     /// Replaces the database (by [`Store::defrag`], holding the writer lock); returns the
     /// old one.
     pub(crate) fn swap_db(&self, db: Database) -> Arc<Database> {
-        std::mem::replace(&mut *self.db.write(), Arc::new(db))
+        let old = std::mem::replace(&mut *self.db.write(), Arc::new(db));
+        self.refresh_file_size();
+        old
+    }
+
+    /// Reads the database file's size again (see `file_size`).
+    fn refresh_file_size(&self) {
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        self.file_size.store(size, Ordering::Relaxed);
     }
 
     /// A read snapshot of the last commit.
@@ -354,9 +369,9 @@ impl Store {
         &self.path
     }
 
-    /// Size of the database file in bytes.
+    /// Size of the database file in bytes, as of the last commit (etcd's backend `Size`).
     pub fn db_size(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        self.file_size.load(Ordering::Relaxed)
     }
 
     /// Bytes of the database file in use (etcd's `dbSizeInUse`, the file size less its
@@ -596,6 +611,7 @@ impl Store {
         })?;
         txn.commit()?;
         drop(rename);
+        self.refresh_file_size();
         w.nondurable = !durable;
         self.state.write().committed_rev = w.rev;
         self.committed_index.store(w.index, Ordering::Release);

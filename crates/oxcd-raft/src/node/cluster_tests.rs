@@ -17,6 +17,7 @@ use raft::SnapshotStatus;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
+use super::worker::READ_RETRY;
 use super::*;
 use crate::wire;
 
@@ -26,6 +27,20 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Router {
     tx: mpsc::Sender<Message>,
     members: Arc<Mutex<HashMap<u64, RaftHandle>>>,
+    reads: Arc<Mutex<ReadRounds>>,
+}
+
+/// What the router saw of ReadIndex rounds a follower sent to the leader.
+#[derive(Default)]
+struct ReadRounds {
+    /// Rounds sent (and not dropped).
+    sent: usize,
+    /// Rounds sent and not answered yet, by sender.
+    outstanding: HashMap<u64, usize>,
+    /// Most rounds one sender had unanswered at once.
+    most_outstanding: usize,
+    /// Rounds still to drop, as a lost message.
+    drop: usize,
 }
 
 /// The [`Transport`] each member sends through.
@@ -43,10 +58,33 @@ impl Router {
     fn start() -> Router {
         let (tx, rx) = mpsc::channel::<Message>();
         let members: Arc<Mutex<HashMap<u64, RaftHandle>>> = Arc::default();
-        let table = members.clone();
+        let reads: Arc<Mutex<ReadRounds>> = Arc::default();
+        let (table, rounds) = (members.clone(), reads.clone());
         std::thread::spawn(move || {
             for m in rx {
                 let (from, to, kind) = (m.from, m.to, m.get_msg_type());
+                {
+                    let mut r = rounds.lock();
+                    match kind {
+                        MessageType::MsgReadIndex if r.drop > 0 => {
+                            r.drop -= 1;
+                            continue;
+                        }
+                        MessageType::MsgReadIndex => {
+                            r.sent += 1;
+                            let n = r.outstanding.entry(from).or_default();
+                            *n += 1;
+                            let n = *n;
+                            r.most_outstanding = r.most_outstanding.max(n);
+                        }
+                        MessageType::MsgReadIndexResp => {
+                            if let Some(n) = r.outstanding.get_mut(&to) {
+                                *n = n.saturating_sub(1);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 let bytes = wire::encode_message(&m);
                 let decoded = wire::decode_message(bytes::Bytes::from(bytes)).unwrap();
                 assert_eq!(decoded, m, "the wire codec changed a message");
@@ -66,7 +104,7 @@ impl Router {
                 }
             }
         });
-        Router { tx, members }
+        Router { tx, members, reads }
     }
 
     fn transport(&self) -> RouterTransport {
@@ -325,4 +363,85 @@ async fn a_member_behind_the_compacted_log_gets_a_snapshot_then_the_entries() {
 
     h2.shutdown();
     h1.shutdown();
+}
+
+/// A follower keeps one ReadIndex round in flight: readers arriving meanwhile share the
+/// next round (every round costs the leader a heartbeat exchange with each follower).
+/// A round whose message is lost is followed by another, so its readers are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_batches_reads_into_one_round_at_a_time_and_retries_a_lost_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let router = Router::start();
+    let mut handles = Vec::new();
+    for id in [1, 2] {
+        let app = App::default();
+        let (h, rx) = RaftNode::start_with(
+            member(tmp.path(), id, vec![1, 2], 0),
+            router.transport(),
+            options(&app),
+        )
+        .unwrap();
+        router.add(id, &h);
+        app.spawn_applier(h.clone(), rx);
+        handles.push(h);
+    }
+    let leader = until(&mut handles[0].leadership(), Leadership::has_leader)
+        .await
+        .leader_id;
+    let (leader, follower) = if leader == 1 {
+        (handles[0].clone(), handles[1].clone())
+    } else {
+        (handles[1].clone(), handles[0].clone())
+    };
+    until(&mut follower.leadership(), |l| l.leader_id != 0).await;
+    propose_n(&leader, "w", 10).await;
+    let committed = leader.status().commit_index;
+
+    // 20 readers, each reading 15 times in a row: reads keep arriving while rounds fly.
+    let readers: Vec<_> = (0..20)
+        .map(|_| {
+            let f = follower.clone();
+            tokio::spawn(async move {
+                let mut indexes = Vec::new();
+                for _ in 0..15 {
+                    indexes.push(f.read_index().await.unwrap());
+                }
+                indexes
+            })
+        })
+        .collect();
+    for r in readers {
+        for index in r.await.unwrap() {
+            assert!(index >= committed, "read index {index} below {committed}");
+        }
+    }
+    {
+        let r = router.reads.lock();
+        assert_eq!(
+            r.most_outstanding, 1,
+            "a second round started before the first was answered"
+        );
+        assert!(
+            r.sent >= 1 && r.sent < 300,
+            "{} rounds for 300 readers",
+            r.sent
+        );
+    }
+
+    // The next round's request is lost: the reader is answered by the round after it.
+    router.reads.lock().drop = 1;
+    let started = std::time::Instant::now();
+    let index = tokio::time::timeout(WAIT, follower.read_index())
+        .await
+        .expect("a lost round was never retried")
+        .unwrap();
+    assert!(index >= committed);
+    assert!(
+        started.elapsed() >= READ_RETRY,
+        "answered before the retry: {:?}",
+        started.elapsed()
+    );
+
+    follower.shutdown();
+    leader.shutdown();
 }

@@ -48,6 +48,9 @@ use crate::wal::{Wal, WalContents};
 const MAX_DRAIN: usize = 4096;
 /// Most `Ready`s processed per loop iteration.
 const MAX_READIES: usize = 64;
+/// How long a ReadIndex round may go unanswered before the next one starts beside it
+/// (etcd 3.5's `readIndexRetryTime`): its message or its answer may have been lost.
+pub(crate) const READ_RETRY: Duration = Duration::from_millis(500);
 
 type ReadReply = oneshot::Sender<Result<u64, RaftError>>;
 
@@ -211,7 +214,13 @@ impl<T: Transport> Worker<T> {
                 }
             }
             self.issue_reads();
-            if let Err(e) = self.process_readies().and_then(|()| self.maybe_compact()) {
+            let mut handled = self.process_readies();
+            // A round answered in those readies lets the readers queued behind it go now,
+            // not after the next request or tick.
+            if handled.is_ok() && self.issue_reads() {
+                handled = self.process_readies();
+            }
+            if let Err(e) = handled.and_then(|()| self.maybe_compact()) {
                 tracing::error!(error = %e, "raft node stopping after a fatal error");
                 break;
             }
@@ -310,9 +319,18 @@ impl<T: Transport> Worker<T> {
     /// Starts one ReadIndex round for all waiting readers, when raft can
     /// serve it: a leader only after committing an entry in its term (raft-rs
     /// silently drops earlier requests), a follower only with a known leader.
-    fn issue_reads(&mut self) {
-        if self.pending_reads.is_empty() {
-            return;
+    /// Returns whether a round started.
+    ///
+    /// One round is in flight at a time, as in etcd's linearizable read loop: readers
+    /// arriving meanwhile wait for the next round, so a busy member sends one round per
+    /// round trip, each answering many readers, instead of one per loop iteration. Every
+    /// round costs the leader a heartbeat to each follower and their answers. A round
+    /// unanswered for [`READ_RETRY`] is presumed lost: its readers join the next one.
+    fn issue_reads(&mut self) -> bool {
+        let now = Instant::now();
+        self.requeue_reads(|since| now.duration_since(since) >= READ_RETRY);
+        if self.pending_reads.is_empty() || !self.inflight_reads.is_empty() {
+            return false;
         }
         let r = &self.raw.raft;
         let ready = match r.state {
@@ -320,7 +338,7 @@ impl<T: Transport> Worker<T> {
             _ => r.leader_id != 0,
         };
         if !ready {
-            return;
+            return false;
         }
         self.next_read += 1;
         let mut ctx = Vec::with_capacity(16);
@@ -329,7 +347,27 @@ impl<T: Transport> Worker<T> {
         self.raw.read_index(ctx.clone());
         self.pending_since = None;
         let waiters = std::mem::take(&mut self.pending_reads);
-        self.inflight_reads.insert(ctx, (Instant::now(), waiters));
+        self.inflight_reads.insert(ctx, (now, waiters));
+        true
+    }
+
+    /// Hands the readers of the rounds in flight that started at a time `lost` accepts to
+    /// the next round. Raft may never answer a round whose message was lost, nor one
+    /// from before a change of leader or role (a follower's request went to the old
+    /// leader; a leader that stepped down forgets its own). A later round is as good for
+    /// those readers, since it starts after they arrived; they keep their start time for
+    /// the read timeout.
+    fn requeue_reads(&mut self, lost: impl Fn(Instant) -> bool) {
+        let pending_since = &mut self.pending_since;
+        let pending_reads = &mut self.pending_reads;
+        self.inflight_reads.retain(|_, (since, waiters)| {
+            if !lost(*since) {
+                return true;
+            }
+            *pending_since = Some(pending_since.map_or(*since, |p| p.min(*since)));
+            pending_reads.append(waiters);
+            false
+        });
     }
 
     fn resolve_reads(&mut self, states: Vec<ReadState>) {
@@ -385,6 +423,7 @@ impl<T: Transport> Worker<T> {
         if rd.ss().is_some() {
             // A new leader or role: heartbeat intervals are measured afresh, as etcd's.
             self.heartbeats.reset();
+            self.requeue_reads(|_| true);
         }
         self.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
