@@ -76,6 +76,32 @@ pub fn remove_durably(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether `path` lies on a tmpfs (memory), where writing zeros to reserve space only
+/// costs memory: its blocks are never "unwritten" as a disk filesystem's are.
+pub fn is_tmpfs(path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: statfs writes into the zeroed struct we own; the path is NUL-terminated.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(c_path.as_ptr(), &mut st) } != 0 {
+            return false;
+        }
+        // The field's and the constant's types differ between targets.
+        #[allow(clippy::unnecessary_cast)]
+        let tmpfs = st.f_type as i64 == libc::TMPFS_MAGIC as i64;
+        tmpfs
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +125,26 @@ mod tests {
         f.write_all(&vec![7u8; 1 << 20]).unwrap();
         write_back(&f).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), vec![7u8; 1 << 20]);
+    }
+
+    #[test]
+    fn is_tmpfs_agrees_with_the_mount_table() {
+        assert!(!is_tmpfs(Path::new("/no/such/path")));
+        // The last mount on a directory is the one seen there.
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut seen = std::collections::HashMap::new();
+        for line in mounts.lines() {
+            let mut fields = line.split_whitespace();
+            if let (Some(_), Some(dir), Some(kind)) = (fields.next(), fields.next(), fields.next())
+            {
+                seen.insert(dir.to_string(), kind.to_string());
+            }
+        }
+        for dir in ["/", "/dev/shm"] {
+            if let Some(kind) = seen.get(dir) {
+                assert_eq!(is_tmpfs(Path::new(dir)), kind == "tmpfs", "{dir} is {kind}");
+            }
+        }
     }
 
     #[test]

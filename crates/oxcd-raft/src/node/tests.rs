@@ -226,7 +226,10 @@ fn wal_files(dir: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_bounds_the_wal_and_restart_works() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = WalOptions { segment_size: 2048 };
+    let opts = WalOptions {
+        segment_size: 2048,
+        ..WalOptions::default()
+    };
     let c = RaftConfig {
         snapshot_count: 25,
         ..cfg(tmp.path(), 0)

@@ -38,17 +38,27 @@ use segment::SegmentId;
 /// Default segment size at which a new segment is started.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 
+/// Data fdatasyncs after which a busy WAL starts preparing zero-written segments (a
+/// member that writes rarely gains nothing from cheaper fsyncs, and each preparation
+/// writes a whole segment).
+const BUSY_AFTER_SYNCS: u64 = 256;
+
 /// Tunables for a [`Wal`].
 #[derive(Debug, Clone)]
 pub struct WalOptions {
     /// Roll to a new segment once the current one reaches this many bytes.
     pub segment_size: u64,
+    /// Once the WAL is busy, prepare the next segment written with zeros on a background
+    /// thread and move onto it as soon as it is ready (see `segment::prepare_zeroed`): an
+    /// fdatasync then writes the data alone. Never on a tmpfs.
+    pub zeroed_segments: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         Self {
             segment_size: DEFAULT_SEGMENT_SIZE,
+            zeroed_segments: true,
         }
     }
 }
@@ -73,6 +83,12 @@ pub struct Wal {
     unsynced: bool,
     /// fdatasyncs of appended data so far (for tests of when the WAL syncs).
     data_syncs: u64,
+    /// The next segment being written with zeros (`segment::PREPARED`), if any.
+    preparing: Option<std::thread::JoinHandle<std::io::Result<File>>>,
+    /// The next segment, written with zeros and synced, waiting for the next roll.
+    prepared: Option<File>,
+    /// Whether the current segment was written with zeros before use.
+    zeroed: bool,
 }
 
 impl Wal {
@@ -143,6 +159,9 @@ impl Wal {
             poisoned: false,
             unsynced: false,
             data_syncs: 0,
+            preparing: None,
+            prepared: None,
+            zeroed: false,
         };
         Ok((wal, contents))
     }
@@ -171,6 +190,11 @@ impl Wal {
         self.check()?;
         if entries.is_empty() && hs.is_none() {
             return Ok(());
+        }
+        if !self.zeroed && self.take_ready_preparation() {
+            // Onto the zero-written segment at once, rather than at the next roll.
+            self.roll()?;
+            self.unsynced = false;
         }
         let last = &self.state.hard_state;
         let must_sync =
@@ -380,6 +404,9 @@ impl Wal {
             let synced = self.file.sync_data();
             crate::fsync_observer::observe(started.elapsed());
             self.data_syncs += 1;
+            if self.data_syncs == BUSY_AFTER_SYNCS {
+                self.start_preparing();
+            }
             synced
         });
         if let Err(e) = res {
@@ -406,14 +433,21 @@ impl Wal {
             return Err(WalError::io(&self.current_path(), e));
         }
         let seq = self.segments.last().map_or(0, |s| s.seq + 1);
-        let res = create_segment(
-            &self.dir,
-            self.opts.segment_size,
-            seq,
-            self.last_index + 1,
-            self.last_crc,
-            &self.state,
-        );
+        let (first_index, seed) = (self.last_index + 1, self.last_crc);
+        self.take_ready_preparation();
+        let prepared = self.prepared.take();
+        let zeroed = prepared.is_some();
+        let res = match prepared {
+            Some(file) => adopt_segment(&self.dir, file, seq, first_index, seed, &self.state),
+            None => create_segment(
+                &self.dir,
+                self.opts.segment_size,
+                seq,
+                first_index,
+                seed,
+                &self.state,
+            ),
+        };
         let (id, file, len, crc) = match res {
             Ok(v) => v,
             Err(e) => {
@@ -425,7 +459,52 @@ impl Wal {
         self.file = file;
         self.seg_len = len;
         self.last_crc = crc;
+        self.zeroed = zeroed;
+        if self.data_syncs >= BUSY_AFTER_SYNCS {
+            self.start_preparing();
+        }
         Ok(())
+    }
+
+    /// Starts writing the next segment with zeros on a background thread, unless one is
+    /// being written or waits already, the option is off, or the WAL is on a tmpfs.
+    fn start_preparing(&mut self) {
+        if !self.opts.zeroed_segments
+            || self.preparing.is_some()
+            || self.prepared.is_some()
+            || oxcd_fs::is_tmpfs(&self.dir)
+        {
+            return;
+        }
+        let path = self.dir.join(segment::PREPARED);
+        let len = self.opts.segment_size;
+        let spawned = std::thread::Builder::new()
+            .name("wal-prepare".into())
+            .spawn(move || segment::prepare_zeroed(&path, len));
+        match spawned {
+            Ok(handle) => self.preparing = Some(handle),
+            Err(e) => tracing::debug!(error = %e, "cannot start preparing a WAL segment"),
+        }
+    }
+
+    /// Whether a zero-written segment is ready (taking it from its thread if it just
+    /// finished). A preparation that failed (a full disk, say) is dropped: segments are
+    /// then fallocated only, which is correct, just slower to sync.
+    fn take_ready_preparation(&mut self) -> bool {
+        if self.prepared.is_some() {
+            return true;
+        }
+        if !self.preparing.as_ref().is_some_and(|h| h.is_finished()) {
+            return false;
+        }
+        match self.preparing.take().map(|h| h.join()) {
+            Some(Ok(Ok(file))) => self.prepared = Some(file),
+            Some(Ok(Err(e))) => {
+                tracing::debug!(error = %e, "WAL segment not prepared; segments stay fallocated only");
+            }
+            _ => tracing::debug!("the WAL segment preparation panicked"),
+        }
+        self.prepared.is_some()
     }
 }
 
@@ -476,6 +555,34 @@ fn header_records(
         crc = record::encode(&mut buf, crc, RecordType::HardState, &hs);
     }
     Ok((buf, crc))
+}
+
+/// Makes the prepared file (`segment::PREPARED`, zero-written and synced) segment `seq`:
+/// writes and syncs its header records while it is still not a segment, then renames it
+/// and syncs the directory, so a crash leaves either no new segment or a complete one.
+fn adopt_segment(
+    dir: &Path,
+    file: File,
+    seq: u64,
+    first_index: u64,
+    seed: u32,
+    state: &WalContents,
+) -> Result<(SegmentId, File, u64, u32), WalError> {
+    let from = dir.join(segment::PREPARED);
+    let path = dir.join(segment::file_name(seq, first_index));
+    let (buf, crc) = header_records(seed, state).map_err(encode_err)?;
+    file.write_all_at(&buf, 0)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| WalError::io(&from, e))?;
+    crate::fsync_observer::wrote(buf.len());
+    std::fs::rename(&from, &path).map_err(|e| WalError::io(&path, e))?;
+    segment::sync_dir(dir)?;
+    let id = SegmentId {
+        seq,
+        first_index,
+        path,
+    };
+    Ok((id, file, buf.len() as u64, crc))
 }
 
 /// Creates segment `seq`, writes and syncs its header records (`seed`, then

@@ -112,6 +112,50 @@ pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), WalE
     Ok(())
 }
 
+/// Name of the next segment while it is being prepared: not a `.wal` file, so [`list`]
+/// ignores it (and a leftover from before a crash is simply prepared again).
+pub(crate) const PREPARED: &str = "next-segment.tmp";
+
+/// Prepares the next segment at `path`: `len` bytes reserved and written with zeros, then
+/// synced. Writes into a fallocated range turn "unwritten" extents into written ones, so
+/// each fdatasync of such a segment also writes the file's metadata (on ext4 a second,
+/// synchronous I/O: 330 against 170 µs per 4 KiB write and fdatasync here); once the
+/// zeros are on disk, an fdatasync writes the data alone. etcd only fallocates. The
+/// zeros are pushed to the disk every 4 MiB so the WAL's own fsyncs never queue behind
+/// 64 MiB of writeback.
+pub(crate) fn prepare_zeroed(path: &Path, len: u64) -> std::io::Result<File> {
+    const STEP: usize = 1 << 20;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let Ok(n) = libc::off_t::try_from(len) else {
+            return Err(std::io::Error::other("segment size out of range"));
+        };
+        // SAFETY: fallocate on a descriptor we own; no memory is passed. Reserving first
+        // fails fast on a full disk instead of partway through the zeros.
+        if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, n) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    let zeros = vec![0u8; STEP];
+    let mut written = 0u64;
+    while written < len {
+        let n = (len - written).min(STEP as u64) as usize;
+        std::os::unix::fs::FileExt::write_all_at(&f, &zeros[..n], written)?;
+        written += n as u64;
+        if written.is_multiple_of(4 * STEP as u64) {
+            oxcd_fs::write_back(&f)?;
+        }
+    }
+    f.sync_all()?;
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
