@@ -44,6 +44,244 @@ pub fn write_back(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes a [`WriteBehind`] writes between two [`write_back`]s: about 13 ms of a disk that
+/// writes 300 MB/s, long enough that each step is one large write, short enough that the
+/// writer rarely waits.
+pub const WRITE_BEHIND_STEP: u64 = 4 << 20;
+
+/// A file written front to back (a snapshot being received) whose pages are sent to the
+/// disk as they are written, every [`WRITE_BEHIND_STEP`] bytes, rather than all at its
+/// final fsync. The disk then writes while the data is still arriving, and the final
+/// fsync has at most two steps left to write: a gigabyte arriving at the disk's speed is
+/// durable about when its last byte arrives, instead of one disk-gigabyte later. Each
+/// step waits for the one before it to reach the disk, so the writer never runs more than
+/// two steps ahead of the disk. It makes nothing durable by itself: call
+/// [`WriteBehind::sync_all`] at the end.
+#[derive(Debug)]
+pub struct WriteBehind {
+    file: File,
+    since_write_back: u64,
+    /// Cleared when the kernel refuses `sync_file_range`: the file is then written
+    /// back at its fsync only, as an ordinary file.
+    pacing: bool,
+}
+
+impl WriteBehind {
+    /// Writes `file` (opened for writing) with write-behind.
+    pub fn new(file: File) -> WriteBehind {
+        WriteBehind {
+            file,
+            since_write_back: 0,
+            pacing: true,
+        }
+    }
+
+    /// Flushes and fsyncs the file (its data and metadata).
+    pub fn sync_all(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        self.file.sync_all()
+    }
+
+    /// The file.
+    pub fn into_inner(self) -> File {
+        self.file
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since_write_back += n as u64;
+        if self.pacing && self.since_write_back >= WRITE_BEHIND_STEP {
+            self.since_write_back = 0;
+            if write_back(&self.file).is_err() {
+                // Only a speed-up: without it the final fsync writes everything.
+                self.pacing = false;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Alignment of an `O_DIRECT` write's buffer, file offset and length: a multiple of every
+/// logical block size in use (512 or 4096).
+const DIRECT_ALIGN: usize = 4096;
+
+/// Bytes a [`SequentialFile`] gathers for each write that bypasses the page cache.
+const DIRECT_STEP: usize = 4 << 20;
+
+/// A new file written once, front to back, then made durable: a snapshot being received.
+///
+/// Its bytes go to the disk without the page cache (`O_DIRECT`, in aligned steps of a few
+/// MiB), so the writer neither copies them into the cache nor leaves them dirty for the
+/// final fsync. On this kind of VM copying a gigabyte into fresh page-cache pages costs 1
+/// to 4 s of CPU (the host faults every page in), several times what the disk takes to
+/// write it (`dd oflag=direct`: 0.9 s); written directly, a snapshot is on the disk about
+/// when its last byte has arrived. Where `O_DIRECT` is refused (tmpfs, other systems), or
+/// fails on the first write, the file is written through the page cache with
+/// [`WriteBehind`]. The file's content and length are the same either way; call
+/// [`SequentialFile::finish`] to write the tail and fsync.
+#[derive(Debug)]
+pub struct SequentialFile {
+    out: WriteBehind,
+    /// While writes bypass the page cache: the aligned buffer they are gathered in.
+    staging: Option<Staging>,
+    /// Bytes written so far, staged ones included.
+    len: u64,
+}
+
+/// An aligned window of a larger buffer (safe code cannot ask the allocator for alignment,
+/// so the buffer is longer by [`DIRECT_ALIGN`] and the window starts where it is aligned).
+#[derive(Debug)]
+struct Staging {
+    buf: Vec<u8>,
+    start: usize,
+    filled: usize,
+}
+
+impl Staging {
+    fn new() -> Staging {
+        let buf = vec![0u8; DIRECT_STEP + DIRECT_ALIGN];
+        let start = buf.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        Staging {
+            buf,
+            start,
+            filled: 0,
+        }
+    }
+}
+
+impl SequentialFile {
+    /// Creates (or truncates) the file at `path` for writing; a new file gets mode 0600
+    /// (etcd's `PrivateFileMode`: a snapshot holds every key).
+    pub fn create(path: &Path) -> io::Result<SequentialFile> {
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut direct = open.clone();
+            direct.custom_flags(libc::O_DIRECT);
+            if let Ok(file) = direct.open(path) {
+                return Ok(SequentialFile {
+                    out: WriteBehind::new(file),
+                    staging: Some(Staging::new()),
+                    len: 0,
+                });
+            }
+        }
+        Ok(SequentialFile {
+            out: WriteBehind::new(open.open(path)?),
+            staging: None,
+            len: 0,
+        })
+    }
+
+    /// Whether writes still bypass the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.staging.is_some()
+    }
+
+    /// Writes the first `n` bytes of the staging window (`n` aligned, or the file's end);
+    /// if the file refuses a direct write, goes on through the page cache.
+    fn write_staged(&mut self, n: usize) -> io::Result<()> {
+        let Some(st) = self.staging.as_mut() else {
+            return Ok(());
+        };
+        let window = &st.buf[st.start..st.start + n];
+        let mut done = 0;
+        while done < window.len() {
+            match self.out.file.write(&window[done..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => done += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_einval(&e) && done % DIRECT_ALIGN == 0 => {
+                    // The file system took the flag at open but refuses the writes: the
+                    // rest goes through the page cache, from the same offset.
+                    clear_direct(&self.out.file)?;
+                    let rest = window[done..].to_vec();
+                    self.staging = None;
+                    return self.out.write_all(&rest);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        st.filled = 0;
+        Ok(())
+    }
+
+    /// Writes what is still staged (its last block padded with zeros, the padding then cut
+    /// off), and fsyncs the file: its content, length and metadata are durable.
+    pub fn finish(mut self) -> io::Result<File> {
+        if let Some(st) = self.staging.as_mut() {
+            let filled = st.filled;
+            let padded = filled.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+            st.buf[st.start + filled..st.start + padded].fill(0);
+            self.write_staged(padded)?;
+            if padded != filled {
+                self.out.file.set_len(self.len)?;
+            }
+        }
+        self.out.sync_all()?;
+        Ok(self.out.into_inner())
+    }
+}
+
+impl Write for SequentialFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(st) = self.staging.as_mut() else {
+            let n = self.out.write(buf)?;
+            self.len += n as u64;
+            return Ok(n);
+        };
+        let take = (DIRECT_STEP - st.filled).min(buf.len());
+        st.buf[st.start + st.filled..st.start + st.filled + take].copy_from_slice(&buf[..take]);
+        st.filled += take;
+        self.len += take as u64;
+        if st.filled == DIRECT_STEP {
+            self.write_staged(DIRECT_STEP)?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Staged bytes wait for a full step or `finish`: a direct write must be aligned.
+        Ok(())
+    }
+}
+
+fn is_einval(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    return e.raw_os_error() == Some(libc::EINVAL);
+    #[cfg(not(unix))]
+    return e.kind() == io::ErrorKind::InvalidInput;
+}
+
+/// Turns `O_DIRECT` off for `file`: its next writes go through the page cache.
+#[cfg(target_os = "linux")]
+fn clear_direct(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor `file` owns, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn clear_direct(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
 /// Renames `from` to `to` and fsyncs the directory of `to` (and of `from`, if it differs),
 /// so after a crash either the old or the new name exists, never neither.
 pub fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
@@ -144,6 +382,56 @@ mod tests {
             if let Some(kind) = seen.get(dir) {
                 assert_eq!(is_tmpfs(Path::new(dir)), kind == "tmpfs", "{dir} is {kind}");
             }
+        }
+    }
+
+    #[test]
+    fn write_behind_writes_every_byte_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("received");
+        let mut w = WriteBehind::new(File::create(&path).unwrap());
+        let mut want = Vec::new();
+        // Steps that straddle WRITE_BEHIND_STEP, so write_back runs several times.
+        for i in 0..40u32 {
+            let part = vec![i as u8; 300_000 + i as usize];
+            w.write_all(&part).unwrap();
+            want.extend_from_slice(&part);
+        }
+        w.sync_all().unwrap();
+        drop(w);
+        assert!(want.len() as u64 > 2 * WRITE_BEHIND_STEP);
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
+
+    #[test]
+    fn sequential_file_holds_exactly_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        // Empty, shorter than a block, one block, and over two direct steps with an
+        // unaligned tail, written in pieces that straddle the steps.
+        for total in [0usize, 100, DIRECT_ALIGN, 2 * DIRECT_STEP + 12_345] {
+            let path = dir.path().join(format!("received-{total}"));
+            let mut f = SequentialFile::create(&path).unwrap();
+            let want: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+            for piece in want.chunks(1_000_003) {
+                f.write_all(piece).unwrap();
+            }
+            f.finish().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), want, "{total} bytes");
+        }
+        // Created over an older, longer file: truncated.
+        let path = dir.path().join("received-0");
+        std::fs::write(&path, vec![1u8; 3 * DIRECT_ALIGN]).unwrap();
+        let mut f = SequentialFile::create(&path).unwrap();
+        f.write_all(b"short").unwrap();
+        f.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"short");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let fresh = dir.path().join("fresh");
+            SequentialFile::create(&fresh).unwrap().finish().unwrap();
+            let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
         }
     }
 
