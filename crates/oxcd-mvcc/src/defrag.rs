@@ -167,9 +167,10 @@ pub(crate) fn catch_up(
     Ok(rows)
 }
 
-/// Bytes the bulk copy writes between two [`oxcd_fs::write_back`]s: about 16 ms of this
-/// machine's disk, the most a WAL fsync then waits behind the copy.
-const WRITE_BACK_EVERY: u64 = 4 << 20;
+/// Bytes the bulk copy writes between two [`oxcd_fs::write_back`]s, the step every
+/// written-behind file uses: a few ms of this machine's disk, the most a WAL fsync then
+/// waits behind the copy.
+const WRITE_BACK_EVERY: u64 = oxcd_fs::WRITE_BEHIND_STEP;
 
 /// The new file of a defragmentation or a peer snapshot's export: redb's file backend, whose writes are written back to
 /// the disk every [`WRITE_BACK_EVERY`] bytes while pacing is on. Left to the final fsync,

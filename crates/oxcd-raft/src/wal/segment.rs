@@ -8,6 +8,7 @@
 //! segments safe.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::error::WalError;
@@ -93,23 +94,37 @@ pub(crate) fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), WalE
     if current >= len {
         return Ok(());
     }
+    match reserve(file, len) {
+        // Make the new size durable now, so later fdatasyncs have no metadata to flush.
+        Ok(true) => file.sync_all().map_err(|e| WalError::io(path, e)),
+        Ok(false) => Ok(()),
+        Err(err) => {
+            tracing::debug!(file = %path.display(), error = %err, "WAL segment not preallocated");
+            Ok(())
+        }
+    }
+}
+
+/// Reserves disk blocks for the first `len` bytes of `file` (`fallocate`): `Ok(false)` where
+/// this system has no such call, an error where the file system refuses (tmpfs on some
+/// kernels, a full disk).
+fn reserve(file: &File, len: u64) -> std::io::Result<bool> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::io::AsRawFd;
-        let Ok(len) = libc::off_t::try_from(len) else {
-            return Ok(());
-        };
+        let len = libc::off_t::try_from(len)
+            .map_err(|_| std::io::Error::other("segment size out of range"))?;
         // SAFETY: fallocate on a file descriptor we own; no memory is passed.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            tracing::debug!(file = %path.display(), error = %err, "WAL segment not preallocated");
-            return Ok(());
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        // Make the new size durable now, so later fdatasyncs have no metadata to flush.
-        file.sync_all().map_err(|e| WalError::io(path, e))?;
+        Ok(true)
     }
-    Ok(())
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, len);
+        Ok(false)
+    }
 }
 
 /// Name of the next segment while it is being prepared: not a `.wal` file, so [`list`]
@@ -121,8 +136,8 @@ pub(crate) const PREPARED: &str = "next-segment.tmp";
 /// each fdatasync of such a segment also writes the file's metadata (on ext4 a second,
 /// synchronous I/O: 330 against 170 µs per 4 KiB write and fdatasync here); once the
 /// zeros are on disk, an fdatasync writes the data alone. etcd only fallocates. The
-/// zeros are pushed to the disk every 4 MiB so the WAL's own fsyncs never queue behind
-/// 64 MiB of writeback.
+/// zeros are written behind (`oxcd_fs::WriteBehind`) so the WAL's own fsyncs never queue
+/// behind 64 MiB of writeback.
 pub(crate) fn prepare_zeroed(path: &Path, len: u64) -> std::io::Result<File> {
     const STEP: usize = 1 << 20;
     let f = std::fs::OpenOptions::new()
@@ -130,30 +145,18 @@ pub(crate) fn prepare_zeroed(path: &Path, len: u64) -> std::io::Result<File> {
         .truncate(true)
         .write(true)
         .open(path)?;
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        let Ok(n) = libc::off_t::try_from(len) else {
-            return Err(std::io::Error::other("segment size out of range"));
-        };
-        // SAFETY: fallocate on a descriptor we own; no memory is passed. Reserving first
-        // fails fast on a full disk instead of partway through the zeros.
-        if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, n) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
+    // Reserving first fails fast on a full disk instead of partway through the zeros.
+    reserve(&f, len)?;
+    let mut out = oxcd_fs::WriteBehind::new(f);
     let zeros = vec![0u8; STEP];
     let mut written = 0u64;
     while written < len {
         let n = (len - written).min(STEP as u64) as usize;
-        std::os::unix::fs::FileExt::write_all_at(&f, &zeros[..n], written)?;
+        out.write_all(&zeros[..n])?;
         written += n as u64;
-        if written.is_multiple_of(4 * STEP as u64) {
-            oxcd_fs::write_back(&f)?;
-        }
     }
-    f.sync_all()?;
-    Ok(f)
+    out.sync_all()?;
+    Ok(out.into_inner())
 }
 
 #[cfg(test)]
