@@ -183,6 +183,12 @@ impl SequentialFile {
         })
     }
 
+    /// The file being written, for calls that do not write, such as reserving its space
+    /// with `fallocate` before the first byte.
+    pub fn file(&self) -> &File {
+        &self.out.file
+    }
+
     /// Whether writes still bypass the page cache.
     pub fn is_direct(&self) -> bool {
         self.staging.is_some()
@@ -217,7 +223,8 @@ impl SequentialFile {
     }
 
     /// Writes what is still staged (its last block padded with zeros, the padding then cut
-    /// off), and fsyncs the file: its content, length and metadata are durable.
+    /// off), and fsyncs the file: its content, length and metadata are durable. The file
+    /// returned writes through the page cache again, so any later write may be unaligned.
     pub fn finish(mut self) -> io::Result<File> {
         if let Some(st) = self.staging.as_mut() {
             let filled = st.filled;
@@ -226,6 +233,9 @@ impl SequentialFile {
             self.write_staged(padded)?;
             if padded != filled {
                 self.out.file.set_len(self.len)?;
+            }
+            if self.staging.is_some() {
+                clear_direct(&self.out.file)?;
             }
         }
         self.out.sync_all()?;

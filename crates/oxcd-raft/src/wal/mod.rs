@@ -569,12 +569,8 @@ fn adopt_segment(
     state: &WalContents,
 ) -> Result<(SegmentId, File, u64, u32), WalError> {
     let from = dir.join(segment::PREPARED);
+    let (len, crc) = write_header(&file, &from, seed, state)?;
     let path = dir.join(segment::file_name(seq, first_index));
-    let (buf, crc) = header_records(seed, state).map_err(encode_err)?;
-    file.write_all_at(&buf, 0)
-        .and_then(|()| file.sync_data())
-        .map_err(|e| WalError::io(&from, e))?;
-    crate::fsync_observer::wrote(buf.len());
     std::fs::rename(&from, &path).map_err(|e| WalError::io(&path, e))?;
     segment::sync_dir(dir)?;
     let id = SegmentId {
@@ -582,7 +578,23 @@ fn adopt_segment(
         first_index,
         path,
     };
-    Ok((id, file, buf.len() as u64, crc))
+    Ok((id, file, len, crc))
+}
+
+/// Writes a segment's header records (`seed`, then what `state` holds besides entries) at
+/// the start of `file` and syncs them. Returns their length and the crc of the last one.
+fn write_header(
+    file: &File,
+    path: &Path,
+    seed: u32,
+    state: &WalContents,
+) -> Result<(u64, u32), WalError> {
+    let (buf, crc) = header_records(seed, state).map_err(encode_err)?;
+    file.write_all_at(&buf, 0)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| WalError::io(path, e))?;
+    crate::fsync_observer::wrote(buf.len());
+    Ok((buf.len() as u64, crc))
 }
 
 /// Creates segment `seq`, writes and syncs its header records (`seed`, then
@@ -598,16 +610,13 @@ fn create_segment(
     state: &WalContents,
 ) -> Result<(SegmentId, File, u64, u32), WalError> {
     let path = dir.join(segment::file_name(seq, first_index));
-    let (buf, crc) = header_records(seed, state).map_err(encode_err)?;
-    let f = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| WalError::io(&path, e))?;
-    f.write_all_at(&buf, 0)
-        .and_then(|()| f.sync_data())
-        .map_err(|e| WalError::io(&path, e))?;
-    crate::fsync_observer::wrote(buf.len());
+    let mut open = OpenOptions::new();
+    open.create_new(true).write(true);
+    // etcd's WAL files are private to the member (`PrivateFileMode`), as prepared ones are.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let f = open.open(&path).map_err(|e| WalError::io(&path, e))?;
+    let (len, crc) = write_header(&f, &path, seed, state)?;
     segment::preallocate(&f, &path, preallocate)?;
     segment::sync_dir(dir)?;
     let id = SegmentId {
@@ -615,5 +624,5 @@ fn create_segment(
         first_index,
         path,
     };
-    Ok((id, f, buf.len() as u64, crc))
+    Ok((id, f, len, crc))
 }

@@ -771,6 +771,17 @@ fn a_busy_wal_moves_onto_a_zero_written_segment() {
         bytes[data_end..].iter().all(|b| *b == 0),
         "zeros after the data"
     );
+    #[cfg(unix)]
+    for seg in &after {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(seg).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode,
+            0o600,
+            "{} is private to the member, as etcd's",
+            seg.display()
+        );
+    }
     for _ in 0..50 {
         next += 1;
         wal.save(&[ent(next, 1, b"z")], None).unwrap();
