@@ -36,7 +36,7 @@ use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 use crate::backend::{KV_CHUNK_TABLE, KV_TABLE, META_CURRENT_REV, META_TABLE};
 use crate::restore_file::RestoreFile;
 use crate::revision::Revision;
-use crate::rows::{logical_len, logical_row, put_row, Chunks};
+use crate::rows::{logical_len, logical_row, put_rows, Chunks};
 use crate::store::{ReadSnap, Store};
 use crate::{EntryVisitor, FileScan, MvccError};
 
@@ -499,15 +499,13 @@ impl RowBatch {
             // Logical rows, stored in this version's layout (large ones in chunks).
             let mut t = txn.open_table(KV_TABLE)?;
             let chunks = Chunks::new(txn);
-            for &(key_end, end) in &self.ends {
-                put_row(
-                    &mut t,
-                    &chunks,
-                    &self.buf[start..key_end],
-                    &self.buf[key_end..end],
-                )?;
-                start = end;
-            }
+            let buf = &self.buf;
+            let rows = self.ends.iter().scan(0, |start, &(key_end, end)| {
+                let row = (&buf[*start..key_end], &buf[key_end..end]);
+                *start = end;
+                Some(row)
+            });
+            put_rows(&mut t, &chunks, rows)?;
         } else if self.table == KV_CHUNK_TABLE.name() {
             return Err(MvccError::corrupt(
                 "the snapshot holds a chunk table (dumps hold logical rows only)",
