@@ -324,6 +324,25 @@ impl Write for SequentialFile {
     }
 }
 
+/// Opens `path` for reading with `O_DIRECT` where the file system takes it (reads then
+/// bypass the page cache and must be [`DIRECT_ALIGN`]-aligned): a large file read once
+/// (a snapshot being restored) does not fill the page cache. Returns the file and whether
+/// it is direct; a refused flag gives an ordinary file.
+pub fn open_direct_read(path: &Path) -> io::Result<(File, bool)> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            return Ok((f, true));
+        }
+    }
+    Ok((File::open(path)?, false))
+}
+
 /// Whether `e` is `EINVAL`: what a file system that took `O_DIRECT` at open says to a
 /// direct write it cannot do.
 pub fn is_einval(e: &io::Error) -> bool {
