@@ -109,7 +109,7 @@ impl Write for WriteBehind {
 
 /// Alignment of an `O_DIRECT` write's buffer, file offset and length: a multiple of every
 /// logical block size in use (512 or 4096).
-const DIRECT_ALIGN: usize = 4096;
+pub const DIRECT_ALIGN: usize = 4096;
 
 /// Bytes a [`SequentialFile`] gathers for each write that bypasses the page cache.
 const DIRECT_STEP: usize = 4 << 20;
@@ -134,25 +134,93 @@ pub struct SequentialFile {
     len: u64,
 }
 
-/// An aligned window of a larger buffer (safe code cannot ask the allocator for alignment,
-/// so the buffer is longer by [`DIRECT_ALIGN`] and the window starts where it is aligned).
+/// A zeroed buffer whose first byte is [`DIRECT_ALIGN`]-aligned, as `O_DIRECT` reads and
+/// writes need their memory to be. Safe code cannot ask the allocator for alignment, so the
+/// allocation is longer by [`DIRECT_ALIGN`] and the buffer is the window of it that starts
+/// at an aligned address.
 #[derive(Debug)]
-struct Staging {
+pub struct AlignedBuf {
     buf: Vec<u8>,
     start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// A buffer of `len` zero bytes.
+    pub fn new(len: usize) -> AlignedBuf {
+        let buf = vec![0u8; len + DIRECT_ALIGN];
+        let start = buf.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        AlignedBuf { buf, start, len }
+    }
+
+    /// Its length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// The aligned buffer a [`SequentialFile`] gathers its direct writes in.
+#[derive(Debug)]
+struct Staging {
+    buf: AlignedBuf,
     filled: usize,
 }
 
 impl Staging {
     fn new() -> Staging {
-        let buf = vec![0u8; DIRECT_STEP + DIRECT_ALIGN];
-        let start = buf.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
         Staging {
-            buf,
-            start,
+            buf: AlignedBuf::new(DIRECT_STEP),
             filled: 0,
         }
     }
+}
+
+/// Creates a new file at `path` (it must not exist; mode 0600 where there are modes) for
+/// reading and writing, with `O_DIRECT` if the file system takes it: reads and writes then
+/// bypass the page cache and must be [`DIRECT_ALIGN`]-aligned in memory, offset and
+/// length. Returns the file and whether it is direct. Where `O_DIRECT` is refused (tmpfs,
+/// other systems) the file is an ordinary one. A file system may also take the flag at
+/// open and refuse the first aligned write with `EINVAL` ([`is_einval`]); the caller then
+/// calls [`clear_direct`] and goes on through the page cache.
+pub fn create_direct(path: &Path) -> io::Result<(File, bool)> {
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut direct = open.clone();
+        direct.custom_flags(libc::O_DIRECT);
+        match direct.open(path) {
+            Ok(file) => return Ok((file, true)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+            // Refused (EINVAL on tmpfs): created? Then it exists now; remove and reopen.
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    Ok((open.open(path)?, false))
 }
 
 impl SequentialFile {
@@ -200,7 +268,7 @@ impl SequentialFile {
         let Some(st) = self.staging.as_mut() else {
             return Ok(());
         };
-        let window = &st.buf[st.start..st.start + n];
+        let window = &st.buf[..n];
         let mut done = 0;
         while done < window.len() {
             match self.out.file.write(&window[done..]) {
@@ -229,7 +297,7 @@ impl SequentialFile {
         if let Some(st) = self.staging.as_mut() {
             let filled = st.filled;
             let padded = filled.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-            st.buf[st.start + filled..st.start + padded].fill(0);
+            st.buf[filled..padded].fill(0);
             self.write_staged(padded)?;
             if padded != filled {
                 self.out.file.set_len(self.len)?;
@@ -251,7 +319,7 @@ impl Write for SequentialFile {
             return Ok(n);
         };
         let take = (DIRECT_STEP - st.filled).min(buf.len());
-        st.buf[st.start + st.filled..st.start + st.filled + take].copy_from_slice(&buf[..take]);
+        st.buf[st.filled..st.filled + take].copy_from_slice(&buf[..take]);
         st.filled += take;
         self.len += take as u64;
         if st.filled == DIRECT_STEP {
@@ -266,16 +334,37 @@ impl Write for SequentialFile {
     }
 }
 
-fn is_einval(e: &io::Error) -> bool {
+/// Opens `path` for reading with `O_DIRECT` where the file system takes it (reads then
+/// bypass the page cache and must be [`DIRECT_ALIGN`]-aligned): a large file read once
+/// (a snapshot being restored) does not fill the page cache. Returns the file and whether
+/// it is direct; a refused flag gives an ordinary file.
+pub fn open_direct_read(path: &Path) -> io::Result<(File, bool)> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            return Ok((f, true));
+        }
+    }
+    Ok((File::open(path)?, false))
+}
+
+/// Whether `e` is `EINVAL`: what a file system that took `O_DIRECT` at open says to a
+/// direct write it cannot do.
+pub fn is_einval(e: &io::Error) -> bool {
     #[cfg(unix)]
     return e.raw_os_error() == Some(libc::EINVAL);
     #[cfg(not(unix))]
     return e.kind() == io::ErrorKind::InvalidInput;
 }
 
-/// Turns `O_DIRECT` off for `file`: its next writes go through the page cache.
+/// Turns `O_DIRECT` off for `file`: its next reads and writes go through the page cache.
 #[cfg(target_os = "linux")]
-fn clear_direct(file: &File) -> io::Result<()> {
+pub fn clear_direct(file: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = file.as_raw_fd();
     // SAFETY: fcntl on a descriptor `file` owns, with integer arguments only.
@@ -287,8 +376,9 @@ fn clear_direct(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Turns `O_DIRECT` off for `file` (nothing to do where it is never set).
 #[cfg(not(target_os = "linux"))]
-fn clear_direct(_file: &File) -> io::Result<()> {
+pub fn clear_direct(_file: &File) -> io::Result<()> {
     Ok(())
 }
 

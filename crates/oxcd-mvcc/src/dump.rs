@@ -34,8 +34,9 @@ use std::path::Path;
 use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 
 use crate::backend::{KV_CHUNK_TABLE, KV_TABLE, META_CURRENT_REV, META_TABLE};
+use crate::restore_file::RestoreFile;
 use crate::revision::Revision;
-use crate::rows::{logical_len, logical_row, put_row, Chunks};
+use crate::rows::{logical_len, logical_row, put_rows, Chunks};
 use crate::store::{ReadSnap, Store};
 use crate::{EntryVisitor, FileScan, MvccError};
 
@@ -53,13 +54,19 @@ const PAD_TO: u64 = 512;
 /// The largest key or value a dump may hold: far above any request etcd or oxcd accepts,
 /// low enough that a corrupt length cannot make the reader allocate without bound.
 const MAX_FIELD: u32 = 1 << 30;
-/// Bytes of rows inserted per (non-durable) commit while restoring, so a large restore
-/// never holds all of it in one transaction.
+/// Bytes of rows inserted per (non-durable) commit while restoring. A commit computes the
+/// checksums of every page its transaction wrote, so a transaction's pages must still be
+/// in redb's cache ([`crate::DEFAULT_CACHE_BYTES`]) when it commits: with 256 MiB per
+/// commit a 1 GiB restore read every page back from the file and wrote it twice (2.26 GB
+/// written, 1.13 GB read); with 16 MiB it reads 8 pages back and writes 1.13 GB. (4 and 8
+/// MiB were no faster, and 32 or 64 MiB with a cache of 128 or 256 MiB slower.)
 #[cfg(not(test))]
-const RESTORE_BYTES_PER_COMMIT: u64 = 256 << 20;
+const RESTORE_BYTES_PER_COMMIT: u64 = 16 << 20;
 /// Small in unit tests, so their restores commit in the middle too.
 #[cfg(test)]
 const RESTORE_BYTES_PER_COMMIT: u64 = 64 << 10;
+/// Full batches of rows the parsing thread may be ahead of the inserting one.
+const RESTORE_BATCHES_AHEAD: usize = 2;
 /// Bytes of rows a restore gathers before inserting them.
 #[cfg(not(test))]
 const RESTORE_BATCH_BYTES: usize = 8 << 20;
@@ -329,7 +336,17 @@ pub fn scan_dump(
 
 /// Builds a new backend file at `dest` (which must not exist) from a dump of `len` bytes
 /// read from `r`, committed durably. On error the partial file is removed.
-pub fn restore_dump(r: &mut dyn Read, len: u64, dest: &Path) -> Result<FileScan, MvccError> {
+///
+/// Two threads: this one parses the dump into batches of rows and a second inserts them,
+/// so the inserting thread, the restore's bottleneck, does nothing but insert (parsing
+/// copies every byte twice more). The file is written by [`RestoreFile`] (pages straight
+/// to the disk, on a third thread), in non-durable commits of [`RESTORE_BYTES_PER_COMMIT`]
+/// each and one durable commit at the end.
+pub fn restore_dump(
+    r: &mut (dyn Read + Send),
+    len: u64,
+    dest: &Path,
+) -> Result<FileScan, MvccError> {
     if dest.exists() {
         return Err(MvccError::backend(format!(
             "{} exists already: a backend is never restored over one",
@@ -337,49 +354,108 @@ pub fn restore_dump(r: &mut dyn Read, len: u64, dest: &Path) -> Result<FileScan,
         )));
     }
     let built = (|| {
-        let db = redb::Builder::new()
-            .set_cache_size(crate::DEFAULT_CACHE_BYTES)
-            .create(dest)?;
-        let mut scan = RowScan::default();
-        // redb has one writer at a time: a transaction is committed before the next begins
-        // (beginning one while another is open waits for it forever).
-        let mut txn = Some(db.begin_write()?);
-        let mut batch = RowBatch::default();
-        let mut uncommitted = 0u64;
-        read_dump(r, len, &mut |table, k, v| {
-            scan.row(table, k, v)?;
-            if table != batch.table || batch.buf.len() >= RESTORE_BATCH_BYTES {
-                if txn.is_none() {
-                    txn = Some(db.begin_write()?);
-                }
-                let open = txn
-                    .as_ref()
-                    .ok_or_else(|| MvccError::backend("the restore's transaction is gone"))?;
-                uncommitted += batch.insert_into(open)?;
-                batch.table.clear();
-                batch.table.push_str(table);
-                if uncommitted >= RESTORE_BYTES_PER_COMMIT {
-                    if let Some(full) = txn.take() {
-                        commit(full, Durability::None)?;
-                    }
-                    uncommitted = 0;
-                }
-            }
-            batch.push(k, v);
-            Ok(())
-        })?;
-        let last = match txn {
-            Some(t) => t,
-            None => db.begin_write()?,
-        };
-        batch.insert_into(&last)?;
-        commit(last, Durability::Immediate)?;
-        Ok(scan.finish())
+        let file = RestoreFile::create(dest)
+            .map_err(|e| MvccError::backend(format!("cannot create {}: {e}", dest.display())))?;
+        let scan = restore_into(r, len, file.clone())?;
+        let stats = file.stats();
+        tracing::debug!(
+            direct = stats.direct,
+            flushes = stats.flushes,
+            written = stats.written,
+            writes = stats.writes,
+            disk_reads = stats.disk_reads,
+            disk_read_bytes = stats.disk_read_bytes,
+            "restored backend written"
+        );
+        Ok(scan)
     })();
     if built.is_err() {
         let _ = std::fs::remove_file(dest);
     }
     built
+}
+
+/// The restore's two threads (see [`restore_dump`]) writing a new database in `file`.
+fn restore_into(
+    r: &mut (dyn Read + Send),
+    len: u64,
+    file: RestoreFile,
+) -> Result<FileScan, MvccError> {
+    let db = redb::Builder::new()
+        .set_cache_size(crate::DEFAULT_CACHE_BYTES)
+        .create_with_backend(file)?;
+    // Full batches go to the inserter; emptied ones come back to be filled again (their
+    // memory is touched once).
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<RowBatch>(RESTORE_BATCHES_AHEAD);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<RowBatch>();
+    // Set when the dump turned out damaged: the inserter then stops without committing
+    // the rows it has (the file is removed anyway).
+    let parse_failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let inserter = std::thread::Builder::new()
+            .name("oxcd-restore-insert".into())
+            .spawn_scoped(scope, || -> Result<(), MvccError> {
+                let full_rx = full_rx;
+                let empty_tx = empty_tx;
+                // redb has one writer at a time: a transaction is committed before the
+                // next begins (beginning one while another is open waits for it forever).
+                let mut txn = db.begin_write()?;
+                let mut uncommitted = 0u64;
+                for mut batch in full_rx.iter() {
+                    uncommitted += batch.insert_into(&txn)?;
+                    if uncommitted >= RESTORE_BYTES_PER_COMMIT {
+                        commit(txn, Durability::None)?;
+                        txn = db.begin_write()?;
+                        uncommitted = 0;
+                    }
+                    // The parser may be done and gone: then the batch is just dropped.
+                    let _ = empty_tx.send(batch);
+                }
+                if parse_failed.load(std::sync::atomic::Ordering::Acquire) {
+                    return Ok(());
+                }
+                commit(txn, Durability::Immediate)
+            })
+            .map_err(|e| MvccError::backend(format!("cannot start the restore's inserter: {e}")))?;
+        let mut scan = RowScan::default();
+        let mut batch = RowBatch::default();
+        // Set when the inserter stopped taking batches (it failed: its error is the one).
+        let mut inserter_gone = false;
+        let parsed = read_dump(r, len, &mut |table, k, v| {
+            scan.row(table, k, v)?;
+            if table != batch.table || batch.buf.len() >= RESTORE_BATCH_BYTES {
+                let mut next = empty_rx.try_recv().unwrap_or_default();
+                next.table.clear();
+                next.table.push_str(table);
+                let full = std::mem::replace(&mut batch, next);
+                if full_tx.send(full).is_err() {
+                    inserter_gone = true;
+                    return Err(MvccError::backend("the restore's inserter stopped"));
+                }
+            }
+            batch.push(k, v);
+            Ok(())
+        });
+        if parsed.is_ok() && full_tx.send(batch).is_err() {
+            inserter_gone = true;
+        }
+        if parsed.is_err() {
+            parse_failed.store(true, std::sync::atomic::Ordering::Release);
+        }
+        // No more batches: the inserter commits (durably) and ends.
+        drop(full_tx);
+        let inserted = inserter
+            .join()
+            .unwrap_or_else(|_| Err(MvccError::backend("the restore's inserter panicked")));
+        match (parsed, inserted) {
+            // A damaged or truncated dump is reported as such, whatever the inserter did
+            // with the rows before it.
+            (Err(e), _) if !inserter_gone => Err(e),
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(e),
+            (Ok(()), Ok(())) => Ok(scan.finish()),
+        }
+    })
 }
 
 fn commit(mut txn: redb::WriteTransaction, durability: Durability) -> Result<(), MvccError> {
@@ -423,15 +499,13 @@ impl RowBatch {
             // Logical rows, stored in this version's layout (large ones in chunks).
             let mut t = txn.open_table(KV_TABLE)?;
             let chunks = Chunks::new(txn);
-            for &(key_end, end) in &self.ends {
-                put_row(
-                    &mut t,
-                    &chunks,
-                    &self.buf[start..key_end],
-                    &self.buf[key_end..end],
-                )?;
-                start = end;
-            }
+            let buf = &self.buf;
+            let rows = self.ends.iter().scan(0, |start, &(key_end, end)| {
+                let row = (&buf[*start..key_end], &buf[key_end..end]);
+                *start = end;
+                Some(row)
+            });
+            put_rows(&mut t, &chunks, rows)?;
         } else if self.table == KV_CHUNK_TABLE.name() {
             return Err(MvccError::corrupt(
                 "the snapshot holds a chunk table (dumps hold logical rows only)",

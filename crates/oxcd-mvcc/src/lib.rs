@@ -25,6 +25,7 @@ pub mod key_index;
 mod key_range;
 mod kv_ops;
 mod op_counts;
+mod restore_file;
 pub mod revision;
 mod rows;
 mod snapshot;

@@ -463,24 +463,73 @@ pub(crate) fn put_row(
     row_key: &[u8],
     logical: &[u8],
 ) -> Result<(), MvccError> {
+    let p = put_chunks(chunks, row_key, logical)?;
+    put_head(table, chunks, row_key, logical, p)
+}
+
+/// Writes the rows `(row_key, logical)` as [`put_row`] does, one after another, but all
+/// their chunks first and then all their [`KV_TABLE`] values: the pages redb allocates
+/// for the revision table's leaves are then adjacent in the file instead of one among
+/// every ~66 chunk pages, so the index rebuild after a restore, which reads the
+/// revision table alone, reads a few long runs instead of one scattered page per four
+/// rows (4,188 random reads, about 1 s from the disk, for a 1 GiB restore written past
+/// the page cache). The stored rows are the same as with [`put_row`], a repeated key
+/// included (its last row wins, and the chunks of an earlier, longer one are removed).
+pub(crate) fn put_rows<'r>(
+    table: &mut Table<'_, Bytes, Bytes>,
+    chunks: &Chunks<&WriteTransaction>,
+    rows: impl Iterator<Item = (&'r [u8], &'r [u8])> + Clone,
+) -> Result<(), MvccError> {
+    let mut plans = Vec::new();
+    for (row_key, logical) in rows.clone() {
+        plans.push(put_chunks(chunks, row_key, logical)?);
+    }
+    for ((row_key, logical), p) in rows.zip(plans) {
+        put_head(table, chunks, row_key, logical, p)?;
+    }
+    Ok(())
+}
+
+/// The first half of [`put_row`]: checks `logical` and writes its chunks, if it has any;
+/// returns its split.
+fn put_chunks(
+    chunks: &Chunks<&WriteTransaction>,
+    row_key: &[u8],
+    logical: &[u8],
+) -> Result<Option<Plan>, MvccError> {
     if logical.first() == Some(&MARKER) {
         return Err(MvccError::corrupt(format!(
             "{}: a stored (chunked) row given where a KeyValue encoding is expected",
             describe(row_key)
         )));
     }
-    let (new, old) = match plan(logical)? {
+    let plan = plan(logical)?;
+    if let Some(p) = &plan {
+        chunks.with_table_mut(|t| {
+            for (i, chunk) in logical[p.head..].chunks_exact(CHUNK_BYTES).enumerate() {
+                t.insert(chunk_key(row_key, i as u32)?.as_slice(), chunk)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(plan)
+}
+
+/// The second half of [`put_row`]: writes the [`KV_TABLE`] value of `logical` split as
+/// `plan`, and removes the chunks a replaced row had beyond the new one's.
+fn put_head(
+    table: &mut Table<'_, Bytes, Bytes>,
+    chunks: &Chunks<&WriteTransaction>,
+    row_key: &[u8],
+    logical: &[u8],
+    plan: Option<Plan>,
+) -> Result<(), MvccError> {
+    let (new, old) = match plan {
         None => {
             let old = table.insert(row_key, logical)?;
             (0, old.map(|v| chunk_count(v.value())).transpose()?)
         }
         Some(p) => {
-            chunks.with_table_mut(|t| {
-                for (i, chunk) in logical[p.head..].chunks_exact(CHUNK_BYTES).enumerate() {
-                    t.insert(chunk_key(row_key, i as u32)?.as_slice(), chunk)?;
-                }
-                Ok(())
-            })?;
             let mut stored = Vec::with_capacity(p.head + 24);
             stored.extend_from_slice(&[MARKER, CHUNKED_V1]);
             put_varint(&mut stored, logical.len() as u64);

@@ -477,6 +477,54 @@ mod tests {
         assert_eq!(all(&Store::open(&dest).unwrap()), all(&s));
     }
 
+    /// Errors met by the inserting thread (a row it refuses) and by the file itself (no
+    /// directory to create it in) fail the restore and leave no file, as the parser's do.
+    #[test]
+    fn a_restore_failing_while_inserting_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // A dump holding a chunk table (dumps hold logical rows only), after enough rows
+        // of another table that the inserter has committed some of them.
+        let mut d = b"oxcdsnap\0\0\0\x01\0\0\0\0".to_vec();
+        let table = |d: &mut Vec<u8>, name: &str| {
+            d.push(b'T');
+            d.extend_from_slice(&(name.len() as u32).to_be_bytes());
+            d.extend_from_slice(name.as_bytes());
+        };
+        let row = |d: &mut Vec<u8>, k: &[u8], v: &[u8]| {
+            d.push(b'R');
+            d.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            d.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            d.extend_from_slice(k);
+            d.extend_from_slice(v);
+        };
+        table(&mut d, "aux_first");
+        let rows = 200u64;
+        for i in 0..rows {
+            row(&mut d, &i.to_be_bytes(), &[7u8; 1500]);
+        }
+        table(
+            &mut d,
+            redb::TableHandle::name(&crate::backend::KV_CHUNK_TABLE),
+        );
+        row(&mut d, &[0u8; 21], &[1u8; 994]);
+        d.push(b'Z');
+        d.extend_from_slice(&2u32.to_be_bytes());
+        d.extend_from_slice(&(rows + 1).to_be_bytes());
+        d.resize(d.len().div_ceil(512) * 512, 0);
+        let dest = dir.path().join("restored.db");
+        let err = crate::restore_dump(&mut d.as_slice(), d.len() as u64, &dest).unwrap_err();
+        assert!(err.to_string().contains("chunk table"), "{err}");
+        assert!(!dest.exists(), "a partial backend was left");
+
+        let s = filled(&dir.path().join("db"), "k", 30);
+        let bytes = dump_bytes(&s);
+        let nowhere = dir.path().join("no/such/dir/restored.db");
+        let err =
+            crate::restore_dump(&mut bytes.as_slice(), bytes.len() as u64, &nowhere).unwrap_err();
+        assert!(err.to_string().contains("cannot create"), "{err}");
+        assert!(!nowhere.exists());
+    }
+
     #[test]
     fn replace_installs_the_other_state_and_writes_go_on() {
         let dir = tempfile::tempdir().unwrap();
