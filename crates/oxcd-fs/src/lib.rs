@@ -251,12 +251,6 @@ impl SequentialFile {
         })
     }
 
-    /// The file being written, for calls that do not write, such as reserving its space
-    /// with `fallocate` before the first byte.
-    pub fn file(&self) -> &File {
-        &self.out.file
-    }
-
     /// Whether writes still bypass the page cache.
     pub fn is_direct(&self) -> bool {
         self.staging.is_some()
