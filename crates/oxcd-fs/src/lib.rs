@@ -204,6 +204,17 @@ impl Staging {
 pub fn create_direct(path: &Path) -> io::Result<(File, bool)> {
     let mut open = std::fs::OpenOptions::new();
     open.read(true).write(true).create_new(true);
+    open_maybe_direct(open, path)
+}
+
+/// Opens `path` as `open` says, private (mode 0600 where there are modes) and with
+/// `O_DIRECT` where the file system takes the flag; returns the file and whether it is
+/// direct. Where the direct open fails (`EINVAL`: tmpfs on some kernels, or a file system
+/// without the flag) the file is opened without it, which reports a genuine error (no
+/// permission, no directory) itself. Some kernels create the file before refusing the
+/// flag with `EINVAL`, so a file that was not there before is removed first (a `create_new`
+/// open would fail on it).
+fn open_maybe_direct(mut open: std::fs::OpenOptions, path: &Path) -> io::Result<(File, bool)> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
     #[cfg(target_os = "linux")]
@@ -211,13 +222,14 @@ pub fn create_direct(path: &Path) -> io::Result<(File, bool)> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut direct = open.clone();
         direct.custom_flags(libc::O_DIRECT);
+        let existed = path.exists();
         match direct.open(path) {
             Ok(file) => return Ok((file, true)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
-            // Refused (EINVAL on tmpfs): created? Then it exists now; remove and reopen.
-            Err(_) => {
+            Err(e) if is_einval(&e) && !existed => {
                 let _ = std::fs::remove_file(path);
             }
+            Err(_) => {}
         }
     }
     Ok((open.open(path)?, false))
@@ -229,24 +241,10 @@ impl SequentialFile {
     pub fn create(path: &Path) -> io::Result<SequentialFile> {
         let mut open = std::fs::OpenOptions::new();
         open.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut direct = open.clone();
-            direct.custom_flags(libc::O_DIRECT);
-            if let Ok(file) = direct.open(path) {
-                return Ok(SequentialFile {
-                    out: WriteBehind::new(file),
-                    staging: Some(Staging::new()),
-                    len: 0,
-                });
-            }
-        }
+        let (file, direct) = open_maybe_direct(open, path)?;
         Ok(SequentialFile {
-            out: WriteBehind::new(open.open(path)?),
-            staging: None,
+            out: WriteBehind::new(file),
+            staging: direct.then(Staging::new),
             len: 0,
         })
     }
