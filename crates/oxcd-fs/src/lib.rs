@@ -331,18 +331,9 @@ impl Write for SequentialFile {
 /// (a snapshot being restored) does not fill the page cache. Returns the file and whether
 /// it is direct; a refused flag gives an ordinary file.
 pub fn open_direct_read(path: &Path) -> io::Result<(File, bool)> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Ok(f) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
-            return Ok((f, true));
-        }
-    }
-    Ok((File::open(path)?, false))
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    open_maybe_direct(open, path)
 }
 
 /// Whether `e` is `EINVAL`: what a file system that took `O_DIRECT` at open says to a
