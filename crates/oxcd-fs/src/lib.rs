@@ -336,6 +336,64 @@ pub fn open_direct_read(path: &Path) -> io::Result<(File, bool)> {
     open_maybe_direct(open, path)
 }
 
+/// Whether all of the `len` bytes at `offset` of `file` are in the page cache, asked of the
+/// kernel without reading any (`mincore` on a mapping of the range that is never touched);
+/// false where it cannot tell. A file read once with `O_DIRECT` to spare the page cache is
+/// better read through it where it is cached already (a snapshot just saved through the
+/// page cache): memory instead of the disk.
+#[cfg(target_os = "linux")]
+pub fn is_cached(file: &File, offset: u64, len: usize) -> bool {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return true;
+    }
+    // SAFETY: sysconf with a constant name.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as u64,
+        _ => return false,
+    };
+    let start = offset / page * page;
+    let Some(map_len) = usize::try_from(offset - start)
+        .ok()
+        .and_then(|head| head.checked_add(len))
+    else {
+        return false;
+    };
+    let Ok(map_off) = libc::off_t::try_from(start) else {
+        return false;
+    };
+    // SAFETY: a new read-only shared mapping of the file's range, chosen by the kernel (no
+    // existing memory is replaced); it is never dereferenced (mincore reads the page
+    // tables, not the pages) and is unmapped below. Pages past the file's end are simply
+    // reported absent.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            map_off,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return false;
+    }
+    let mut resident = vec![0u8; map_len.div_ceil(page as usize)];
+    // SAFETY: `addr` is the page-aligned start of a mapping of `map_len` bytes, and
+    // `resident` has one byte per page of it.
+    let ok = unsafe { libc::mincore(addr, map_len, resident.as_mut_ptr()) } == 0;
+    // SAFETY: unmaps exactly the mapping made above.
+    unsafe { libc::munmap(addr, map_len) };
+    ok && resident.iter().all(|&b| b & 1 == 1)
+}
+
+/// Whether the range is in the page cache: never known on this system.
+#[cfg(not(target_os = "linux"))]
+pub fn is_cached(_file: &File, _offset: u64, _len: usize) -> bool {
+    false
+}
+
 /// Whether `e` is `EINVAL`: what a file system that took `O_DIRECT` at open says to a
 /// direct write it cannot do.
 pub fn is_einval(e: &io::Error) -> bool {
@@ -435,6 +493,31 @@ mod tests {
         write_atomically(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         assert!(!path.with_extension("tmp").exists());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn is_cached_sees_what_the_page_cache_holds() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 3 << 20]).unwrap();
+        let f = File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        // Just written through the page cache: there, at any offset, aligned or not.
+        assert!(is_cached(&f, 0, 3 << 20));
+        assert!(is_cached(&f, 5000, 1 << 20));
+        assert!(is_cached(&f, 0, 0));
+        // Past the end of the file nothing is cached.
+        assert!(!is_cached(&f, (3 << 20) - 4096, 8192));
+        // Dropped from the cache (clean pages after the fsync), where the file system
+        // does drop them (tmpfs keeps its pages).
+        // SAFETY: posix_fadvise on a descriptor `f` owns, with integer arguments.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        if !is_tmpfs(&path) {
+            assert!(!is_cached(&f, 0, 3 << 20));
+        }
     }
 
     #[test]

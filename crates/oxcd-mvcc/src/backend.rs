@@ -8,9 +8,25 @@ use crate::MvccError;
 /// for a large row its head behind a marker (see the `rows` module, which every read and
 /// write of it goes through).
 pub const KV_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
-/// The chunks of the large rows of [`KV_TABLE`]: 17-byte revision + chunk index (u32,
-/// big-endian) -> [`CHUNK_BYTES`] bytes of the row.
+/// The small chunks of the large rows of [`KV_TABLE`]: 17-byte revision + chunk index
+/// (u32, big-endian) -> [`CHUNK_BYTES`] bytes of the row. One of [`KV_CHUNK_TABLES`].
 pub const KV_CHUNK_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_chunk");
+/// The 16 KiB-leaf chunks of large rows (keyed as in [`KV_CHUNK_TABLE`]).
+pub const KV_CHUNK_16K_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_chunk_16k");
+/// The 64 KiB-leaf chunks of large rows (keyed as in [`KV_CHUNK_TABLE`]).
+pub const KV_CHUNK_64K_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_chunk_64k");
+/// Every chunk table, smallest chunks first, in the order of
+/// [`CHUNK_TIER_BYTES`](crate::rows::CHUNK_TIER_BYTES): a row's chunks of each size live
+/// in the table of that size (see the `rows` module).
+pub const KV_CHUNK_TABLES: [TableDefinition<&[u8], &[u8]>; 3] =
+    [KV_CHUNK_TABLE, KV_CHUNK_16K_TABLE, KV_CHUNK_64K_TABLE];
+
+/// Whether `name` is one of [`KV_CHUNK_TABLES`] (tables that hold pieces of revision
+/// rows, never walked on their own).
+pub fn is_chunk_table(name: &str) -> bool {
+    use redb::TableHandle;
+    KV_CHUNK_TABLES.iter().any(|t| t.name() == name)
+}
 /// Generic meta table keyed by name; values are raw bytes (integers big-endian).
 pub const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -75,7 +91,7 @@ pub fn kv_key_and_lease(b: &[u8]) -> Result<(&[u8], i64), MvccError> {
     crate::rows::stored_key_and_lease(b)
 }
 
-pub use crate::rows::{read_row_in, write_row_in, CHUNK_BYTES, INLINE_MAX};
+pub use crate::rows::{read_row_in, write_row_in, CHUNK_BYTES, CHUNK_TIER_BYTES, INLINE_MAX};
 
 #[cfg(test)]
 mod tests {

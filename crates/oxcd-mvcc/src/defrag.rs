@@ -8,7 +8,7 @@
 //! 1. the bulk copy reads one point in time (a read transaction taken after a commit) while
 //!    the applier goes on writing to the old file;
 //! 2. then, with the writer paused, a short catch-up copies what changed since: the revision
-//!    table (and the chunk table of its large rows) only grows above the copied revision
+//!    table (and the chunk tables of its large rows) only grows above the copied revision
 //!    (puts, deletes and lease revokes all write new revisions), so their rows above it are
 //!    copied, and the small tables (meta,
 //!    leases, membership, alarms) are rewritten whole; the new file is made durable,
@@ -35,7 +35,7 @@ use redb::{
     StorageBackend, TableDefinition, TableHandle, Value, WriteTransaction,
 };
 
-use crate::backend::{KV_CHUNK_TABLE, KV_TABLE, META_TABLE};
+use crate::backend::{is_chunk_table, KV_CHUNK_TABLES, KV_TABLE, META_TABLE};
 use crate::revision::Revision;
 use crate::store::{poison, Store};
 use crate::MvccError;
@@ -98,7 +98,7 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
 }
 
 /// Copies every table of `rtxn` into the empty `dst` in one durable transaction, rows as
-/// they are stored (the chunk table of large rows with the others). Tables are copied in
+/// they are stored (the chunk tables of large rows with the others). Tables are copied in
 /// key order, so redb fills each page before starting the next. The caller
 /// holds the read transaction (so it can read the meta table of the same point in time).
 pub(crate) fn copy_tables_from(rtxn: &ReadTransaction, dst: &Database) -> Result<u64, MvccError> {
@@ -125,7 +125,7 @@ pub(crate) fn copy_tables_from(rtxn: &ReadTransaction, dst: &Database) -> Result
 }
 
 /// Copies into `dst` (a copy of the database as of revision `copied_rev`) what changed in
-/// `rtxn` since: the rows of the revision table and of its chunk table above `copied_rev`
+/// `rtxn` since: the rows of the revision table and of its chunk tables above `copied_rev`
 /// (a chunk's key starts with its row's revision), and every other table whole. Returns
 /// the rows written.
 pub(crate) fn catch_up(
@@ -137,7 +137,7 @@ pub(crate) fn catch_up(
     let mut rows = 0u64;
     let start = Revision::new(copied_rev + 1, 0).to_bytes(false);
     let names: Vec<String> = rtxn.list_tables()?.map(|h| h.name().to_string()).collect();
-    for def in [KV_TABLE, KV_CHUNK_TABLE] {
+    for def in std::iter::once(KV_TABLE).chain(KV_CHUNK_TABLES) {
         if !names.iter().any(|n| n == def.name()) {
             continue;
         }
@@ -150,7 +150,7 @@ pub(crate) fn catch_up(
         }
     }
     for name in names {
-        if name == KV_TABLE.name() || name == KV_CHUNK_TABLE.name() {
+        if name == KV_TABLE.name() || is_chunk_table(&name) {
             continue;
         }
         rows += if name == META_TABLE.name() {

@@ -10,7 +10,7 @@
 //!
 //! The revision table's rows are dumped as their logical bytes (encoded `KeyValue`s, as
 //! etcd stores them), whatever the backend's storage layout (see the `rows` module): a large
-//! row's chunks are joined, the chunk table is not dumped, and a restore stores the rows in
+//! row's chunks are joined, the chunk tables are not dumped, and a restore stores the rows in
 //! its own layout.
 //!
 //! Layout (integers big-endian):
@@ -33,7 +33,7 @@ use std::path::Path;
 
 use redb::{Durability, ReadableTable, TableDefinition, TableHandle};
 
-use crate::backend::{KV_CHUNK_TABLE, KV_TABLE, META_CURRENT_REV, META_TABLE};
+use crate::backend::{is_chunk_table, KV_TABLE, META_CURRENT_REV, META_TABLE};
 use crate::restore_file::RestoreFile;
 use crate::revision::Revision;
 use crate::rows::{logical_len, logical_row, put_rows, Chunks};
@@ -213,7 +213,7 @@ fn unsized_row() -> MvccError {
 /// table is the only one keyed by strings; every other table is bytes -> bytes (as the
 /// defragmentation's copy requires). The revision table's entries are its logical rows
 /// (encoded `KeyValue`s, however the backend stores them: see the `rows` module) and the
-/// chunk table of its large rows is not visited, so the walk, a dump and a scan do not
+/// chunk tables of its large rows are not visited, so the walk, a dump and a scan do not
 /// depend on the storage layout. With `sizes_only`, the revision table's entries come as
 /// [`Row::Sized`] (no chunk is read).
 fn visit_rows(
@@ -229,7 +229,7 @@ fn visit_rows(
     let mut names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
     names.sort();
     for name in &names {
-        if name == KV_CHUNK_TABLE.name() {
+        if is_chunk_table(name) {
             continue;
         }
         each(Row::Table(name))?;
@@ -506,7 +506,7 @@ impl RowBatch {
                 Some(row)
             });
             put_rows(&mut t, &chunks, rows)?;
-        } else if self.table == KV_CHUNK_TABLE.name() {
+        } else if is_chunk_table(&self.table) {
             return Err(MvccError::corrupt(
                 "the snapshot holds a chunk table (dumps hold logical rows only)",
             ));

@@ -9,13 +9,24 @@
 //!   etcd's). Rows of at most [`INLINE_MAX`] bytes are always stored so.
 //! - **chunked**: the logical row is split into a *head* (its first bytes, at least up to
 //!   the end of the `key` field) kept in the [`KV_TABLE`] value behind a small header, and
-//!   a run of [`CHUNK_BYTES`]-byte chunks in [`KV_CHUNK_TABLE`], keyed by the row's 17-byte
-//!   revision followed by the chunk's index (u32, big-endian), so a row's chunks are
-//!   adjacent and follow its revision order. The [`KV_TABLE`] value is:
+//!   runs of chunks of the sizes in [`CHUNK_TIER_BYTES`] (65,503, then 16,351, then
+//!   [`CHUNK_BYTES`] bytes: as many of the largest as fit, then of the next), each size in
+//!   its table of [`KV_CHUNK_TABLES`], keyed by the row's 17-byte revision followed by the
+//!   chunk's index in its run (u32, big-endian), so a row's chunks are adjacent and follow
+//!   its revision order. The logical row is the head, then the largest chunks, then the
+//!   middle ones, then the smallest. The [`KV_TABLE`] value is, when the row has small
+//!   chunks only (the layout older versions wrote and read):
 //!
 //!   ```text
 //!   0x00 0x01 varint(logical length) varint(chunk count) varint(lease as u64)
 //!   varint(key offset in head) varint(key length) head…
+//!   ```
+//!
+//!   and otherwise, with one count per size, smallest first:
+//!
+//!   ```text
+//!   0x00 0x02 varint(logical length) varint(small) varint(16 KiB-leaf) varint(64 KiB-leaf)
+//!   varint(lease as u64) varint(key offset in head) varint(key length) head…
 //!   ```
 //!
 //!   The key and lease are thus readable from the [`KV_TABLE`] row alone (rebuilding the
@@ -38,13 +49,24 @@
 //! nothing but the per-entry overhead and its branch pages. Four chunks of 994 bytes with
 //! their 21-byte keys fill a page exactly (4 + 4 × (8 + 21 + 994) = 4096). Bytes in use
 //! (stored + fragmented + metadata) over logical bytes, 64 MiB of rows written in ascending
-//! order a few per commit: with this layout (`tests::layout::redb_page_use`) rows of 2.1 KB
-//! use 1.065×, 4.1 KB 1.056×, 64 KiB and 1 MiB 1.055×; rows of 300 B stay inline at 1.16×.
+//! order a few per commit: with small chunks only (`tests::layout::redb_page_use`) rows of
+//! 2.1 KB used 1.065×, 4.1 KB 1.056×, 64 KiB and 1 MiB 1.055×; rows of 300 B stay inline at
+//! 1.16×. With the larger chunks below, 64 KiB and 1 MiB rows use 1.002×.
 //! A scratch variant of that test (rows and chunks written with redb directly) gave, inline,
 //! 1.99×, 2.00×, 2.00× for the first three; with half-page chunks (2,017 bytes) 1.06×,
 //! 1.05×, 1.04×, but rows of 1–2 KB stay inline (1 KB rows: 1.39×, which quarter-page
 //! chunks bring to 1.10×); whole-page chunks (4,063 bytes) leave every row under 4 KB
 //! inline (2.1 KB: 2×).
+//!
+//! **Why larger chunks too.** Every chunk is one B-tree insert: a 64 KiB value cut in
+//! 994-byte chunks is 66 of them, and a restore of 1 GiB of such values spent 2.5 s of its
+//! 3.1 s inserting 1.1 million chunks. A chunk that fills a larger leaf alone, 16,351 bytes
+//! for a 16 KiB leaf (4 + 8 + 21 + 16,351 = 16,384) or 65,503 for a 64 KiB one, is one
+//! insert, and spends 33 bytes of key, offsets and header per leaf where four small chunks
+//! spend 120 per 3,976 bytes; small chunks only carry a row's last bytes. Each size has its own table, so every leaf holds chunks of one size
+//! and stays full. Rows with small chunks only keep the first header, which versions before
+//! the larger sizes read; a row with larger chunks given to such a version is an unknown
+//! layout there (a corrupt-data error), never misread.
 //!
 //! A row and its chunks are written in the same write transaction, and removed together.
 
@@ -55,12 +77,23 @@ use std::ops::Range;
 use oxcd_proto::mvccpb::KeyValue;
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, TableError, WriteTransaction};
 
-use crate::backend::{decode_kv, KV_CHUNK_TABLE, KV_TABLE};
+use crate::backend::{decode_kv, KV_CHUNK_TABLES, KV_TABLE};
 use crate::revision::{Revision, REV_BYTES_LEN};
 use crate::MvccError;
 
-/// Bytes of every chunk: four of them, with their keys, fill a 4 KiB redb leaf exactly.
+/// Bytes of a small chunk: four of them, with their keys, fill a 4 KiB redb leaf exactly.
 pub const CHUNK_BYTES: usize = 994;
+
+/// The number of chunk sizes.
+const TIERS: usize = 3;
+
+/// Bytes of the chunks of each size, smallest first, in the order of
+/// [`KV_CHUNK_TABLES`]: each fills a redb leaf of 4 KiB (four of them), 16 KiB or 64 KiB
+/// (one) exactly, with its 21-byte key and redb's 4-byte leaf header and 8 bytes per entry.
+pub const CHUNK_TIER_BYTES: [usize; TIERS] = [CHUNK_BYTES, 16_351, 65_503];
+
+/// A chunked row's number of chunks of each size, smallest first.
+pub(crate) type ChunkCounts = [u32; TIERS];
 
 /// Logical rows of at most this many bytes are stored inline.
 pub const INLINE_MAX: usize = CHUNK_BYTES;
@@ -68,8 +101,10 @@ pub const INLINE_MAX: usize = CHUNK_BYTES;
 /// First byte of a chunked row's [`KV_TABLE`] value (never the first byte of a protobuf
 /// encoding: see the module doc).
 const MARKER: u8 = 0x00;
-/// Second byte: the chunked layout's version.
+/// Second byte: the chunked layout's version. Small chunks only (one count).
 const CHUNKED_V1: u8 = 0x01;
+/// Chunks of every size (one count per size).
+const CHUNKED_V2: u8 = 0x02;
 
 /// Length of a chunk's key: the row's revision and the chunk's index.
 const CHUNK_KEY_LEN: usize = REV_BYTES_LEN + 4;
@@ -143,8 +178,8 @@ pub(crate) fn encoded_key_and_lease(row: &[u8]) -> Result<(Range<usize>, i64), M
 struct Chunked<'a> {
     /// Length of the logical row.
     len: usize,
-    /// Chunks in [`KV_CHUNK_TABLE`] (at least one).
-    chunks: u32,
+    /// Chunks of each size (at least one in all).
+    chunks: ChunkCounts,
     lease: i64,
     key: &'a [u8],
     /// The logical row's first bytes.
@@ -157,24 +192,29 @@ fn parse_chunked(stored: &[u8]) -> Result<Option<Chunked<'_>>, MvccError> {
         return Ok(None);
     };
     let bad = |what: &str| MvccError::corrupt(format!("chunked revision row: {what}"));
-    let [CHUNKED_V1, b @ ..] = rest else {
-        return Err(bad(&format!(
-            "unknown layout {:?} (written by a newer version?)",
-            rest.first()
-        )));
+    let (counted, mut b): (usize, &[u8]) = match rest {
+        [CHUNKED_V1, b @ ..] => (1, b),
+        [CHUNKED_V2, b @ ..] => (TIERS, b),
+        _ => {
+            return Err(bad(&format!(
+                "unknown layout {:?} (written by a newer version?)",
+                rest.first()
+            )))
+        }
     };
-    let mut b: &[u8] = b;
     let mut field = |what: &str| read_varint(&mut b).ok_or_else(|| bad(what));
     let len = field("bad length")?;
-    let chunks = field("bad chunk count")?;
+    let mut chunks = ChunkCounts::default();
+    for n in chunks.iter_mut().take(counted) {
+        *n = u32::try_from(field("bad chunk count")?).map_err(|_| bad("bad chunk count"))?;
+    }
+    if chunks.iter().all(|&n| n == 0) {
+        return Err(bad("bad chunk count"));
+    }
     let lease = field("bad lease")? as i64;
     let key_off = field("bad key offset")?;
     let key_len = field("bad key length")?;
     let len = usize::try_from(len).map_err(|_| bad("bad length"))?;
-    let chunks = u32::try_from(chunks)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| bad("bad chunk count"))?;
     let head = b;
     let key = usize::try_from(key_off)
         .ok()
@@ -193,9 +233,17 @@ fn parse_chunked(stored: &[u8]) -> Result<Option<Chunked<'_>>, MvccError> {
     }))
 }
 
-/// The number of chunks of a stored row (0 if inline).
+/// The number of chunks of each size of a stored row (all 0 if inline).
+pub(crate) fn chunk_counts(stored: &[u8]) -> Result<ChunkCounts, MvccError> {
+    Ok(parse_chunked(stored)?.map_or(ChunkCounts::default(), |c| c.chunks))
+}
+
+/// The number of chunks of a stored row, of all sizes (0 if inline).
+#[cfg(test)]
 pub(crate) fn chunk_count(stored: &[u8]) -> Result<u32, MvccError> {
-    Ok(parse_chunked(stored)?.map_or(0, |c| c.chunks))
+    Ok(chunk_counts(stored)?
+        .iter()
+        .fold(0u32, |all, &n| all.saturating_add(n)))
 }
 
 /// The `key` and `lease` of the row stored as `stored` (either layout), without reading
@@ -221,20 +269,21 @@ fn chunk_key(row_key: &[u8], i: u32) -> Result<[u8; CHUNK_KEY_LEN], MvccError> {
     Ok(k)
 }
 
-/// A transaction the chunk table can be opened from.
+/// A transaction the chunk tables can be opened from.
 pub(crate) trait OpenChunks {
-    /// The open table.
+    /// An open table.
     type Table: ReadableTable<Bytes, Bytes>;
-    /// Opens the chunk table; `None` if a read-only transaction finds none (a backend
-    /// written before chunking, or holding no large row yet).
-    fn open_chunks(&self) -> Result<Option<Self::Table>, MvccError>;
+    /// Opens the chunk table of size `tier` (an index in [`CHUNK_TIER_BYTES`]); `None` if
+    /// a read-only transaction finds none (a backend written before chunking, or holding
+    /// no chunk of that size yet).
+    fn open_chunks(&self, tier: usize) -> Result<Option<Self::Table>, MvccError>;
 }
 
 impl OpenChunks for &ReadTransaction {
     type Table = ReadOnlyTable<Bytes, Bytes>;
 
-    fn open_chunks(&self) -> Result<Option<Self::Table>, MvccError> {
-        match self.open_table(KV_CHUNK_TABLE) {
+    fn open_chunks(&self, tier: usize) -> Result<Option<Self::Table>, MvccError> {
+        match self.open_table(KV_CHUNK_TABLES[tier]) {
             Ok(t) => Ok(Some(t)),
             Err(TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(e.into()),
@@ -245,30 +294,30 @@ impl OpenChunks for &ReadTransaction {
 impl<'t> OpenChunks for &'t WriteTransaction {
     type Table = Table<'t, Bytes, Bytes>;
 
-    fn open_chunks(&self) -> Result<Option<Self::Table>, MvccError> {
-        Ok(Some(self.open_table(KV_CHUNK_TABLE)?))
+    fn open_chunks(&self, tier: usize) -> Result<Option<Self::Table>, MvccError> {
+        Ok(Some(self.open_table(KV_CHUNK_TABLES[tier])?))
     }
 }
 
-/// The chunk table of a transaction, opened on first use: most rows are inline, and
+/// The chunk tables of a transaction, each opened on first use: most rows are inline, and
 /// opening a redb table costs about as much as an insert.
 pub(crate) struct Chunks<S: OpenChunks> {
     src: S,
-    table: RefCell<Option<S::Table>>,
+    tables: [RefCell<Option<S::Table>>; TIERS],
 }
 
 impl<S: OpenChunks> Chunks<S> {
     pub(crate) fn new(src: S) -> Self {
         Chunks {
             src,
-            table: RefCell::new(None),
+            tables: std::array::from_fn(|_| RefCell::new(None)),
         }
     }
 
-    fn open(&self) -> Result<(), MvccError> {
-        if self.table.borrow().is_none() {
-            if let Some(t) = self.src.open_chunks()? {
-                *self.table.borrow_mut() = Some(t);
+    fn open(&self, tier: usize) -> Result<(), MvccError> {
+        if self.tables[tier].borrow().is_none() {
+            if let Some(t) = self.src.open_chunks(tier)? {
+                *self.tables[tier].borrow_mut() = Some(t);
             }
         }
         Ok(())
@@ -278,22 +327,23 @@ impl<S: OpenChunks> Chunks<S> {
 impl<'t> Chunks<&'t WriteTransaction> {
     fn with_table_mut<R>(
         &self,
+        tier: usize,
         f: impl FnOnce(&mut Table<'t, Bytes, Bytes>) -> Result<R, MvccError>,
     ) -> Result<R, MvccError> {
-        self.open()?;
-        let mut slot = self.table.borrow_mut();
+        self.open(tier)?;
+        let mut slot = self.tables[tier].borrow_mut();
         let t = slot
             .as_mut()
-            .ok_or_else(|| MvccError::backend("the chunk table did not open"))?;
+            .ok_or_else(|| MvccError::backend("a chunk table did not open"))?;
         f(t)
     }
 
-    /// Removes chunks `from..to` of the row keyed `row_key`.
-    fn remove(&self, row_key: &[u8], from: u32, to: u32) -> Result<(), MvccError> {
+    /// Removes chunks `from..to` of size `tier` of the row keyed `row_key`.
+    fn remove(&self, row_key: &[u8], tier: usize, from: u32, to: u32) -> Result<(), MvccError> {
         if from >= to {
             return Ok(());
         }
-        self.with_table_mut(|t| {
+        self.with_table_mut(tier, |t| {
             for i in from..to {
                 t.remove(chunk_key(row_key, i)?.as_slice())?;
             }
@@ -305,10 +355,12 @@ impl<'t> Chunks<&'t WriteTransaction> {
 /// Reads the chunks of chunked rows (type-erased, so readers need not be generic over the
 /// kind of transaction).
 pub(crate) trait ReadChunks {
-    /// Calls `f` with each of the `chunks` chunks of the row keyed `row_key`, in order.
+    /// Calls `f` with each of the `chunks` chunks of size `tier` of the row keyed
+    /// `row_key`, in order.
     fn each_chunk(
         &self,
         row_key: &[u8],
+        tier: usize,
         chunks: u32,
         f: &mut dyn FnMut(&[u8]),
     ) -> Result<(), MvccError>;
@@ -318,15 +370,17 @@ impl<S: OpenChunks> ReadChunks for Chunks<S> {
     fn each_chunk(
         &self,
         row_key: &[u8],
+        tier: usize,
         chunks: u32,
         f: &mut dyn FnMut(&[u8]),
     ) -> Result<(), MvccError> {
-        self.open()?;
-        let slot = self.table.borrow();
+        self.open(tier)?;
+        let slot = self.tables[tier].borrow();
         let Some(t) = slot.as_ref() else {
             return Err(MvccError::corrupt(format!(
-                "{} is stored in chunks, but the backend has no chunk table",
-                describe(row_key)
+                "{} is stored in chunks, but the backend has no table of its {}-byte chunks",
+                describe(row_key),
+                CHUNK_TIER_BYTES[tier]
             )));
         };
         let lo = chunk_key(row_key, 0)?;
@@ -342,8 +396,9 @@ impl<S: OpenChunks> ReadChunks for Chunks<S> {
         }
         if next != chunks {
             return Err(MvccError::corrupt(format!(
-                "{}: chunk {next} of its {chunks} is missing",
-                describe(row_key)
+                "{}: chunk {next} of its {chunks} of {} bytes is missing",
+                describe(row_key),
+                CHUNK_TIER_BYTES[tier]
             )));
         }
         Ok(())
@@ -364,10 +419,15 @@ pub(crate) fn each_piece(
     };
     f(c.head);
     let mut total = c.head.len();
-    chunks.each_chunk(row_key, c.chunks, &mut |p| {
-        total += p.len();
-        f(p);
-    })?;
+    // The largest chunks first (see the module doc).
+    for tier in (0..TIERS).rev() {
+        if c.chunks[tier] > 0 {
+            chunks.each_chunk(row_key, tier, c.chunks[tier], &mut |p| {
+                total += p.len();
+                f(p);
+            })?;
+        }
+    }
     if total != c.len {
         return Err(MvccError::corrupt(format!(
             "{}: {total} bytes in its head and chunks, {} expected",
@@ -428,26 +488,32 @@ where
 /// How a logical row is split.
 struct Plan {
     head: usize,
-    chunks: u32,
+    chunks: ChunkCounts,
     key: Range<usize>,
     lease: i64,
 }
 
-/// How `logical` is stored: `None` inline, else its split.
-fn plan(logical: &[u8]) -> Result<Option<Plan>, MvccError> {
+/// How `logical` is stored, with chunks of the `tiers` smallest sizes only: `None`
+/// inline, else its split.
+fn plan(logical: &[u8], tiers: usize) -> Result<Option<Plan>, MvccError> {
     if logical.len() <= INLINE_MAX {
         return Ok(None);
     }
     let (key, lease) = encoded_key_and_lease(logical)?;
     // The head keeps the key field (readable without the chunks) and the remainder.
-    let n = (logical.len() - key.end) / CHUNK_BYTES;
-    if n == 0 {
+    let mut rest = logical.len() - key.end;
+    let mut chunks = ChunkCounts::default();
+    for tier in (0..tiers.min(TIERS)).rev() {
+        let n = rest / CHUNK_TIER_BYTES[tier];
+        rest -= n * CHUNK_TIER_BYTES[tier];
+        chunks[tier] = u32::try_from(n)
+            .map_err(|_| MvccError::backend(format!("a row of {} bytes", logical.len())))?;
+    }
+    if chunks.iter().all(|&n| n == 0) {
         return Ok(None);
     }
-    let chunks = u32::try_from(n)
-        .map_err(|_| MvccError::backend(format!("a row of {} bytes", logical.len())))?;
     Ok(Some(Plan {
-        head: logical.len() - n * CHUNK_BYTES,
+        head: key.end + rest,
         chunks,
         key,
         lease,
@@ -463,7 +529,20 @@ pub(crate) fn put_row(
     row_key: &[u8],
     logical: &[u8],
 ) -> Result<(), MvccError> {
-    let p = put_chunks(chunks, row_key, logical)?;
+    let p = put_chunks(chunks, row_key, logical, TIERS)?;
+    put_head(table, chunks, row_key, logical, p)
+}
+
+/// [`put_row`] with small chunks only: the layout versions before larger chunks wrote,
+/// which this one must go on reading.
+#[cfg(test)]
+pub(crate) fn put_row_small_chunks(
+    table: &mut Table<'_, Bytes, Bytes>,
+    chunks: &Chunks<&WriteTransaction>,
+    row_key: &[u8],
+    logical: &[u8],
+) -> Result<(), MvccError> {
+    let p = put_chunks(chunks, row_key, logical, 1)?;
     put_head(table, chunks, row_key, logical, p)
 }
 
@@ -482,7 +561,7 @@ pub(crate) fn put_rows<'r>(
 ) -> Result<(), MvccError> {
     let mut plans = Vec::new();
     for (row_key, logical) in rows.clone() {
-        plans.push(put_chunks(chunks, row_key, logical)?);
+        plans.push(put_chunks(chunks, row_key, logical, TIERS)?);
     }
     for ((row_key, logical), p) in rows.zip(plans) {
         put_head(table, chunks, row_key, logical, p)?;
@@ -490,12 +569,13 @@ pub(crate) fn put_rows<'r>(
     Ok(())
 }
 
-/// The first half of [`put_row`]: checks `logical` and writes its chunks, if it has any;
-/// returns its split.
+/// The first half of [`put_row`]: checks `logical` and writes its chunks (of the `tiers`
+/// smallest sizes), if it has any; returns its split.
 fn put_chunks(
     chunks: &Chunks<&WriteTransaction>,
     row_key: &[u8],
     logical: &[u8],
+    tiers: usize,
 ) -> Result<Option<Plan>, MvccError> {
     if logical.first() == Some(&MARKER) {
         return Err(MvccError::corrupt(format!(
@@ -503,14 +583,23 @@ fn put_chunks(
             describe(row_key)
         )));
     }
-    let plan = plan(logical)?;
+    let plan = plan(logical, tiers)?;
     if let Some(p) = &plan {
-        chunks.with_table_mut(|t| {
-            for (i, chunk) in logical[p.head..].chunks_exact(CHUNK_BYTES).enumerate() {
-                t.insert(chunk_key(row_key, i as u32)?.as_slice(), chunk)?;
+        let mut rest = &logical[p.head..];
+        for tier in (0..TIERS).rev() {
+            let n = p.chunks[tier] as usize;
+            if n == 0 {
+                continue;
             }
-            Ok(())
-        })?;
+            let (run, after) = rest.split_at(n * CHUNK_TIER_BYTES[tier]);
+            chunks.with_table_mut(tier, |t| {
+                for (i, chunk) in run.chunks_exact(CHUNK_TIER_BYTES[tier]).enumerate() {
+                    t.insert(chunk_key(row_key, i as u32)?.as_slice(), chunk)?;
+                }
+                Ok(())
+            })?;
+            rest = after;
+        }
     }
     Ok(plan)
 }
@@ -527,23 +616,39 @@ fn put_head(
     let (new, old) = match plan {
         None => {
             let old = table.insert(row_key, logical)?;
-            (0, old.map(|v| chunk_count(v.value())).transpose()?)
+            (
+                ChunkCounts::default(),
+                old.map(|v| chunk_counts(v.value())).transpose()?,
+            )
         }
         Some(p) => {
-            let mut stored = Vec::with_capacity(p.head + 24);
-            stored.extend_from_slice(&[MARKER, CHUNKED_V1]);
+            let mut stored = Vec::with_capacity(p.head + 32);
+            // Small chunks only: the layout older versions read too.
+            let counted = if p.chunks[1..].iter().all(|&n| n == 0) {
+                stored.extend_from_slice(&[MARKER, CHUNKED_V1]);
+                1
+            } else {
+                stored.extend_from_slice(&[MARKER, CHUNKED_V2]);
+                TIERS
+            };
             put_varint(&mut stored, logical.len() as u64);
-            put_varint(&mut stored, u64::from(p.chunks));
+            for &n in &p.chunks[..counted] {
+                put_varint(&mut stored, u64::from(n));
+            }
             put_varint(&mut stored, p.lease as u64);
             put_varint(&mut stored, p.key.start as u64);
             put_varint(&mut stored, p.key.len() as u64);
             stored.extend_from_slice(&logical[..p.head]);
             let old = table.insert(row_key, stored.as_slice())?;
-            (p.chunks, old.map(|v| chunk_count(v.value())).transpose()?)
+            (p.chunks, old.map(|v| chunk_counts(v.value())).transpose()?)
         }
     };
     // Rows are written once; a replaced row (a repair tool's) leaves no stale chunk.
-    chunks.remove(row_key, new, old.unwrap_or(0))
+    let old = old.unwrap_or_default();
+    for tier in 0..TIERS {
+        chunks.remove(row_key, tier, new[tier], old[tier])?;
+    }
+    Ok(())
 }
 
 /// Removes the row `row_key` and its chunks; returns whether it existed and how many
@@ -553,15 +658,19 @@ pub(crate) fn remove_row(
     chunks: &Chunks<&WriteTransaction>,
     row_key: &[u8],
 ) -> Result<(bool, u32), MvccError> {
-    let Some(n) = table
+    let Some(counts) = table
         .remove(row_key)?
-        .map(|v| chunk_count(v.value()))
+        .map(|v| chunk_counts(v.value()))
         .transpose()?
     else {
         return Ok((false, 0));
     };
-    chunks.remove(row_key, 0, n)?;
-    Ok((true, n))
+    let mut all = 0u32;
+    for (tier, &n) in counts.iter().enumerate() {
+        chunks.remove(row_key, tier, 0, n)?;
+        all = all.saturating_add(n);
+    }
+    Ok((true, all))
 }
 
 /// Reads the logical row at `row_key` in a write transaction (for tools repairing or

@@ -10,10 +10,11 @@ use prost::Message;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 use crate::backend::{
-    kv_key_and_lease, CHUNK_BYTES, INLINE_MAX, KV_CHUNK_TABLE, KV_TABLE, META_TABLE,
+    is_chunk_table, kv_key_and_lease, CHUNK_BYTES, CHUNK_TIER_BYTES, INLINE_MAX, KV_CHUNK_TABLE,
+    KV_CHUNK_TABLES, KV_TABLE, META_TABLE,
 };
 use crate::revision::{Revision, REV_BYTES_LEN};
-use crate::rows::chunk_count;
+use crate::rows::{chunk_count, chunk_counts, ChunkCounts};
 use crate::{HistoryRequest, MvccError, Store};
 
 fn put_req(s: &Store, key: &[u8], value: &[u8], lease: i64) -> i64 {
@@ -96,36 +97,78 @@ fn layout(s: &Store) -> BTreeMap<Revision, u32> {
         .collect()
 }
 
-/// Chunks in the chunk table (0 if there is none).
-fn chunk_rows(s: &Store) -> u64 {
+/// The number of chunks of each size of each revision row, by revision.
+fn tier_layout(s: &Store) -> BTreeMap<Revision, ChunkCounts> {
     let rtxn = s.db().begin_read().unwrap();
-    match rtxn.open_table(KV_CHUNK_TABLE) {
-        Ok(t) => t.len().unwrap(),
-        Err(redb::TableError::TableDoesNotExist(_)) => 0,
-        Err(e) => panic!("{e}"),
-    }
+    let t = rtxn.open_table(KV_TABLE).unwrap();
+    t.iter()
+        .unwrap()
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (
+                Revision::from_bytes(k.value()).unwrap().0,
+                chunk_counts(v.value()).unwrap(),
+            )
+        })
+        .collect()
 }
 
-/// The chunk table holds exactly the chunks of the chunked rows of the revision table.
-pub(crate) fn check_chunks(s: &Store) {
-    let want = layout(s);
+/// Chunks in the chunk tables (0 if there is none).
+fn chunk_rows(s: &Store) -> u64 {
     let rtxn = s.db().begin_read().unwrap();
-    let mut got: BTreeMap<Revision, u32> = BTreeMap::new();
-    if let Ok(t) = rtxn.open_table(KV_CHUNK_TABLE) {
+    KV_CHUNK_TABLES
+        .iter()
+        .map(|&def| match rtxn.open_table(def) {
+            Ok(t) => t.len().unwrap(),
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => panic!("{e}"),
+        })
+        .sum()
+}
+
+/// The chunk tables hold exactly the chunks of the chunked rows of the revision table,
+/// each of its table's size.
+pub(crate) fn check_chunks(s: &Store) {
+    let want = tier_layout(s);
+    let rtxn = s.db().begin_read().unwrap();
+    let mut got: BTreeMap<Revision, ChunkCounts> = BTreeMap::new();
+    for (tier, def) in KV_CHUNK_TABLES.iter().enumerate() {
+        let Ok(t) = rtxn.open_table(*def) else {
+            continue;
+        };
         for e in t.iter().unwrap() {
             let (k, v) = e.unwrap();
             let k = k.value();
             assert_eq!(k.len(), REV_BYTES_LEN + 4);
-            assert_eq!(v.value().len(), CHUNK_BYTES);
+            assert_eq!(v.value().len(), CHUNK_TIER_BYTES[tier]);
             let rev = Revision::from_bytes(&k[..REV_BYTES_LEN]).unwrap().0;
             let i = u32::from_be_bytes(k[REV_BYTES_LEN..].try_into().unwrap());
-            let n = got.entry(rev).or_default();
-            assert_eq!(*n, i, "chunk {i} of {rev:?} out of sequence");
+            let n = &mut got.entry(rev).or_default()[tier];
+            assert_eq!(*n, i, "chunk {i} of size {tier} of {rev:?} out of sequence");
             *n += 1;
         }
     }
-    let want: BTreeMap<Revision, u32> = want.into_iter().filter(|(_, n)| *n > 0).collect();
+    let want: BTreeMap<Revision, ChunkCounts> = want
+        .into_iter()
+        .filter(|(_, n)| n.iter().any(|&n| n > 0))
+        .collect();
     assert_eq!(got, want, "chunks by revision");
+}
+
+/// The chunks of each size a row of `len` bytes whose key field ends at `key_end` is
+/// stored in: as many of the largest size as fit, then of the next (the module doc's
+/// rule, restated independently of `rows::plan`).
+fn expected_chunks(len: usize, key_end: usize) -> ChunkCounts {
+    let mut out = ChunkCounts::default();
+    if len <= INLINE_MAX {
+        return out;
+    }
+    let mut rest = len - key_end;
+    for tier in (0..CHUNK_TIER_BYTES.len()).rev() {
+        out[tier] = (rest / CHUNK_TIER_BYTES[tier]) as u32;
+        rest %= CHUNK_TIER_BYTES[tier];
+    }
+    out
 }
 
 /// The length of the row a first put of `key` with a value of `n` bytes writes at `rev`.
@@ -176,6 +219,13 @@ fn rows_of_every_size_read_back_and_only_large_ones_are_chunked() {
         ke + CHUNK_BYTES,
         ke + 2 * CHUNK_BYTES - 1,
         ke + 2 * CHUNK_BYTES,
+        // At and around each larger size, and all three sizes in one row.
+        ke + CHUNK_TIER_BYTES[1] - 1,
+        ke + CHUNK_TIER_BYTES[1],
+        ke + CHUNK_TIER_BYTES[1] + CHUNK_BYTES,
+        ke + CHUNK_TIER_BYTES[2] - 1,
+        ke + CHUNK_TIER_BYTES[2],
+        ke + 2 * CHUNK_TIER_BYTES[2] + CHUNK_TIER_BYTES[1] + CHUNK_BYTES + 5,
     ]
     .into_iter()
     .enumerate()
@@ -184,13 +234,29 @@ fn rows_of_every_size_read_back_and_only_large_ones_are_chunked() {
         let rev = s.current_revision() + 1;
         let n = value_len_for(&k, target, rev);
         assert_eq!(put(&s, &k, &value(n, i as u8)), rev);
-        let chunks = if target <= INLINE_MAX {
-            0
-        } else {
-            (target - key_end(&k)) / CHUNK_BYTES
-        };
-        want.push((k, n, rev, chunks as u32, i as u8));
+        let chunks = expected_chunks(target, key_end(&k));
+        want.push((k, n, rev, chunks, i as u8));
     }
+    // The rule as the sizes above were chosen to probe it (small, middle, large).
+    let probes: Vec<ChunkCounts> = want.iter().map(|w| w.3).collect();
+    assert_eq!(
+        probes,
+        vec![
+            [0, 0, 0],
+            [0, 0, 0],
+            [0, 0, 0],
+            [0, 0, 0],
+            [1, 0, 0],
+            [1, 0, 0],
+            [2, 0, 0],
+            [16, 0, 0],
+            [0, 1, 0],
+            [1, 1, 0],
+            [0, 4, 0],
+            [0, 0, 1],
+            [1, 1, 2],
+        ]
+    );
     for (i, n) in [0, 1, 64 << 10, (1 << 20) + 3].into_iter().enumerate() {
         let k = [key.clone(), vec![b'a' + i as u8]].concat();
         let rev = s.current_revision() + 1;
@@ -198,15 +264,11 @@ fn rows_of_every_size_read_back_and_only_large_ones_are_chunked() {
         let lease = if i == 3 { -7 } else { 0 };
         assert_eq!(put_req(&s, &k, &value(n, i as u8), lease), rev);
         let len = row_len(&k, n, rev) + if lease != 0 { 11 } else { 0 };
-        let chunks = if len <= INLINE_MAX {
-            0
-        } else {
-            (len - key_end(&k)) / CHUNK_BYTES
-        };
-        want.push((k, n, rev, chunks as u32, i as u8));
+        let chunks = expected_chunks(len, key_end(&k));
+        want.push((k, n, rev, chunks, i as u8));
     }
     let check = |s: &Store| {
-        let layout = layout(s);
+        let layout = tier_layout(s);
         for (k, n, rev, chunks, seed) in &want {
             let kv = get(s, k, 0).unwrap();
             assert_eq!(kv.value, value(*n, *seed), "{k:?}");
@@ -216,11 +278,12 @@ fn rows_of_every_size_read_back_and_only_large_ones_are_chunked() {
         check_chunks(s);
     };
     check(&s);
+    let chunked = |n: &ChunkCounts| n.iter().any(|&n| n > 0);
     assert_eq!(
-        layout(&s).values().filter(|&&n| n > 0).count(),
-        want.iter().filter(|w| w.3 > 0).count()
+        tier_layout(&s).values().filter(|n| chunked(n)).count(),
+        want.iter().filter(|w| chunked(&w.3)).count()
     );
-    assert_eq!(want.iter().filter(|w| w.3 > 0).count(), 5);
+    assert_eq!(want.iter().filter(|w| chunked(&w.3)).count(), 11);
     // Reopened: the index (key, lease) is rebuilt from the rows without their chunks.
     drop(s);
     let s = Store::open(&path).unwrap();
@@ -302,13 +365,13 @@ fn overwrites_deletes_and_history_of_large_values() {
 #[test]
 fn compaction_removes_the_chunks_of_compacted_rows() {
     let (_dir, s) = super::semantics::open();
-    // 60 rows of 66 chunks: more chunks than a compaction batch removes.
-    for i in 0..60u8 {
-        put(&s, format!("k{}", i % 3).as_bytes(), &value(64 << 10, i));
+    // 90 rows of 15 chunks of two sizes: more chunks than a compaction batch removes.
+    for i in 0..90u8 {
+        put(&s, format!("k{}", i % 3).as_bytes(), &value(60 << 10, i));
     }
     s.commit(true).unwrap();
+    assert_eq!(tier_layout(&s)[&Revision::new(2, 0)], [12, 3, 0]);
     let per_row = layout(&s)[&Revision::new(2, 0)];
-    assert!(per_row >= 65, "{per_row}");
     let before = chunk_rows(&s);
     assert_eq!(
         before,
@@ -335,10 +398,10 @@ fn compaction_removes_the_chunks_of_compacted_rows() {
         vec![at - 2, at - 1, at, at + 1]
     );
     assert_eq!(chunk_rows(&s), 4 * u64::from(per_row));
-    for i in 57..60u8 {
+    for i in 87..90u8 {
         assert_eq!(
             get(&s, format!("k{}", i % 3).as_bytes(), 0).unwrap().value,
-            value(64 << 10, i)
+            value(60 << 10, i)
         );
     }
     assert!(matches!(
@@ -423,7 +486,7 @@ fn export_and_replace_with_round_trip_large_rows() {
             rows += 1;
             assert!(v.is_empty() || v[0] != 0, "a logical row");
         }
-        assert_ne!(t, KV_CHUNK_TABLE.name());
+        assert!(!is_chunk_table(t), "{t}");
     })
     .unwrap();
     assert_eq!(rows, 11);
@@ -450,6 +513,13 @@ fn export_and_replace_with_round_trip_large_rows() {
 /// Writes a copy of the backend at `src` in the layout of versions before chunking: every
 /// revision row inline, its logical bytes as the value.
 fn write_inline_copy(src: &Path, dst: &Path) {
+    write_old_copy(src, dst, false)
+}
+
+/// Writes a copy of the backend at `src` in an older layout: every revision row inline
+/// (versions before chunking), or with `small_chunks`, large rows in small chunks only
+/// (versions before the larger chunk sizes).
+fn write_old_copy(src: &Path, dst: &Path, small_chunks: bool) {
     let mut entries: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
     let len = std::fs::metadata(src).unwrap().len();
     crate::scan_file(src, len, &mut |t, k, v| {
@@ -463,6 +533,10 @@ fn write_inline_copy(src: &Path, dst: &Path) {
             let mut m = txn.open_table(META_TABLE).unwrap();
             m.insert(std::str::from_utf8(k).unwrap(), v.as_slice())
                 .unwrap();
+        } else if small_chunks && t == KV_TABLE.name() {
+            let mut tab = txn.open_table(KV_TABLE).unwrap();
+            let chunks = crate::rows::Chunks::new(&txn);
+            crate::rows::put_row_small_chunks(&mut tab, &chunks, k, v).unwrap();
         } else {
             let mut tab = txn
                 .open_table(TableDefinition::<&[u8], &[u8]>::new(t))
@@ -588,6 +662,65 @@ fn an_inline_backend_opens_reads_and_hashes_like_a_chunked_one() {
     same(&s, &old);
 }
 
+/// A backend whose large rows are in small chunks only (written before the larger chunk
+/// sizes) reads, hashes and walks its history as the same data written now, and goes on
+/// taking writes (new rows in the new layout) and compactions.
+#[test]
+fn a_backend_with_small_chunks_only_reads_like_one_written_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("db")).unwrap();
+    let sizes = [70_000usize, 20_000, 3_000, 10];
+    for i in 0..10u8 {
+        let n = sizes[usize::from(i) % 4];
+        put_req(
+            &s,
+            format!("k{}", i % 4).as_bytes(),
+            &value(n, i),
+            i64::from(i % 3),
+        );
+    }
+    del(&s, b"k1");
+    s.commit(true).unwrap();
+    let snap = dir.path().join("snap");
+    s.export_snapshot(&snap).unwrap();
+    let old_path = dir.path().join("old");
+    write_old_copy(&snap, &old_path, true);
+    let old = Store::open(&old_path).unwrap();
+    let tiers = tier_layout(&old);
+    assert!(tiers.values().all(|n| n[1] == 0 && n[2] == 0), "{tiers:?}");
+    assert!(tier_layout(&s).values().any(|n| n[2] > 0));
+    assert!(chunk_rows(&old) > chunk_rows(&s));
+    check_chunks(&old);
+    for rev in 1..=s.current_revision() {
+        assert_eq!(all(&old, rev), all(&s, rev), "range at {rev}");
+        assert_eq!(
+            old.hash_kv(rev).unwrap(),
+            s.hash_kv(rev).unwrap(),
+            "hash at {rev}"
+        );
+    }
+    let req = HistoryRequest {
+        from: 1,
+        to: s.current_revision(),
+        max_revs: 0,
+        range: None,
+        prev_kv: true,
+    };
+    assert_eq!(
+        old.history(&req).unwrap().events,
+        s.history(&req).unwrap().events
+    );
+    // Writes and compaction go on: the old rows go with all their chunks.
+    let rev = put(&old, b"k0", &value(70_000, 99));
+    assert_eq!(tier_layout(&old)[&Revision::new(rev, 0)], [4, 0, 1]);
+    old.compact(rev - 1, 0).unwrap();
+    old.finish_compactions().unwrap();
+    old.commit(true).unwrap();
+    check_chunks(&old);
+    assert_eq!(get(&old, b"k0", 0).unwrap().value, value(70_000, 99));
+    assert_eq!(get(&old, b"k2", 0).unwrap().value, value(3_000, 6));
+}
+
 #[test]
 fn a_missing_or_damaged_chunk_is_a_corruption_error() {
     let (_dir, s) = super::semantics::open();
@@ -612,7 +745,7 @@ fn a_missing_or_damaged_chunk_is_a_corruption_error() {
         })
         .unwrap_err();
     assert!(
-        matches!(&err, MvccError::Corrupt { what } if what.contains("chunk 3 of its 10 is missing")),
+        matches!(&err, MvccError::Corrupt { what } if what.contains("chunk 3 of its 10 of 994 bytes is missing")),
         "{err}"
     );
     assert!(matches!(s.hash_kv(0), Err(MvccError::Corrupt { .. })));
@@ -678,7 +811,9 @@ fn a_chunked_head_holds_the_key_and_lease() {
         );
         // Replaced by a small row: the chunks go.
         crate::backend::write_row_in(&txn, &rk, b"\x0a\x01k").unwrap();
-        assert_eq!(txn.open_table(KV_CHUNK_TABLE).unwrap().len().unwrap(), 0);
+        for def in KV_CHUNK_TABLES {
+            assert_eq!(txn.open_table(def).unwrap().len().unwrap(), 0);
+        }
         txn.abort().unwrap();
     }
 }
@@ -730,7 +865,7 @@ fn redb_page_use() {
         let rtxn = s.db().begin_read().unwrap();
         let mut line = format!("row {len:>8} B x {n:>6}:");
         let mut in_use = 0;
-        for def in [KV_TABLE, KV_CHUNK_TABLE] {
+        for def in std::iter::once(KV_TABLE).chain(KV_CHUNK_TABLES) {
             let Ok(t) = rtxn.open_table(def) else {
                 continue;
             };
@@ -803,8 +938,10 @@ fn put_rows_stores_what_put_row_stores() {
         txn.commit().unwrap();
         let txn = db.begin_read().unwrap();
         let mut out = Vec::new();
-        for def in [KV_TABLE, KV_CHUNK_TABLE] {
-            let t = txn.open_table(def).unwrap();
+        for def in std::iter::once(KV_TABLE).chain(KV_CHUNK_TABLES) {
+            let Ok(t) = txn.open_table(def) else {
+                continue;
+            };
             for e in t.iter().unwrap() {
                 let (k, v) = e.unwrap();
                 out.push((
