@@ -63,10 +63,11 @@
 //! 3.1 s inserting 1.1 million chunks. A chunk that fills a larger leaf alone, 16,351 bytes
 //! for a 16 KiB leaf (4 + 8 + 21 + 16,351 = 16,384) or 65,503 for a 64 KiB one, is one
 //! insert, and spends 33 bytes of key, offsets and header per leaf where four small chunks
-//! spend 120 per 3,976 bytes; small chunks only carry a row's last bytes. Each size has its own table, so every leaf holds chunks of one size
-//! and stays full. Rows with small chunks only keep the first header, which versions before
-//! the larger sizes read; a row with larger chunks given to such a version is an unknown
-//! layout there (a corrupt-data error), never misread.
+//! spend 120 per 3,976 bytes; small chunks only carry a row's last bytes. Each size has
+//! its own table, so every leaf holds chunks of one size and stays full. Rows with small
+//! chunks only keep the first header, which versions before the larger sizes read; a row
+//! with larger chunks given to such a version is an unknown layout there (a corrupt-data
+//! error), never misread.
 //!
 //! A row and its chunks are written in the same write transaction, and removed together.
 
