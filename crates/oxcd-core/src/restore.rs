@@ -367,10 +367,10 @@ const BLOCKS_AHEAD: usize = 2;
 /// Rebuilds the backend at `db` from the dump `src` (`size` bytes, the first `body` of
 /// them the dump), checking its digest if `check`. The file is read once, past the page
 /// cache where the file system allows (`O_DIRECT`) unless already cached, by a thread
-/// whose blocks another hashes and hands to the rebuild: a snapshot saved by `oxcdctl` was written past the page cache
-/// too, so reading it through the cache (twice: the digest and the rebuild) filled a
-/// gigabyte of fresh page cache, which on this VM costs 1-4 s of CPU (the first restore
-/// of such a file took 7.1 s where a cached one took 4.0).
+/// whose blocks another hashes and hands to the rebuild: a snapshot saved by `oxcdctl`
+/// was written past the page cache too, so reading it through the cache (twice: the
+/// digest and the rebuild) filled a gigabyte of fresh page cache, which on this VM costs
+/// 1-4 s of CPU (the first restore of such a file took 7.1 s where a cached one took 4.0).
 fn place_dump(
     src: &Path,
     size: u64,

@@ -745,7 +745,8 @@ fn a_missing_or_damaged_chunk_is_a_corruption_error() {
         })
         .unwrap_err();
     assert!(
-        matches!(&err, MvccError::Corrupt { what } if what.contains("chunk 3 of its 10 of 994 bytes is missing")),
+        matches!(&err, MvccError::Corrupt { what }
+            if what.contains("chunk 3 of its 10 of 994 bytes is missing")),
         "{err}"
     );
     assert!(matches!(s.hash_kv(0), Err(MvccError::Corrupt { .. })));
