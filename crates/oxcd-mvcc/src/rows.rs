@@ -239,14 +239,6 @@ pub(crate) fn chunk_counts(stored: &[u8]) -> Result<ChunkCounts, MvccError> {
     Ok(parse_chunked(stored)?.map_or(ChunkCounts::default(), |c| c.chunks))
 }
 
-/// The number of chunks of a stored row, of all sizes (0 if inline).
-#[cfg(test)]
-pub(crate) fn chunk_count(stored: &[u8]) -> Result<u32, MvccError> {
-    Ok(chunk_counts(stored)?
-        .iter()
-        .fold(0u32, |all, &n| all.saturating_add(n)))
-}
-
 /// The `key` and `lease` of the row stored as `stored` (either layout), without reading
 /// any chunk nor decoding the value.
 pub(crate) fn stored_key_and_lease(stored: &[u8]) -> Result<(&[u8], i64), MvccError> {
@@ -530,20 +522,19 @@ pub(crate) fn put_row(
     row_key: &[u8],
     logical: &[u8],
 ) -> Result<(), MvccError> {
-    let p = put_chunks(chunks, row_key, logical, TIERS)?;
-    put_head(table, chunks, row_key, logical, p)
+    put_row_in_tiers(table, chunks, row_key, logical, TIERS)
 }
 
-/// [`put_row`] with small chunks only: the layout versions before larger chunks wrote,
-/// which this one must go on reading.
-#[cfg(test)]
-pub(crate) fn put_row_small_chunks(
+/// [`put_row`] with chunks of the `tiers` smallest sizes only; with 1, the layout versions
+/// before the larger chunks wrote, which this one must go on reading (tests write it).
+pub(crate) fn put_row_in_tiers(
     table: &mut Table<'_, Bytes, Bytes>,
     chunks: &Chunks<&WriteTransaction>,
     row_key: &[u8],
     logical: &[u8],
+    tiers: usize,
 ) -> Result<(), MvccError> {
-    let p = put_chunks(chunks, row_key, logical, 1)?;
+    let p = put_chunks(chunks, row_key, logical, tiers)?;
     put_head(table, chunks, row_key, logical, p)
 }
 

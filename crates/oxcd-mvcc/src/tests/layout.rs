@@ -14,7 +14,7 @@ use crate::backend::{
     KV_CHUNK_TABLES, KV_TABLE, META_TABLE,
 };
 use crate::revision::{Revision, REV_BYTES_LEN};
-use crate::rows::{chunk_count, chunk_counts, ChunkCounts};
+use crate::rows::{chunk_counts, ChunkCounts};
 use crate::{HistoryRequest, MvccError, Store};
 
 fn put_req(s: &Store, key: &[u8], value: &[u8], lease: i64) -> i64 {
@@ -81,19 +81,11 @@ fn value(n: usize, seed: u8) -> Vec<u8> {
     (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
 }
 
-/// The number of chunks of each revision row (0: inline), by revision.
+/// The number of chunks of each revision row, of all sizes (0: inline), by revision.
 fn layout(s: &Store) -> BTreeMap<Revision, u32> {
-    let rtxn = s.db().begin_read().unwrap();
-    let t = rtxn.open_table(KV_TABLE).unwrap();
-    t.iter()
-        .unwrap()
-        .map(|e| {
-            let (k, v) = e.unwrap();
-            (
-                Revision::from_bytes(k.value()).unwrap().0,
-                chunk_count(v.value()).unwrap(),
-            )
-        })
+    tier_layout(s)
+        .into_iter()
+        .map(|(rev, n)| (rev, n.iter().sum()))
         .collect()
 }
 
@@ -536,7 +528,7 @@ fn write_old_copy(src: &Path, dst: &Path, small_chunks: bool) {
         } else if small_chunks && t == KV_TABLE.name() {
             let mut tab = txn.open_table(KV_TABLE).unwrap();
             let chunks = crate::rows::Chunks::new(&txn);
-            crate::rows::put_row_small_chunks(&mut tab, &chunks, k, v).unwrap();
+            crate::rows::put_row_in_tiers(&mut tab, &chunks, k, v, 1).unwrap();
         } else {
             let mut tab = txn
                 .open_table(TableDefinition::<&[u8], &[u8]>::new(t))
