@@ -85,8 +85,8 @@ use crate::MvccError;
 /// Bytes of a small chunk: four of them, with their keys, fill a 4 KiB redb leaf exactly.
 pub const CHUNK_BYTES: usize = 994;
 
-/// The number of chunk sizes.
-const TIERS: usize = 3;
+/// The number of chunk sizes: one table each.
+const TIERS: usize = KV_CHUNK_TABLES.len();
 
 /// Bytes of the chunks of each size, smallest first, in the order of
 /// [`KV_CHUNK_TABLES`]: each fills a redb leaf of 4 KiB (four of them), 16 KiB or 64 KiB
