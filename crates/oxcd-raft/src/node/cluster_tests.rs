@@ -41,6 +41,8 @@ struct ReadRounds {
     most_outstanding: usize,
     /// Rounds still to drop, as a lost message.
     drop: usize,
+    /// Contexts of the heartbeat rounds the leader ran for reads.
+    leader_rounds: std::collections::HashSet<Vec<u8>>,
 }
 
 /// The [`Transport`] each member sends through.
@@ -76,6 +78,9 @@ impl Router {
                             *n += 1;
                             let n = *n;
                             r.most_outstanding = r.most_outstanding.max(n);
+                        }
+                        MessageType::MsgHeartbeat if !m.context.is_empty() => {
+                            r.leader_rounds.insert(m.context.to_vec());
                         }
                         MessageType::MsgReadIndexResp => {
                             if let Some(n) = r.outstanding.get_mut(&to) {
@@ -444,4 +449,131 @@ async fn a_follower_batches_reads_into_one_round_at_a_time_and_retries_a_lost_on
 
     follower.shutdown();
     leader.shutdown();
+}
+
+/// Raft's broadcast after every commit is off (`tell_commit` sends the commit index
+/// instead): a follower must still learn each commit at once, not at the next heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_learn_each_commit_before_the_next_heartbeat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let router = Router::start();
+    // Heartbeats every 500 ms: a commit index only they carried would arrive that late.
+    let heartbeat = Duration::from_millis(500);
+    let mut members = Vec::new();
+    for id in [1, 2] {
+        let app = App::default();
+        let cfg = RaftConfig {
+            tick: Duration::from_millis(50),
+            heartbeat_ticks: 10,
+            election_ticks: 20,
+            ..member(tmp.path(), id, vec![1, 2], 0)
+        };
+        let (h, rx) = RaftNode::start_with(cfg, router.transport(), options(&app)).unwrap();
+        router.add(id, &h);
+        app.spawn_applier(h.clone(), rx);
+        members.push((h, app));
+    }
+    let leader_id = until(&mut members[0].0.leadership(), Leadership::has_leader)
+        .await
+        .leader_id;
+    let (leader, follower) = if leader_id == 1 {
+        (&members[0], &members[1])
+    } else {
+        (&members[1], &members[0])
+    };
+    until(&mut follower.0.leadership(), |l| l.leader_id == leader_id).await;
+    for i in 0..8 {
+        let payload = format!("c{i}").into_bytes();
+        leader.0.propose(payload.clone()).await.unwrap();
+        let committed_at = std::time::Instant::now();
+        let applied = loop {
+            if follower.1.state.lock().payloads.contains(&payload) {
+                break committed_at.elapsed();
+            }
+            assert!(
+                committed_at.elapsed() < WAIT,
+                "the follower never applied {i}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        assert!(
+            applied < heartbeat / 2,
+            "entry {i} reached the follower's applier {applied:?} after the proposal: \
+             the commit index waited for a heartbeat"
+        );
+    }
+    for (h, _) in &members {
+        h.shutdown();
+    }
+}
+
+/// The leader serves its followers' ReadIndex requests with its own rounds: requests from
+/// two busy followers share rounds, and every answer is at least the commit index the
+/// reader could have seen when it asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leader_answers_followers_reads_with_shared_rounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let router = Router::start();
+    let mut handles = Vec::new();
+    for id in [1, 2, 3] {
+        let app = App::default();
+        let (h, rx) = RaftNode::start_with(
+            member(tmp.path(), id, vec![1, 2, 3], 0),
+            router.transport(),
+            options(&app),
+        )
+        .unwrap();
+        router.add(id, &h);
+        app.spawn_applier(h.clone(), rx);
+        handles.push(h);
+    }
+    let leader_id = until(&mut handles[0].leadership(), Leadership::has_leader)
+        .await
+        .leader_id;
+    let leader = handles[leader_id as usize - 1].clone();
+    let followers: Vec<RaftHandle> = handles
+        .iter()
+        .filter(|h| h.status().id != leader_id)
+        .cloned()
+        .collect();
+    for f in &followers {
+        until(&mut f.leadership(), |l| l.leader_id == leader_id).await;
+    }
+    propose_n(&leader, "w", 5).await;
+
+    // Readers on both followers while a writer keeps committing: each read's index is at
+    // least the leader's commit index when the read began.
+    let writer = {
+        let leader = leader.clone();
+        tokio::spawn(async move { propose_n(&leader, "x", 200).await })
+    };
+    let readers: Vec<_> = (0..40)
+        .map(|i| {
+            let (f, leader) = (followers[i % 2].clone(), leader.clone());
+            tokio::spawn(async move {
+                for _ in 0..15 {
+                    let floor = leader.status().commit_index;
+                    let index = f.read_index().await.unwrap();
+                    assert!(index >= floor, "read index {index} below {floor}");
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.await.unwrap();
+    }
+    writer.await.unwrap();
+    {
+        let r = router.reads.lock();
+        assert!(r.sent >= 2, "{} follower rounds", r.sent);
+        assert!(
+            r.leader_rounds.len() < r.sent,
+            "the leader ran {} rounds for {} follower requests: none were shared",
+            r.leader_rounds.len(),
+            r.sent
+        );
+    }
+    for h in &handles {
+        h.shutdown();
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! Per iteration: wait for a request until the next tick, drain the queue,
 //! tick if due, start a batched ReadIndex round for waiting readers, then
-//! handle every `Ready`:
+//! handle every `Ready`, each preceded on a leader by `tell_commit` (a moved commit
+//! index goes to each follower once, not after every acknowledgement):
 //! 1. send messages (a leader may send before persisting, as etcd does);
 //! 2. persist a received snapshot (marker and data) and deliver it;
 //! 3. append entries + hard state to the WAL with **one** fdatasync and
@@ -54,6 +55,15 @@ pub(crate) const READ_RETRY: Duration = Duration::from_millis(500);
 
 type ReadReply = oneshot::Sender<Result<u64, RaftError>>;
 
+/// Who waits for a ReadIndex round.
+enum Reader {
+    /// A reader on this member.
+    Local(ReadReply),
+    /// On the leader, a follower's `MsgReadIndex` (its round's context): answered with
+    /// a `MsgReadIndexResp` when a round of the leader's own confirms it still leads.
+    Follower { from: u64, ctx: bytes::Bytes },
+}
+
 /// The channels and shared state a worker talks through.
 pub(crate) struct Parts<T: Transport> {
     pub transport: T,
@@ -75,10 +85,10 @@ pub(crate) struct Worker<T: Transport> {
     id: u64,
     tick: Duration,
     /// Readers waiting for the next ReadIndex round.
-    pending_reads: Vec<ReadReply>,
+    pending_reads: Vec<Reader>,
     pending_since: Option<Instant>,
     /// ReadIndex rounds in flight, by request context.
-    inflight_reads: HashMap<Vec<u8>, (Instant, Vec<ReadReply>)>,
+    inflight_reads: HashMap<Vec<u8>, (Instant, Vec<Reader>)>,
     read_timeout: Duration,
     /// Makes read contexts unique across restarts of this member.
     read_nonce: u64,
@@ -104,6 +114,8 @@ pub(crate) struct Worker<T: Transport> {
     pending_snapshot: Option<(u64, u64, Vec<u8>)>,
     /// Whether this leader's heartbeats go out on time.
     heartbeats: HeartbeatDetector,
+    /// The commit index [`Self::tell_commit`] last made sure the followers are sent.
+    told_commit: u64,
 }
 
 impl<T: Transport> Worker<T> {
@@ -129,6 +141,9 @@ impl<T: Transport> Worker<T> {
             check_quorum: true,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
+            // Commit indexes reach the followers through `tell_commit`, once per loop
+            // iteration, rather than an append to every follower after every ack.
+            skip_bcast_commit: true,
             ..Default::default()
         };
         rc.validate()?;
@@ -169,6 +184,7 @@ impl<T: Transport> Worker<T> {
             delivered_to: boot.raft_applied,
             pending_snapshot: boot.pending_snapshot,
             heartbeats: HeartbeatDetector::new(cfg.tick.saturating_mul(cfg.heartbeat_ticks as u32)),
+            told_commit: 0,
         })
     }
 
@@ -288,7 +304,15 @@ impl<T: Transport> Worker<T> {
             }
             Request::ReadIndex { reply } => {
                 self.pending_since.get_or_insert_with(Instant::now);
-                self.pending_reads.push(reply);
+                self.pending_reads.push(Reader::Local(reply));
+            }
+            Request::Step(msg) if self.is_follower_read(&msg) => {
+                self.pending_since.get_or_insert_with(Instant::now);
+                let ctx = msg.entries[0].data.clone();
+                self.pending_reads.push(Reader::Follower {
+                    from: msg.from,
+                    ctx,
+                });
             }
             Request::Step(msg) => {
                 if let Err(e) = self.raw.step(*msg) {
@@ -298,6 +322,24 @@ impl<T: Transport> Worker<T> {
             Request::Shutdown => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Whether `msg` is a follower's ReadIndex request this leader serves with its own
+    /// rounds rather than stepping it into raft.
+    ///
+    /// Why: raft answers each such request with a heartbeat round of its own, so two
+    /// busy followers cost the leader two rounds per round trip (and each follower the
+    /// heartbeats of the other's rounds too). Queued with the leader's own readers, they
+    /// share one round. It is as safe: the round starts after the request arrived, so its
+    /// index is at least the commit index the request saw, and its quorum confirms that
+    /// this member still led after that.
+    fn is_follower_read(&self, msg: &raft::eraftpb::Message) -> bool {
+        let raft = &self.raw.raft;
+        msg.get_msg_type() == raft::eraftpb::MessageType::MsgReadIndex
+            && raft.state == StateRole::Leader
+            && msg.from != self.id
+            && msg.term <= raft.term
+            && msg.entries.len() == 1
     }
 
     /// Proposes `data`: on the leader it is appended, on a follower that knows the leader
@@ -371,12 +413,48 @@ impl<T: Transport> Worker<T> {
     }
 
     fn resolve_reads(&mut self, states: Vec<ReadState>) {
+        let mut answers = Vec::new();
         for rs in states {
-            if let Some((_, waiters)) = self.inflight_reads.remove(&rs.request_ctx) {
-                for w in waiters {
-                    let _ = w.send(Ok(rs.index));
+            let Some((_, readers)) = self.inflight_reads.remove(&rs.request_ctx) else {
+                continue;
+            };
+            for reader in readers {
+                match reader {
+                    Reader::Local(w) => {
+                        let _ = w.send(Ok(rs.index));
+                    }
+                    // As raft answers a follower's request: the index is the leader's
+                    // commit index, of the leader's term (it has committed in its term).
+                    Reader::Follower { from, ctx } => {
+                        let mut m = raft::eraftpb::Message::default();
+                        m.set_msg_type(raft::eraftpb::MessageType::MsgReadIndexResp);
+                        m.from = self.id;
+                        m.to = from;
+                        m.term = self.raw.raft.term;
+                        m.index = rs.index;
+                        m.entries = vec![Entry {
+                            data: ctx,
+                            ..Default::default()
+                        }]
+                        .into();
+                        answers.push(m);
+                    }
                 }
             }
+        }
+        self.send(answers);
+    }
+
+    /// Drops the followers' requests queued or in flight: this member no longer leads
+    /// (their rounds are retried, at the new leader, after [`READ_RETRY`]).
+    fn drop_follower_reads(&mut self) {
+        let local = |r: &Reader| matches!(r, Reader::Local(_));
+        self.pending_reads.retain(local);
+        for (_, readers) in self.inflight_reads.values_mut() {
+            readers.retain(local);
+        }
+        if self.pending_reads.is_empty() {
+            self.pending_since = None;
         }
     }
 
@@ -392,17 +470,21 @@ impl<T: Transport> Worker<T> {
                 0 => RaftError::NoLeader,
                 _ => RaftError::Timeout,
             };
-            for w in self.pending_reads.drain(..) {
-                let _ = w.send(Err(err()));
+            for r in self.pending_reads.drain(..) {
+                if let Reader::Local(w) = r {
+                    let _ = w.send(Err(err()));
+                }
             }
             self.pending_since = None;
         }
-        self.inflight_reads.retain(|_, (since, waiters)| {
+        self.inflight_reads.retain(|_, (since, readers)| {
             if now.duration_since(*since) <= timeout {
                 return true;
             }
-            for w in waiters.drain(..) {
-                let _ = w.send(Err(RaftError::Timeout));
+            for r in readers.drain(..) {
+                if let Reader::Local(w) = r {
+                    let _ = w.send(Err(RaftError::Timeout));
+                }
             }
             false
         });
@@ -410,6 +492,9 @@ impl<T: Transport> Worker<T> {
 
     fn process_readies(&mut self) -> Result<(), RaftError> {
         for _ in 0..MAX_READIES {
+            // Before each `Ready`: acknowledgements just stepped, or the leader's own
+            // persisting in the last `advance`, may have moved the commit index.
+            self.tell_commit();
             if !self.raw.has_ready() {
                 break;
             }
@@ -424,6 +509,9 @@ impl<T: Transport> Worker<T> {
             // A new leader or role: heartbeat intervals are measured afresh, as etcd's.
             self.heartbeats.reset();
             self.requeue_reads(|_| true);
+            if self.raw.raft.state != StateRole::Leader {
+                self.drop_follower_reads();
+            }
         }
         self.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
@@ -458,6 +546,49 @@ impl<T: Transport> Worker<T> {
         self.deliver(light.take_committed_entries())?;
         self.advance_applied();
         Ok(())
+    }
+
+    /// On a leader whose commit index moved since it last looked, makes sure every
+    /// follower and learner is sent an append carrying it (raft's own broadcast after each
+    /// commit is off, see `skip_bcast_commit`).
+    ///
+    /// Why: raft-rs by default answers every acknowledgement that commits something with
+    /// an append to *every* follower, so under load each batch of proposals costs a
+    /// second round of appends and acknowledgements (and a follower `Ready`) that carries
+    /// nothing but the commit index. Here one look per `Ready` suffices: a follower
+    /// already queued an append that carries the new commit index (the next batch's
+    /// entries, typically) gets nothing more, the others an append at once, so followers
+    /// learn of a commit as soon as before, never only at the next heartbeat.
+    fn tell_commit(&mut self) {
+        let raft = &mut self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return;
+        }
+        let committed = raft.raft_log.committed;
+        if committed <= self.told_commit {
+            return;
+        }
+        self.told_commit = committed;
+        let me = raft.id;
+        let queued = |to: u64| {
+            raft.msgs.iter().any(|m| {
+                m.to == to
+                    && m.get_msg_type() == raft::eraftpb::MessageType::MsgAppend
+                    && m.commit >= committed
+            })
+        };
+        let untold: Vec<u64> = raft
+            .prs()
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|&id| id != me && !queued(id))
+            .collect();
+        for id in untold {
+            // Sends nothing to a follower raft holds back (probing, or its inflight
+            // window full); that one learns the index with its next append or heartbeat,
+            // as with raft's own broadcast.
+            raft.send_append(id);
+        }
     }
 
     fn send(&mut self, msgs: Vec<raft::eraftpb::Message>) {
@@ -556,11 +687,9 @@ impl<T: Transport> Worker<T> {
     /// state (a commit-only change may still be unsynced).
     fn finish(&mut self) {
         self.shared.stopped.store(true, Ordering::Release);
-        for w in self.pending_reads.drain(..) {
-            let _ = w.send(Err(RaftError::Stopped));
-        }
-        for (_, (_, ws)) in self.inflight_reads.drain() {
-            for w in ws {
+        let rounds = self.inflight_reads.drain().flat_map(|(_, (_, rs))| rs);
+        for r in self.pending_reads.drain(..).chain(rounds) {
+            if let Reader::Local(w) = r {
                 let _ = w.send(Err(RaftError::Stopped));
             }
         }
