@@ -242,6 +242,26 @@ fn options(app: &App) -> StartOptions {
     }
 }
 
+/// Starts voters `ids` (every one of them a peer) on `router`, each with its applier;
+/// `tune` adjusts each member's configuration.
+fn start_voters(
+    dir: &Path,
+    router: &Router,
+    ids: &[u64],
+    tune: impl Fn(RaftConfig) -> RaftConfig,
+) -> Vec<(RaftHandle, App)> {
+    ids.iter()
+        .map(|&id| {
+            let app = App::default();
+            let cfg = tune(member(dir, id, ids.to_vec(), 0));
+            let (h, rx) = RaftNode::start_with(cfg, router.transport(), options(&app)).unwrap();
+            router.add(id, &h);
+            app.spawn_applier(h.clone(), rx);
+            (h, app)
+        })
+        .collect()
+}
+
 async fn propose_n(h: &RaftHandle, tag: &str, n: usize) {
     for i in 0..n {
         h.propose(format!("{tag}{i}").into_bytes()).await.unwrap();
@@ -377,19 +397,10 @@ async fn a_member_behind_the_compacted_log_gets_a_snapshot_then_the_entries() {
 async fn a_follower_batches_reads_into_one_round_at_a_time_and_retries_a_lost_one() {
     let tmp = tempfile::tempdir().unwrap();
     let router = Router::start();
-    let mut handles = Vec::new();
-    for id in [1, 2] {
-        let app = App::default();
-        let (h, rx) = RaftNode::start_with(
-            member(tmp.path(), id, vec![1, 2], 0),
-            router.transport(),
-            options(&app),
-        )
-        .unwrap();
-        router.add(id, &h);
-        app.spawn_applier(h.clone(), rx);
-        handles.push(h);
-    }
+    let handles: Vec<RaftHandle> = start_voters(tmp.path(), &router, &[1, 2], |c| c)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
     let leader = until(&mut handles[0].leadership(), Leadership::has_leader)
         .await
         .leader_id;
@@ -459,20 +470,12 @@ async fn followers_learn_each_commit_before_the_next_heartbeat() {
     let router = Router::start();
     // Heartbeats every 500 ms: a commit index only they carried would arrive that late.
     let heartbeat = Duration::from_millis(500);
-    let mut members = Vec::new();
-    for id in [1, 2] {
-        let app = App::default();
-        let cfg = RaftConfig {
-            tick: Duration::from_millis(50),
-            heartbeat_ticks: 10,
-            election_ticks: 20,
-            ..member(tmp.path(), id, vec![1, 2], 0)
-        };
-        let (h, rx) = RaftNode::start_with(cfg, router.transport(), options(&app)).unwrap();
-        router.add(id, &h);
-        app.spawn_applier(h.clone(), rx);
-        members.push((h, app));
-    }
+    let members = start_voters(tmp.path(), &router, &[1, 2], |c| RaftConfig {
+        tick: Duration::from_millis(50),
+        heartbeat_ticks: 10,
+        election_ticks: 20,
+        ..c
+    });
     let leader_id = until(&mut members[0].0.leadership(), Leadership::has_leader)
         .await
         .leader_id;
@@ -514,19 +517,10 @@ async fn followers_learn_each_commit_before_the_next_heartbeat() {
 async fn the_leader_answers_followers_reads_with_shared_rounds() {
     let tmp = tempfile::tempdir().unwrap();
     let router = Router::start();
-    let mut handles = Vec::new();
-    for id in [1, 2, 3] {
-        let app = App::default();
-        let (h, rx) = RaftNode::start_with(
-            member(tmp.path(), id, vec![1, 2, 3], 0),
-            router.transport(),
-            options(&app),
-        )
-        .unwrap();
-        router.add(id, &h);
-        app.spawn_applier(h.clone(), rx);
-        handles.push(h);
-    }
+    let handles: Vec<RaftHandle> = start_voters(tmp.path(), &router, &[1, 2, 3], |c| c)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
     let leader_id = until(&mut handles[0].leadership(), Leadership::has_leader)
         .await
         .leader_id;
