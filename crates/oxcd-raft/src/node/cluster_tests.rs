@@ -28,6 +28,8 @@ struct Router {
     tx: mpsc::Sender<Message>,
     members: Arc<Mutex<HashMap<u64, RaftHandle>>>,
     reads: Arc<Mutex<ReadRounds>>,
+    /// While `Some`, appends are parked here instead of delivered (see [`Router::hold_appends`]).
+    held: Arc<Mutex<Option<Vec<Message>>>>,
 }
 
 /// What the router saw of ReadIndex rounds a follower sent to the leader.
@@ -61,10 +63,17 @@ impl Router {
         let (tx, rx) = mpsc::channel::<Message>();
         let members: Arc<Mutex<HashMap<u64, RaftHandle>>> = Arc::default();
         let reads: Arc<Mutex<ReadRounds>> = Arc::default();
-        let (table, rounds) = (members.clone(), reads.clone());
+        let held: Arc<Mutex<Option<Vec<Message>>>> = Arc::default();
+        let (table, rounds, parked) = (members.clone(), reads.clone(), held.clone());
         std::thread::spawn(move || {
             for m in rx {
                 let (from, to, kind) = (m.from, m.to, m.get_msg_type());
+                if kind == MessageType::MsgAppend {
+                    if let Some(parked) = parked.lock().as_mut() {
+                        parked.push(m);
+                        continue;
+                    }
+                }
                 {
                     let mut r = rounds.lock();
                     match kind {
@@ -109,7 +118,24 @@ impl Router {
                 }
             }
         });
-        Router { tx, members, reads }
+        Router {
+            tx,
+            members,
+            reads,
+            held,
+        }
+    }
+
+    /// Parks every append from now on, as a slow link would (heartbeats still pass).
+    fn hold_appends(&self) {
+        self.held.lock().get_or_insert_with(Vec::new);
+    }
+
+    /// Delivers the parked appends and lets the next ones through.
+    fn release_appends(&self) {
+        for m in self.held.lock().take().unwrap_or_default() {
+            let _ = self.tx.send(m);
+        }
     }
 
     fn transport(&self) -> RouterTransport {
@@ -567,6 +593,71 @@ async fn the_leader_answers_followers_reads_with_shared_rounds() {
             r.sent
         );
     }
+    for h in &handles {
+        h.shutdown();
+    }
+}
+
+/// A follower's ReadIndex request that reaches a new leader before it has committed an
+/// entry of its term waits there for that commit, rather than being dropped (raft-rs
+/// drops it, and the follower's readers would wait out the [`READ_RETRY`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_leader_answers_a_follower_read_once_it_commits_in_its_term() {
+    let tmp = tempfile::tempdir().unwrap();
+    let router = Router::start();
+    let members = start_voters(tmp.path(), &router, &[1, 2, 3], |c| c);
+    let handles: Vec<RaftHandle> = members.iter().map(|(h, _)| h.clone()).collect();
+    let old = until(&mut handles[0].leadership(), Leadership::has_leader)
+        .await
+        .leader_id;
+    propose_n(&handles[old as usize - 1], "w", 3).await;
+    let (new, other) = match old {
+        1 => (2, 3),
+        2 => (3, 1),
+        _ => (1, 2),
+    };
+    let (new_h, other_h) = (&handles[new as usize - 1], &handles[other as usize - 1]);
+    until(&mut new_h.leadership(), |l| l.leader_id == old).await;
+    // Caught up, so the transfer needs no append to it.
+    members[new as usize - 1]
+        .1
+        .wait_for("the next leader applies the entries", |s| {
+            s.payloads.len() == 3
+        })
+        .await;
+    let before = new_h.status().commit_index;
+
+    // The new leader's first entry (and so its first commit in its term) is held back.
+    router.hold_appends();
+    handles[old as usize - 1].transfer_leadership(new).unwrap();
+    until(&mut new_h.leadership(), |l| l.leader_id == new).await;
+    until(&mut other_h.leadership(), |l| l.leader_id == new).await;
+    assert_eq!(
+        new_h.status().commit_index,
+        before,
+        "the new leader committed in its term although appends were held"
+    );
+    let started = std::time::Instant::now();
+    let read = {
+        let other_h = other_h.clone();
+        tokio::spawn(async move { other_h.read_index().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    router.release_appends();
+    let index = tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the read was never answered")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        index > before,
+        "read index {index} not past the new leader's first entry"
+    );
+    assert!(
+        took < READ_RETRY - Duration::from_millis(100),
+        "the read took {took:?}: the leader dropped it and the follower retried"
+    );
     for h in &handles {
         h.shutdown();
     }
