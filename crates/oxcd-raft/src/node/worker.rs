@@ -445,14 +445,11 @@ impl<T: Transport> Worker<T> {
         self.send(answers);
     }
 
-    /// Drops the followers' requests queued or in flight: this member no longer leads
-    /// (their rounds are retried, at the new leader, after [`READ_RETRY`]).
+    /// Drops the followers' requests among the waiting readers (called once every round
+    /// in flight was handed back to them): this member no longer leads, and the followers
+    /// retry their rounds, at the new leader, after [`READ_RETRY`].
     fn drop_follower_reads(&mut self) {
-        let local = |r: &Reader| matches!(r, Reader::Local(_));
-        self.pending_reads.retain(local);
-        for (_, readers) in self.inflight_reads.values_mut() {
-            readers.retain(local);
-        }
+        self.pending_reads.retain(|r| matches!(r, Reader::Local(_)));
         if self.pending_reads.is_empty() {
             self.pending_since = None;
         }
