@@ -204,6 +204,9 @@ async fn metrics_carry_etcds_families() {
         "# TYPE etcd_server_proposals_committed_total gauge",
         "# TYPE etcd_disk_wal_fsync_duration_seconds histogram",
         r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
+        r#"grpc_server_started_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
+        r#"grpc_server_msg_received_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
+        r#"grpc_server_msg_sent_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"} 1"#,
         r#"grpc_server_started_total{grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"} 0"#,
         // Present at zero from the start, as etcd's.
         "# TYPE etcd_server_slow_apply_total counter",

@@ -22,12 +22,7 @@ pub use oxcd_core::version;
 use std::sync::Arc;
 
 use oxcd_core::{ClusterSpec, Core, CoreConfig, DataDir, EtcdServer};
-use oxcd_proto::etcdserverpb::{
-    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
-    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
-};
-use oxcd_proto::v3electionpb::election_server::ElectionServer;
-use oxcd_proto::v3lockpb::lock_server::LockServer;
+use oxcd_proto::etcdserverpb::watch_server::WatchServer;
 use thiserror::Error;
 use tonic::service::interceptor::InterceptedService;
 
@@ -104,6 +99,7 @@ pub async fn run_until(
             net::Http2Limits::of(&cfg),
             tls.peer.clone().filter(|_| secure),
             net::Traffic::Other,
+            None,
         )));
     }
     let level = if cfg.metrics_extensive {
@@ -127,7 +123,8 @@ pub async fn run_until(
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     // A route of its own: a second tonic router could not be merged (both have fallbacks).
-    let app = router(core.server().clone(), &cfg, &metrics).merge(
+    let (app, unary) = router(core.server().clone(), &cfg, &metrics);
+    let app = app.merge(
         axum::Router::new()
             .route_service("/grpc.health.v1.Health/{*method}", health_service)
             .layer(axum::middleware::from_fn_with_state(
@@ -147,6 +144,7 @@ pub async fn run_until(
             net::Http2Limits::of(&cfg),
             tls.metrics.clone().filter(|_| secure),
             net::Traffic::Other,
+            None,
         )));
     }
     // Like etcd, clients are served once this member has joined the cluster's log.
@@ -183,6 +181,7 @@ pub async fn run_until(
             net::Http2Limits::of(&cfg),
             tls.client.clone().filter(|_| secure),
             net::Traffic::Client,
+            Some(unary.clone()),
         )));
     }
     // A WAL or backend failure stops raft or the applier; the process must not linger as a
@@ -355,44 +354,31 @@ fn metrics_router(server: Arc<EtcdServer>, metrics: &Arc<metrics::Metrics>) -> a
     metrics_route(metrics).merge(http::router(server))
 }
 
-/// gRPC services and HTTP endpoints on one router, so both share each client port.
-fn router(server: Arc<EtcdServer>, cfg: &Config, metrics: &Arc<metrics::Metrics>) -> axum::Router {
+/// gRPC services and HTTP endpoints on one router, so both share each client port; and the
+/// same services' unary calls for the connections' direct lane ([`grpc::direct`]).
+fn router(
+    server: Arc<EtcdServer>,
+    cfg: &Config,
+    metrics: &Arc<metrics::Metrics>,
+) -> (axum::Router, grpc::direct::UnaryServices) {
     let max = cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let unary = grpc::direct::UnaryServices::new(server.clone(), metrics.grpc.clone(), max);
     let leader = || grpc::require_leader(server.clone());
-    let routes = tonic::service::Routes::new(InterceptedService::new(
-        KvServer::new(grpc::kv::KvService::new(server.clone())).max_decoding_message_size(max),
-        leader(),
-    ))
-    .add_service(InterceptedService::new(
-        ClusterServer::new(grpc::cluster::ClusterService::new(server.clone())),
-        leader(),
-    ))
-    .add_service(InterceptedService::new(
-        MaintenanceServer::new(grpc::maintenance::MaintenanceService::new(server.clone())),
-        leader(),
-    ))
-    .add_service(InterceptedService::new(
-        WatchServer::new(grpc::watch::WatchService::new(
-            server.clone(),
-            cfg.watch_progress_notify_interval,
-            max,
-        )),
-        leader(),
-    ))
-    .add_service(InterceptedService::new(
-        LeaseServer::new(grpc::lease::LeaseService::new(server.clone())),
-        leader(),
-    ))
-    .add_service(InterceptedService::new(
-        AuthServer::new(grpc::auth::AuthService::new(server.clone())),
-        leader(),
-    ))
-    .add_service(ElectionServer::new(grpc::election::ElectionService::new(
-        server.clone(),
-    )))
-    .add_service(LockServer::new(grpc::lock::LockService::new(
-        server.clone(),
-    )));
+    let routes = tonic::service::Routes::new(InterceptedService::new(unary.kv.clone(), leader()))
+        .add_service(InterceptedService::new(unary.cluster.clone(), leader()))
+        .add_service(InterceptedService::new(unary.maintenance.clone(), leader()))
+        .add_service(InterceptedService::new(
+            WatchServer::new(grpc::watch::WatchService::new(
+                server.clone(),
+                cfg.watch_progress_notify_interval,
+                max,
+            )),
+            leader(),
+        ))
+        .add_service(InterceptedService::new(unary.lease.clone(), leader()))
+        .add_service(InterceptedService::new(unary.auth.clone(), leader()))
+        .add_service(unary.election.clone())
+        .add_service(unary.lock.clone());
     let grpc = routes
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(
@@ -408,7 +394,7 @@ fn router(server: Arc<EtcdServer>, cfg: &Config, metrics: &Arc<metrics::Metrics>
         );
         app = app.merge(gateway::router(gateway));
     }
-    app
+    (app, unary)
 }
 
 async fn shutdown_signal() {

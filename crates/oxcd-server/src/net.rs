@@ -43,6 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::url_text;
+use crate::grpc::direct::{UnaryCallFuture, UnaryServices};
 use crate::metrics;
 use crate::metrics::network::Counted;
 use crate::tls::TlsAcceptor;
@@ -105,6 +106,7 @@ pub async fn serve(
     limits: Http2Limits,
     tls: Option<TlsAcceptor>,
     traffic: Traffic,
+    unary: Option<UnaryServices>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -139,6 +141,7 @@ pub async fn serve(
             addr: ClientAddr(remote),
             cn: None,
             count: traffic == Traffic::Client,
+            unary: unary.clone(),
         };
         let Some(acceptor) = &tls else {
             let conn = builder
@@ -180,13 +183,16 @@ pub struct ClientAddr(pub std::net::SocketAddr);
 /// One connection's service: puts the connection's [`ClientAddr`] (and a TLS client
 /// certificate's common name) into each request's extensions, and on client listeners
 /// counts the gRPC message bytes of each request and response
-/// ([`metrics::network::Counted`]: no allocation, an atomic add per data frame).
+/// ([`metrics::network::Counted`]: no allocation, an atomic add per data frame). Unary
+/// gRPC calls go straight to their service when `unary` is set ([`crate::grpc::direct`]),
+/// everything else through the router.
 #[derive(Clone)]
 struct Connection {
     inner: Router,
     addr: ClientAddr,
     cn: Option<ClientCertCommonName>,
     count: bool,
+    unary: Option<UnaryServices>,
 }
 
 /// A response whose gRPC message bytes are counted (or not).
@@ -212,16 +218,39 @@ fn pass_response(
     resp.map(|r| r.map(|b| Counted::new(b, None)))
 }
 
+/// Turns a direct-lane answer into a [`CountedResponse`].
+type MapUnary = fn(axum::http::Response<tonic::body::Body>) -> Result<CountedResponse, Infallible>;
+
+fn count_unary(
+    resp: axum::http::Response<tonic::body::Body>,
+) -> Result<CountedResponse, Infallible> {
+    Ok(resp.map(|b| {
+        Counted::new(
+            axum::body::Body::new(b),
+            Some(&metrics::network::CLIENT_SENT_BYTES),
+        )
+    }))
+}
+
+fn pass_unary(
+    resp: axum::http::Response<tonic::body::Body>,
+) -> Result<CountedResponse, Infallible> {
+    Ok(resp.map(|b| Counted::new(axum::body::Body::new(b), None)))
+}
+
 impl<B> tower::Service<axum::http::Request<B>> for Connection
 where
     B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + Unpin + 'static,
-    B::Error: Into<axum::BoxError>,
+    B::Error: Into<axum::BoxError> + Send + 'static,
 {
     type Response = CountedResponse;
     type Error = Infallible;
-    type Future = futures::future::Map<
-        <Router as tower::Service<axum::http::Request<Counted<B>>>>::Future,
-        MapResponse,
+    type Future = futures::future::Either<
+        futures::future::Map<UnaryCallFuture, MapUnary>,
+        futures::future::Map<
+            <Router as tower::Service<axum::http::Request<Counted<B>>>>::Future,
+            MapResponse,
+        >,
     >;
 
     fn poll_ready(
@@ -239,12 +268,17 @@ where
         let counted = self.count && metrics::network::is_grpc(req.headers());
         let counter = counted.then_some(&metrics::network::CLIENT_RECEIVED_BYTES);
         let req = req.map(|b| Counted::new(b, counter));
+        if let Some(unary) = self.unary.as_mut().filter(|u| u.takes(&req)) {
+            let map: MapUnary = if self.count { count_unary } else { pass_unary };
+            let call = unary.call(req);
+            return futures::future::Either::Left(futures::FutureExt::map(call, map));
+        }
         let map: MapResponse = if self.count {
             count_response
         } else {
             pass_response
         };
-        futures::FutureExt::map(self.inner.call(req), map)
+        futures::future::Either::Right(futures::FutureExt::map(self.inner.call(req), map))
     }
 }
 

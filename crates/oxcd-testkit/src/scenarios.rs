@@ -256,6 +256,7 @@ pub async fn partitioned_leader_loses_leadership(cfg: ClusterConfig) {
         .await
         .ok_or_panic();
     assert_ne!(new_leader, leader);
+    require_leader_fails_fast(&c, leader).await;
     put(&c, new_leader, "p/1").await.ok_or_panic();
     // The cut-off member cannot commit a write.
     assert!(put(&c, leader, "p/lost").await.is_err());
@@ -263,6 +264,43 @@ pub async fn partitioned_leader_loses_leadership(cfg: ClusterConfig) {
     c.net().ok_or_panic().heal();
     c.wait_ready().await.ok_or_panic();
     await_keys(&c, leader, "p/", 1).await;
+}
+
+/// Once cut-off `member` has stepped down (check-quorum), a call made `WithRequireLeader`
+/// fails at once with etcd's "no leader", well before its 3 s deadline. Serializable, so it
+/// is answered locally while the member still thinks it leads.
+async fn require_leader_fails_fast(c: &Cluster, member: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut req = tonic::Request::new(RangeRequest {
+            key: b"p/".to_vec(),
+            serializable: true,
+            ..Default::default()
+        });
+        req.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+        req.set_timeout(Duration::from_secs(3));
+        let started = std::time::Instant::now();
+        match c.kv(member).range(req).await {
+            Err(status) if status.message() == "etcdserver: no leader" => {
+                assert_eq!(status.code(), tonic::Code::Unavailable);
+                assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "{:?}",
+                    started.elapsed()
+                );
+                return;
+            }
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "member {member} still answers without a leader: {other:?}"
+            ),
+        }
+        // No event to await: the member's view of the leader is polled.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Delays, then drops, the links between the leader and one follower: writes still commit

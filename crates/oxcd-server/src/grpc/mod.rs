@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod direct;
 pub mod election;
 pub mod health;
 pub mod kv;
@@ -34,9 +35,10 @@ pub fn credentials<T>(req: &tonic::Request<T>) -> Credentials {
     )
 }
 
-/// Whether a call carries clientv3's `WithRequireLeader` metadata (`hasleader: true`).
-pub(crate) fn requires_leader(md: &tonic::metadata::MetadataMap) -> bool {
-    md.get("hasleader").is_some_and(|v| v == "true")
+/// Whether a call carries clientv3's `WithRequireLeader` metadata (`hasleader: true`);
+/// `headers` are the call's HTTP/2 headers, which its gRPC metadata is a view of.
+pub(crate) fn requires_leader(headers: &axum::http::HeaderMap) -> bool {
+    headers.get("hasleader").is_some_and(|v| v == "true")
 }
 
 /// etcd's require-leader check for every call: a call made `WithRequireLeader` fails at
@@ -45,7 +47,7 @@ pub fn require_leader(
     server: std::sync::Arc<oxcd_core::EtcdServer>,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, Status> + Clone {
     move |req| {
-        if requires_leader(req.metadata()) && !server.has_leader() {
+        if requires_leader(req.metadata().as_ref()) && !server.has_leader() {
             return Err(ServerError::NoLeader.into());
         }
         Ok(req)

@@ -82,7 +82,7 @@ impl Watch for WatchService {
     ) -> Result<Response<Responses>, Status> {
         // etcd 3.4: a learner serves no streams.
         self.server.refuse_on_learner()?;
-        let require_leader = super::requires_leader(req.metadata());
+        let require_leader = super::requires_leader(req.metadata().as_ref());
         let cred = super::credentials(&req);
         // A request the stream could not deliver (etcd's receive failure); the gateway's
         // streams are not counted: etcd's gateway only forwards what it decoded.

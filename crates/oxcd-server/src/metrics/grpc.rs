@@ -316,6 +316,50 @@ impl GrpcMetrics {
         }
         Ok(GrpcMetrics { by_path })
     }
+
+    /// Whether `path` is one of etcd's unary methods.
+    pub(crate) fn is_unary(&self, path: &str) -> bool {
+        self.by_path.get(path).is_some_and(|s| s.unary)
+    }
+
+    /// Counts the start of a unary call of a known method, as [`record`] does, and returns
+    /// what counts its answer; `None` (nothing counted) for a stream or an unknown path.
+    /// For callers that hand a call to its service themselves (`grpc::direct`).
+    pub(crate) fn start_unary(
+        &self,
+        headers: &axum::http::HeaderMap,
+        path: &str,
+    ) -> Option<UnaryCall> {
+        let series = self.by_path.get(path).filter(|s| s.unary)?;
+        count_client_request(true, headers.get(CLIENT_API_VERSION).map(|v| v.as_bytes()));
+        let started = Instant::now();
+        series.started.inc();
+        Some(UnaryCall::received(series.clone(), started))
+    }
+}
+
+/// A unary call that has started and received its request: counts its answer.
+pub(crate) struct UnaryCall {
+    series: Arc<MethodSeries>,
+    started: Instant,
+}
+
+impl UnaryCall {
+    fn received(series: Arc<MethodSeries>, started: Instant) -> UnaryCall {
+        series.received.inc();
+        UnaryCall { series, started }
+    }
+
+    /// Counts the answer whose headers are `headers`: handled with its code, and sent if OK.
+    pub(crate) fn answered(self, headers: &axum::http::HeaderMap) {
+        // A trailers-only answer (an error) has grpc-status in its headers; tonic sends
+        // an OK answer's status in the trailers.
+        let code = grpc_status(headers).unwrap_or(Code::Ok);
+        if code == Code::Ok {
+            self.series.sent.inc();
+        }
+        self.series.handled(code, self.started);
+    }
 }
 
 /// The `grpc-status` of a header or trailer map, if it has one.
@@ -351,15 +395,9 @@ pub async fn record(State(metrics): State<Arc<GrpcMetrics>>, req: Request, next:
     let started = Instant::now();
     series.started.inc();
     if series.unary {
-        series.received.inc();
+        let call = UnaryCall::received(series.clone(), started);
         let resp = next.run(req).await;
-        // A trailers-only answer (an error) has grpc-status in its headers; tonic sends
-        // an OK answer's status in the trailers.
-        let code = grpc_status(resp.headers()).unwrap_or(Code::Ok);
-        if code == Code::Ok {
-            series.sent.inc();
-        }
-        series.handled(code, started);
+        call.answered(resp.headers());
         return resp;
     }
     let req = req.map(|body| {

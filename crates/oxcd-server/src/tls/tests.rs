@@ -82,6 +82,7 @@ async fn the_verified_client_cn_reaches_the_handlers() {
         limits,
         Some(acceptor),
         crate::net::Traffic::Client,
+        None,
     ));
 
     let mut roots = rustls::RootCertStore::empty();
