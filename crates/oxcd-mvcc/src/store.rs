@@ -44,7 +44,7 @@ pub(crate) struct State {
 /// State of the single writer (the apply thread).
 pub(crate) struct Writer {
     /// Open write transaction holding the changes since the last commit.
-    pub(crate) txn: Option<WriteTransaction>,
+    pub(crate) txn: Option<Batch>,
     /// Applied (possibly uncommitted) revision.
     pub(crate) rev: i64,
     /// Applied (possibly uncommitted) consistent index.
@@ -54,6 +54,23 @@ pub(crate) struct Writer {
     /// Set after a backend failure: the writer refuses further work.
     pub(crate) failed: Option<String>,
 }
+
+/// The key table of an open write transaction, while it is kept open.
+type KvSlot<'txn> = Option<redb::Table<'txn, &'static [u8], &'static [u8]>>;
+
+self_cell::self_cell!(
+    /// An open write transaction, and its key table once a write request has opened it.
+    ///
+    /// The table stays open for the rest of the batch: opening a redb table (a lookup in
+    /// the table tree, and writing its root back on close) cost about as much as the put
+    /// itself, once per request. Anything else that uses the transaction gets it through
+    /// [`Store::open_txn`], which closes the table first, so no one finds it open twice.
+    pub(crate) struct Batch {
+        owner: WriteTransaction,
+        #[covariant]
+        dependent: KvSlot,
+    }
+);
 
 impl Writer {
     pub(crate) fn check(&self) -> Result<(), MvccError> {
@@ -548,7 +565,7 @@ impl Store {
     /// writer on a backend failure like every other write.
     pub(crate) fn with_write_txn(
         &self,
-        f: impl FnOnce(&mut WriteTransaction) -> Result<(), MvccError>,
+        f: impl FnOnce(&WriteTransaction) -> Result<(), MvccError>,
     ) -> Result<(), MvccError> {
         let mut w = self.writer.lock();
         w.check()?;
@@ -590,7 +607,7 @@ impl Store {
             return Ok(());
         }
         let mut txn = match w.txn.take() {
-            Some(t) => t,
+            Some(batch) => batch.into_owner(),
             None => self.db().begin_write()?,
         };
         // The revision and consistent index go into the same transaction as the data
@@ -618,17 +635,42 @@ impl Store {
         Ok(())
     }
 
-    /// The open write transaction, beginning one if needed.
+    /// The open write transaction, beginning one if needed, with no table open.
     pub(crate) fn open_txn<'w>(
         &self,
         w: &'w mut Writer,
-    ) -> Result<&'w mut WriteTransaction, MvccError> {
-        if w.txn.is_none() {
-            w.txn = Some(self.db().begin_write()?);
-        }
-        w.txn
-            .as_mut()
-            .ok_or_else(|| MvccError::backend("no write transaction"))
+    ) -> Result<&'w WriteTransaction, MvccError> {
+        let batch = self.open_batch(w)?;
+        batch.with_dependent_mut(|_, kv| *kv = None);
+        Ok(batch.borrow_owner())
+    }
+
+    /// The open batch, beginning one (with its key table closed) if needed.
+    fn open_batch<'w>(&self, w: &'w mut Writer) -> Result<&'w mut Batch, MvccError> {
+        let batch = match w.txn.take() {
+            Some(batch) => batch,
+            None => Batch::new(self.db().begin_write()?, |_| None),
+        };
+        Ok(w.txn.insert(batch))
+    }
+
+    /// Runs `f` with the open write transaction and its key table, opening either if needed
+    /// and leaving the table open for the next write of the batch.
+    fn with_kv_table<R>(
+        &self,
+        w: &mut Writer,
+        f: impl for<'t> FnOnce(
+            &'t WriteTransaction,
+            &mut redb::Table<'t, &'static [u8], &'static [u8]>,
+        ) -> Result<R, MvccError>,
+    ) -> Result<R, MvccError> {
+        self.open_batch(w)?.with_dependent_mut(|txn, kv| {
+            let table = match kv {
+                Some(table) => table,
+                None => kv.insert(txn.open_table(KV_TABLE)?),
+            };
+            f(txn, table)
+        })
     }
 
     /// Records `index` as applied. It is written to the meta table at the next
@@ -693,40 +735,40 @@ impl Store {
             &mut WriteCtx<'_, redb::Table<'_, &'static [u8], &'static [u8]>>,
         ) -> Result<R, MvccError>,
     ) -> Result<(R, Vec<Change>), MvccError> {
-        let txn: &WriteTransaction = self.open_txn(w)?;
-        let mut table = txn.open_table(KV_TABLE)?;
-        // Opened only if a large row is read or written.
-        let chunks = Chunks::new(txn);
-        let (resp, changes) = {
-            let st = self.state.read();
-            let mut ctx = WriteCtx::new(&st.index, &table, &chunks, base_rev, st.compact_rev);
-            let resp = f(&mut ctx);
-            self.ops.add(&ctx.tally);
-            let resp = resp?;
-            (resp, ctx.into_changes())
-        };
-        // Write the changes through the same table handle: opening a redb table costs
-        // about as much as the insert itself.
-        let new_rev = base_rev + 1;
-        for (sub, c) in changes.iter().enumerate() {
-            let rev = Revision::new(new_rev, sub as i64);
-            let value = if c.tombstone {
-                KeyValue {
-                    key: c.kv.key.clone(),
-                    ..Default::default()
-                }
-                .encode_to_vec()
-            } else {
-                c.kv.encode_to_vec()
+        // Write the changes through the table the request read: opening a redb table costs
+        // about as much as the insert itself (and the table stays open for the batch).
+        self.with_kv_table(w, |txn, table| {
+            // Opened only if a large row is read or written.
+            let chunks = Chunks::new(txn);
+            let (resp, changes) = {
+                let st = self.state.read();
+                let mut ctx = WriteCtx::new(&st.index, &*table, &chunks, base_rev, st.compact_rev);
+                let resp = f(&mut ctx);
+                self.ops.add(&ctx.tally);
+                let resp = resp?;
+                (resp, ctx.into_changes())
             };
-            put_row(
-                &mut table,
-                &chunks,
-                rev.to_bytes(c.tombstone).as_slice(),
-                value.as_slice(),
-            )?;
-        }
-        Ok((resp, changes))
+            let new_rev = base_rev + 1;
+            for (sub, c) in changes.iter().enumerate() {
+                let rev = Revision::new(new_rev, sub as i64);
+                let value = if c.tombstone {
+                    KeyValue {
+                        key: c.kv.key.clone(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec()
+                } else {
+                    c.kv.encode_to_vec()
+                };
+                put_row(
+                    table,
+                    &chunks,
+                    rev.to_bytes(c.tombstone).as_slice(),
+                    value.as_slice(),
+                )?;
+            }
+            Ok((resp, changes))
+        })
     }
 
     /// Indexes `changes` (already written by `write_inner`) at revision `base_rev + 1`
