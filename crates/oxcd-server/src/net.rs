@@ -268,10 +268,12 @@ where
         let counted = self.count && metrics::network::is_grpc(req.headers());
         let counter = counted.then_some(&metrics::network::CLIENT_RECEIVED_BYTES);
         let req = req.map(|b| Counted::new(b, counter));
-        if let Some(unary) = self.unary.as_mut().filter(|u| u.takes(&req)) {
-            let map: MapUnary = if self.count { count_unary } else { pass_unary };
-            let call = unary.call(req);
-            return futures::future::Either::Left(futures::FutureExt::map(call, map));
+        if let Some(unary) = &mut self.unary {
+            if let Some(taken) = unary.take(&req) {
+                let map: MapUnary = if self.count { count_unary } else { pass_unary };
+                let call = unary.call(taken, req);
+                return futures::future::Either::Left(futures::FutureExt::map(call, map));
+            }
         }
         let map: MapResponse = if self.count {
             count_response

@@ -36,8 +36,8 @@ type ServiceFuture =
     Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send>>;
 
 /// The services with unary methods, configured once (message size limits) and cloned per
-/// connection (each a few `Arc`s). The router serves the same servers (their streams, and
-/// calls that come over HTTP/1.1), so both lanes answer alike.
+/// connection (each a few `Arc`s). The router serves the same servers' streams, so both
+/// lanes answer alike.
 #[derive(Clone)]
 pub struct UnaryServices {
     server: Arc<EtcdServer>,
@@ -71,48 +71,51 @@ impl UnaryServices {
         }
     }
 
-    /// Whether `req` is a gRPC unary call of one of these services, which [`Self::call`]
-    /// then takes; everything else is for the router.
-    pub fn takes<B>(&self, req: &Request<B>) -> bool {
-        crate::metrics::network::is_grpc(req.headers())
-            && service_of(req.uri().path()).is_some()
-            && self.metrics.is_unary(req.uri().path())
+    /// If `req` is a gRPC unary call of one of these services, counts its start and returns
+    /// what [`Self::call`] needs to answer it; otherwise `None`, and `req` is the router's.
+    pub fn take<B>(&self, req: &Request<B>) -> Option<TakenCall> {
+        if !crate::metrics::network::is_grpc(req.headers()) {
+            return None;
+        }
+        let path = req.uri().path();
+        let service = service_of(path)?;
+        let counted = self.metrics.start_unary(req.headers(), path)?;
+        Some(TakenCall { service, counted })
     }
 
-    /// Starts `req`, a call [`Self::takes`].
-    pub fn call<B>(&mut self, req: Request<B>) -> UnaryCallFuture
+    /// Answers `req`, a call [`Self::take`] took.
+    pub fn call<B>(&mut self, taken: TakenCall, req: Request<B>) -> UnaryCallFuture
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        let path = req.uri().path();
-        let service = service_of(path);
-        let counted = self.metrics.start_unary(req.headers(), path);
+        let TakenCall { service, counted } = taken;
         // etcd's require-leader interceptor guards these services, not Lock and Election.
-        let guarded = !matches!(service, Some(Service::Lock | Service::Election));
-        if guarded && requires_leader(req.headers()) && !self.server.has_leader() {
-            let status = tonic::Status::from(ServerError::NoLeader);
-            return UnaryCallFuture {
-                state: State::Answered(Some(status.into_http())),
-                counted,
-            };
-        }
-        let answer = match service {
-            Some(Service::Kv) => self.kv.call(req),
-            Some(Service::Lease) => self.lease.call(req),
-            Some(Service::Cluster) => self.cluster.call(req),
-            Some(Service::Maintenance) => self.maintenance.call(req),
-            Some(Service::Auth) => self.auth.call(req),
-            Some(Service::Lock) => self.lock.call(req),
-            Some(Service::Election) => self.election.call(req),
-            // Not taken: the KV server answers an unknown path with Unimplemented.
-            None => self.kv.call(req),
+        let guarded = !matches!(service, Service::Lock | Service::Election);
+        let state = if guarded && requires_leader(req.headers()) && !self.server.has_leader() {
+            State::Answered(Some(tonic::Status::from(ServerError::NoLeader).into_http()))
+        } else {
+            State::Running(match service {
+                Service::Kv => self.kv.call(req),
+                Service::Lease => self.lease.call(req),
+                Service::Cluster => self.cluster.call(req),
+                Service::Maintenance => self.maintenance.call(req),
+                Service::Auth => self.auth.call(req),
+                Service::Lock => self.lock.call(req),
+                Service::Election => self.election.call(req),
+            })
         };
         UnaryCallFuture {
-            state: State::Running(answer),
-            counted,
+            state,
+            counted: Some(counted),
         }
     }
+}
+
+/// A unary call the direct lane took (its start already counted).
+pub struct TakenCall {
+    service: Service,
+    counted: UnaryCall,
 }
 
 /// The services of the direct lane.

@@ -317,11 +317,6 @@ impl GrpcMetrics {
         Ok(GrpcMetrics { by_path })
     }
 
-    /// Whether `path` is one of etcd's unary methods.
-    pub(crate) fn is_unary(&self, path: &str) -> bool {
-        self.by_path.get(path).is_some_and(|s| s.unary)
-    }
-
     /// Counts the start of a unary call of a known method, as [`record`] does, and returns
     /// what counts its answer; `None` (nothing counted) for a stream or an unknown path.
     /// For callers that hand a call to its service themselves (`grpc::direct`).
