@@ -34,6 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // RPCs not built yet answer `Unimplemented` without a hand-written stub per method.
         .generate_default_stubs(true)
+        // prost with 1 KiB starting buffers instead of tonic's 8 KiB (see src/codec.rs).
+        .codec_path("crate::codec::SmallBufferCodec")
         .compile_fds(fds)?;
     Ok(())
 }

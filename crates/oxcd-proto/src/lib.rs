@@ -41,6 +41,8 @@ pub mod oxcdinternal {
     tonic::include_proto!("oxcdinternal");
 }
 
+pub mod codec;
+
 /// Encoded `FileDescriptorSet` for all oxcd protos (e.g. for gRPC reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/oxcd_descriptor.bin"));
