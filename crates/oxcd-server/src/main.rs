@@ -6,6 +6,16 @@ use std::process::ExitCode;
 
 use oxcd_server::config::Config;
 
+/// jemalloc instead of glibc's malloc. Under 100 putting clients a 3-member cluster spent
+/// a tenth of its CPU in glibc's allocator: the applier's 4 KiB aligned block per write
+/// transaction (redb's page tracking) and tonic's 8 KiB buffers per call miss glibc's
+/// per-thread cache and take the shared heap, consolidating it as they go. With jemalloc
+/// (TiKV's choice, per-thread caches for all these sizes), six alternating rounds gave
+/// members' CPU per put 57.3 -> 53.4 µs and puts/s +5%, with p99 and peak RSS (+4 MiB)
+/// about the same; mimalloc gave less, with a higher p99 and 1.8x the RSS.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("import") {
