@@ -116,7 +116,11 @@ pub async fn serve(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.keepalive_interval)
-        .keep_alive_timeout(limits.keepalive_timeout);
+        .keep_alive_timeout(limits.keepalive_timeout)
+        // gRPC answers carry no `date` (grpc-go, hence etcd, sends none): hyper would read
+        // the clock and encode the header on every response. HTTP/1.1 (the JSON gateway)
+        // keeps it, as Go's net/http sends it.
+        .auto_date_header(false);
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
