@@ -515,8 +515,24 @@ impl<T: Transport> Worker<T> {
             self.install_snapshot(rd.snapshot().clone())?;
         }
         self.resolve_reads(rd.take_read_states());
-        let committed = rd.take_committed_entries();
+        let mut committed = rd.take_committed_entries();
         let entries = rd.take_entries();
+        if rd.snapshot().is_empty() {
+            // Committed entries already durable in our own WAL go to the applier before
+            // this Ready's fdatasync, not after it: on a leader that is every committed
+            // entry (raft commits only what earlier Readys appended), so a write no longer
+            // waits for the leader's next fsync before it is applied -- etcd applies
+            // concurrently with its WAL write too. An entry not yet in our WAL (a
+            // follower learning of a commit with the entries themselves) waits for the
+            // save, so the backend never holds an entry the WAL could lose.
+            let durable = entries
+                .first()
+                .map_or(self.wal.last_index(), |e| e.index - 1)
+                .min(self.wal.last_index());
+            let split = committed.partition_point(|e| e.index <= durable);
+            let later = committed.split_off(split);
+            self.deliver(std::mem::replace(&mut committed, later))?;
+        }
         let hs = self.raw.raft.hard_state();
         let hs = (hs != self.wal_hs).then_some(hs);
         // The durability point: one fdatasync for entries + hard state (none for
@@ -607,6 +623,13 @@ impl<T: Transport> Worker<T> {
             }
         }
         if let Some(last) = batch.last() {
+            // The applier may make what it applies durable in the backend at any time.
+            debug_assert!(
+                last.index <= self.wal.last_index(),
+                "entry {} delivered before it is in the WAL (last {})",
+                last.index,
+                self.wal.last_index()
+            );
             self.delivered_to = last.index;
         }
         // A dropped receiver means the applier is gone: nothing can make
