@@ -124,6 +124,11 @@ mod tests {
         ] {
             let b = kv.encode_to_vec();
             assert_eq!(kv_key_and_lease(&b).unwrap(), (&kv.key[..], kv.lease));
+            let f = crate::rows::encoded_fields(&b).unwrap();
+            assert_eq!(
+                (&b[f.key], f.create_revision, f.version, f.lease),
+                (&kv.key[..], kv.create_revision, kv.version, kv.lease)
+            );
         }
         let b = KeyValue {
             key: b"abc".to_vec(),

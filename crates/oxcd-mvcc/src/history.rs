@@ -94,30 +94,62 @@ impl Store {
                 prev_kv: None,
             });
         }
-        if req.prev_kv && !out.events.is_empty() {
-            // Resolve the previous revisions under the lock, fetch values without it.
-            let prevs: Vec<Option<Revision>> = {
-                let st = self.state.read();
-                out.events
-                    .iter()
-                    .map(|ev| {
-                        let kv = ev.kv.as_ref()?;
-                        let at = kv.mod_revision - 1;
-                        if at < st.compact_rev.max(1) {
-                            return None;
-                        }
-                        st.index.get(&kv.key, at)
-                    })
-                    .collect()
-            };
-            for (ev, prev) in out.events.iter_mut().zip(prevs) {
-                if let Some(r) = prev {
-                    ev.prev_kv = Some(get_kv(&table, &chunks, r)?);
-                }
-            }
+        if req.prev_kv {
+            self.fill_prevs_in(&table, &chunks, &mut out.events)?;
         }
         out.covered = to;
         Ok(out)
+    }
+}
+
+impl Store {
+    /// Fills the `prev_kv` of each event that has none with the key's value just before
+    /// the event's revision (none for a key created by the event), from the committed
+    /// state. A value compacted away meanwhile stays absent, as in etcd's watch server.
+    ///
+    /// The applier leaves `prev_kv` out of the events it produces, so that a put need
+    /// not read the value it replaces; the watch hub calls this for the few watchers
+    /// that ask for it.
+    pub fn fill_prev_kvs(&self, events: &mut [Event]) -> Result<(), MvccError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rtxn = self.begin_read()?;
+        let table = rtxn.open_table(KV_TABLE)?;
+        let chunks = Chunks::new(&*rtxn);
+        self.fill_prevs_in(&table, &chunks, events)
+    }
+
+    fn fill_prevs_in(
+        &self,
+        table: &impl redb::ReadableTable<&'static [u8], &'static [u8]>,
+        chunks: &dyn crate::rows::ReadChunks,
+        events: &mut [Event],
+    ) -> Result<(), MvccError> {
+        // Resolve the previous revisions under the lock, fetch values without it.
+        let prevs: Vec<Option<Revision>> = {
+            let st = self.state.read();
+            events
+                .iter()
+                .map(|ev| {
+                    if ev.prev_kv.is_some() {
+                        return None;
+                    }
+                    let kv = ev.kv.as_ref()?;
+                    let at = kv.mod_revision - 1;
+                    if at < st.compact_rev.max(1) {
+                        return None;
+                    }
+                    st.index.get(&kv.key, at)
+                })
+                .collect()
+        };
+        for (ev, prev) in events.iter_mut().zip(prevs) {
+            if let Some(r) = prev {
+                ev.prev_kv = Some(get_kv(table, chunks, r)?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -166,6 +198,12 @@ mod tests {
             .unwrap();
         s.commit(false).unwrap();
         all.extend(ev);
+        // The applier leaves prev_kv out; filled afterwards, it is what history reads.
+        assert!(all.iter().all(|e| e.prev_kv.is_none()));
+        s.fill_prev_kvs(&mut all).unwrap();
+        assert_eq!(all[0].prev_kv, None, "a key created has no prev");
+        assert_eq!(all[2].prev_kv.as_ref().unwrap().value, b"1");
+        assert_eq!(all[3].prev_kv.as_ref().unwrap().value, b"2");
         let h = s.history(&req(2, 100)).unwrap();
         assert_eq!(h.covered, 5);
         assert_eq!(h.events, all);

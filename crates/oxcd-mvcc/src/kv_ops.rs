@@ -18,7 +18,7 @@ use crate::key_index::TreeIndex;
 use crate::key_range::key_bounds;
 use crate::op_counts::Tally;
 use crate::revision::Revision;
-use crate::rows::{get_kv, ReadChunks};
+use crate::rows::{get_create_and_version, get_kv, ReadChunks};
 use crate::MvccError;
 
 /// Options of a low-level range (etcd's `mvcc.RangeOptions`).
@@ -195,8 +195,6 @@ pub(crate) struct Change {
     /// For a put the new kv; for a delete `{key, mod_revision}` (etcd's event kv).
     pub kv: KeyValue,
     pub tombstone: bool,
-    /// The key's value before the request (for the watch event's `prev_kv`).
-    pub prev: Option<KeyValue>,
 }
 
 enum Src {
@@ -208,13 +206,18 @@ enum Src {
 /// state, read through the write transaction) plus an overlay of this request's
 /// own changes, so later ops of a txn see earlier ones. Nothing is written until
 /// the request succeeded as a whole.
+///
+/// A put reads only the `create_revision` and `version` of the value it replaces, never
+/// the value itself: the watch events' `prev_kv` is filled later, and only for watchers
+/// that asked for it ([`crate::Store::fill_prev_kvs`]), as etcd's watch server does.
 pub(crate) struct WriteCtx<'a, T> {
     index: &'a TreeIndex,
     table: &'a T,
     chunks: &'a dyn ReadChunks,
     base_rev: i64,
     compact_rev: i64,
-    overlay: BTreeMap<Vec<u8>, Option<KeyValue>>,
+    /// Key -> its latest change in `changes` (a put or a tombstone).
+    overlay: BTreeMap<Vec<u8>, usize>,
     pre: HashMap<Vec<u8>, Option<KeyValue>>,
     changes: Vec<Change>,
     /// The operations run, as etcd's metrics count them.
@@ -268,10 +271,32 @@ where
 
     /// The key's value as seen by the next op of this request.
     fn current_get(&mut self, key: &[u8]) -> Result<Option<KeyValue>, MvccError> {
-        if let Some(v) = self.overlay.get(key) {
-            return Ok(v.clone());
+        if let Some(c) = self.overlay_get(key) {
+            return Ok(c.cloned());
         }
         self.base_get(key)
+    }
+
+    /// The key's latest change in this request: `Some(None)` if it deleted the key.
+    fn overlay_get(&self, key: &[u8]) -> Option<Option<&KeyValue>> {
+        let c = &self.changes[*self.overlay.get(key)?];
+        Some((!c.tombstone).then_some(&c.kv))
+    }
+
+    /// The key's `(create_revision, version)` as seen by the next op of this request,
+    /// without reading its value.
+    fn current_create_and_version(&self, key: &[u8]) -> Result<Option<(i64, i64)>, MvccError> {
+        let head = |kv: &KeyValue| (kv.create_revision, kv.version);
+        if let Some(c) = self.overlay_get(key) {
+            return Ok(c.map(head));
+        }
+        if let Some(v) = self.pre.get(key) {
+            return Ok(v.as_ref().map(head));
+        }
+        match self.index.get(key, self.base_rev) {
+            Some(at) => Ok(Some(get_create_and_version(self.table, self.chunks, at)?)),
+            None => Ok(None),
+        }
     }
 
     /// Keys of the range in the current (overlay-merged) view, in key order.
@@ -279,10 +304,14 @@ where
         let mut base: Vec<(&[u8], Revision)> = Vec::new();
         self.index
             .visit(key, range_end, self.base_rev, |k, at| base.push((k, at)));
-        let over: Vec<(&Vec<u8>, &Option<KeyValue>)> = match key_bounds(key, range_end) {
+        let over: Vec<(&Vec<u8>, Option<&KeyValue>)> = match key_bounds(key, range_end) {
             Some((start, end)) if !self.overlay.is_empty() => self
                 .overlay
                 .range::<[u8], _>((Bound::Included(start), end))
+                .map(|(k, &i)| {
+                    let c = &self.changes[i];
+                    (k, (!c.tombstone).then_some(&c.kv))
+                })
                 .collect(),
             _ => Vec::new(),
         };
@@ -324,24 +353,16 @@ where
     }
 
     fn record(&mut self, kv: KeyValue, tombstone: bool) -> Result<(), MvccError> {
-        let prev = self.base_get(&kv.key)?;
-        self.overlay.insert(
-            kv.key.clone(),
-            if tombstone { None } else { Some(kv.clone()) },
-        );
-        self.changes.push(Change {
-            kv,
-            tombstone,
-            prev,
-        });
+        self.overlay.insert(kv.key.clone(), self.changes.len());
+        self.changes.push(Change { kv, tombstone });
         Ok(())
     }
 
     /// Etcd's `storeTxnWrite.put`.
     fn put_kv(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<(), MvccError> {
         let rev = self.new_rev();
-        let (create_revision, version) = match self.current_get(key)? {
-            Some(cur) => (cur.create_revision, cur.version + 1),
+        let (create_revision, version) = match self.current_create_and_version(key)? {
+            Some((create, version)) => (create, version + 1),
             None => (rev, 1),
         };
         let kv = KeyValue {

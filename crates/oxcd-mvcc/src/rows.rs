@@ -140,19 +140,36 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// Where the `key` field's bytes are in a logical row, and its `lease`, read without
-/// decoding (nor copying) the rest.
-pub(crate) fn encoded_key_and_lease(row: &[u8]) -> Result<(Range<usize>, i64), MvccError> {
+/// The fields of a logical row other than its value, read without decoding (nor
+/// copying) the value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct RowFields {
+    /// Where the `key` field's bytes are in the row.
+    pub key: Range<usize>,
+    /// The `create_revision` field (0 if absent, as protobuf decodes it).
+    pub create_revision: i64,
+    /// The `version` field.
+    pub version: i64,
+    /// The `lease` field.
+    pub lease: i64,
+}
+
+/// Scans the fields of a logical row (an encoded `KeyValue`, fields in any order, as
+/// protobuf allows) without decoding the value.
+pub(crate) fn encoded_fields(row: &[u8]) -> Result<RowFields, MvccError> {
     let bad = || MvccError::corrupt("undecodable KeyValue");
     let mut b = row;
-    let (mut key, mut lease) = (0..0, 0i64);
+    let mut f = RowFields::default();
     while !b.is_empty() {
         let tag = read_varint(&mut b).ok_or_else(bad)?;
         match tag & 7 {
             0 => {
-                let v = read_varint(&mut b).ok_or_else(bad)?;
-                if tag >> 3 == 6 {
-                    lease = v as i64;
+                let v = read_varint(&mut b).ok_or_else(bad)? as i64;
+                match tag >> 3 {
+                    2 => f.create_revision = v,
+                    4 => f.version = v,
+                    6 => f.lease = v,
+                    _ => {}
                 }
             }
             1 => b = b.get(8..).ok_or_else(bad)?,
@@ -164,7 +181,7 @@ pub(crate) fn encoded_key_and_lease(row: &[u8]) -> Result<(Range<usize>, i64), M
                 }
                 if tag >> 3 == 1 {
                     let start = row.len() - b.len();
-                    key = start..start + len;
+                    f.key = start..start + len;
                 }
                 b = &b[len..];
             }
@@ -172,7 +189,14 @@ pub(crate) fn encoded_key_and_lease(row: &[u8]) -> Result<(Range<usize>, i64), M
             _ => return Err(bad()),
         }
     }
-    Ok((key, lease))
+    Ok(f)
+}
+
+/// Where the `key` field's bytes are in a logical row, and its `lease`, read without
+/// decoding (nor copying) the rest.
+pub(crate) fn encoded_key_and_lease(row: &[u8]) -> Result<(Range<usize>, i64), MvccError> {
+    let f = encoded_fields(row)?;
+    Ok((f.key, f.lease))
 }
 
 /// The header of a chunked row's [`KV_TABLE`] value.
@@ -459,6 +483,37 @@ pub(crate) fn decode_row(
     decode_kv(&logical_row(chunks, row_key, stored)?)
 }
 
+/// The `(create_revision, version)` of the live (non-tombstone) value at `rev`, without
+/// decoding its value (nor reading its chunks, for an inline row): all a put needs of
+/// the value it replaces.
+pub(crate) fn get_create_and_version<T>(
+    table: &T,
+    chunks: &dyn ReadChunks,
+    rev: Revision,
+) -> Result<(i64, i64), MvccError>
+where
+    T: ReadableTable<Bytes, Bytes>,
+{
+    let k = rev.to_bytes(false);
+    let Some(v) = table.get(k.as_slice())? else {
+        return Err(missing(rev));
+    };
+    if parse_chunked(v.value())?.is_some() {
+        // Large values only: the head may not hold these fields.
+        let kv = decode_row(chunks, &k, v.value())?;
+        return Ok((kv.create_revision, kv.version));
+    }
+    let f = encoded_fields(v.value())?;
+    Ok((f.create_revision, f.version))
+}
+
+fn missing(rev: Revision) -> MvccError {
+    MvccError::corrupt(format!(
+        "revision {}.{} is indexed but missing from the backend",
+        rev.main, rev.sub
+    ))
+}
+
 /// Fetches and decodes the live (non-tombstone) value at `rev`.
 pub(crate) fn get_kv<T>(
     table: &T,
@@ -470,10 +525,7 @@ where
 {
     let k = rev.to_bytes(false);
     let Some(v) = table.get(k.as_slice())? else {
-        return Err(MvccError::corrupt(format!(
-            "revision {}.{} is indexed but missing from the backend",
-            rev.main, rev.sub
-        )));
+        return Err(missing(rev));
     };
     decode_row(chunks, &k, v.value())
 }

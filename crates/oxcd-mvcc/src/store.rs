@@ -720,7 +720,8 @@ impl Store {
                     EventType::Put as i32
                 },
                 kv: Some(c.kv),
-                prev_kv: c.prev,
+                // Filled for the watchers that want it (`fill_prev_kvs`).
+                prev_kv: None,
             })
             .collect::<Vec<_>>();
         debug_assert!(events.is_empty() || w.rev == new_rev);

@@ -317,7 +317,7 @@ impl Hub {
             return;
         }
         let mut st = self.state.lock();
-        let parked = notify(&mut st, &staged);
+        let parked = notify(&mut st, &staged, &self.store);
         drop(st);
         if parked {
             self.wake.notify_one();
@@ -680,7 +680,7 @@ fn staged_rev(events: &[Event]) -> Option<i64> {
 /// they concern: one response per watcher carrying its events of every revision of the
 /// batch, as etcd sends a catching-up watcher several revisions at once. Returns whether
 /// a watcher was parked.
-fn notify(st: &mut State, batch: &[Arc<Vec<Event>>]) -> bool {
+fn notify(st: &mut State, batch: &[Arc<Vec<Event>>], store: &Store) -> bool {
     let revs = || batch.iter().filter_map(|evs| staged_rev(evs));
     let (Some(first), Some(last)) = (revs().next(), revs().next_back()) else {
         return false;
@@ -698,6 +698,25 @@ fn notify(st: &mut State, batch: &[Arc<Vec<Event>>]) -> bool {
         // A watcher matching several events is served once.
         matched.sort_unstable();
         matched.dedup();
+    }
+    // The applier leaves `prev_kv` out; read it only if a watcher here asked for it.
+    let with_prev;
+    let mut batch = batch;
+    if matched
+        .iter()
+        .any(|g| st.watchers.get(g).is_some_and(|w| w.prev_kv))
+    {
+        with_prev = batch
+            .iter()
+            .map(|evs| {
+                let mut evs = Vec::clone(evs);
+                if let Err(error) = store.fill_prev_kvs(&mut evs) {
+                    tracing::warn!(%error, "watch events sent without prev_kv: the backend read failed");
+                }
+                Arc::new(evs)
+            })
+            .collect::<Vec<_>>();
+        batch = &with_prev;
     }
     let mut parked = false;
     for gid in matched {

@@ -98,11 +98,14 @@ fn run(ops: Vec<Op>) {
     let deferred = std::cell::Cell::new(false);
     let apply = |evs: Vec<Event>, history: &mut Vec<Event>| {
         store.commit(false).unwrap();
-        hub.stage(evs.clone());
+        // The applier's events carry no prev_kv; the model's do.
+        let mut model = evs.clone();
+        store.fill_prev_kvs(&mut model).unwrap();
+        hub.stage(evs);
         if !deferred.get() {
             hub.publish();
         }
-        history.extend(evs);
+        history.extend(model);
     };
     for op in ops {
         index += 1;
@@ -179,8 +182,9 @@ fn run(ops: Vec<Op>) {
                     value: vec![v],
                     ..Default::default()
                 };
-                let (_, evs) = store.put(&req, index, &|_| false).unwrap();
+                let (_, mut evs) = store.put(&req, index, &|_| false).unwrap();
                 store.commit(false).unwrap();
+                store.fill_prev_kvs(&mut evs).unwrap();
                 history.extend(evs);
                 hub.restore();
             }

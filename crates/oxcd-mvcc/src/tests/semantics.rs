@@ -347,8 +347,9 @@ fn txn_semantics() {
         ],
         failure: vec![],
     };
-    let (r, ev) = s.txn(&t, 5, &any_lease).unwrap();
+    let (r, mut ev) = s.txn(&t, 5, &any_lease).unwrap();
     s.commit(false).unwrap();
+    s.fill_prev_kvs(&mut ev).unwrap();
     assert!(r.succeeded);
     assert_eq!(r.header.unwrap().revision, 3);
     assert_eq!(ev.len(), 4);
