@@ -352,10 +352,9 @@ where
         }
     }
 
-    fn record(&mut self, kv: KeyValue, tombstone: bool) -> Result<(), MvccError> {
+    fn record(&mut self, kv: KeyValue, tombstone: bool) {
         self.overlay.insert(kv.key.clone(), self.changes.len());
         self.changes.push(Change { kv, tombstone });
-        Ok(())
     }
 
     /// Etcd's `storeTxnWrite.put`.
@@ -373,7 +372,8 @@ where
             value,
             lease,
         };
-        self.record(kv, false)
+        self.record(kv, false);
+        Ok(())
     }
 
     /// Etcd's applier `Put` given a txn (lease existence is checked by the caller).
@@ -430,7 +430,7 @@ where
                 mod_revision: rev,
                 ..Default::default()
             };
-            self.record(kv, true)?;
+            self.record(kv, true);
         }
         let revision = if self.changes.is_empty() {
             self.base_rev

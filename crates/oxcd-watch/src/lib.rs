@@ -699,22 +699,22 @@ fn notify(st: &mut State, batch: &[Arc<Vec<Event>>], store: &Store) -> bool {
         matched.sort_unstable();
         matched.dedup();
     }
-    // The applier leaves `prev_kv` out; read it only if a watcher here asked for it.
+    // The applier leaves `prev_kv` out; read it (in one backend read for the whole
+    // batch) only if a watcher here asked for it.
     let with_prev;
     let mut batch = batch;
     if matched
         .iter()
         .any(|g| st.watchers.get(g).is_some_and(|w| w.prev_kv))
     {
+        let mut all: Vec<Event> = batch.iter().flat_map(|evs| evs.iter().cloned()).collect();
+        if let Err(error) = store.fill_prev_kvs(&mut all) {
+            tracing::warn!(%error, "watch events sent without prev_kv: the backend read failed");
+        }
+        let mut all = all.into_iter();
         with_prev = batch
             .iter()
-            .map(|evs| {
-                let mut evs = Vec::clone(evs);
-                if let Err(error) = store.fill_prev_kvs(&mut evs) {
-                    tracing::warn!(%error, "watch events sent without prev_kv: the backend read failed");
-                }
-                Arc::new(evs)
-            })
+            .map(|evs| Arc::new(all.by_ref().take(evs.len()).collect::<Vec<_>>()))
             .collect::<Vec<_>>();
         batch = &with_prev;
     }
