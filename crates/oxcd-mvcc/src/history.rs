@@ -6,7 +6,7 @@ use oxcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 use crate::backend::{kv_key_and_lease, KV_TABLE};
 use crate::key_range::KeyRange;
 use crate::revision::Revision;
-use crate::rows::{decode_row, get_kv, Chunks};
+use crate::rows::{decode_row, get_kv, Chunks, ReadChunks};
 use crate::store::Store;
 use crate::MvccError;
 
@@ -100,9 +100,7 @@ impl Store {
         out.covered = to;
         Ok(out)
     }
-}
 
-impl Store {
     /// Fills the `prev_kv` of each event that has none with the key's value just before
     /// the event's revision (none for a key created by the event), from the committed
     /// state. A value compacted away meanwhile stays absent, as in etcd's watch server.
@@ -123,7 +121,7 @@ impl Store {
     fn fill_prevs_in(
         &self,
         table: &impl redb::ReadableTable<&'static [u8], &'static [u8]>,
-        chunks: &dyn crate::rows::ReadChunks,
+        chunks: &dyn ReadChunks,
         events: &mut [Event],
     ) -> Result<(), MvccError> {
         // Resolve the previous revisions under the lock, fetch values without it.
