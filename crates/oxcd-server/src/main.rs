@@ -53,7 +53,19 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    let workers = match runtime_workers(std::env::var("TOKIO_WORKER_THREADS").ok().as_deref()) {
+        Ok(workers) => workers,
+        Err(text) => {
+            eprintln!("oxcd: {text}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        workers,
+        "async runtime started; the raft thread and the applier run beside its workers"
+    );
     let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(workers);
     // Without the LIFO slot, a task woken by the task that runs queues behind the tasks
     // already waiting. When the applier answers a batch of writes, every handler then
     // queues its response before the HTTP/2 connection task runs and writes them all
@@ -79,6 +91,50 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "oxcd stopped");
             eprintln!("oxcd: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// How many worker threads the async runtime gets: `TOKIO_WORKER_THREADS` if it is set
+/// (tokio's own variable), else one fewer than the cores this process may use, at least one.
+///
+/// Why one fewer: under load the raft thread (WAL writes, fsync, peer messages) and the
+/// applier keep about a core busy between them, and the runtime's workers, which serve the
+/// clients and the peers, take the rest. With a worker per core, a 2-core machine ran four
+/// busy threads on two cores, and the workers spent their time stealing each other's tasks
+/// and waking each other through futexes. One worker instead of two on this project's
+/// 2-core machine, 8 alternating rounds of a 3-member cluster at 100 clients: puts/s +5.5%
+/// (members' CPU per put 49.4 -> 46.5 µs, 7 of 8 rounds faster, p99 7.2 -> 6.3 ms); three
+/// rounds of linearizable reads from the followers: +16% (26.0 -> 20.4 µs per read).
+/// `available_parallelism` follows the CPU affinity mask and cgroup quota, so `taskset`
+/// and container limits count.
+fn runtime_workers(env: Option<&str>) -> Result<usize, String> {
+    if let Some(value) = env {
+        return match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "TOKIO_WORKER_THREADS={value:?} is not a number of threads above 0; \
+                 unset it or give a whole number such as 4"
+            )),
+        };
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Ok(cores.saturating_sub(1).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_workers;
+
+    #[test]
+    fn the_runtime_leaves_a_core_to_raft_and_the_applier_unless_told() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(runtime_workers(None), Ok(cores.saturating_sub(1).max(1)));
+        assert_eq!(runtime_workers(Some("3")), Ok(3));
+        assert_eq!(runtime_workers(Some(" 1 ")), Ok(1));
+        for bad in ["0", "", "two", "-1"] {
+            let err = runtime_workers(Some(bad)).expect_err(bad);
+            assert!(err.contains("TOKIO_WORKER_THREADS"), "{err}");
         }
     }
 }
