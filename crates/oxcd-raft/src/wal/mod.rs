@@ -42,6 +42,9 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 /// member that writes rarely gains nothing from cheaper fsyncs, and each preparation
 /// writes a whole segment).
 const BUSY_AFTER_SYNCS: u64 = 256;
+/// How much of a zero-written segment is read into the page cache ahead of the appends
+/// at a time (see [`Wal::read_ahead`]).
+const READ_AHEAD: u64 = 1024 * 1024;
 
 /// Tunables for a [`Wal`].
 #[derive(Debug, Clone)]
@@ -89,6 +92,9 @@ pub struct Wal {
     prepared: Option<File>,
     /// Whether the current segment was written with zeros before use.
     zeroed: bool,
+    /// How far into a zero-written segment the page cache was asked to read ahead (see
+    /// [`Wal::read_ahead`]).
+    read_ahead_to: u64,
 }
 
 impl Wal {
@@ -162,6 +168,7 @@ impl Wal {
             preparing: None,
             prepared: None,
             zeroed: false,
+            read_ahead_to: 0,
         };
         Ok((wal, contents))
     }
@@ -395,6 +402,7 @@ impl Wal {
         if buf.is_empty() {
             return Ok(());
         }
+        self.read_ahead(self.seg_len + buf.len() as u64);
         // Positional writes: the file extends past the data into preallocated space.
         let res = self.file.write_all_at(buf, self.seg_len).and_then(|()| {
             if !sync {
@@ -418,6 +426,26 @@ impl Wal {
         self.seg_len += buf.len() as u64;
         buf.clear();
         Ok(())
+    }
+
+    /// Keeps the page cache ahead of the appends in a zero-written segment: asks the kernel
+    /// (without waiting) to read the next [`READ_AHEAD`] bytes once the appends come within
+    /// a quarter of that of what it was asked for last.
+    ///
+    /// Why: the zeros are written around the page cache (`segment::prepare_zeroed`), so
+    /// an append that fills part of a page the cache does not hold makes the kernel read
+    /// that page from the disk first, inside the `pwrite`, on the raft thread, between
+    /// the proposal and its fsync. Measured here: the raft thread read about one page for
+    /// every four it wrote; 3,000 appends of 3 KB with an fdatasync each took 0.44-0.49 s
+    /// without this and 0.27-0.38 s with it. A fallocated-only segment reads nothing (its
+    /// unwritten extents read as zeros without I/O), so it gets no hint.
+    fn read_ahead(&mut self, end: u64) {
+        if !self.zeroed || end + READ_AHEAD / 4 <= self.read_ahead_to {
+            return;
+        }
+        let from = self.read_ahead_to.max(end - end % READ_AHEAD);
+        segment::will_need(&self.file, from, READ_AHEAD);
+        self.read_ahead_to = from + READ_AHEAD;
     }
 
     /// Starts a new segment after the current one (already synced). The finished segment
@@ -460,6 +488,7 @@ impl Wal {
         self.seg_len = len;
         self.last_crc = crc;
         self.zeroed = zeroed;
+        self.read_ahead_to = 0;
         if self.data_syncs >= BUSY_AFTER_SYNCS {
             self.start_preparing();
         }

@@ -733,7 +733,8 @@ proptest! {
 
 /// A busy WAL prepares the next segment written with zeros and moves onto it as soon as
 /// it is ready; the prepared file is never taken for a segment (nor a leftover one after
-/// a crash), and everything written before and after the move is recovered.
+/// a crash), its pages are read ahead of the appends, and everything written before and
+/// after the move is recovered.
 #[test]
 fn a_busy_wal_moves_onto_a_zero_written_segment() {
     let tmp = tempfile::tempdir().unwrap();
@@ -785,6 +786,14 @@ fn a_busy_wal_moves_onto_a_zero_written_segment() {
     for _ in 0..50 {
         next += 1;
         wal.save(&[ent(next, 1, b"z")], None).unwrap();
+        // The page cache was asked for the zeros past every append before it was made,
+        // so no append waits for the kernel to read its page from the disk.
+        assert!(
+            wal.read_ahead_to > wal.seg_len,
+            "read ahead to {}, appended to {}",
+            wal.read_ahead_to,
+            wal.seg_len
+        );
     }
     drop(wal);
     let (_, c) = Wal::open_with(tmp.path(), opts).unwrap();
