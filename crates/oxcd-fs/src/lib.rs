@@ -44,6 +44,23 @@ pub fn write_back(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Asks the kernel to read `len` bytes of `file` from `offset` into the page cache in the
+/// background (`posix_fadvise(WILLNEED)`; elsewhere nothing). A hint: a refusal is ignored.
+pub fn will_need(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return;
+        };
+        // SAFETY: a hint on the descriptor `file` owns, with integer arguments.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 /// Bytes a [`WriteBehind`] writes between two [`write_back`]s: about 13 ms of a disk that
 /// writes 300 MB/s, long enough that each step is one large write, short enough that the
 /// writer rarely waits.
@@ -517,6 +534,33 @@ mod tests {
         assert_eq!(r, 0);
         if !is_tmpfs(&path) {
             assert!(!is_cached(&f, 0, 3 << 20));
+        }
+    }
+
+    /// Pages dropped from the cache are back in it once `will_need` asked for them (the
+    /// read is in the background: polled, within a generous bound).
+    #[test]
+    fn will_need_brings_pages_back_into_the_cache() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        let f = File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: posix_fadvise on a descriptor `f` owns, with integer arguments.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+        if is_tmpfs(&path) || is_cached(&f, 0, 1 << 20) {
+            return; // this file system keeps its pages: nothing to bring back
+        }
+        will_need(&f, 0, 1 << 20);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !is_cached(&f, 0, 1 << 20) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pages asked for are still not cached"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 

@@ -444,7 +444,7 @@ impl Wal {
             return;
         }
         let from = self.read_ahead_to.max(end - end % READ_AHEAD);
-        segment::will_need(&self.file, from, READ_AHEAD);
+        oxcd_fs::will_need(&self.file, from, READ_AHEAD);
         self.read_ahead_to = from + READ_AHEAD;
     }
 

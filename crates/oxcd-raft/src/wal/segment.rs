@@ -127,25 +127,6 @@ fn reserve(file: &File, len: u64) -> std::io::Result<bool> {
     }
 }
 
-/// Asks the kernel to read `len` bytes of `file` from `offset` into the page cache in the
-/// background (`posix_fadvise(WILLNEED)`); a hint, so a refusal is ignored.
-pub(crate) fn will_need(file: &File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
-        else {
-            return;
-        };
-        // SAFETY: a hint on a file descriptor we own; no memory is passed.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (file, offset, len);
-    }
-}
-
 /// Name of the next segment while it is being prepared: not a `.wal` file, so [`list`]
 /// ignores it (and a leftover from before a crash is simply prepared again).
 pub(crate) const PREPARED: &str = "next-segment.tmp";
