@@ -515,7 +515,6 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn is_cached_sees_what_the_page_cache_holds() {
-        use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 3 << 20]).unwrap();
@@ -529,27 +528,33 @@ mod tests {
         assert!(!is_cached(&f, (3 << 20) - 4096, 8192));
         // Dropped from the cache (clean pages after the fsync), where the file system
         // does drop them (tmpfs keeps its pages).
-        // SAFETY: posix_fadvise on a descriptor `f` owns, with integer arguments.
-        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(r, 0);
+        evict(&f);
         if !is_tmpfs(&path) {
             assert!(!is_cached(&f, 0, 3 << 20));
         }
     }
 
+    /// Drops `f`'s pages from the page cache (clean after an fsync, so they do go where
+    /// the file system drops pages at all).
+    #[cfg(target_os = "linux")]
+    fn evict(f: &File) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: posix_fadvise on a descriptor `f` owns, with integer arguments.
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(r, 0);
+    }
+
     /// Pages dropped from the cache are back in it once `will_need` asked for them (the
     /// read is in the background: polled, within a generous bound).
+    #[cfg(target_os = "linux")]
     #[test]
     fn will_need_brings_pages_back_into_the_cache() {
-        use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
         let f = File::open(&path).unwrap();
         f.sync_all().unwrap();
-        // SAFETY: posix_fadvise on a descriptor `f` owns, with integer arguments.
-        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        assert_eq!(r, 0);
+        evict(&f);
         if is_tmpfs(&path) || is_cached(&f, 0, 1 << 20) {
             return; // this file system keeps its pages: nothing to bring back
         }

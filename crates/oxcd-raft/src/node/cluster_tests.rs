@@ -120,7 +120,7 @@ impl Router {
                     }
                 }
                 for m in deliver {
-                    let (from, to) = (m.from, m.to);
+                    let (from, to, kind) = (m.from, m.to, m.get_msg_type());
                     let bytes = wire::encode_message(&m);
                     let decoded = wire::decode_message(bytes::Bytes::from(bytes)).unwrap();
                     assert_eq!(decoded, m, "the wire codec changed a message");
