@@ -17,6 +17,7 @@ mod import;
 mod kv;
 mod lease;
 mod maintenance;
+mod scheduling;
 mod snapshot;
 mod startup;
 mod tls;

@@ -59,6 +59,9 @@ pub use member_events::{learner_promotes, snapshot_applies_in_progress};
 pub use membership::{cluster_id, member_id, Member, Membership};
 pub use oxcd_auth::{AuthInfo, AuthStore};
 pub use oxcd_raft::heartbeat_send_failures;
+/// Marks the calling thread `SCHED_BATCH`, as the raft and applier threads are (the
+/// server's async runtime marks its workers with it too).
+pub use oxcd_raft::sched::prefer_batching_for_current_thread;
 /// Sets the observer of every WAL fdatasync's duration (oxcd-raft's hook, for metrics).
 pub use oxcd_raft::set_fsync_observer as set_wal_fsync_observer;
 pub use oxcd_raft::wal_write_bytes;

@@ -8,7 +8,9 @@
 /// of a burst wakes it, so on a busy core it commits tiny batches and every request pays
 /// for extra context switches. Deferred, it finds the whole burst queued: fewer switches,
 /// larger group commits. An idle CPU still runs it at once, so latency at low load is
-/// unchanged. Failure is harmless (the default policy stays) and only logged.
+/// unchanged. The server's async runtime marks its workers too, so that a worker woken by
+/// a request or a peer's message does not preempt the raft thread or the applier either.
+/// Failure is harmless (the default policy stays) and only logged.
 pub fn prefer_batching_for_current_thread() {
     #[cfg(target_os = "linux")]
     {

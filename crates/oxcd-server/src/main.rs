@@ -78,6 +78,12 @@ fn main() -> ExitCode {
         "built without --cfg tokio_unstable (a RUSTFLAGS variable replaced .cargo/config.toml): \
          the runtime keeps tokio's LIFO slot and writes one response per syscall under load"
     );
+    // The workers run SCHED_BATCH like the raft and applier threads: a worker woken by a
+    // request or a peer's message no longer preempts the raft thread or the applier
+    // mid-batch, and finds more queued when it runs. 3-member cluster, etcd's Go client,
+    // 100 clients putting, 5 alternating pairs: members' CPU per put 44.3 -> 41.5 us,
+    // puts/s +2.5%, p99 lower; one client's latency unchanged.
+    builder.on_thread_start(oxcd_core::prefer_batching_for_current_thread);
     let rt = match builder.enable_all().thread_name("oxcd").build() {
         Ok(rt) => rt,
         Err(e) => {
