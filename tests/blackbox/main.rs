@@ -17,6 +17,7 @@ mod import;
 mod kv;
 mod lease;
 mod maintenance;
+#[cfg(target_os = "linux")]
 mod scheduling;
 mod snapshot;
 mod startup;

@@ -1,15 +1,15 @@
-//! How a running member's threads are scheduled.
+//! How a running member's threads are scheduled (Linux: policies read from `/proc`).
 
 use crate::harness::Server;
 
 /// The name and scheduling policy (field 41 of `/proc/<pid>/task/<tid>/stat`) of each
 /// thread of `pid` but its main thread (which only waits for the runtime).
-#[cfg(target_os = "linux")]
 fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let main = pid.to_string();
     let mut threads = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
-        if task.file_name().and_then(|t| t.to_str()) == Some(pid.to_string().as_str()) {
+        if task.file_name().and_then(|t| t.to_str()) == Some(main.as_str()) {
             continue;
         }
         let stat = std::fs::read_to_string(task.join("stat")).unwrap();
@@ -25,7 +25,6 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
 
 /// The async runtime's workers, the raft thread and the applier run `SCHED_BATCH`, so a
 /// wake-up of one of them does not preempt another mid-batch (see `oxcd_raft::sched`).
-#[cfg(target_os = "linux")]
 #[test]
 fn the_write_path_threads_run_sched_batch() {
     let dir = tempfile::tempdir().unwrap();
