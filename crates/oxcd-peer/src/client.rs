@@ -11,6 +11,7 @@ use oxcd_proto::etcdserverpb::{
 use parking_lot::Mutex;
 use tonic::transport::Channel;
 
+use crate::dial::Io;
 use crate::proto::raft_peer_client::RaftPeerClient;
 use crate::{identity, DialOptions, MemberInfo, PeerError, PeerHandler, PeerHashKv, Versions};
 
@@ -215,25 +216,9 @@ impl PeerClient {
         path: &str,
         body: String,
     ) -> Result<(hyper::StatusCode, hyper::HeaderMap, bytes::Bytes), PeerError> {
-        let target = self.dial.target(url)?;
-        let authority = target.authority.clone();
         let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
         let call = async {
-            let connect = async {
-                match target.tls {
-                    None => {
-                        let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
-                        Ok::<_, std::io::Error>(Io::Plain(hyper_util::rt::TokioIo::new(tcp)))
-                    }
-                    Some((config, name)) => Ok(Io::Tls(Box::new(
-                        crate::dial::tls_connect(&authority, config, name).await?,
-                    ))),
-                }
-            };
-            let io = tokio::time::timeout(self.dial.connect_timeout, connect)
-                .await
-                .map_err(|e| unreachable(&e))?
-                .map_err(|e| unreachable(&e))?;
+            let (io, authority) = self.dial.connect_io(url).await?;
             let request = Http1Request {
                 method,
                 authority: &authority,
@@ -301,12 +286,6 @@ impl PeerClient {
         }
         Err(last)
     }
-}
-
-/// A connection to a peer for an HTTP/1.1 request.
-enum Io {
-    Plain(hyper_util::rt::TokioIo<tokio::net::TcpStream>),
-    Tls(Box<crate::dial::TlsIo>),
 }
 
 /// One HTTP/1.1 request to a peer.

@@ -48,8 +48,9 @@ pub(crate) struct Target {
 pub struct DialOptions {
     /// Gives up connecting after this long (etcd's peer dial timeout is 1 s).
     pub connect_timeout: Duration,
-    /// HTTP/2 ping interval on idle and busy connections: a peer cut off without a
-    /// reset (a black hole) is noticed after this plus [`DialOptions::keepalive_timeout`].
+    /// Ping interval of raft streams and HTTP/2 connections, idle or busy: a peer cut off
+    /// without a reset (a black hole) is noticed after this plus
+    /// [`DialOptions::keepalive_timeout`].
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered.
     pub keepalive_timeout: Duration,
@@ -166,6 +167,42 @@ impl DialOptions {
             }
         }
         Err(last)
+    }
+}
+
+/// A connection to a peer for HTTP/1.1 (a request, or a raft stream's upgrade): plain TCP
+/// or TLS, with `TCP_NODELAY` (a raft stream's small frames must leave at once).
+pub(crate) enum Io {
+    /// `http://` peer URLs.
+    Plain(TokioIo<TcpStream>),
+    /// `https://` peer URLs.
+    Tls(Box<TlsIo>),
+}
+
+impl DialOptions {
+    /// Connects to peer URL `url` (the override applied, TLS for `https://`) within the
+    /// connect timeout; also returns the `host:port` dialled, for the `Host` header.
+    pub(crate) async fn connect_io(&self, url: &str) -> Result<(Io, String), PeerError> {
+        let target = self.target(url)?;
+        let authority = target.authority.clone();
+        let connect = async {
+            match target.tls {
+                None => {
+                    let tcp = TcpStream::connect(authority.as_str()).await?;
+                    tcp.set_nodelay(true)?;
+                    Ok::<_, std::io::Error>(Io::Plain(TokioIo::new(tcp)))
+                }
+                Some((config, name)) => Ok(Io::Tls(Box::new(
+                    tls_connect(&authority, config, name).await?,
+                ))),
+            }
+        };
+        let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
+        let io = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|e| unreachable(&e))?
+            .map_err(|e| unreachable(&e))?;
+        Ok((io, authority))
     }
 }
 

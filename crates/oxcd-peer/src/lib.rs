@@ -9,10 +9,11 @@
 //!
 //! The raft node's [`oxcd_raft::Transport`]. `send` never blocks: messages go to a bounded
 //! queue per destination (full: dropped and counted, raft retries); a task per peer keeps
-//! **one long-lived client stream** (`oxcdpeer.RaftPeer/Raft`, gRPC over HTTP/2) and
-//! sends what is queued in **batches** (as TiKV's raft client). A broken or refused
-//! connection calls `RaftHandle::report_unreachable(to)` and is retried with backoff
-//! (50 ms doubling to 1 s); peer URLs are replaced at run time with
+//! **one long-lived raft stream** to it (an HTTP/1.1 connection upgraded to the framing of
+//! the `frame` module, see `raft_stream` for why not gRPC) and writes what is queued in
+//! **batches** (as TiKV's raft client), pinging the peer every keep-alive interval. A
+//! broken or refused connection calls `RaftHandle::report_unreachable(to)` and is retried
+//! with backoff (50 ms doubling to 1 s); peer URLs are replaced at run time with
 //! [`PeerTransport::set_peer_urls`] / [`PeerTransport::remove_peer`].
 //!
 //! **Snapshots** travel on a stream of their own (`RaftPeer/Snapshot`), so heartbeats and
@@ -28,8 +29,9 @@
 //!
 //! # Receiving: [`router`]
 //!
-//! An axum router with the `oxcdpeer.RaftPeer` service (raft stream, snapshot stream,
-//! forwarded `LeaseRenew` / `LeaseTimeToLive`) and etcd's peer HTTP endpoints used by
+//! An axum router with the raft stream's upgrade (`POST /oxcdpeer/raft`), the
+//! `oxcdpeer.RaftPeer` service (snapshot stream, forwarded `LeaseRenew` /
+//! `LeaseTimeToLive`) and etcd's peer HTTP endpoints used by
 //! tools and joining members: `GET /members` (etcd 3.4's JSON, `X-Etcd-Cluster-ID`
 //! header) and `GET /version`.
 //!
@@ -44,7 +46,8 @@
 //!
 //! # Identity
 //!
-//! Every call carries the sender's cluster id and member id in its metadata. A receiver of
+//! Every call and raft stream carries the sender's cluster id and member id in its
+//! metadata or headers. A receiver of
 //! another cluster refuses it naming both cluster ids ([`PeerError::ClusterIdMismatch`]);
 //! a receiver that knows the sender as removed refuses it with etcd's "the member has
 //! been permanently removed from the cluster", and the sender's
@@ -66,16 +69,19 @@
 //! maps peer URLs to the addresses actually dialled, so a harness can route each
 //! directed link through a proxy.
 //!
-//! The wire protocol is `proto/oxcdpeer/peer.proto`; raft messages in it are bytes
-//! encoded by [`oxcd_raft::wire`], the only decoder of peer bytes.
+//! The wire protocol is `proto/oxcdpeer/peer.proto` and the raft stream's framing; raft
+//! messages in both are bytes encoded by [`oxcd_raft::wire`], the only decoder of peer
+//! bytes.
 
 mod client;
 mod dial;
 mod error;
 mod files;
+mod frame;
 mod handler;
 mod identity;
 mod proto;
+mod raft_stream;
 mod server;
 mod stats;
 mod transport;

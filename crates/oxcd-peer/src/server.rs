@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tonic::{Request, Status, Streaming};
 
 use crate::proto::raft_peer_server::{RaftPeer, RaftPeerServer};
-use crate::proto::{RaftBatch, RaftStreamEnd, SnapshotChunk, SnapshotReceived};
+use crate::proto::{SnapshotChunk, SnapshotReceived};
 use crate::stats::LinkStats;
 use crate::transport::{probing_body, RemoveOnDrop, PROBING_PATH};
 use crate::{identity, PeerError, PeerHandler, PeerStats};
@@ -28,7 +28,8 @@ use crate::{identity, PeerError, PeerHandler, PeerStats};
 /// a batch at 4 MiB, but one message with large entries may exceed it).
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-/// The peer port's routes: the `oxcdpeer.RaftPeer` gRPC service and etcd's `GET /members`,
+/// The peer port's routes: the raft stream's upgrade ([`crate::raft_stream`]), the
+/// `oxcdpeer.RaftPeer` gRPC service and etcd's `GET /members`,
 /// `GET /version`, `GET /raft/probing`, `POST /members/promote/<id>` and
 /// `POST /members/hashkv`. Serve it on each `--listen-peer-urls` listener (plain HTTP/2
 /// today; peer TLS will wrap the listener, the router stays as it is).
@@ -53,6 +54,7 @@ pub fn router(handler: Arc<dyn PeerHandler>) -> axum::Router {
             )
             .route("/members/promote/{id}", post(member_promote))
             .route("/members/hashkv", post(hash_kv))
+            .route(crate::raft_stream::PATH, post(crate::raft_stream::accept))
             .with_state(handler),
     )
 }
@@ -164,22 +166,6 @@ fn invalid(e: impl std::fmt::Display) -> Status {
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn raft(
-        &self,
-        req: Request<Streaming<RaftBatch>>,
-    ) -> Result<tonic::Response<RaftStreamEnd>, Status> {
-        let from = identity::check(req.metadata(), &*self.handler)?;
-        tracing::debug!(peer = %format!("{from:x}"), "peer stream opened");
-        let link = self.stats.as_ref().map(|s| s.link(from));
-        let result = self
-            .receive_batches(from, req.into_inner(), link.as_deref())
-            .await;
-        if let (Err(_), Some(link)) = (&result, &link) {
-            LinkStats::add(&link.received_failures, 1);
-        }
-        result.map(|()| tonic::Response::new(RaftStreamEnd {}))
-    }
-
     async fn snapshot(
         &self,
         req: Request<Streaming<SnapshotChunk>>,
@@ -241,33 +227,9 @@ impl RaftPeer for PeerService {
     }
 }
 
-impl PeerService {
-    /// Steps every message of the stream from `from` until it ends, counting the encoded
-    /// messages' bytes.
-    async fn receive_batches(
-        &self,
-        from: u64,
-        mut stream: Streaming<RaftBatch>,
-        link: Option<&LinkStats>,
-    ) -> Result<(), Status> {
-        while let Some(batch) = stream.message().await? {
-            if let Some(link) = link {
-                let bytes: usize = batch.messages.iter().map(|m| m.len()).sum();
-                LinkStats::add(&link.received_bytes, bytes as u64);
-            }
-            for bytes in batch.messages {
-                let msg = wire::decode_message(bytes).map_err(invalid)?;
-                check_addressing(&*self.handler, from, msg.from, msg.to)?;
-                self.handler.step(msg)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Refuses a message not from the member whose stream carries it, or not for this member
 /// (a peer URL now served by another member: stepping it here would be wrong).
-fn check_addressing(
+pub(crate) fn check_addressing(
     handler: &dyn PeerHandler,
     stream_from: u64,
     from: u64,

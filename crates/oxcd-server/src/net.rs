@@ -98,7 +98,8 @@ pub enum Traffic {
 /// shuts the open connections down gracefully (HTTP/2 GOAWAY, in-flight requests finish)
 /// and returns once they are closed. Accepted TCP connections get `TCP_NODELAY`: small gRPC
 /// frames must leave at once (with Nagle's algorithm on, a client's delayed ACK holds each
-/// response back ~40 ms).
+/// response back ~40 ms). HTTP/1.1 upgrades are served: the peer port's raft streams are
+/// upgraded connections (`oxcd_peer::router`); no client-port route accepts one.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -149,7 +150,10 @@ pub async fn serve(
         };
         let Some(acceptor) = &tls else {
             let conn = builder
-                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+                .serve_connection_with_upgrades(
+                    TokioIo::new(tcp),
+                    TowerToHyperService::new(service),
+                )
                 .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
@@ -168,7 +172,10 @@ pub async fn serve(
             };
             service.cn = cn;
             let conn = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service),
+                )
                 .into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "client connection ended with an error");

@@ -2,8 +2,8 @@
 //!
 //! `send` runs on the raft thread and never blocks: each message goes into the bounded
 //! queue of its destination (a full queue drops it and counts it; raft retries), and a
-//! task per peer keeps one long-lived client stream to it, sending what is queued in
-//! batches ([`stream`]). A `MsgSnapshot` instead starts a snapshot send on a stream of its
+//! task per peer keeps one long-lived raft stream to it ([`crate::raft_stream`]), writing
+//! what is queued in batches ([`stream`]). A `MsgSnapshot` instead starts a snapshot send on a stream of its
 //! own ([`snapshot`]), so heartbeats keep flowing while a large backend is sent.
 
 mod probe;

@@ -1,21 +1,22 @@
-//! The task behind each peer: connect, keep one client stream of message batches open,
-//! and on failure report the peer unreachable, wait (backing off) and reconnect.
+//! The task behind each peer: open a raft stream to it ([`crate::raft_stream`]), write
+//! what is queued in batches, keep the stream alive with pings, and on failure report the
+//! peer unreachable, wait (backing off) and reconnect.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use oxcd_raft::eraftpb::Message;
-use oxcd_raft::wire;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
+use tokio::time::Instant;
 
 use super::Shared;
-use crate::proto::raft_peer_client::RaftPeerClient;
-use crate::proto::RaftBatch;
+use crate::frame::{self, FrameKind};
+use crate::raft_stream::{self, StreamIo};
 use crate::stats::LinkStats;
-use crate::{identity, PeerError};
+use crate::PeerError;
 
 /// A stream that stayed up this long counts as working (for logging changes of state: a
 /// refusing peer accepts the connection and refuses the stream at once).
@@ -54,11 +55,11 @@ pub(super) async fn run(
     let mut log = LinkLog::default();
     loop {
         let list = urls.borrow_and_update().clone();
-        let ended = match opts.dial.connect(&list).await {
-            Ok(channel) => {
-                tracing::debug!(%peer, urls = ?list, "connected to peer");
-                let ended =
-                    stream(&shared, to, channel, &mut queue, &mut urls, &mut log, &link).await;
+        let (cluster_id, member_id) = (shared.handler.cluster_id(), shared.handler.member_id());
+        let ended = match raft_stream::open(&opts.dial, &list, cluster_id, member_id).await {
+            Ok(io) => {
+                tracing::debug!(%peer, urls = ?list, "raft stream to peer opened");
+                let ended = stream(&shared, to, io, &mut queue, &mut urls, &mut log, &link).await;
                 link.deactivate();
                 ended
             }
@@ -130,38 +131,66 @@ fn mark_active(log: &mut LinkLog, peer: u64) {
     *log = LinkLog::default();
 }
 
-/// Sends queued messages in batches on one stream until it breaks.
+/// Writes queued messages in batches on one raft stream until it breaks, pinging the
+/// peer every keep-alive interval.
 async fn stream(
     shared: &Shared,
     to: u64,
-    channel: Channel,
+    io: StreamIo,
     queue: &mut mpsc::Receiver<Message>,
     urls: &mut watch::Receiver<Vec<String>>,
     log: &mut LinkLog,
     link: &LinkStats,
 ) -> Ended {
-    let mut client = RaftPeerClient::new(channel);
-    let (tx, rx) = mpsc::channel::<RaftBatch>(4);
-    let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    identity::stamp(
-        req.metadata_mut(),
-        shared.handler.cluster_id(),
-        shared.handler.member_id(),
-    );
-    let call = client.raft(req);
-    tokio::pin!(call);
-    let broken = |r: Result<tonic::Response<_>, tonic::Status>| {
-        Ended::Broken(match r {
-            Ok(_) => PeerError::Unreachable(format!("peer {to:x} closed the stream")),
-            Err(status) => PeerError::from(status),
-        })
+    let dial = &shared.opts.dial;
+    let broken = |what: &str, e: &dyn std::fmt::Display| {
+        Ended::Broken(PeerError::Unreachable(format!("peer {to:x}: {what}: {e}")))
     };
+    // Longest a batch or a ping may take to write: as long as a ping may go unanswered.
+    let write_timeout = dial.keepalive_interval + dial.keepalive_timeout;
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut ping = Vec::new();
+    frame::put_control(&mut ping, FrameKind::Ping);
+    let mut answers = BytesMut::with_capacity(64);
+    let mut out = Vec::with_capacity(64 << 10);
+    let mut ping_due = Instant::now() + dial.keepalive_interval;
+    let mut pong_due: Option<Instant> = None;
     let active = tokio::time::sleep(ACTIVE_AFTER);
     tokio::pin!(active);
     let mut marked = false;
     loop {
         let first = tokio::select! {
-            r = &mut call => return broken(r),
+            _ = tokio::time::sleep_until(pong_due.unwrap_or(ping_due)) => {
+                if pong_due.is_some() {
+                    return broken("no answer to a ping", &format_args!("{:?}", dial.keepalive_timeout));
+                }
+                match tokio::time::timeout(write_timeout, wr.write_all(&ping)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return broken("cannot write", &e),
+                    Err(_) => return broken("cannot write", &"timed out"),
+                }
+                pong_due = Some(Instant::now() + dial.keepalive_timeout);
+                continue;
+            }
+            read = rd.read_buf(&mut answers) => {
+                match read {
+                    Ok(0) => return broken("stream", &"closed by the peer"),
+                    Err(e) => return broken("cannot read", &e),
+                    Ok(_) => {}
+                }
+                loop {
+                    match frame::take_frame(&mut answers) {
+                        Ok(Some((FrameKind::Pong, _))) => {
+                            pong_due = None;
+                            ping_due = Instant::now() + dial.keepalive_interval;
+                        }
+                        Ok(Some((kind, _))) => return broken("unexpected frame", &format_args!("{kind:?}")),
+                        Ok(None) => break,
+                        Err(e) => return broken("bad frame", &e),
+                    }
+                }
+                continue;
+            }
             _ = &mut active, if !marked => {
                 marked = true;
                 mark_active(log, to);
@@ -178,37 +207,33 @@ async fn stream(
                 None => return Ended::QueueClosed,
             },
         };
-        let (batch, bytes) = collect(shared, first, queue);
-        let n = batch.messages.len() as u64;
-        tokio::select! {
-            r = &mut call => return broken(r),
-            sent = tx.send(batch) => {
-                if sent.is_err() {
-                    return Ended::Broken(PeerError::Unreachable("stream closed".into()));
-                }
-                shared.counters.sent.fetch_add(n, Ordering::Relaxed);
-                LinkStats::add(&link.sent_bytes, bytes as u64);
-            }
+        out.clear();
+        let n = collect(shared, first, queue, &mut out);
+        match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return broken("cannot write", &e),
+            Err(_) => return broken("cannot write", &"timed out"),
         }
+        shared.counters.sent.fetch_add(n, Ordering::Relaxed);
+        LinkStats::add(&link.sent_bytes, out.len() as u64);
     }
 }
 
-/// `first` and whatever else is queued, up to the batch limits, and the batch's encoded
-/// message bytes.
+/// Frames `first` and whatever else is queued, up to the batch limits, into `out`;
+/// returns the number of messages.
 fn collect(
     shared: &Shared,
     first: Message,
     queue: &mut mpsc::Receiver<Message>,
-) -> (RaftBatch, usize) {
+    out: &mut Vec<u8>,
+) -> u64 {
     let opts = &shared.opts;
-    let first = bytes::Bytes::from(wire::encode_message(&first));
-    let mut bytes = first.len();
-    let mut messages = vec![first];
-    while messages.len() < opts.max_batch_messages && bytes < opts.max_batch_bytes {
+    frame::put_message(out, &first);
+    let mut n = 1;
+    while n < opts.max_batch_messages && out.len() < opts.max_batch_bytes {
         let Ok(m) = queue.try_recv() else { break };
-        let b = bytes::Bytes::from(wire::encode_message(&m));
-        bytes += b.len();
-        messages.push(b);
+        frame::put_message(out, &m);
+        n += 1;
     }
-    (RaftBatch { messages }, bytes)
+    n as u64
 }

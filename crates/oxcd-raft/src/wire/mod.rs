@@ -62,6 +62,14 @@ pub fn encode_message(msg: &Message) -> Vec<u8> {
     WireMessage::from(msg).encode_to_vec()
 }
 
+/// Appends `msg`, encoded as [`encode_message`] does, to `out` (a frame being built).
+pub fn encode_message_to(msg: &Message, out: &mut Vec<u8>) {
+    let wire = WireMessage::from(msg);
+    out.reserve(wire.encoded_len());
+    // Encoding into a growable buffer cannot run out of room.
+    let _ = wire.encode(out);
+}
+
 /// Decodes a message from a peer without letting its bytes reach `protobuf`
 /// 2.28 (see the module docs). `buf` may be a [`bytes::Bytes`], whose payloads are
 /// then shared instead of copied.
