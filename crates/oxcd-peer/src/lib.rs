@@ -7,11 +7,13 @@
 //!
 //! # Sending: [`PeerTransport`]
 //!
-//! The raft node's [`oxcd_raft::Transport`]. `send` never blocks: messages go to a bounded
-//! queue per destination (full: dropped and counted, raft retries); a task per peer keeps
-//! **one long-lived raft stream** to it (an HTTP/1.1 connection upgraded to the framing of
-//! the `frame` module, see `raft_stream` for why not gRPC) and writes what is queued in
-//! **batches** (as TiKV's raft client), pinging the peer every keep-alive interval. A
+//! The raft node's [`oxcd_raft::Transport`]. Each peer has **one long-lived raft stream**
+//! (an HTTP/1.1 connection upgraded to the framing of the `frame` module; `raft_stream`
+//! says why not gRPC). `send` never blocks: it frames each destination's messages into
+//! that peer's bounded outbox (full, or the link down: dropped and counted, raft retries)
+//! and writes the **batch** with one non-blocking `write` on the socket; the peer's task
+//! writes what the socket did not take, and TLS streams, and pings every keep-alive
+//! interval. A
 //! broken or refused connection calls `RaftHandle::report_unreachable(to)` and is retried
 //! with backoff (50 ms doubling to 1 s); peer URLs are replaced at run time with
 //! [`PeerTransport::set_peer_urls`] / [`PeerTransport::remove_peer`].

@@ -6,9 +6,9 @@
 //! Each batch then woke three tasks on the sender (the peer task, hyper's body pipe and the
 //! HTTP/2 connection) and two on the receiver, and went through HTTP/2 flow control and
 //! framing: about a quarter of a leader's runtime CPU under a put load. On an upgraded
-//! connection, the peer task writes a batch with one `write` and the receiving task steps
-//! what it reads (etcd's rafthttp streams are long-lived HTTP/1.1 bodies for the same
-//! reason). The upgrade keeps the peer port one listener, TLS included, and carries the
+//! connection, the raft thread writes a batch with one non-blocking `write` (see the
+//! transport's outbox) and the receiving task steps what it reads (etcd's rafthttp streams
+//! are long-lived HTTP/1.1 bodies for the same reason). The upgrade keeps the peer port one listener, TLS included, and carries the
 //! sender's identity in headers the receiver checks as it checks every peer call
 //! ([`identity`]).
 //!
@@ -44,8 +44,18 @@ pub(crate) const PATH: &str = "/oxcdpeer/raft";
 /// The `Upgrade` token; a new framing would get a new one.
 pub(crate) const PROTOCOL: &str = "oxcd-raft/1";
 
-/// An open raft stream (either end).
-pub(crate) type StreamIo = TokioIo<hyper::upgrade::Upgraded>;
+/// The sending end of an open raft stream.
+pub(crate) enum Opened {
+    /// Plain TCP, handed back by hyper with whatever it read past the `101` answer.
+    Plain {
+        /// The connection.
+        tcp: tokio::net::TcpStream,
+        /// Bytes of the stream hyper had read already.
+        read_buf: bytes::Bytes,
+    },
+    /// Anything else (TLS).
+    Other(TokioIo<hyper::upgrade::Upgraded>),
+}
 
 /// Room kept free in the receive buffer before each read.
 const READ_CHUNK: usize = 64 << 10;
@@ -161,7 +171,7 @@ pub(crate) async fn open(
     urls: &[String],
     cluster_id: u64,
     member_id: u64,
-) -> Result<StreamIo, PeerError> {
+) -> Result<Opened, PeerError> {
     let mut last = PeerError::Unreachable("no peer URL known".into());
     for url in urls {
         let opened = async {
@@ -200,7 +210,7 @@ struct UpgradeRequest<'a> {
 }
 
 /// Asks the peer on `io` to switch to a raft stream.
-async fn upgrade<I>(io: I, request: UpgradeRequest<'_>) -> Result<StreamIo, PeerError>
+async fn upgrade<I>(io: I, request: UpgradeRequest<'_>) -> Result<Opened, PeerError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -242,7 +252,15 @@ where
     let upgraded = hyper::upgrade::on(resp)
         .await
         .map_err(|e| unreachable(&e))?;
-    Ok(TokioIo::new(upgraded))
+    Ok(
+        match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Ok(parts) => Opened::Plain {
+                tcp: parts.io.into_inner(),
+                read_buf: parts.read_buf,
+            },
+            Err(upgraded) => Opened::Other(TokioIo::new(upgraded)),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! [`PeerTransport`]: the raft node's [`Transport`] over the network.
 //!
-//! `send` runs on the raft thread and never blocks: each message goes into the bounded
-//! queue of its destination (a full queue drops it and counts it; raft retries), and a
-//! task per peer keeps one long-lived raft stream to it ([`crate::raft_stream`]), writing
-//! what is queued in batches ([`stream`]). A `MsgSnapshot` instead starts a snapshot send on a stream of its
+//! `send` runs on the raft thread and never blocks: the messages for each destination are
+//! framed into its bounded [`outbox::Outbox`] (full, or the link down: dropped and
+//! counted; raft retries) and written to its open raft stream ([`crate::raft_stream`])
+//! with one non-blocking write where the socket allows; a task per peer keeps the stream
+//! open and writes what the raft thread could not ([`stream`]). A `MsgSnapshot` instead starts a snapshot send on a stream of its
 //! own ([`snapshot`]), so heartbeats keep flowing while a large backend is sent.
 
 mod probe;
 pub(crate) use probe::{probing_body, PROBING_PATH};
+mod outbox;
 mod snapshot;
 pub(crate) use snapshot::RemoveOnDrop;
 mod stream;
@@ -21,7 +23,7 @@ use oxcd_raft::eraftpb::{Message, MessageType};
 use oxcd_raft::{RaftHandle, SnapshotStatus, Transport};
 use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::stats::{LinkStats, PeerStats};
@@ -32,12 +34,8 @@ use crate::{DialOptions, PeerClient, PeerError, PeerHandler};
 pub struct TransportOptions {
     /// How to reach peers.
     pub dial: DialOptions,
-    /// Messages queued per peer before further ones are dropped (TiKV: 8192).
+    /// Messages waiting per peer before further ones are dropped (TiKV: 8192).
     pub queue_capacity: usize,
-    /// At most this many messages go in one batch.
-    pub max_batch_messages: usize,
-    /// A batch is closed once its encoded messages reach this many bytes.
-    pub max_batch_bytes: usize,
     /// Size of the pieces a snapshot is sent in (1 MiB).
     pub snapshot_chunk_bytes: usize,
     /// First wait before reconnecting to a peer; doubles per failure.
@@ -56,8 +54,6 @@ impl Default for TransportOptions {
         Self {
             dial: DialOptions::default(),
             queue_capacity: 4096,
-            max_batch_messages: 512,
-            max_batch_bytes: 4 << 20,
             snapshot_chunk_bytes: 1 << 20,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
@@ -91,10 +87,10 @@ struct Counters {
     snapshots_failed: AtomicU64,
 }
 
-/// A peer: its URLs (watched by its tasks), its queue, its stream task and its prober.
+/// A peer: its URLs (watched by its tasks), its outbox, its stream task and its prober.
 struct Peer {
     urls: watch::Sender<Vec<String>>,
-    queue: mpsc::Sender<Message>,
+    outbox: Arc<outbox::Outbox>,
     task: JoinHandle<()>,
     prober: JoinHandle<()>,
     /// Its counters.
@@ -236,12 +232,12 @@ impl PeerTransport {
             return;
         }
         let (urls_tx, urls_rx) = watch::channel(urls);
-        let (queue, queue_rx) = mpsc::channel(self.shared.opts.queue_capacity.max(1));
+        let outbox = Arc::new(outbox::Outbox::new(self.shared.opts.queue_capacity));
         let link = self.shared.opts.stats.link(id);
         let task = self.shared.runtime.spawn(stream::run(
             self.shared.clone(),
             id,
-            queue_rx,
+            outbox.clone(),
             urls_rx.clone(),
             link.clone(),
         ));
@@ -255,7 +251,7 @@ impl PeerTransport {
             id,
             Peer {
                 urls: urls_tx,
-                queue,
+                outbox,
                 task,
                 prober,
                 link,
@@ -328,38 +324,32 @@ impl PeerTransport {
         PeerClient::new(self.shared.handler.clone(), self.shared.opts.dial.clone())
     }
 
-    fn send_one(&self, msg: Message) {
-        if msg.get_msg_type() == MessageType::MsgSnapshot {
-            snapshot::start(&self.shared, msg);
-            return;
-        }
-        let to = msg.to;
-        let peers = self.shared.peers.lock();
-        let Some(peer) = peers.get(&to) else {
-            drop(peers);
-            self.shared.count_dropped(1);
-            tracing::debug!(to = %format!("{to:x}"), "dropped a message to an unknown peer");
+    /// Hands `msgs` (all for peer `to`, in order) to its outbox.
+    fn send_to(&self, to: u64, msgs: Vec<Message>) {
+        let n = msgs.len() as u64;
+        let peer = {
+            let peers = self.shared.peers.lock();
+            peers.get(&to).map(|p| (p.outbox.clone(), p.link.clone()))
+        };
+        let Some((outbox, link)) = peer else {
+            self.shared.count_dropped(n);
+            tracing::debug!(to = %format!("{to:x}"), count = n, "dropped messages to an unknown peer");
             return;
         };
-        match peer.queue.try_send(msg) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                LinkStats::add(&peer.link.sent_failures, 1);
-                drop(peers);
-                let dropped = self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                // One line per 1024 drops is enough to see it.
-                if dropped.is_multiple_of(1024) {
-                    tracing::warn!(
-                        to = %format!("{to:x}"),
-                        dropped_total = dropped + 1,
-                        "peer queue full: dropping raft messages"
-                    );
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                LinkStats::add(&peer.link.sent_failures, 1);
-                drop(peers);
-                self.shared.count_dropped(1);
+        let pushed = outbox.push(msgs);
+        let c = &self.shared.counters;
+        c.sent.fetch_add(pushed.accepted, Ordering::Relaxed);
+        LinkStats::add(&link.sent_bytes, pushed.bytes);
+        if pushed.dropped > 0 {
+            LinkStats::add(&link.sent_failures, pushed.dropped);
+            let before = c.dropped.fetch_add(pushed.dropped, Ordering::Relaxed);
+            // One line per 1024 drops is enough to see it.
+            if before / 1024 != (before + pushed.dropped) / 1024 {
+                tracing::warn!(
+                    to = %format!("{to:x}"),
+                    dropped_total = before + pushed.dropped,
+                    "peer link down or its queue full: dropping raft messages"
+                );
             }
         }
     }
@@ -367,8 +357,20 @@ impl PeerTransport {
 
 impl Transport for PeerTransport {
     fn send(&mut self, msgs: Vec<Message>) {
+        // Per destination, in order: each peer's messages are framed and written together.
+        let mut by_peer: Vec<(u64, Vec<Message>)> = Vec::new();
         for m in msgs {
-            self.send_one(m);
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                snapshot::start(&self.shared, m);
+                continue;
+            }
+            match by_peer.iter_mut().find(|(to, _)| *to == m.to) {
+                Some((_, list)) => list.push(m),
+                None => by_peer.push((m.to, vec![m])),
+            }
+        }
+        for (to, list) in by_peer {
+            self.send_to(to, list);
         }
     }
 }

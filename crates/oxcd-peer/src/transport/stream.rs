@@ -1,20 +1,20 @@
-//! The task behind each peer: open a raft stream to it ([`crate::raft_stream`]), write
-//! what is queued in batches, keep the stream alive with pings, and on failure report the
-//! peer unreachable, wait (backing off) and reconnect.
+//! The task behind each peer: open a raft stream to it ([`crate::raft_stream`]), hand its
+//! socket to the [`Outbox`] the raft thread writes through, write what the raft thread
+//! could not, keep the stream alive with pings, and on failure report the peer
+//! unreachable, wait (backing off) and reconnect.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use oxcd_raft::eraftpb::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::outbox::Outbox;
 use super::Shared;
 use crate::frame::{self, FrameKind};
-use crate::raft_stream::{self, StreamIo};
+use crate::raft_stream::{self, Opened};
 use crate::stats::LinkStats;
 use crate::PeerError;
 
@@ -25,7 +25,7 @@ const ACTIVE_AFTER: Duration = Duration::from_millis(500);
 /// Why a stream ended.
 enum Ended {
     /// The transport dropped the peer.
-    QueueClosed,
+    Removed,
     /// The peer's URLs changed: reconnect at once.
     UrlsChanged,
     /// The connection failed or the peer refused it.
@@ -45,7 +45,7 @@ struct LinkLog {
 pub(super) async fn run(
     shared: Arc<Shared>,
     to: u64,
-    mut queue: mpsc::Receiver<Message>,
+    outbox: Arc<Outbox>,
     mut urls: watch::Receiver<Vec<String>>,
     link: Arc<LinkStats>,
 ) {
@@ -54,19 +54,25 @@ pub(super) async fn run(
     let mut backoff = opts.backoff_min;
     let mut log = LinkLog::default();
     loop {
+        outbox.connecting();
         let list = urls.borrow_and_update().clone();
         let (cluster_id, member_id) = (shared.handler.cluster_id(), shared.handler.member_id());
         let ended = match raft_stream::open(&opts.dial, &list, cluster_id, member_id).await {
             Ok(io) => {
                 tracing::debug!(%peer, urls = ?list, "raft stream to peer opened");
-                let ended = stream(&shared, to, io, &mut queue, &mut urls, &mut log, &link).await;
+                let ended = stream(&shared, to, io, &outbox, &mut urls, &mut log, &link).await;
                 link.deactivate();
                 ended
             }
             Err(e) => Ended::Broken(e),
         };
+        // Whatever waits is dropped, a partly written frame with it: it must not start
+        // the next stream.
+        let dropped = outbox.down();
+        shared.count_dropped(dropped);
+        LinkStats::add(&link.sent_failures, dropped);
         let e = match ended {
-            Ended::QueueClosed => return,
+            Ended::Removed => return,
             Ended::UrlsChanged => {
                 tracing::info!(%peer, urls = ?*urls.borrow(), "peer URLs changed: reconnecting");
                 backoff = opts.backoff_min;
@@ -98,24 +104,13 @@ pub(super) async fn run(
         } else {
             tracing::debug!(%peer, error = %e, "peer still unreachable");
         }
-        // Wait out the backoff (cut short by new URLs), dropping what raft queues meanwhile.
-        let sleep = tokio::time::sleep(backoff);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => break,
-                changed = urls.changed() => match changed {
-                    Ok(()) => break,
-                    Err(_) => return,
-                },
-                m = queue.recv() => match m {
-                    Some(_) => {
-                        shared.count_dropped(1);
-                        LinkStats::add(&link.sent_failures, 1);
-                    }
-                    None => return,
-                },
-            }
+        // Wait out the backoff (cut short by new URLs); the outbox drops what raft sends
+        // meanwhile.
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            changed = urls.changed() => if changed.is_err() {
+                return;
+            },
         }
         backoff = (backoff * 2).min(opts.backoff_max);
     }
@@ -131,13 +126,13 @@ fn mark_active(log: &mut LinkLog, peer: u64) {
     *log = LinkLog::default();
 }
 
-/// Writes queued messages in batches on one raft stream until it breaks, pinging the
-/// peer every keep-alive interval.
+/// Serves one open raft stream until it breaks: writes what the raft thread leaves in the
+/// outbox, pings the peer every keep-alive interval and reads its pongs.
 async fn stream(
     shared: &Shared,
     to: u64,
-    io: StreamIo,
-    queue: &mut mpsc::Receiver<Message>,
+    opened: Opened,
+    outbox: &Outbox,
     urls: &mut watch::Receiver<Vec<String>>,
     log: &mut LinkLog,
     link: &LinkStats,
@@ -146,12 +141,24 @@ async fn stream(
     let broken = |what: &str, e: &dyn std::fmt::Display| {
         Ended::Broken(PeerError::Unreachable(format!("peer {to:x}: {what}: {e}")))
     };
-    // Longest a batch or a ping may take to write: as long as a ping may go unanswered.
+    // Longest a write may take: as long as a ping may go unanswered.
     let write_timeout = dial.keepalive_interval + dial.keepalive_timeout;
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let mut ping = Vec::new();
-    frame::put_control(&mut ping, FrameKind::Ping);
-    let mut answers = BytesMut::with_capacity(64);
+    let (mut rd, mut wr, mut answers): (
+        Box<dyn AsyncRead + Unpin + Send>,
+        Box<dyn AsyncWrite + Unpin + Send>,
+        BytesMut,
+    ) = match opened {
+        Opened::Plain { tcp, read_buf } => {
+            count_sent(shared, link, outbox.open(duplicate(&tcp)));
+            let (r, w) = tcp.into_split();
+            (Box::new(r), Box::new(w), BytesMut::from(&read_buf[..]))
+        }
+        Opened::Other(io) => {
+            count_sent(shared, link, outbox.open(None));
+            let (r, w) = tokio::io::split(io);
+            (Box::new(r), Box::new(w), BytesMut::new())
+        }
+    };
     let mut out = Vec::with_capacity(64 << 10);
     let mut ping_due = Instant::now() + dial.keepalive_interval;
     let mut pong_due: Option<Instant> = None;
@@ -159,18 +166,13 @@ async fn stream(
     tokio::pin!(active);
     let mut marked = false;
     loop {
-        let first = tokio::select! {
+        tokio::select! {
             _ = tokio::time::sleep_until(pong_due.unwrap_or(ping_due)) => {
                 if pong_due.is_some() {
                     return broken("no answer to a ping", &format_args!("{:?}", dial.keepalive_timeout));
                 }
-                match tokio::time::timeout(write_timeout, wr.write_all(&ping)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return broken("cannot write", &e),
-                    Err(_) => return broken("cannot write", &"timed out"),
-                }
+                outbox.push_control(FrameKind::Ping);
                 pong_due = Some(Instant::now() + dial.keepalive_timeout);
-                continue;
             }
             read = rd.read_buf(&mut answers) => {
                 match read {
@@ -200,40 +202,51 @@ async fn stream(
             }
             changed = urls.changed() => return match changed {
                 Ok(()) => Ended::UrlsChanged,
-                Err(_) => Ended::QueueClosed,
+                Err(_) => Ended::Removed,
             },
-            m = queue.recv() => match m {
-                Some(m) => m,
-                None => return Ended::QueueClosed,
-            },
-        };
-        out.clear();
-        let n = collect(shared, first, queue, &mut out);
-        match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return broken("cannot write", &e),
-            Err(_) => return broken("cannot write", &"timed out"),
+            () = outbox.wanted() => {}
         }
-        shared.counters.sent.fetch_add(n, Ordering::Relaxed);
-        LinkStats::add(&link.sent_bytes, out.len() as u64);
+        // Write what waits for this task, until the raft thread may write again.
+        loop {
+            outbox.take(&mut out);
+            if out.is_empty() {
+                break;
+            }
+            let write = async {
+                wr.write_all(&out).await?;
+                wr.flush().await
+            };
+            match tokio::time::timeout(write_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return broken("cannot write", &e),
+                Err(_) => return broken("cannot write", &"timed out"),
+            }
+        }
     }
 }
 
-/// Frames `first` and whatever else is queued, up to the batch limits, into `out`;
-/// returns the number of messages.
-fn collect(
-    shared: &Shared,
-    first: Message,
-    queue: &mut mpsc::Receiver<Message>,
-    out: &mut Vec<u8>,
-) -> u64 {
-    let opts = &shared.opts;
-    frame::put_message(out, &first);
-    let mut n = 1;
-    while n < opts.max_batch_messages && out.len() < opts.max_batch_bytes {
-        let Ok(m) = queue.try_recv() else { break };
-        frame::put_message(out, &m);
-        n += 1;
-    }
-    n as u64
+/// Counts messages and bytes handed to the stream.
+fn count_sent(shared: &Shared, link: &LinkStats, (messages, bytes): (u64, u64)) {
+    shared
+        .counters
+        .sent
+        .fetch_add(messages, std::sync::atomic::Ordering::Relaxed);
+    LinkStats::add(&link.sent_bytes, bytes);
+}
+
+/// A second handle on `tcp`'s socket, for the raft thread's non-blocking writes (the
+/// socket is already non-blocking: the flag belongs to the socket, not the handle).
+#[cfg(unix)]
+fn duplicate(tcp: &tokio::net::TcpStream) -> Option<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    tcp.as_fd()
+        .try_clone_to_owned()
+        .map(std::net::TcpStream::from)
+        .ok()
+}
+
+/// Elsewhere the task writes everything.
+#[cfg(not(unix))]
+fn duplicate(_tcp: &tokio::net::TcpStream) -> Option<std::net::TcpStream> {
+    None
 }

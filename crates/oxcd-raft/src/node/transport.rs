@@ -7,7 +7,7 @@
 use raft::eraftpb::Message;
 
 /// Sends raft messages to peers. Called from the node thread, so it must
-/// not block for long (queue and send asynchronously).
+/// not block (queue, or write to a non-blocking socket).
 pub trait Transport: Send + 'static {
     /// Sends `msgs` (never empty). Delivery is best-effort: raft retries.
     fn send(&mut self, msgs: Vec<Message>);
