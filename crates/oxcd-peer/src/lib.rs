@@ -31,7 +31,8 @@
 //!
 //! # Receiving: [`router`]
 //!
-//! An axum router with the raft stream's upgrade (`POST /oxcdpeer/raft`), the
+//! An axum router with the raft stream's upgrade (`POST /oxcdpeer/raft`: the stream is
+//! then read by a thread of its own, `oxcd-peer-rx`, or a task for TLS), the
 //! `oxcdpeer.RaftPeer` service (snapshot stream, forwarded `LeaseRenew` /
 //! `LeaseTimeToLive`) and etcd's peer HTTP endpoints used by
 //! tools and joining members: `GET /members` (etcd 3.4's JSON, `X-Etcd-Cluster-ID`
