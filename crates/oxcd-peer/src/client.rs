@@ -11,7 +11,6 @@ use oxcd_proto::etcdserverpb::{
 use parking_lot::Mutex;
 use tonic::transport::Channel;
 
-use crate::dial::Io;
 use crate::proto::raft_peer_client::RaftPeerClient;
 use crate::{identity, DialOptions, MemberInfo, PeerError, PeerHandler, PeerHashKv, Versions};
 
@@ -219,17 +218,18 @@ impl PeerClient {
         let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
         let call = async {
             let (io, authority) = self.dial.connect_io(url).await?;
-            let request = Http1Request {
-                method,
-                authority: &authority,
-                path,
-                body,
-                url,
-            };
-            match io {
-                Io::Plain(io) => http1_call(io, request).await,
-                Io::Tls(io) => http1_call(*io, request).await,
-            }
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(hyper::header::HOST, authority)
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .map_err(|e| PeerError::Config(e.to_string()))?;
+            let (parts, body) = io.send_http1(url, req).await?.into_parts();
+            let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_HTTP_BODY)
+                .await
+                .map_err(|e| unreachable(&e))?;
+            Ok((parts.status, parts.headers, body))
         };
         tokio::time::timeout(self.dial.request_timeout, call)
             .await
@@ -286,48 +286,4 @@ impl PeerClient {
         }
         Err(last)
     }
-}
-
-/// One HTTP/1.1 request to a peer.
-struct Http1Request<'a> {
-    method: hyper::Method,
-    authority: &'a str,
-    path: &'a str,
-    body: String,
-    /// The peer URL, for error texts.
-    url: &'a str,
-}
-
-/// Sends `request` over `io`: the status, headers and body of the answer.
-async fn http1_call<I>(
-    io: I,
-    request: Http1Request<'_>,
-) -> Result<(hyper::StatusCode, hyper::HeaderMap, bytes::Bytes), PeerError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let url = request.url;
-    let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::builder()
-        .method(request.method)
-        .uri(request.path)
-        .header(hyper::header::HOST, request.authority)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(request.body)
-        .map_err(|e| PeerError::Config(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let (parts, body) = resp.into_parts();
-    let body = axum::body::to_bytes(axum::body::Body::new(body), MAX_HTTP_BODY)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    Ok((parts.status, parts.headers, body))
 }

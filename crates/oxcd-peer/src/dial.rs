@@ -179,6 +179,40 @@ pub(crate) enum Io {
     Tls(Box<TlsIo>),
 }
 
+impl Io {
+    /// Sends `req` on this connection with HTTP/1.1 and returns the answer's head and body
+    /// stream (`url` names the peer in errors). The connection is driven until the answer
+    /// is read or, when `req` asked for an upgrade that was granted, handed over.
+    pub(crate) async fn send_http1(
+        self,
+        url: &str,
+        req: hyper::Request<axum::body::Body>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, PeerError> {
+        match self {
+            Io::Plain(io) => send_http1(io, url, req).await,
+            Io::Tls(io) => send_http1(*io, url, req).await,
+        }
+    }
+}
+
+async fn send_http1<I>(
+    io: I,
+    url: &str,
+    req: hyper::Request<axum::body::Body>,
+) -> Result<hyper::Response<hyper::body::Incoming>, PeerError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    sender.send_request(req).await.map_err(|e| unreachable(&e))
+}
+
 impl DialOptions {
     /// Connects to peer URL `url` (the override applied, TLS for `https://`) within the
     /// connect timeout; also returns the `host:port` dialled, for the `Host` header.

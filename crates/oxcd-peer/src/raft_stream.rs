@@ -280,16 +280,7 @@ pub(crate) async fn open(
     for url in urls {
         let opened = async {
             let (io, authority) = dial.connect_io(url).await?;
-            let request = UpgradeRequest {
-                url,
-                authority: &authority,
-                cluster_id,
-                member_id,
-            };
-            match io {
-                Io::Plain(io) => upgrade(io, request).await,
-                Io::Tls(io) => upgrade(*io, request).await,
-            }
+            upgrade(io, url, &authority, cluster_id, member_id).await
         };
         match tokio::time::timeout(dial.request_timeout, opened).await {
             Ok(Ok(io)) => return Ok(io),
@@ -303,47 +294,27 @@ pub(crate) async fn open(
     Err(last)
 }
 
-/// What an upgrade request says.
-struct UpgradeRequest<'a> {
-    /// The peer URL, for error texts.
-    url: &'a str,
-    /// `host:port` dialled.
-    authority: &'a str,
+/// Asks the peer on `io` (dialled at `authority` for peer URL `url`) to switch to a raft
+/// stream from member `member_id` of cluster `cluster_id`.
+async fn upgrade(
+    io: Io,
+    url: &str,
+    authority: &str,
     cluster_id: u64,
     member_id: u64,
-}
-
-/// Asks the peer on `io` to switch to a raft stream.
-async fn upgrade<I>(io: I, request: UpgradeRequest<'_>) -> Result<Opened, PeerError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let url = request.url;
+) -> Result<Opened, PeerError> {
     let unreachable = |e: &dyn std::fmt::Display| PeerError::Unreachable(format!("{url}: {e}"));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| unreachable(&e))?;
-    // The connection must be driven until the upgrade completes; it then hands its IO over.
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
     let req = hyper::Request::builder()
         .method(hyper::Method::POST)
         .uri(PATH)
-        .header(HOST, request.authority)
+        .header(HOST, authority)
         .header(CONNECTION, "upgrade")
         .header(UPGRADE, PROTOCOL)
-        .header(
-            identity::CLUSTER_ID_KEY,
-            format!("{:x}", request.cluster_id),
-        )
-        .header(identity::MEMBER_ID_KEY, format!("{:x}", request.member_id))
+        .header(identity::CLUSTER_ID_KEY, format!("{cluster_id:x}"))
+        .header(identity::MEMBER_ID_KEY, format!("{member_id:x}"))
         .body(Body::empty())
         .map_err(|e| PeerError::Config(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let resp = io.send_http1(url, req).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(match Status::from_header_map(resp.headers()) {
             Some(status) => PeerError::from(status),
