@@ -24,8 +24,10 @@ use crate::stats::LinkStats;
 use crate::transport::{probing_body, RemoveOnDrop, PROBING_PATH};
 use crate::{identity, PeerError, PeerHandler, PeerStats};
 
-/// Largest gRPC message accepted from a peer: a batch of raft messages (the sender closes
-/// a batch at 4 MiB, but one message with large entries may exceed it).
+/// Largest gRPC message accepted from a peer: a snapshot chunk (1 MiB of the backend; the
+/// first also carries the `MsgSnapshot`, whose snapshot metadata may be large) or a
+/// forwarded lease call. Raft's other messages travel on the raft stream, whose frames
+/// have their own bound (`frame::MAX_PAYLOAD`).
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// The peer port's routes: the raft stream's upgrade ([`crate::raft_stream`]), the

@@ -4,8 +4,9 @@
 //! framed into its bounded [`outbox::Outbox`] (full, or the link down: dropped and
 //! counted; raft retries) and written to its open raft stream ([`crate::raft_stream`])
 //! with one non-blocking write where the socket allows; a task per peer keeps the stream
-//! open and writes what the raft thread could not ([`stream`]). A `MsgSnapshot` instead starts a snapshot send on a stream of its
-//! own ([`snapshot`]), so heartbeats keep flowing while a large backend is sent.
+//! open and writes what the raft thread could not ([`stream`]). A `MsgSnapshot` instead
+//! starts a snapshot send on a stream of its own ([`snapshot`]), so heartbeats keep
+//! flowing while a large backend is sent.
 
 mod probe;
 pub(crate) use probe::{probing_body, PROBING_PATH};
